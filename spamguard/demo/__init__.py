@@ -1,0 +1,1 @@
+"""The bundled demo mailbox (a Maildir), used when no account is configured."""

@@ -1,0 +1,1 @@
+"""Mail stores: IMAP and Maildir behind one MailStore protocol."""

@@ -1,0 +1,447 @@
+"""Parse RFC 822 bytes into a frozen `Message`; malformed mail gives defects, never a crash."""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.utils
+import hashlib
+import html
+import re
+from dataclasses import dataclass, field
+from email.message import Message as EmailMessage
+from email.policy import compat32
+from html.parser import HTMLParser
+
+from spamguard.errors import NotMailError
+
+__all__ = [
+    "MAX_PARSE_BYTES",
+    "MAX_TEXT_CHARS",
+    "Attachment",
+    "AuthSummary",
+    "Message",
+    "parse_message",
+]
+
+# A message is parsed from at most this many bytes: a 30 MB attachment must cost no more
+# than a 1 MB one. Attachment names past the cap are still found by a cheap scan.
+MAX_PARSE_BYTES = 1 << 20
+# The decoded text body kept per message (the models read far less than this).
+MAX_TEXT_CHARS = 100_000
+# Headers kept per message; spam with thousands of header lines is itself a defect.
+MAX_HEADERS = 500
+
+_URL_RE = re.compile(r"""(?i)\b(?:https?://|www\.)[^\s<>"'`{}|\\^\[\]]{2,2000}""")
+_TRAILING_PUNCT = ".,;:!?)]}'\""
+_FILENAME_RE = re.compile(rb"""(?i)\bfilename\*?=\s*"?([^"\r\n;]{1,255})"?""")
+_AUTH_RESULT_RE = re.compile(r"(?i)\b(spf|dkim|dmarc)\s*=\s*([a-z]+)")
+_RECEIVED_SPF_RE = re.compile(r"(?i)^\s*([a-z]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A non-text MIME part (or a text part with a file name)."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSummary:
+    """Results of sender authentication as the receiving server recorded them.
+
+    Each field is a lower-case result such as ``"pass"``, ``"fail"``, ``"softfail"``,
+    ``"none"``, or ``None`` when the message carries no such result.
+    """
+
+    spf: str | None = None
+    dkim: str | None = None
+    dmarc: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One mail message, decoded and bounded. Values cross rooms; nothing here does I/O."""
+
+    headers: tuple[tuple[str, str], ...]
+    subject: str
+    from_addr: str
+    from_name: str
+    to: tuple[str, ...]
+    message_id: str
+    date: str
+    text: str
+    html_chars: int
+    text_chars: int
+    urls: tuple[str, ...]
+    url_domains: tuple[str, ...]
+    attachments: tuple[Attachment, ...]
+    auth: AuthSummary
+    size: int
+    content_hash: str
+    defects: tuple[str, ...] = field(default=())
+    truncated: bool = False
+
+    def header(self, name: str) -> str | None:
+        """The first header called ``name`` (case-insensitive), decoded, or None."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        """Every header called ``name`` (case-insensitive), decoded, in order."""
+        lname = name.lower()
+        return [value for key, value in self.headers if key.lower() == lname]
+
+    @property
+    def from_domain(self) -> str:
+        _, _, domain = self.from_addr.rpartition("@")
+        return domain.lower()
+
+    @property
+    def had_html(self) -> bool:
+        return self.html_chars > 0
+
+
+def parse_message(raw: bytes, *, max_parse_bytes: int = MAX_PARSE_BYTES) -> Message:
+    """Parse ``raw`` RFC 822 bytes.
+
+    Never raises for malformed MIME: problems are listed in ``Message.defects``. Raises
+    `NotMailError` only when the bytes have no recognisable header block at all.
+    """
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise TypeError(f"parse_message needs bytes, not {type(raw).__name__}")
+    raw = bytes(raw)
+    size = len(raw)
+    content_hash = hashlib.sha256(raw).hexdigest()
+    defects: list[str] = []
+
+    body = _strip_mbox_from_line(raw)
+    if not _looks_like_mail(body):
+        raise NotMailError(
+            "this does not look like an e-mail message (no 'Name: value' header lines at "
+            "the start); give SpamGuard a raw .eml/RFC 822 file"
+        )
+
+    truncated = len(body) > max_parse_bytes
+    rest = b""
+    if truncated:
+        rest = body[max_parse_bytes:]
+        body = body[:max_parse_bytes]
+        defects.append(f"message larger than {max_parse_bytes} bytes: parsed the first part only")
+
+    try:
+        msg = email.message_from_bytes(body, policy=compat32)
+    except Exception as exc:  # the stdlib parser is meant not to raise; be sure anyway
+        defects.append(f"parser failed: {type(exc).__name__}")
+        msg = email.message_from_bytes(b"\n\n" + body, policy=compat32)
+
+    headers: list[tuple[str, str]] = []
+    for name, value in msg.items()[:MAX_HEADERS]:
+        headers.append((_clean_text(str(name)), _decode_header(value, defects)))
+    if len(msg.items()) > MAX_HEADERS:
+        defects.append(f"more than {MAX_HEADERS} header lines")
+    hmap = _HeaderMap(headers)
+
+    walker = _BodyWalker(defects)
+    walker.walk(msg)
+    if rest:
+        for match in _FILENAME_RE.finditer(rest[: 4 * max_parse_bytes]):
+            name = match.group(1).decode("utf-8", "replace").strip()
+            walker.attachments.append(Attachment(name, _guess_type(name), 0))
+
+    for defect in getattr(msg, "defects", []) or []:
+        defects.append(type(defect).__name__)
+
+    text = walker.text()
+    urls = _extract_urls(text, walker.hrefs)
+    from_name, from_addr = _parse_address(hmap.get("from"))
+    to_addrs = tuple(
+        addr for _, addr in email.utils.getaddresses(hmap.all("to") + hmap.all("cc")) if addr
+    )[:100]
+    return Message(
+        headers=tuple(headers),
+        subject=hmap.get("subject"),
+        from_addr=from_addr,
+        from_name=from_name,
+        to=to_addrs,
+        message_id=hmap.get("message-id").strip(),
+        date=hmap.get("date").strip(),
+        text=text,
+        html_chars=walker.html_chars,
+        text_chars=walker.plain_chars,
+        urls=urls,
+        url_domains=tuple(dict.fromkeys(d for d in (_url_domain(u) for u in urls) if d)),
+        attachments=tuple(walker.attachments[:200]),
+        auth=_auth_summary(hmap),
+        size=size,
+        content_hash=content_hash,
+        defects=tuple(dict.fromkeys(defects)),
+        truncated=truncated or walker.text_truncated,
+    )
+
+
+class _HeaderMap:
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self._map: dict[str, list[str]] = {}
+        for key, value in headers:
+            self._map.setdefault(key.lower(), []).append(value)
+
+    def get(self, name: str) -> str:
+        values = self._map.get(name)
+        return values[0] if values else ""
+
+    def all(self, name: str) -> list[str]:
+        return self._map.get(name, [])
+
+
+def _strip_mbox_from_line(raw: bytes) -> bytes:
+    if raw.startswith(b"From "):
+        newline = raw.find(b"\n")
+        return raw[newline + 1 :] if newline >= 0 else b""
+    return raw
+
+
+_HEADER_LINE_RE = re.compile(rb"^[!-9;-~]{1,200}:")
+
+
+def _looks_like_mail(raw: bytes) -> bool:
+    """True when the first non-empty lines are header fields."""
+    head = raw[:4096].lstrip(b"\r\n")
+    first = head.split(b"\n", 1)[0]
+    return bool(_HEADER_LINE_RE.match(first))
+
+
+def _clean_text(text: str) -> str:
+    """Undo surrogate escapes from 8-bit bytes: UTF-8 where valid, else Latin-1."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+    return text.replace("\x00", "")
+
+
+def _decode_header(value: object, defects: list[str]) -> str:
+    if isinstance(value, email.header.Header):
+        value = str(value)
+    raw = _clean_text(str(value))
+    if "=?" not in raw:
+        return " ".join(raw.split())
+    try:
+        parts = email.header.decode_header(raw)
+    except Exception:
+        defects.append("undecodable encoded-word header")
+        return " ".join(raw.split())
+    try:
+        # make_header restores the spaces decode_header drops between encoded words and text.
+        return " ".join(str(email.header.make_header(parts)).split())
+    except Exception:
+        defects.append("unknown charset in encoded-word header")
+    out = [
+        chunk if isinstance(chunk, str) else _decode_bytes(chunk, charset, defects)
+        for chunk, charset in parts
+    ]
+    return " ".join("".join(out).split())
+
+
+def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
+    cs = (charset or "us-ascii").strip().lower()
+    if cs in ("unknown-8bit", "x-unknown", "unknown", "8bit", "default", "x-user-defined"):
+        cs = "utf-8"
+    try:
+        return data.decode(cs, "replace")
+    except LookupError:
+        defects.append(f"unknown charset {cs[:40]!r}")
+    except Exception:
+        defects.append(f"charset {cs[:40]!r} failed")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _parse_address(value: str) -> tuple[str, str]:
+    try:
+        name, addr = email.utils.parseaddr(value)
+    except Exception:
+        return "", ""
+    return " ".join(name.split()), addr.strip().lower()
+
+
+def _auth_summary(hmap: _HeaderMap) -> AuthSummary:
+    found: dict[str, str] = {}
+    # The topmost Authentication-Results was added by the receiving server; trust it first.
+    for value in hmap.all("authentication-results") + hmap.all("arc-authentication-results"):
+        for method, result in _AUTH_RESULT_RE.findall(value):
+            found.setdefault(method.lower(), result.lower())
+    if "spf" not in found:
+        for value in hmap.all("received-spf"):
+            match = _RECEIVED_SPF_RE.match(value)
+            if match:
+                found["spf"] = match.group(1).lower()
+                break
+    return AuthSummary(spf=found.get("spf"), dkim=found.get("dkim"), dmarc=found.get("dmarc"))
+
+
+def _guess_type(filename: str) -> str:
+    import mimetypes
+
+    guessed, _ = mimetypes.guess_type(filename)
+    return guessed or "application/octet-stream"
+
+
+class _BodyWalker:
+    """Collects text, HTML-as-text, hrefs and attachments from a MIME tree."""
+
+    def __init__(self, defects: list[str]) -> None:
+        self.defects = defects
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.hrefs: list[str] = []
+        self.attachments: list[Attachment] = []
+        self.plain_chars = 0
+        self.html_chars = 0
+        self.text_truncated = False
+        self._kept = 0
+
+    def walk(self, msg: EmailMessage) -> None:
+        parts = 0
+        for part in msg.walk():
+            parts += 1
+            if parts > 1000:
+                self.defects.append("more than 1000 MIME parts")
+                break
+            if part.is_multipart():
+                if not part.get_payload():
+                    self.defects.append("empty multipart")
+                continue
+            try:
+                self._part(part)
+            except Exception as exc:  # a single broken part must not lose the rest
+                self.defects.append(f"unreadable part: {type(exc).__name__}")
+
+    def _part(self, part: EmailMessage) -> None:
+        ctype = part.get_content_type().lower()
+        disposition = (part.get("Content-Disposition") or "").lower()
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True)
+        if payload is None:
+            payload = b""
+        if not isinstance(payload, bytes):
+            payload = str(payload).encode("utf-8", "replace")
+        is_text = ctype in ("text/plain", "text/html") or ctype.startswith("text/")
+        if filename or (not is_text and ctype != "message/rfc822") or "attachment" in disposition:
+            name = _clean_text(str(filename)) if filename else ""
+            self.attachments.append(Attachment(name, ctype, len(payload)))
+            if not is_text or "attachment" in disposition:
+                return
+        charset = part.get_content_charset()
+        if charset is None:
+            param = part.get_param("charset")
+            charset = param if isinstance(param, str) else None
+        text = _decode_bytes(payload, charset, self.defects)
+        if ctype == "text/html" or (ctype.startswith("text/") and _looks_like_html(text)):
+            converted, hrefs = html_to_text(text)
+            self.html_chars += len(text)
+            self.hrefs.extend(hrefs[:500])
+            self._keep(self.html, converted)
+        else:
+            self.plain_chars += len(text)
+            self._keep(self.plain, text)
+
+    def _keep(self, sink: list[str], text: str) -> None:
+        room = MAX_TEXT_CHARS - self._kept
+        if room <= 0:
+            self.text_truncated = True
+            return
+        if len(text) > room:
+            text = text[:room]
+            self.text_truncated = True
+        self._kept += len(text)
+        sink.append(text)
+
+    def text(self) -> str:
+        # Prefer the plain alternative; fall back to HTML converted to text.
+        chosen = self.plain if any(t.strip() for t in self.plain) else self.html
+        return "\n".join(chosen).replace("\r\n", "\n").replace("\x00", "")
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text[:2000].lower()
+    return "<html" in head or "<body" in head or ("<br" in head and "<p" in head)
+
+
+class _HTMLText(HTMLParser):
+    _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template"})
+    _BLOCK = frozenset(
+        {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr",
+         "blockquote", "pre", "ul", "ol", "center"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.hrefs: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skip += 1
+        elif tag in self._BLOCK:
+            self.out.append("\n")
+        if tag in ("a", "area", "form", "img", "iframe"):
+            for key, value in attrs:
+                if key in ("href", "action", "src") and value:
+                    self.hrefs.append(value.strip())
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skip:
+            self._skip -= 1
+        elif tag in self._BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.out.append(data)
+
+
+def html_to_text(markup: str) -> tuple[str, list[str]]:
+    """Visible text of an HTML document and the link targets it contains."""
+    parser = _HTMLText()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except Exception:
+        # HTMLParser is lenient, but assertion errors on broken markup exist in old versions.
+        return html.unescape(re.sub(r"<[^>]*>", " ", markup)), parser.hrefs
+    text = "".join(parser.out)
+    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    text = re.sub(r"\n\s*\n+", "\n\n", text)
+    return text.strip(), parser.hrefs
+
+
+def _extract_urls(text: str, hrefs: list[str]) -> tuple[str, ...]:
+    found: list[str] = []
+    for href in hrefs:
+        if href.lower().startswith(("http://", "https://", "www.")):
+            found.append(href)
+    for match in _URL_RE.finditer(text[:MAX_TEXT_CHARS]):
+        found.append(match.group(0).rstrip(_TRAILING_PUNCT))
+        if len(found) > 1000:
+            break
+    return tuple(dict.fromkeys(found))[:500]
+
+
+def _url_domain(url: str) -> str:
+    rest = url.split("://", 1)[1] if "://" in url else url
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host = host.rsplit("@", 1)[-1].split(":", 1)[0]
+    return host.strip(".").lower()[:253]

@@ -1,0 +1,92 @@
+"""The scoring contract: `Scorer.score(messages) -> scores`, and the values it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from spamguard.message import Message
+
+__all__ = [
+    "DEFAULT_FLAG_THRESHOLD",
+    "DEFAULT_MOVE_THRESHOLD",
+    "Evidence",
+    "Neighbour",
+    "Score",
+    "Scorer",
+    "Verdict",
+    "verdict_for",
+]
+
+DEFAULT_MOVE_THRESHOLD = 0.90
+DEFAULT_FLAG_THRESHOLD = 0.50
+
+Verdict = Literal["spam", "flag", "ham"]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One reason behind a score: a feature or term and how far it pushed (log-odds)."""
+
+    feature: str
+    weight: float
+    detail: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"feature": self.feature, "weight": round(self.weight, 4), "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """A labelled training message close to the scored one in embedding space."""
+
+    label: Literal["spam", "ham"]
+    similarity: float
+    subject: str
+    ref: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "similarity": round(self.similarity, 4),
+            "subject": self.subject,
+            "ref": self.ref,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """What a scorer says about one message."""
+
+    p_spam: float
+    stage: str
+    model_version: str
+    evidence: tuple[Evidence, ...] = field(default=())
+    neighbours: tuple[Neighbour, ...] = field(default=())
+
+    def verdict(
+        self, move: float = DEFAULT_MOVE_THRESHOLD, flag: float = DEFAULT_FLAG_THRESHOLD
+    ) -> Verdict:
+        return verdict_for(self.p_spam, move, flag)
+
+
+def verdict_for(
+    p_spam: float, move: float = DEFAULT_MOVE_THRESHOLD, flag: float = DEFAULT_FLAG_THRESHOLD
+) -> Verdict:
+    """`spam` at or above the move threshold, `flag` at or above the flag one, else `ham`."""
+    if p_spam >= move:
+        return "spam"
+    if p_spam >= flag:
+        return "flag"
+    return "ham"
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that turns messages into scores, one score per message, in order."""
+
+    @property
+    def version(self) -> str: ...
+
+    def score(self, messages: Sequence[Message]) -> list[Score]: ...

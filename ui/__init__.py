@@ -1,0 +1,1 @@
+"""SpamGuard desktop front end (PySide6); imported as spamguard_ui."""
