@@ -36,3 +36,23 @@ class AuthError(MailStoreError):
 
 class CorpusError(SpamGuardError):
     """A training or evaluation corpus is missing or malformed."""
+
+
+class OAuthError(AuthError):
+    """OAuth2 sign-in, token storage or token refresh failed."""
+
+
+class OAuthFlowError(OAuthError):
+    """The browser sign-in did not complete: denied, timed out, state mismatch, code refused."""
+
+
+class OAuthSignInRequired(OAuthError):
+    """No usable OAuth2 tokens (missing, revoked or refused): the user must sign in again."""
+
+
+class OAuthLoginRefused(OAuthError):
+    """The IMAP server refused the OAuth2 access token (AUTHENTICATIONFAILED)."""
+
+
+class OAuthUnavailableError(MailStoreError):
+    """The provider's token endpoint could not be reached; a transient error, retry later."""
