@@ -56,3 +56,31 @@ class OAuthLoginRefused(OAuthError):
 
 class OAuthUnavailableError(MailStoreError):
     """The provider's token endpoint could not be reached; a transient error, retry later."""
+
+
+class CredentialError(MailStoreError):
+    """No password could be found for an account (keyring empty, password_command failed)."""
+
+
+class TLSError(MailStoreError):
+    """The server's certificate could not be verified and is not pinned in the config."""
+
+    def __init__(self, message: str, *, fingerprint: str | None = None) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+
+
+class ConnectionLostError(MailStoreError):
+    """The connection to the mail server dropped or timed out; retrying later may work."""
+
+
+class FolderMissingError(MailStoreError):
+    """A folder the account needs (watched folder, Junk) does not exist on the server."""
+
+    def __init__(self, message: str, *, folder: str) -> None:
+        super().__init__(message)
+        self.folder = folder
+
+
+class JournalError(SpamGuardError):
+    """The action journal and the mailbox disagree in a way SpamGuard will not guess about."""

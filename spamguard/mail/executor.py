@@ -1,0 +1,296 @@
+"""Apply plans to a mailbox through the journal; reconcile after a crash; undo. Never lose mail."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from spamguard.config import AccountSettings
+from spamguard.errors import ConnectionLostError, FolderMissingError, MailStoreError
+from spamguard.mail.base import DELETED, MailStore, content_hash
+from spamguard.policy import Plan
+from spamguard.store import JournalDraft, JournalEntry, ScoredMessage, Store
+
+__all__ = ["Applied", "Executor", "UndoResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of one journalled action."""
+
+    journal_id: int
+    action: str
+    src: str
+    dst: str | None
+    state: Literal["applied", "failed", "planned"]
+    reason: str
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UndoResult:
+    journal_id: int
+    outcome: Literal["undone", "already undone", "not applied", "not found"]
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    uid: int
+    flags: frozenset[str]
+
+
+class Executor:
+    """Carries out plans for one account over its (single-owner) `MailStore`.
+
+    The journal row is written (planned) before the server hears of an action and marked
+    applied only after the server confirmed it. `reconcile()` settles rows a crash left
+    planned by looking for the message (Message-ID, then content hash) in source and
+    destination, so each message ends up exactly once.
+    """
+
+    def __init__(
+        self, mail: MailStore, store: Store, settings: AccountSettings, *, junk_folder: str | None
+    ) -> None:
+        self.mail = mail
+        self.store = store
+        self.settings = settings
+        self.junk_folder = junk_folder
+
+    # -- apply ---------------------------------------------------------------------------------
+
+    def drafts_for(
+        self, plan: Plan, folder: str, uidvalidity: int, uid: int, flags: frozenset[str]
+    ) -> list[JournalDraft]:
+        drafts: list[JournalDraft] = []
+        for action in plan.actions:
+            if action.kind == "leave":
+                continue
+            if action.kind in ("junk", "move"):
+                dst = self.junk_folder if action.kind == "junk" else action.folder
+                if not dst:
+                    continue  # the policy already flags instead when Junk is missing
+                drafts.append(
+                    JournalDraft(
+                        "move_junk" if action.kind == "junk" else "move",
+                        folder,
+                        uidvalidity,
+                        uid,
+                        dst,
+                        reason=action.reason,
+                    )
+                )
+            else:
+                # Remember what the user had already set, so undo removes only our marks.
+                drafts.append(
+                    JournalDraft(
+                        "flag" if action.kind == "flag" else "keyword",
+                        folder,
+                        uidvalidity,
+                        uid,
+                        detail={
+                            "flags": list(action.flags),
+                            "already": sorted(f for f in action.flags if f in flags),
+                        },
+                        reason=action.reason,
+                    )
+                )
+        return drafts
+
+    def apply(self, scored: ScoredMessage, plan: Plan, flags: frozenset[str]) -> list[Applied]:
+        """Journal and send every action of ``plan`` for the message ``scored`` describes.
+
+        Raises `ConnectionLostError` with entries left planned; `reconcile()` settles them.
+        """
+        drafts = self.drafts_for(plan, scored.folder, scored.uidvalidity, scored.uid, flags)
+        ids = self.store.record_plan(scored, drafts)
+        results: list[Applied] = []
+        for entry_id, draft in zip(ids, drafts, strict=True):
+            results.append(self._send(entry_id, draft))
+        return results
+
+    def _send(self, entry_id: int, d: JournalDraft) -> Applied:
+        assert d.src_uid is not None
+        try:
+            if d.action in ("move_junk", "move", "undo"):
+                assert d.dst is not None
+                result = self.mail.move(d.src, d.src_uid, d.dst)
+                self.store.mark_applied(
+                    entry_id,
+                    dst_uidvalidity=result.dst_uidvalidity,
+                    dst_uid=result.dst_uid,
+                    detail={**d.detail, "method": result.method},
+                )
+            else:
+                self.mail.add_flags(d.src, d.src_uid, d.detail["flags"])
+                self.store.mark_applied(entry_id)
+        except ConnectionLostError:
+            raise
+        except MailStoreError as exc:
+            # The server refused (folder gone, quota...). Nothing changed: the message stays put.
+            self.store.mark_failed(entry_id, str(exc))
+            return Applied(entry_id, d.action, d.src, d.dst, "failed", d.reason, str(exc))
+        return Applied(entry_id, d.action, d.src, d.dst, "applied", d.reason)
+
+    # -- finding a message again ------------------------------------------------------------------
+
+    def locate(
+        self,
+        folder: str,
+        message_id: str,
+        wanted_hash: str,
+        subject: str = "",
+        uid_hint: int | None = None,
+        uidvalidity_hint: int | None = None,
+    ) -> list[_Target]:
+        """UIDs in ``folder`` holding exactly these bytes and not marked \\Deleted."""
+        try:
+            status = self.mail.select(folder)
+        except FolderMissingError:
+            return []
+        candidates: list[int] = []
+        if uid_hint is not None and uidvalidity_hint == status.uidvalidity:
+            candidates.append(uid_hint)
+        candidates += [
+            u for u in self.mail.search_message(folder, message_id, subject) if u not in candidates
+        ]
+        found = []
+        for fetched in self.mail.fetch(folder, candidates, self.settings.max_fetch_bytes):
+            if content_hash(fetched.raw) == wanted_hash and DELETED not in fetched.flags:
+                found.append(_Target(fetched.uid, fetched.flags))
+        return found
+
+    # -- crash recovery ------------------------------------------------------------------------
+
+    def reconcile(self) -> list[JournalEntry]:
+        """Settle every planned journal row of this account against the server; oldest first."""
+        settled = []
+        for entry in reversed(self.store.journal(account=self.settings.name, states=["planned"])):
+            self._reconcile_one(entry)
+            settled.append(self.store.journal_entry(entry.id) or entry)
+        return settled
+
+    def _reconcile_one(self, e: JournalEntry) -> None:
+        if e.action in ("flag", "keyword"):
+            here = self.locate(
+                e.src, e.message_id, e.content_hash, e.subject, e.src_uid, e.src_uidvalidity
+            )
+            if not here:
+                self.store.mark_failed(e.id, "message no longer in its folder")
+                return
+            self.mail.add_flags(e.src, here[0].uid, e.detail.get("flags", []))
+            self.store.mark_applied(e.id)
+            return
+        assert e.dst is not None
+        in_src = self.locate(
+            e.src, e.message_id, e.content_hash, e.subject, e.src_uid, e.src_uidvalidity
+        )
+        in_dst = self.locate(e.dst, e.message_id, e.content_hash, e.subject)
+        if in_dst:
+            for leftover in in_src:
+                # Crashed between COPY and EXPUNGE: the copy is safe in dst, drop the source.
+                self.mail.expunge_one(e.src, leftover.uid)
+            status = self.mail.select(e.dst)
+            self.store.mark_applied(
+                e.id,
+                dst_uidvalidity=status.uidvalidity,
+                dst_uid=in_dst[0].uid,
+                detail={**e.detail, "reconciled": True},
+            )
+        elif in_src:
+            # The server never saw the move: carry out what was planned.
+            result = self.mail.move(e.src, in_src[0].uid, e.dst)
+            self.store.mark_applied(
+                e.id,
+                dst_uidvalidity=result.dst_uidvalidity,
+                dst_uid=result.dst_uid,
+                detail={**e.detail, "method": result.method, "reconciled": True},
+            )
+        else:
+            self.store.mark_failed(
+                e.id,
+                f"message found in neither {e.src!r} nor {e.dst!r} "
+                "(moved or deleted by another client)",
+            )
+            return
+        if e.action == "undo" and e.undo_of is not None:
+            self.store.mark_undone(e.undo_of)
+
+    # -- undo ----------------------------------------------------------------------------------
+
+    def undo(self, entries: Sequence[JournalEntry]) -> list[UndoResult]:
+        """Move mail back / remove our marks for each entry, newest first. Idempotent."""
+        results = []
+        for e in entries:
+            results.append(self._undo_one(e))
+        return results
+
+    def _undo_one(self, e: JournalEntry) -> UndoResult:
+        current = self.store.journal_entry(e.id) or e
+        if current.state == "undone":
+            return UndoResult(e.id, "already undone")
+        if current.state != "applied" or current.action == "undo":
+            return UndoResult(e.id, "not applied", f"state {current.state}")
+        if current.action in ("flag", "keyword"):
+            ours = [
+                f
+                for f in current.detail.get("flags", [])
+                if f not in current.detail.get("already", [])
+            ]
+            here = self.locate(
+                current.src,
+                current.message_id,
+                current.content_hash,
+                current.subject,
+                current.src_uid,
+                current.src_uidvalidity,
+            )
+            if here and ours:
+                self.mail.remove_flags(current.src, here[0].uid, ours)
+            self.store.mark_undone(current.id)
+            self.store.add_rescued(
+                current.account, current.message_id, current.content_hash, current.src
+            )
+            return UndoResult(e.id, "undone", "marks removed" if here else "message gone")
+        assert current.dst is not None
+        in_dst = self.locate(
+            current.dst,
+            current.message_id,
+            current.content_hash,
+            current.subject,
+            current.dst_uid,
+            current.dst_uidvalidity,
+        )
+        if not in_dst:
+            if self.locate(current.src, current.message_id, current.content_hash, current.subject):
+                self.store.mark_undone(current.id)
+                return UndoResult(e.id, "undone", f"already back in {current.src}")
+            return UndoResult(
+                e.id, "not found", f"not in {current.dst!r} or {current.src!r} any more"
+            )
+        status = self.mail.select(current.dst)
+        draft = JournalDraft(
+            "undo",
+            current.dst,
+            status.uidvalidity,
+            in_dst[0].uid,
+            current.src,
+            reason=f"undo of #{current.id}",
+            undo_of=current.id,
+        )
+        undo_id = self.store.add_journal(
+            current.account, current.message_id, current.content_hash, current.subject, draft
+        )
+        applied = self._send(undo_id, draft)
+        if applied.state != "applied":
+            return UndoResult(e.id, "not found", applied.error)
+        self.store.mark_undone(current.id)
+        # The user overruled us: never move this message again.
+        self.store.add_rescued(
+            current.account, current.message_id, current.content_hash, current.src
+        )
+        return UndoResult(e.id, "undone", f"moved back to {current.src}")

@@ -1,0 +1,617 @@
+"""The per-account workers: backlog scan, IDLE loop, reconnects; typed events for the UI and CLI."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+from spamguard.config import AccountSettings
+from spamguard.errors import (
+    AuthError,
+    ConfigError,
+    ConnectionLostError,
+    CredentialError,
+    FolderMissingError,
+    MailStoreError,
+    NotMailError,
+    TLSError,
+)
+from spamguard.mail.base import FetchedMessage, MailStore
+from spamguard.mail.executor import Executor
+from spamguard.mail.folders import find_junk_folder, find_sent_folder
+from spamguard.message import Message, parse_message
+from spamguard.policy import Plan, PolicyContext, plan_for
+from spamguard.scoring.base import Score, Scorer
+from spamguard.store import FolderState, ScoredMessage, Store
+
+__all__ = [
+    "AccountWorker",
+    "ActionApplied",
+    "ConnectionState",
+    "Error",
+    "Event",
+    "EventBus",
+    "MessageScored",
+    "Progress",
+    "Service",
+    "open_mailstore",
+]
+
+log = logging.getLogger(__name__)
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageScored:
+    """A message was scored and planned (in a dry run, `plan` is all that happens)."""
+
+    account: str
+    folder: str
+    uid: int
+    message_id: str
+    subject: str
+    from_addr: str
+    p_spam: float
+    verdict: str
+    stage: str
+    model_version: str
+    plan: str
+    cached: bool
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActionApplied:
+    """A journalled action reached the server (state "applied") or was refused ("failed")."""
+
+    account: str
+    journal_id: int
+    action: str
+    src: str
+    dst: str | None
+    message_id: str
+    subject: str
+    reason: str
+    state: str
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    account: str
+    folder: str
+    done: int
+    total: int
+    phase: Literal["backlog", "new mail", "resync"] = "backlog"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Something went wrong; `fatal` means the worker stopped until the user acts."""
+
+    account: str
+    message: str
+    kind: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    account: str
+    state: Literal[
+        "connecting", "connected", "idle", "polling", "reconnecting", "stopped", "failed"
+    ]
+    detail: str = ""
+
+
+Event = MessageScored | ActionApplied | Progress | Error | ConnectionState
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Thread-safe list of subscribers; a failing subscriber never stops a worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber %r failed", callback)
+
+
+# -- the worker ------------------------------------------------------------------------------------
+
+_PERMANENT = (AuthError, TLSError, CredentialError, ConfigError)
+
+
+def open_mailstore(settings: AccountSettings) -> MailStore:
+    """The default backend for an account: IMAP (Maildir when the config names one)."""
+    if settings.maildir is not None:
+        from spamguard.mail.maildir import MaildirStore
+
+        return MaildirStore(settings.maildir)
+    from spamguard.mail.imap import ImapMailStore
+
+    return ImapMailStore(settings)
+
+
+class _Backoff:
+    """Exponential backoff with full jitter: 1 s, 2 s, 4 s ... capped, never in lock-step."""
+
+    def __init__(self, base: float = 1.0, cap: float = 300.0) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * (2**self.attempt))
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class AccountWorker:
+    """Owns one account's `MailStore` connection; everything for that account runs here."""
+
+    def __init__(
+        self,
+        settings: AccountSettings,
+        *,
+        scorer: Scorer,
+        store: Store,
+        mail: MailStore | None = None,
+        events: EventBus | None = None,
+        dry_run: bool = False,
+        scorer_lock: threading.Lock | None = None,
+        backoff: Callable[[], _Backoff] = _Backoff,
+    ) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.store = store
+        self.mail = mail if mail is not None else open_mailstore(settings)
+        self.events = events if events is not None else EventBus()
+        self.dry_run = dry_run
+        self._scorer_lock = scorer_lock or threading.Lock()
+        self._backoff = backoff()
+        self.junk_folder: str | None = None
+        self.executor: Executor | None = None
+        self._missing: set[str] = set()
+        self.stop_event = threading.Event()
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def _emit(self, event: Event) -> None:
+        self.events.publish(event)
+
+    # -- connecting ----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, settle the journal, find Junk, learn correspondents from Sent."""
+        self._emit(ConnectionState(self.name, "connecting", self.settings.host))
+        self.mail.connect()
+        try:
+            self.junk_folder = find_junk_folder(self.mail, self.settings)
+        except FolderMissingError as exc:
+            self.junk_folder = None
+            self._emit(Error(self.name, str(exc), type(exc).__name__))
+        self.executor = Executor(self.mail, self.store, self.settings, junk_folder=self.junk_folder)
+        if not self.dry_run:
+            for entry in self.executor.reconcile():
+                self._emit(
+                    ActionApplied(
+                        self.name,
+                        entry.id,
+                        entry.action,
+                        entry.src,
+                        entry.dst,
+                        entry.message_id,
+                        entry.subject,
+                        "finished after an interruption",
+                        entry.state,
+                        entry.error or "",
+                    )
+                )
+        self._learn_correspondents()
+        self._missing.clear()
+        self._emit(ConnectionState(self.name, "connected", self.settings.host))
+
+    def _learn_correspondents(self) -> None:
+        """Addresses the user wrote to (To/Cc in Sent) are never moved to Junk."""
+        sent = find_sent_folder(self.mail, self.settings)
+        if sent is None:
+            return
+        try:
+            status = self.mail.select(sent)
+        except FolderMissingError:
+            return
+        state = self.store.folder_state(self.name, sent)
+        start = state.uidnext if state and state.uidvalidity == status.uidvalidity else 1
+        uids = self.mail.uids(sent, min_uid=start)[-2000:]
+        addresses: set[str] = set()
+        for i in range(0, len(uids), 200):
+            # Headers are all we need, and they come first: 16 KB covers them.
+            for fetched in self.mail.fetch(sent, uids[i : i + 200], 16 * 1024):
+                try:
+                    msg = parse_message(fetched.raw)
+                except NotMailError:
+                    continue
+                addresses.update(a.lower() for a in msg.to)
+        self.store.add_correspondents(self.name, addresses)
+        if not self.dry_run:
+            self.store.save_folder_state(
+                FolderState(
+                    self.name,
+                    sent,
+                    status.uidvalidity,
+                    max([start, *(u + 1 for u in uids)]),
+                    status.highestmodseq,
+                    time.time(),
+                )
+            )
+
+    def close(self) -> None:
+        self.mail.close()
+
+    # -- syncing -------------------------------------------------------------------------------
+
+    def watched(self) -> list[str]:
+        return [f for f in self.settings.watch_folders if f not in self._missing]
+
+    def sync(self) -> Iterator[Progress]:
+        """Catch up every watched folder; yields progress. Closing the generator cancels
+        between batches (each batch is finished first, so the journal stays settled)."""
+        for folder in self.watched():
+            try:
+                yield from self.sync_folder(folder)
+            except FolderMissingError as exc:
+                self._missing.add(folder)
+                self._emit(
+                    Error(
+                        self.name,
+                        f"watched folder {folder!r} is gone (renamed or "
+                        f"deleted by another client); not watching it until it is back",
+                        type(exc).__name__,
+                    )
+                )
+
+    def sync_folder(self, folder: str) -> Iterator[Progress]:
+        s = self.settings
+        status = self.mail.select(folder)
+        state = self.store.folder_state(self.name, folder)
+        phase: Literal["backlog", "new mail", "resync"] = "new mail"
+        if state is None or state.uidvalidity != status.uidvalidity:
+            # First run, or the server renumbered the folder (UIDVALIDITY changed): scan the
+            # backlog window; messages already handled are recognised by Message-ID + hash.
+            phase = "backlog" if state is None else "resync"
+            since = date.today() - timedelta(days=s.backlog_days) if s.backlog_days else None
+            uids = self.mail.uids(folder, since=since)
+            uids = uids[-s.backlog_messages :] if s.backlog_messages else []
+            start = uids[0] if uids else status.uidnext
+            if state is not None:
+                self._emit(
+                    Error(
+                        self.name,
+                        f"{folder!r} was renumbered by the server "
+                        "(UIDVALIDITY changed); re-checking it without acting twice",
+                        "UidValidityChanged",
+                    )
+                )
+            state = FolderState(
+                self.name, folder, status.uidvalidity, start, status.highestmodseq, time.time()
+            )
+            if not self.dry_run:
+                self.store.save_folder_state(state)
+        else:
+            uids = self.mail.uids(folder, min_uid=state.uidnext)
+        total = len(uids)
+        done = 0
+        if total:
+            yield Progress(self.name, folder, 0, total, phase)
+        for i in range(0, total, s.batch_size):
+            batch = uids[i : i + s.batch_size]
+            self.process_batch(folder, status.uidvalidity, batch)
+            done += len(batch)
+            state = FolderState(
+                self.name,
+                folder,
+                status.uidvalidity,
+                max(state.uidnext, batch[-1] + 1),
+                status.highestmodseq,
+                time.time(),
+            )
+            if not self.dry_run:
+                self.store.save_folder_state(state)
+            yield Progress(self.name, folder, done, total, phase)
+
+    def process_batch(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> None:
+        fetched = self.mail.fetch(folder, uids, self.settings.max_fetch_bytes)
+        todo: list[tuple[FetchedMessage, Message]] = []
+        for item in fetched:
+            try:
+                msg = parse_message(item.raw)
+            except NotMailError:
+                self._emit(
+                    Error(
+                        self.name,
+                        f"message {item.uid} in {folder!r} is not mail; left alone",
+                        "NotMailError",
+                    )
+                )
+                continue
+            if self.store.is_handled(self.name, msg.message_id, msg.content_hash):
+                self._note_rescue(folder, msg)
+                continue
+            todo.append((item, msg))
+        if not todo:
+            return
+        scores = self._scores([m for _, m in todo])
+        for (item, msg), (score, cached) in zip(todo, scores, strict=True):
+            context = PolicyContext(
+                folder=folder,
+                rescued=self.store.is_rescued(self.name, msg.message_id, msg.content_hash),
+                known_correspondent=bool(msg.from_addr)
+                and self.store.is_correspondent(self.name, msg.from_addr),
+                junk_available=self.junk_folder is not None,
+            )
+            plan = plan_for(msg, score, self.settings, context)
+            self._emit(
+                MessageScored(
+                    self.name,
+                    folder,
+                    item.uid,
+                    msg.message_id,
+                    msg.subject,
+                    msg.from_addr,
+                    score.p_spam,
+                    plan.verdict,
+                    score.stage,
+                    score.model_version,
+                    plan.describe(),
+                    cached,
+                    self.dry_run,
+                )
+            )
+            if self.dry_run:
+                continue
+            self._apply(folder, uidvalidity, item, msg, score, plan)
+
+    def _apply(
+        self,
+        folder: str,
+        uidvalidity: int,
+        item: FetchedMessage,
+        msg: Message,
+        score: Score,
+        plan: Plan,
+    ) -> None:
+        assert self.executor is not None
+        scored = ScoredMessage(
+            account=self.name,
+            folder=folder,
+            uidvalidity=uidvalidity,
+            uid=item.uid,
+            message_id=msg.message_id,
+            content_hash=msg.content_hash,
+            p_spam=score.p_spam,
+            verdict=plan.verdict,
+            stage=score.stage,
+            model_version=score.model_version,
+            evidence=score.evidence,
+            subject=msg.subject,
+            from_addr=msg.from_addr,
+            date=msg.date,
+            plan=plan.describe(),
+            scored_at=time.time(),
+        )
+        for result in self.executor.apply(scored, plan, item.flags):
+            self._emit(
+                ActionApplied(
+                    self.name,
+                    result.journal_id,
+                    result.action,
+                    result.src,
+                    result.dst,
+                    msg.message_id,
+                    msg.subject,
+                    result.reason,
+                    result.state,
+                    result.error,
+                )
+            )
+
+    def _note_rescue(self, folder: str, msg: Message) -> None:
+        """A handled message back in a watched folder after we moved it to Junk: the user
+        rescued it. Remember that (and the label) so it is never moved again."""
+        if self.dry_run or self.store.is_rescued(self.name, msg.message_id, msg.content_hash):
+            return
+        moved = self.store.journal(
+            account=self.name,
+            states=["applied"],
+            actions=["move_junk"],
+            message=(msg.message_id, msg.content_hash),
+            limit=1,
+        )
+        if moved:
+            self.store.add_rescued(self.name, msg.message_id, msg.content_hash, folder)
+            self.store.add_feedback(
+                self.name, msg.message_id, msg.content_hash, "ham", "rescued from Junk"
+            )
+
+    def _scores(self, messages: Sequence[Message]) -> list[tuple[Score, bool]]:
+        """Scores from the cache (content hash + model version), the rest from the scorer."""
+        version = self.scorer.version
+        out: list[tuple[Score, bool] | None] = []
+        missing: list[int] = []
+        for i, msg in enumerate(messages):
+            cached = self.store.cached_score(msg.content_hash, version)
+            out.append((cached, True) if cached else None)
+            if cached is None:
+                missing.append(i)
+        if missing:
+            with self._scorer_lock:
+                fresh = self.scorer.score([messages[i] for i in missing])
+            if len(fresh) != len(missing):
+                raise MailStoreError(
+                    f"the scorer returned {len(fresh)} scores for {len(missing)} messages"
+                )
+            self.store.cache_scores(
+                (messages[i].content_hash, s) for i, s in zip(missing, fresh, strict=True)
+            )
+            for i, s in zip(missing, fresh, strict=True):
+                out[i] = (s, False)
+        return [o for o in out if o is not None]
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """Connect, catch up every watched folder, disconnect. False on any error."""
+        try:
+            self.open()
+            for progress in self.sync():
+                self._emit(progress)
+                if self.stop_event.is_set():
+                    break
+            return True
+        except (MailStoreError, ConfigError) as exc:
+            self._emit(Error(self.name, str(exc), type(exc).__name__, fatal=True))
+            return False
+        finally:
+            self.close()
+            self._emit(ConnectionState(self.name, "stopped"))
+
+    def run(self) -> None:
+        """Until `stop()`: sync, then wait (IDLE or polling) and sync again; reconnect with
+        backoff on dropped connections; stop for good on refused credentials or TLS."""
+        while not self.stop_event.is_set():
+            try:
+                self.open()
+                self._backoff.reset()
+                self._loop()
+            except _PERMANENT as exc:
+                # Retrying a refused password only locks the account: tell the user once.
+                self._emit(Error(self.name, str(exc), type(exc).__name__, fatal=True))
+                self._emit(ConnectionState(self.name, "failed", str(exc)))
+                self.close()
+                return
+            except (ConnectionLostError, OSError) as exc:
+                self.close()
+                delay = self._backoff.next()
+                self._emit(
+                    ConnectionState(self.name, "reconnecting", f"{exc}; retrying in {delay:.0f} s")
+                )
+                self.stop_event.wait(delay)
+            except MailStoreError as exc:
+                self.close()
+                delay = self._backoff.next()
+                self._emit(Error(self.name, str(exc), type(exc).__name__))
+                self._emit(ConnectionState(self.name, "reconnecting", f"retrying in {delay:.0f} s"))
+                self.stop_event.wait(delay)
+        self.close()
+        self._emit(ConnectionState(self.name, "stopped"))
+
+    def _loop(self) -> None:
+        s = self.settings
+        while not self.stop_event.is_set():
+            for progress in self.sync():
+                self._emit(progress)
+                if self.stop_event.is_set():
+                    return
+            watched = self.watched()
+            if not watched:
+                self.stop_event.wait(s.poll_interval)
+                self._missing.clear()
+                continue
+            # One connection can IDLE on one folder; others are caught up after each wake-up.
+            timeout = s.idle_timeout if len(watched) == 1 else min(s.idle_timeout, s.poll_interval)
+            idle = "IDLE" in self.mail.capabilities
+            self._emit(ConnectionState(self.name, "idle" if idle else "polling", watched[0]))
+            try:
+                self.mail.wait(watched[0], timeout, self.stop_event.is_set)
+            except FolderMissingError:
+                self._missing.add(watched[0])
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+class Service:
+    """All accounts: one worker thread (and connection) each. Scorer and store are injected."""
+
+    def __init__(
+        self,
+        accounts: Sequence[AccountSettings],
+        *,
+        scorer: Scorer,
+        store: Store,
+        mail_factory: Callable[[AccountSettings], MailStore] = open_mailstore,
+        dry_run: bool = False,
+    ) -> None:
+        self.events = EventBus()
+        self._scorer_lock = threading.Lock()  # one model, shared: one caller at a time
+        self.workers = [
+            AccountWorker(
+                a,
+                scorer=scorer,
+                store=store,
+                mail=mail_factory(a),
+                events=self.events,
+                dry_run=dry_run,
+                scorer_lock=self._scorer_lock,
+            )
+            for a in accounts
+        ]
+        self._threads: list[threading.Thread] = []
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        return self.events.subscribe(callback)
+
+    def run_once(self) -> bool:
+        """Every account once, one after another; True when all succeeded."""
+        ok = True
+        for worker in self.workers:
+            ok = worker.run_once() and ok
+        return ok
+
+    def start(self) -> None:
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=worker.run, name=f"spamguard-{worker.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

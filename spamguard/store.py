@@ -1,0 +1,620 @@
+"""The SQLite state file: folder sync state, scored messages, score cache, action journal, labels."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from spamguard.scoring.base import Evidence, Score
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FolderState",
+    "JournalDraft",
+    "JournalEntry",
+    "JournalState",
+    "ScoredMessage",
+    "Store",
+    "default_store_path",
+]
+
+JournalState = Literal["planned", "applied", "undone", "failed"]
+JournalAction = Literal["move_junk", "move", "flag", "keyword", "undo"]
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema.
+    """
+    CREATE TABLE folder_state (
+        account TEXT NOT NULL, folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL, highestmodseq INTEGER,
+        last_sync REAL NOT NULL,
+        PRIMARY KEY (account, folder)
+    );
+    CREATE TABLE score_cache (
+        content_hash TEXT NOT NULL, model_version TEXT NOT NULL,
+        p_spam REAL NOT NULL, stage TEXT NOT NULL, evidence TEXT NOT NULL, created_at REAL NOT NULL,
+        PRIMARY KEY (content_hash, model_version)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+        message_id TEXT NOT NULL, content_hash TEXT NOT NULL,
+        p_spam REAL NOT NULL, verdict TEXT NOT NULL, stage TEXT NOT NULL, model_version TEXT NOT NULL,
+        evidence TEXT NOT NULL, subject TEXT NOT NULL, from_addr TEXT NOT NULL, date TEXT NOT NULL,
+        plan TEXT NOT NULL, scored_at REAL NOT NULL,
+        UNIQUE (account, message_id, content_hash)
+    );
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account TEXT NOT NULL, message_id TEXT NOT NULL, content_hash TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL, src TEXT NOT NULL, src_uidvalidity INTEGER, src_uid INTEGER,
+        dst TEXT, dst_uidvalidity INTEGER, dst_uid INTEGER,
+        detail TEXT NOT NULL DEFAULT '{}', reason TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL CHECK (state IN ('planned', 'applied', 'undone', 'failed')),
+        error TEXT, undo_of INTEGER REFERENCES journal(id),
+        created_at REAL NOT NULL, applied_at REAL, undone_at REAL
+    );
+    CREATE INDEX journal_state ON journal (account, state);
+    CREATE INDEX journal_message ON journal (account, message_id, content_hash);
+    CREATE TABLE rescued (
+        account TEXT NOT NULL, message_id TEXT NOT NULL, content_hash TEXT NOT NULL,
+        folder TEXT NOT NULL, rescued_at REAL NOT NULL,
+        PRIMARY KEY (account, message_id, content_hash)
+    );
+    CREATE TABLE correspondents (
+        account TEXT NOT NULL, address TEXT NOT NULL, seen_at REAL NOT NULL,
+        PRIMARY KEY (account, address)
+    );
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL, message_id TEXT NOT NULL, content_hash TEXT NOT NULL,
+        label TEXT NOT NULL CHECK (label IN ('spam', 'ham')), source TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def default_store_path() -> Path:
+    from spamguard.config import default_data_dir
+
+    return default_data_dir() / "spamguard.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """What we last knew of a folder: messages below `uidnext` under this UIDVALIDITY are done."""
+
+    account: str
+    folder: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int | None = None
+    last_sync: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredMessage:
+    """A message we scored and planned for, as the status view and dedup need it."""
+
+    account: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    message_id: str
+    content_hash: str
+    p_spam: float
+    verdict: str
+    stage: str
+    model_version: str
+    evidence: tuple[Evidence, ...] = ()
+    subject: str = ""
+    from_addr: str = ""
+    date: str = ""
+    plan: str = ""
+    scored_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class JournalDraft:
+    """An action about to be sent to the server."""
+
+    action: JournalAction
+    src: str
+    src_uidvalidity: int | None
+    src_uid: int | None
+    dst: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    undo_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One row of the action journal."""
+
+    id: int
+    account: str
+    message_id: str
+    content_hash: str
+    subject: str
+    action: JournalAction
+    src: str
+    src_uidvalidity: int | None
+    src_uid: int | None
+    dst: str | None
+    dst_uidvalidity: int | None
+    dst_uid: int | None
+    detail: dict[str, Any]
+    reason: str
+    state: JournalState
+    error: str | None
+    undo_of: int | None
+    created_at: float
+    applied_at: float | None
+    undone_at: float | None
+
+
+class Store:
+    """One SQLite file in WAL mode, safe to share between the account workers of a process.
+
+    Several processes may open the same file (the CLI's `undo` while the tray app runs):
+    WAL plus a busy timeout makes that work.
+    """
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a journal row must be on disk before the server hears of the action.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                from spamguard.errors import SpamGuardError
+
+                raise SpamGuardError(
+                    f"{self.path} was written by a newer SpamGuard (schema {version}); "
+                    "upgrade SpamGuard or move the file away"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    # -- folder state ----------------------------------------------------------------------
+
+    def folder_state(self, account: str, folder: str) -> FolderState | None:
+        rows = self._query(
+            "SELECT * FROM folder_state WHERE account = ? AND folder = ?", (account, folder)
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return FolderState(
+            r["account"],
+            r["folder"],
+            r["uidvalidity"],
+            r["uidnext"],
+            r["highestmodseq"],
+            r["last_sync"],
+        )
+
+    def folder_states(self, account: str | None = None) -> list[FolderState]:
+        rows = self._query(
+            "SELECT * FROM folder_state WHERE ? IS NULL OR account = ? ORDER BY account, folder",
+            (account, account),
+        )
+        return [
+            FolderState(
+                r["account"],
+                r["folder"],
+                r["uidvalidity"],
+                r["uidnext"],
+                r["highestmodseq"],
+                r["last_sync"],
+            )
+            for r in rows
+        ]
+
+    def save_folder_state(self, state: FolderState) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO folder_state VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    state.account,
+                    state.folder,
+                    state.uidvalidity,
+                    state.uidnext,
+                    state.highestmodseq,
+                    state.last_sync or time.time(),
+                ),
+            )
+
+    # -- scores ----------------------------------------------------------------------------
+
+    def cached_score(self, content_hash: str, model_version: str) -> Score | None:
+        rows = self._query(
+            "SELECT * FROM score_cache WHERE content_hash = ? AND model_version = ?",
+            (content_hash, model_version),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Score(r["p_spam"], r["stage"], model_version, _evidence_from_json(r["evidence"]))
+
+    def cache_scores(self, items: Iterable[tuple[str, Score]]) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO score_cache VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (h, s.model_version, s.p_spam, s.stage, _evidence_to_json(s.evidence), now)
+                    for h, s in items
+                ],
+            )
+
+    # -- messages and the journal ------------------------------------------------------------
+
+    def is_handled(self, account: str, message_id: str, content_hash: str) -> bool:
+        return bool(
+            self._query(
+                "SELECT 1 FROM messages WHERE account = ? AND message_id = ? AND content_hash = ?",
+                (account, message_id, content_hash),
+            )
+        )
+
+    def scored_message(
+        self, account: str, message_id: str, content_hash: str
+    ) -> ScoredMessage | None:
+        rows = self._query(
+            "SELECT * FROM messages WHERE account = ? AND message_id = ? AND content_hash = ?",
+            (account, message_id, content_hash),
+        )
+        return _scored_from_row(rows[0]) if rows else None
+
+    def scored_messages(self, account: str | None = None, limit: int = 1000) -> list[ScoredMessage]:
+        rows = self._query(
+            "SELECT * FROM messages WHERE ? IS NULL OR account = ? ORDER BY id DESC LIMIT ?",
+            (account, account, limit),
+        )
+        return [_scored_from_row(r) for r in rows]
+
+    def record_plan(self, scored: ScoredMessage, drafts: Sequence[JournalDraft]) -> list[int]:
+        """Mark the message handled and journal its actions as planned, in one transaction.
+
+        Called before anything is sent: after a crash the journal says what may have happened.
+        """
+        now = time.time()
+        ids: list[int] = []
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO messages (account, folder, uidvalidity, uid, message_id, "
+                "content_hash, p_spam, verdict, stage, model_version, evidence, subject, from_addr, "
+                "date, plan, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    scored.account,
+                    scored.folder,
+                    scored.uidvalidity,
+                    scored.uid,
+                    scored.message_id,
+                    scored.content_hash,
+                    scored.p_spam,
+                    scored.verdict,
+                    scored.stage,
+                    scored.model_version,
+                    _evidence_to_json(scored.evidence),
+                    scored.subject,
+                    scored.from_addr,
+                    scored.date,
+                    scored.plan,
+                    scored.scored_at or now,
+                ),
+            )
+            for d in drafts:
+                cur = db.execute(
+                    "INSERT INTO journal (account, message_id, content_hash, subject, action, src, "
+                    "src_uidvalidity, src_uid, dst, detail, reason, state, undo_of, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+                    (
+                        scored.account,
+                        scored.message_id,
+                        scored.content_hash,
+                        scored.subject,
+                        d.action,
+                        d.src,
+                        d.src_uidvalidity,
+                        d.src_uid,
+                        d.dst,
+                        json.dumps(d.detail),
+                        d.reason,
+                        d.undo_of,
+                        now,
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+        return ids
+
+    def add_journal(
+        self, account: str, message_id: str, content_hash: str, subject: str, draft: JournalDraft
+    ) -> int:
+        """Journal one planned action for a message already handled (undo, reconciliation)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO journal (account, message_id, content_hash, subject, action, src, "
+                "src_uidvalidity, src_uid, dst, detail, reason, state, undo_of, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+                (
+                    account,
+                    message_id,
+                    content_hash,
+                    subject,
+                    draft.action,
+                    draft.src,
+                    draft.src_uidvalidity,
+                    draft.src_uid,
+                    draft.dst,
+                    json.dumps(draft.detail),
+                    draft.reason,
+                    draft.undo_of,
+                    time.time(),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def forget_message(self, account: str, message_id: str, content_hash: str) -> None:
+        """Undo `record_plan`'s handled mark: the plan never reached the server, plan again."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM messages WHERE account = ? AND message_id = ? AND content_hash = ?",
+                (account, message_id, content_hash),
+            )
+
+    def mark_applied(
+        self,
+        entry_id: int,
+        *,
+        dst_uidvalidity: int | None = None,
+        dst_uid: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE journal SET state = 'applied', applied_at = ?, error = NULL, "
+                "dst_uidvalidity = COALESCE(?, dst_uidvalidity), dst_uid = COALESCE(?, dst_uid), "
+                "detail = COALESCE(?, detail) WHERE id = ?",
+                (
+                    time.time(),
+                    dst_uidvalidity,
+                    dst_uid,
+                    json.dumps(detail) if detail is not None else None,
+                    entry_id,
+                ),
+            )
+
+    def mark_failed(self, entry_id: int, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE journal SET state = 'failed', error = ? WHERE id = ?", (error, entry_id)
+            )
+
+    def mark_undone(self, entry_id: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE journal SET state = 'undone', undone_at = ? WHERE id = ?",
+                (time.time(), entry_id),
+            )
+
+    def journal_entry(self, entry_id: int) -> JournalEntry | None:
+        rows = self._query("SELECT * FROM journal WHERE id = ?", (entry_id,))
+        return _entry_from_row(rows[0]) if rows else None
+
+    def journal(
+        self,
+        *,
+        account: str | None = None,
+        states: Sequence[JournalState] | None = None,
+        actions: Sequence[str] | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        message: tuple[str, str] | None = None,
+    ) -> list[JournalEntry]:
+        """Journal rows, newest first."""
+        sql = ["SELECT * FROM journal WHERE 1 = 1"]
+        args: list[Any] = []
+        if account is not None:
+            sql.append("AND account = ?")
+            args.append(account)
+        if states:
+            sql.append(f"AND state IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+        if actions:
+            sql.append(f"AND action IN ({', '.join('?' * len(actions))})")
+            args.extend(actions)
+        if since is not None:
+            sql.append("AND created_at >= ?")
+            args.append(since)
+        if message is not None:
+            sql.append("AND message_id = ? AND content_hash = ?")
+            args.extend(message)
+        sql.append("ORDER BY id DESC")
+        if limit is not None:
+            sql.append("LIMIT ?")
+            args.append(limit)
+        return [_entry_from_row(r) for r in self._query(" ".join(sql), args)]
+
+    # -- rescued messages, correspondents, feedback -----------------------------------------
+
+    def add_rescued(self, account: str, message_id: str, content_hash: str, folder: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO rescued VALUES (?, ?, ?, ?, ?)",
+                (account, message_id, content_hash, folder, time.time()),
+            )
+
+    def is_rescued(self, account: str, message_id: str, content_hash: str) -> bool:
+        return bool(
+            self._query(
+                "SELECT 1 FROM rescued WHERE account = ? AND message_id = ? AND content_hash = ?",
+                (account, message_id, content_hash),
+            )
+        )
+
+    def add_correspondents(self, account: str, addresses: Iterable[str]) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO correspondents VALUES (?, ?, ?)",
+                [(account, a.lower(), now) for a in addresses if a],
+            )
+
+    def is_correspondent(self, account: str, address: str) -> bool:
+        return bool(
+            self._query(
+                "SELECT 1 FROM correspondents WHERE account = ? AND address = ?",
+                (account, address.lower()),
+            )
+        )
+
+    def add_feedback(
+        self,
+        account: str,
+        message_id: str,
+        content_hash: str,
+        label: Literal["spam", "ham"],
+        source: str,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO feedback (account, message_id, content_hash, label, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (account, message_id, content_hash, label, source, time.time()),
+            )
+
+    def counts(self, account: str) -> dict[str, int]:
+        """Numbers for `spamguard status`."""
+        out: dict[str, int] = {}
+        for row in self._query(
+            "SELECT verdict, COUNT(*) FROM messages WHERE account = ? GROUP BY verdict", (account,)
+        ):
+            out[f"scored_{row[0]}"] = int(row[1])
+        for row in self._query(
+            "SELECT action || '_' || state, COUNT(*) FROM journal WHERE account = ? GROUP BY 1",
+            (account,),
+        ):
+            out[str(row[0])] = int(row[1])
+        out["rescued"] = int(
+            self._query("SELECT COUNT(*) FROM rescued WHERE account = ?", (account,))[0][0]
+        )
+        return out
+
+
+def _evidence_to_json(evidence: Sequence[Evidence]) -> str:
+    return json.dumps([e.to_json() for e in evidence])
+
+
+def _evidence_from_json(text: str) -> tuple[Evidence, ...]:
+    try:
+        items = json.loads(text)
+        return tuple(
+            Evidence(str(i["feature"]), float(i["weight"]), str(i.get("detail", ""))) for i in items
+        )
+    except (ValueError, KeyError, TypeError):
+        return ()
+
+
+def _scored_from_row(r: sqlite3.Row) -> ScoredMessage:
+    return ScoredMessage(
+        account=r["account"],
+        folder=r["folder"],
+        uidvalidity=r["uidvalidity"],
+        uid=r["uid"],
+        message_id=r["message_id"],
+        content_hash=r["content_hash"],
+        p_spam=r["p_spam"],
+        verdict=r["verdict"],
+        stage=r["stage"],
+        model_version=r["model_version"],
+        evidence=_evidence_from_json(r["evidence"]),
+        subject=r["subject"],
+        from_addr=r["from_addr"],
+        date=r["date"],
+        plan=r["plan"],
+        scored_at=r["scored_at"],
+    )
+
+
+def _entry_from_row(r: sqlite3.Row) -> JournalEntry:
+    return JournalEntry(
+        id=r["id"],
+        account=r["account"],
+        message_id=r["message_id"],
+        content_hash=r["content_hash"],
+        subject=r["subject"],
+        action=r["action"],
+        src=r["src"],
+        src_uidvalidity=r["src_uidvalidity"],
+        src_uid=r["src_uid"],
+        dst=r["dst"],
+        dst_uidvalidity=r["dst_uidvalidity"],
+        dst_uid=r["dst_uid"],
+        detail=json.loads(r["detail"] or "{}"),
+        reason=r["reason"],
+        state=r["state"],
+        error=r["error"],
+        undo_of=r["undo_of"],
+        created_at=r["created_at"],
+        applied_at=r["applied_at"],
+        undone_at=r["undone_at"],
+    )
