@@ -10,7 +10,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from email.message import Message as EmailMessage
-from email.policy import compat32
+from email.policy import Compat32
 from html.parser import HTMLParser
 
 from spamguard.errors import NotMailError
@@ -37,6 +37,26 @@ _TRAILING_PUNCT = ".,;:!?)]}'\""
 _FILENAME_RE = re.compile(rb"""(?i)\bfilename\*?=\s*"?([^"\r\n;]{1,255})"?""")
 _AUTH_RESULT_RE = re.compile(r"(?i)\b(spf|dkim|dmarc)\s*=\s*([a-z]+)")
 _RECEIVED_SPF_RE = re.compile(r"(?i)^\s*([a-z]+)")
+# What the stdlib decodes; anything else is kept as the raw bytes.
+_KNOWN_CTES = frozenset(
+    {"7bit", "8bit", "binary", "base64", "quoted-printable"}
+    | {"uuencode", "x-uuencode", "uue", "x-uue"}
+)
+
+
+class _RawHeaderPolicy(Compat32):
+    """compat32, but header values keep their surrogate-escaped 8-bit bytes.
+
+    Stock compat32 hands 8-bit header values back as ``Header`` objects whose ``str()``
+    turns every raw byte into U+FFFD, so raw UTF-8 or Latin-1 subjects, names, file
+    names and boundaries were lost. `_clean_text` decodes the escapes instead.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_POLICY = _RawHeaderPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,49 +140,52 @@ def parse_message(raw: bytes, *, max_parse_bytes: int = MAX_PARSE_BYTES) -> Mess
     content_hash = hashlib.sha256(raw).hexdigest()
     defects: list[str] = []
 
-    body = _strip_mbox_from_line(raw)
-    if not _looks_like_mail(body):
+    start = _body_start(raw)
+    if not _looks_like_mail(raw[start : start + 4096]):
         raise NotMailError(
             "this does not look like an e-mail message (no 'Name: value' header lines at "
             "the start); give SpamGuard a raw .eml/RFC 822 file"
         )
 
-    truncated = len(body) > max_parse_bytes
-    rest = b""
+    # Slice through a memoryview so that a huge message costs one capped copy, not two
+    # copies of everything: parse cost must not grow with the size of an attachment.
+    view = memoryview(raw)
+    end = start + max_parse_bytes
+    truncated = size > end
+    body = bytes(view[start:end])
+    rest = view[end : end + 4 * max_parse_bytes] if truncated else memoryview(b"")
     if truncated:
-        rest = body[max_parse_bytes:]
-        body = body[:max_parse_bytes]
         defects.append(f"message larger than {max_parse_bytes} bytes: parsed the first part only")
 
     try:
-        msg = email.message_from_bytes(body, policy=compat32)
+        msg = email.message_from_bytes(body, policy=_POLICY)
     except Exception as exc:  # the stdlib parser is meant not to raise; be sure anyway
         defects.append(f"parser failed: {type(exc).__name__}")
-        msg = email.message_from_bytes(b"\n\n" + body, policy=compat32)
+        msg = email.message_from_bytes(b"\n\n" + body, policy=_POLICY)
 
+    items = msg.items()
     headers: list[tuple[str, str]] = []
-    for name, value in msg.items()[:MAX_HEADERS]:
+    for name, value in items[:MAX_HEADERS]:
         headers.append((_clean_text(str(name)), _decode_header(value, defects)))
-    if len(msg.items()) > MAX_HEADERS:
+    if len(items) > MAX_HEADERS:
         defects.append(f"more than {MAX_HEADERS} header lines")
     hmap = _HeaderMap(headers)
+    # Address lists are split before names are decoded: an encoded name may hide a comma.
+    raw_map = _HeaderMap(
+        [(_clean_text(str(name)), _clean_text(str(value))) for name, value in items[:MAX_HEADERS]]
+    )
 
     walker = _BodyWalker(defects)
     walker.walk(msg)
     if rest:
-        for match in _FILENAME_RE.finditer(rest[: 4 * max_parse_bytes]):
-            name = match.group(1).decode("utf-8", "replace").strip()
+        for match in _FILENAME_RE.finditer(rest):
+            name = bytes(match.group(1)).decode("utf-8", "replace").strip()
             walker.attachments.append(Attachment(name, _guess_type(name), 0))
-
-    for defect in getattr(msg, "defects", []) or []:
-        defects.append(type(defect).__name__)
 
     text = walker.text()
     urls = _extract_urls(text, walker.hrefs)
-    from_name, from_addr = _parse_address(hmap.get("from"))
-    to_addrs = tuple(
-        addr for _, addr in email.utils.getaddresses(hmap.all("to") + hmap.all("cc")) if addr
-    )[:100]
+    from_name, from_addr = _parse_address(raw_map.get("from"), defects)
+    to_addrs = _address_list(raw_map.all("to") + raw_map.all("cc"))
     return Message(
         headers=tuple(headers),
         subject=hmap.get("subject"),
@@ -199,20 +222,23 @@ class _HeaderMap:
         return self._map.get(name, [])
 
 
-def _strip_mbox_from_line(raw: bytes) -> bytes:
+def _body_start(raw: bytes) -> int:
+    """Offset of the header block: past an mbox 'From ' line and any blank lines."""
+    start = 0
     if raw.startswith(b"From "):
         newline = raw.find(b"\n")
-        return raw[newline + 1 :] if newline >= 0 else b""
-    return raw
+        start = newline + 1 if newline >= 0 else len(raw)
+    match = _BLANK_LINES_RE.match(raw, start)
+    return match.end() if match else start
 
 
 _HEADER_LINE_RE = re.compile(rb"^[!-9;-~]{1,200}:")
+_BLANK_LINES_RE = re.compile(rb"[\r\n]*")
 
 
 def _looks_like_mail(raw: bytes) -> bool:
-    """True when the first non-empty lines are header fields."""
-    head = raw[:4096].lstrip(b"\r\n")
-    first = head.split(b"\n", 1)[0]
+    """True when the first line (blank lines already skipped) is a header field."""
+    first = raw[:4096].split(b"\n", 1)[0]
     return bool(_HEADER_LINE_RE.match(first))
 
 
@@ -240,6 +266,13 @@ def _decode_header(value: object, defects: list[str]) -> str:
     except Exception:
         defects.append("undecodable encoded-word header")
         return " ".join(raw.split())
+    if not raw.isascii():
+        # decode_header turns the plain text between encoded words into bytes with
+        # raw-unicode-escape; decoding those as ASCII would lose raw 8-bit text.
+        parts = [
+            (_unescape_plain(chunk) if isinstance(chunk, bytes) and not charset else chunk, charset)
+            for chunk, charset in parts
+        ]
     try:
         # make_header restores the spaces decode_header drops between encoded words and text.
         return " ".join(str(email.header.make_header(parts)).split())
@@ -250,6 +283,19 @@ def _decode_header(value: object, defects: list[str]) -> str:
         for chunk, charset in parts
     ]
     return " ".join("".join(out).split())
+
+
+_UNICODE_ESCAPE_RE = re.compile(r"\\u[0-9a-fA-F]{4}|\\U000[0-9a-fA-F]{5}|\\U0010[0-9a-fA-F]{4}")
+
+
+def _unescape_plain(data: bytes) -> str:
+    """Undo raw-unicode-escape (Latin-1 bytes plus \\uXXXX), leaving other backslashes."""
+
+    def char(match: re.Match[str]) -> str:
+        code = int(match.group()[2:], 16)
+        return match.group() if 0xD800 <= code <= 0xDFFF else chr(code)
+
+    return _UNICODE_ESCAPE_RE.sub(char, data.decode("latin-1"))
 
 
 def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
@@ -268,12 +314,20 @@ def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
         return data.decode("latin-1")
 
 
-def _parse_address(value: str) -> tuple[str, str]:
+def _parse_address(value: str, defects: list[str]) -> tuple[str, str]:
     try:
         name, addr = email.utils.parseaddr(value)
     except Exception:
         return "", ""
-    return " ".join(name.split()), addr.strip().lower()
+    return _decode_header(name, defects), addr.strip().lower()
+
+
+def _address_list(values: list[str]) -> tuple[str, ...]:
+    try:
+        pairs = email.utils.getaddresses(values)
+    except Exception:
+        return ()
+    return tuple(addr for _, addr in pairs if addr)[:100]
 
 
 def _auth_summary(hmap: _HeaderMap) -> AuthSummary:
@@ -313,23 +367,31 @@ class _BodyWalker:
         self._kept = 0
 
     def walk(self, msg: EmailMessage) -> None:
-        parts = 0
-        for part in msg.walk():
-            parts += 1
-            if parts > 1000:
+        for count, part in enumerate(msg.walk(), 1):
+            if count > 1000:
                 self.defects.append("more than 1000 MIME parts")
                 break
             if part.is_multipart():
                 if not part.get_payload():
                     self.defects.append("empty multipart")
-                continue
-            try:
-                self._part(part)
-            except Exception as exc:  # a single broken part must not lose the rest
-                self.defects.append(f"unreadable part: {type(exc).__name__}")
+            else:
+                try:
+                    self._part(part)
+                except Exception as exc:  # a single broken part must not lose the rest
+                    self.defects.append(f"unreadable part: {type(exc).__name__}")
+            # Every part keeps its own defects (a nested part's missing boundary, bad
+            # base64 found while decoding): read them after decoding, from each part.
+            self.defects.extend(type(defect).__name__ for defect in part.defects)
 
     def _part(self, part: EmailMessage) -> None:
-        ctype = part.get_content_type().lower()
+        ctype = _clean_text(part.get_content_type()).lower()
+        if ctype.startswith("multipart/"):
+            # A multipart the parser could not split (no boundary declared): keep its
+            # bytes as text so the words still count, rather than as a nameless attachment.
+            ctype = "text/plain"
+        cte = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
+        if cte and cte not in _KNOWN_CTES:
+            self.defects.append(f"unknown Content-Transfer-Encoding {cte[:40]!r}")
         disposition = (part.get("Content-Disposition") or "").lower()
         filename = part.get_filename()
         payload = part.get_payload(decode=True)
@@ -371,7 +433,11 @@ class _BodyWalker:
     def text(self) -> str:
         # Prefer the plain alternative; fall back to HTML converted to text.
         chosen = self.plain if any(t.strip() for t in self.plain) else self.html
-        return "\n".join(chosen).replace("\r\n", "\n").replace("\x00", "")
+        text = "\n".join(chosen).replace("\r\n", "\n").replace("\x00", "")
+        if len(text) > MAX_TEXT_CHARS:  # the newlines joining the parts can pass the cap
+            self.text_truncated = True
+            text = text[:MAX_TEXT_CHARS]
+        return text
 
 
 def _looks_like_html(text: str) -> bool:
@@ -382,8 +448,26 @@ def _looks_like_html(text: str) -> bool:
 class _HTMLText(HTMLParser):
     _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template"})
     _BLOCK = frozenset(
-        {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr",
-         "blockquote", "pre", "ul", "ol", "center"}
+        {
+            "p",
+            "div",
+            "br",
+            "tr",
+            "li",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "table",
+            "hr",
+            "blockquote",
+            "pre",
+            "ul",
+            "ol",
+            "center",
+        }
     )
 
     def __init__(self) -> None:
@@ -393,6 +477,10 @@ class _HTMLText(HTMLParser):
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            # The body ends the head even when </head> or </title> is missing (HTML allows
+            # it, spam relies on it); otherwise every visible word would be skipped.
+            self._skip = 0
         if tag in self._SKIP:
             self._skip += 1
         elif tag in self._BLOCK:
