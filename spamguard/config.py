@@ -447,7 +447,7 @@ class _Validator:
         if not username:
             raise self.fail(p, "needs a username")
         allow_plaintext: bool = self.get(raw, p, "allow_plaintext", bool, False)
-        if security == "plain" and host.lower() not in LOCAL_HOSTS and not allow_plaintext:
+        if security == "plain" and not _is_local(host) and not allow_plaintext:
             raise self.fail(
                 (*p, "security"),
                 f'is "plain" for {host}, which would send the password '
@@ -478,8 +478,11 @@ class _Validator:
             # Gmail and Microsoft 365 accounts get their OAuth2 provider from the preset.
             default = {"gmail": "google", "outlook": "microsoft"}.get(provider or "")
             if default is None:
-                raise self.fail((*p, "auth"), "is \"oauth2\" but neither oauth_provider nor an "
-                                "[accounts.NAME.oauth] table with token_url is given")
+                raise self.fail(
+                    (*p, "auth"),
+                    'is "oauth2" but neither oauth_provider nor an '
+                    "[accounts.NAME.oauth] table with token_url is given",
+                )
             oauth["provider"] = default
         watch = self.strings(raw, p, "watch_folders", ("INBOX",))
         rules = self.rules(raw, p)
@@ -651,6 +654,18 @@ def format_fingerprint(digest_hex: str) -> str:
     """The form the user pastes into the config: sha256:AB:CD:..."""
     pairs = [digest_hex[i : i + 2].upper() for i in range(0, len(digest_hex), 2)]
     return "sha256:" + ":".join(pairs)
+
+
+def _is_local(host: str) -> bool:
+    """Only loopback traffic may skip TLS: it never leaves the machine."""
+    import ipaddress
+
+    if host.lower() in LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _preset_for_host(host: str) -> Preset | None:

@@ -149,4 +149,6 @@ def oauth_settings(account: AccountSettings) -> Any:
     try:
         return oauth.OAuthSettings(**raw)
     except TypeError as exc:
-        raise CredentialError(f"the [accounts.{account.name}.oauth] table is incomplete: {exc}") from None
+        raise CredentialError(
+            f"the [accounts.{account.name}.oauth] table is incomplete: {exc}"
+        ) from None

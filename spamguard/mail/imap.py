@@ -85,7 +85,7 @@ class ImapMailStore:
                     c.decode("ascii", "replace").upper() if isinstance(c, bytes) else str(c).upper()
                     for c in client.capabilities()
                 }
-                if "CONDSTORE" in caps:
+                if "CONDSTORE" in caps and "ENABLE" in caps:
                     client.enable("CONDSTORE")
         except BaseException:
             _shutdown_quietly(client)
@@ -354,7 +354,8 @@ class ImapMailStore:
         """
         self._ensure(folder)
         client = self._c()
-        imap = client._imap  # imaplib keeps untagged [COPYUID ...] codes here (MOVE sends one)
+        # imaplib files the [COPYUID ...] response code of MOVE and COPY under this key.
+        imap = client._imap
         if "MOVE" in self._caps:
             imap.untagged_responses.pop("COPYUID", None)
             with self._guard(f"move a message to {dst!r}", dst):
@@ -364,10 +365,11 @@ class ImapMailStore:
             return MoveResult(
                 "move", copyuid[1] if copyuid else None, copyuid[0] if copyuid else None, True
             )
+        imap.untagged_responses.pop("COPYUID", None)
         with self._guard(f"copy a message to {dst!r}", dst):
             response = client.copy([uid], dst)
         _failpoint("after_copy")
-        copyuid = _copyuid(response, [], uid)
+        copyuid = _copyuid(response, imap.untagged_responses.pop("COPYUID", None) or [], uid)
         with self._guard(f"mark a copied message \\Deleted in {folder!r}", folder):
             client.add_flags([uid], [DELETED], silent=True)
         _failpoint("after_mark_deleted")

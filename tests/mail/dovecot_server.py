@@ -77,7 +77,10 @@ class DovecotServer:
             (self.root / sub).mkdir()
         self.port = self.port or free_port()
         self.tls_port = self.tls_port or free_port()
-        (self.root / "passwd").write_text("")
+        # Dovecot re-reads passwd-file at most once a second, so users are made up front.
+        (self.root / "passwd").write_text(
+            "".join(f"user{i}:{{PLAIN}}{PASSWORD}::::::\n" for i in range(1, 401))
+        )
         if os.geteuid() == 0:
             os.chown(self.root / "mail", 65534, 65534)
         self.write_conf()
@@ -115,7 +118,7 @@ class DovecotServer:
         caps = f"imap_capability = {self.capabilities}" if self.capabilities else ""
         conf = textwrap.dedent(f"""
             protocols = imap
-            listen = 127.0.0.1
+            listen = 127.0.0.1, 127.0.0.2
             base_dir = {root}/run
             state_dir = {root}/state
             log_path = {root}/dovecot.log
@@ -140,13 +143,17 @@ class DovecotServer:
             service imap-login {{
               {chroot}
               inet_listener imap {{
-                address = 127.0.0.1
+                address = 127.0.0.1, 127.0.0.2
                 port = {self.port}
               }}
               {tls_listener}
             }}
             service anvil {{
               {chroot}
+              # No brute-force penalty: negative tests must not slow down the tests after them.
+              unix_listener anvil-auth-penalty {{
+                mode = 0
+              }}
             }}
             namespace inbox {{
               inbox = yes
@@ -238,12 +245,11 @@ class DovecotServer:
 
     # -- users and mail -------------------------------------------------------------------------
 
-    def add_user(self, prefix: str = "user") -> str:
+    def add_user(self) -> str:
+        """A user nobody has used yet (a fresh, empty mailbox)."""
         self._users += 1
-        name = f"{prefix}{self._users}"
-        with open(self.root / "passwd", "a") as fh:
-            fh.write(f"{name}:{{PLAIN}}{PASSWORD}::::::\n")
-        return name
+        assert self._users <= 400, "raise the user pool in DovecotServer.__post_init__"
+        return f"user{self._users}"
 
     def doveadm(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         assert DOVEADM
