@@ -260,5 +260,15 @@ class DovecotServer:
     def save(self, user: str, raw: bytes, folder: str = "INBOX") -> None:
         self.doveadm("save", "-u", user, "-m", folder, input=raw)
 
+    def deliver_offline(self, user: str, raw: bytes) -> None:
+        """Drop a message into the user's Maildir as an MDA would, server running or not."""
+        new = self.maildir(user) / "new"
+        name = f"{time.time_ns()}.P{os.getpid()}.sg-test"
+        tmp = self.maildir(user) / "tmp" / name
+        tmp.write_bytes(raw)
+        if os.geteuid() == 0:
+            os.chown(tmp, 65534, 65534)
+        tmp.rename(new / name)
+
     def maildir(self, user: str) -> Path:
         return self.root / "mail" / user

@@ -1,0 +1,465 @@
+"""The mail commands of the CLI: `run`, `undo`, `status`, `account add|list|remove|test|login`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import importlib
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
+from spamguard.errors import ConfigError, FolderMissingError, SpamGuardError
+from spamguard.scoring.base import Scorer
+
+__all__ = ["register"]
+
+# Tests and experiments plug a scorer in without a model: "module:factory".
+SCORER_ENV = "SPAMGUARD_SCORER"
+
+
+def register(subparsers: Any) -> None:
+    """Add the mail subcommands to the top-level parser's subparsers."""
+    p = subparsers.add_parser("run", help="watch the accounts and act on new mail")
+    p.add_argument("--once", action="store_true", help="sync, score and act once, then exit (cron)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--account", action="append", metavar="NAME", help="only this account")
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the shipped model)")
+    p.set_defaults(func=cmd_run)
+
+    p = subparsers.add_parser("undo", help="move mail back / remove marks SpamGuard made")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--last", type=int, metavar="N", help="the last N actions (default 1)")
+    which.add_argument("--since", metavar="TIME", help="actions since TIME (ISO, or 30m, 2h, 1d)")
+    which.add_argument("--id", type=int, action="append", metavar="ID", help="journal id")
+    p.add_argument("--account", metavar="NAME", help="only this account")
+    p.set_defaults(func=cmd_undo)
+
+    p = subparsers.add_parser("status", help="accounts, last sync, counts, recent actions")
+    p.add_argument("--journal", type=int, default=10, metavar="N", help="show the last N actions")
+    p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("account", help="add, list, test or remove mail accounts")
+    sub = p.add_subparsers(dest="account_command", metavar="ACTION", required=True)
+    a = sub.add_parser("add", help="add an account (or store its password in the keyring)")
+    a.add_argument("name")
+    a.add_argument("--provider", choices=sorted(PRESETS), help="fill host/port/Junk folder")
+    a.add_argument("--host")
+    a.add_argument("--port", type=int)
+    a.add_argument("--security", choices=["tls", "starttls", "plain"])
+    a.add_argument("--username")
+    a.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of prompting",
+    )
+    a.add_argument("--no-test", action="store_true", help="do not try to log in")
+    a.set_defaults(func=cmd_account_add)
+    a = sub.add_parser("list", help="list accounts")
+    a.set_defaults(func=cmd_account_list)
+    a = sub.add_parser("remove", help="forget an account's stored password or tokens")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_account_remove)
+    a = sub.add_parser("test", help="log in and check the folders")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_account_test)
+    a = sub.add_parser("login", help="sign in with OAuth2 in the browser")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_account_login)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def _accounts(config: Config, names: list[str] | None) -> list[AccountSettings]:
+    if not config.accounts:
+        where = config.path or default_config_path()
+        raise ConfigError(
+            f"no accounts configured in {where}; add one with `spamguard account add`"
+        )
+    return [config.account(n) for n in names] if names else list(config.accounts.values())
+
+
+def _store(config: Config) -> Any:
+    from spamguard.store import Store, default_store_path
+
+    path = config.data_dir / "spamguard.sqlite3" if config.data_dir else default_store_path()
+    return Store(path)
+
+
+def _scorer(config: Config, model: str | None) -> Scorer:
+    spec = os.environ.get(SCORER_ENV)
+    if spec:
+        module, _, attr = spec.partition(":")
+        factory = getattr(importlib.import_module(module), attr or "factory")
+        scorer: Scorer = factory()
+        return scorer
+    from spamguard.scoring.model import load_scorer
+
+    loaded: Scorer = load_scorer(Path(model) if model else config.model_dir)
+    return loaded
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def _stop_on_signals(stop: Any) -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM ask the workers to finish their batch and stop: a clean shutdown."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        asked.set()
+        stop()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spamguard.service import (
+        ActionApplied,
+        ConnectionState,
+        Error,
+        Event,
+        MessageScored,
+        Progress,
+        Service,
+    )
+
+    config = _config(args)
+    accounts = _accounts(config, args.account)
+    scorer = _scorer(config, args.model)
+    fatal: list[Error] = []
+    counts = {"scored": 0, "applied": 0, "failed": 0}
+
+    def show(event: Event) -> None:
+        if isinstance(event, MessageScored):
+            counts["scored"] += 1
+            if args.dry_run:
+                _say(
+                    f"[{event.account}] {event.folder} {event.uid}: p={event.p_spam:.2f} "
+                    f"{event.verdict:4} {event.subject[:60]!r} -> {event.plan}"
+                )
+        elif isinstance(event, ActionApplied):
+            counts["applied" if event.state == "applied" else "failed"] += 1
+            where = f" -> {event.dst}" if event.dst else ""
+            line = (
+                f"[{event.account}] #{event.journal_id} {event.action} {event.src}{where} "
+                f"{event.subject[:60]!r}: {event.state}"
+            )
+            _say(line + (f" ({event.error})" if event.error else ""))
+        elif isinstance(event, Error):
+            if event.fatal:
+                fatal.append(event)
+            _warn(
+                f"spamguard: [{event.account}] {'error' if event.fatal else 'warning'}: "
+                f"{event.message}"
+            )
+        elif isinstance(event, Progress) and event.total and args.verbose:
+            _warn(f"[{event.account}] {event.folder}: {event.done}/{event.total} ({event.phase})")
+        elif isinstance(event, ConnectionState) and args.verbose:
+            _warn(f"[{event.account}] {event.state} {event.detail}")
+
+    with _store(config) as store:
+        service = Service(accounts, scorer=scorer, store=store, dry_run=args.dry_run)
+        service.subscribe(show)
+        with _stop_on_signals(service.stop) as asked:
+            if args.once:
+                ok = service.run_once()
+            else:
+                service.start()
+                while not asked.wait(0.5):
+                    if all(not t.is_alive() for t in service._threads):
+                        break
+                service.stop()
+                service.join(60)
+                ok = not fatal
+    verb = "would act on" if args.dry_run else "acted on"
+    _warn(
+        f"spamguard: scored {counts['scored']} messages, {verb} "
+        f"{counts['applied']}{'' if args.dry_run else ''}, {counts['failed']} refused"
+    )
+    return 0 if ok and not fatal else 1
+
+
+# -- undo ------------------------------------------------------------------------------------------
+
+
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """ "30m", "2h", "1d", "1w" ago, or an ISO date/time (local time when no zone)."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return now - float(match.group(1)) * unit
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SpamGuardError(
+            f"--since {text!r}: give a time like 2h, 30m, 1d or 2026-11-23T09:00"
+        ) from None
+    return when.timestamp()
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from spamguard.mail.executor import Executor
+    from spamguard.service import open_mailstore
+
+    config = _config(args)
+    with _store(config) as store:
+        if args.id:
+            entries = [e for e in (store.journal_entry(i) for i in args.id) if e is not None]
+            missing = set(args.id) - {e.id for e in entries}
+            if missing:
+                raise SpamGuardError(
+                    f"no journal entries with id {', '.join(map(str, sorted(missing)))}"
+                )
+        else:
+            since = parse_since(args.since) if args.since else None
+            entries = store.journal(
+                account=args.account,
+                states=["applied"],
+                actions=["move_junk", "move", "flag", "keyword"],
+                since=since,
+                limit=None if since else (args.last or 1),
+            )
+        if args.account:
+            entries = [e for e in entries if e.account == args.account]
+        if not entries:
+            _say("nothing to undo")
+            return 0
+        failed = 0
+        for name in dict.fromkeys(e.account for e in entries):
+            settings = config.account(name)
+            mail = open_mailstore(settings)
+            mail.connect()
+            try:
+                executor = Executor(mail, store, settings, junk_folder=None)
+                mine = [e for e in entries if e.account == name]
+                for entry, result in zip(mine, executor.undo(mine), strict=True):
+                    failed += result.outcome == "not found"
+                    _say(
+                        f"#{entry.id} {entry.action} {entry.subject[:60]!r}: {result.outcome}"
+                        + (f" ({result.detail})" if result.detail else "")
+                    )
+            finally:
+                mail.close()
+    return 1 if failed else 0
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not config.accounts:
+        _say(f"no accounts configured in {config.path or default_config_path()}")
+        return 0
+    with _store(config) as store:
+        for name, a in config.accounts.items():
+            where = (
+                f"maildir {a.maildir}"
+                if a.maildir
+                else f"{a.username}@{a.host}:{a.port} ({a.security})"
+            )
+            _say(f"{name}: {where}; move ≥ {a.thresholds.move:.2f}, flag ≥ {a.thresholds.flag:.2f}")
+            for state in store.folder_states(name):
+                when = dt.datetime.fromtimestamp(state.last_sync).strftime("%Y-%m-%d %H:%M:%S")
+                _say(f"  {state.folder}: last sync {when}, next UID {state.uidnext}")
+            counts = store.counts(name)
+            if counts:
+                _say("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            pending = store.journal(account=name, states=["planned"])
+            if pending:
+                _say(f"  {len(pending)} actions interrupted; the next run settles them")
+        recent = store.journal(limit=args.journal)
+        if recent:
+            _say("recent actions:")
+        for e in recent:
+            when = dt.datetime.fromtimestamp(e.created_at).strftime("%m-%d %H:%M")
+            dst = f" -> {e.dst}" if e.dst else ""
+            _say(
+                f"  #{e.id} {when} [{e.account}] {e.action} {e.src}{dst} {e.subject[:50]!r} {e.state}"
+            )
+    return 0
+
+
+# -- accounts --------------------------------------------------------------------------------------
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config) if getattr(args, "config", None) else default_config_path()
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cmd_account_add(args: argparse.Namespace) -> int:
+    from spamguard.mail.credentials import store_password
+
+    path = _config_path(args)
+    config = load_config(path) if path.exists() else Config(path=path, accounts={})
+    if args.name not in config.accounts:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
+            raise ConfigError("account names may use letters, digits, - and _ only")
+        if not (args.host or args.provider) or not args.username:
+            raise ConfigError(
+                f"account {args.name!r} is not in {path}: give --username and "
+                "--host or --provider to add it"
+            )
+        lines = [f"\n[accounts.{args.name}]"]
+        if args.provider:
+            lines.append(f"provider = {_toml_string(args.provider)}")
+        if args.host:
+            lines.append(f"host = {_toml_string(args.host)}")
+        if args.port:
+            lines.append(f"port = {args.port}")
+        if args.security:
+            lines.append(f"security = {_toml_string(args.security)}")
+        lines.append(f"username = {_toml_string(args.username)}")
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        new_text = text + "\n".join(lines) + "\n"
+        from spamguard.config import parse_config
+
+        config = parse_config(new_text, path=path)  # validate before writing anything
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_text, encoding="utf-8")
+        _say(f"added account {args.name!r} to {path}")
+    settings = config.account(args.name)
+    if settings.auth == "oauth2":
+        return cmd_account_login(args)
+    if settings.password_command:
+        _say(f"account {args.name!r} uses password_command; nothing to store")
+    else:
+        if args.password_stdin:
+            secret = sys.stdin.readline().rstrip("\r\n")
+        else:
+            secret = getpass.getpass(f"Password for {settings.username} at {settings.host}: ")
+        if not secret:
+            raise SpamGuardError("no password given; nothing stored")
+        store_password(settings, secret)
+        del secret
+        _say(f'password for {args.name!r} stored in the system keyring (service "spamguard")')
+    if args.no_test:
+        return 0
+    return _test_account(settings)
+
+
+def cmd_account_list(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not config.accounts:
+        _say(f"no accounts configured in {config.path or default_config_path()}")
+    for name, a in config.accounts.items():
+        if a.maildir:
+            source = f"maildir {a.maildir}"
+        elif a.auth == "oauth2":
+            source = "OAuth2"
+        elif a.password_command:
+            source = "password_command"
+        else:
+            source = "keyring"
+        _say(
+            f"{name}: {a.username}@{a.host}:{a.port} {a.security}, password from {source}, "
+            f"watching {', '.join(a.watch_folders)}"
+        )
+    return 0
+
+
+def cmd_account_remove(args: argparse.Namespace) -> int:
+    from spamguard.mail.credentials import delete_password
+
+    config = _config(args)
+    settings = config.account(args.name)
+    if settings.auth == "oauth2":
+        from spamguard.mail import oauth
+
+        oauth.forget_tokens(settings.name)
+        _say(f"forgot the OAuth2 sign-in of {args.name!r}")
+    elif delete_password(settings):
+        _say(f"removed the stored password of {args.name!r} from the keyring")
+    else:
+        _say(f"no stored password for {args.name!r}")
+    _say(f"remove the [accounts.{args.name}] section from {config.path} to stop watching it")
+    return 0
+
+
+def cmd_account_test(args: argparse.Namespace) -> int:
+    return _test_account(_config(args).account(args.name))
+
+
+def cmd_account_login(args: argparse.Namespace) -> int:
+    from spamguard.mail import oauth
+    from spamguard.mail.credentials import oauth_settings
+
+    settings = _config(args).account(args.name)
+    if settings.auth != "oauth2":
+        raise ConfigError(f'account {args.name!r} does not use auth = "oauth2"')
+    _say("opening the browser to sign in…")
+    oauth.authorize(settings.name, oauth_settings(settings), login_hint=settings.username)
+    _say(f"signed in; tokens for {args.name!r} stored in the system keyring")
+    return 0 if getattr(args, "no_test", False) else _test_account(settings)
+
+
+def _test_account(settings: AccountSettings) -> int:
+    from spamguard.mail.folders import find_junk_folder, find_sent_folder
+    from spamguard.service import open_mailstore
+
+    mail = open_mailstore(settings)
+    mail.connect()
+    try:
+        _say(f"logged in to {settings.host} as {settings.username}")
+        caps = mail.capabilities
+        wanted = [c for c in ("IDLE", "MOVE", "UIDPLUS", "CONDSTORE", "SPECIAL-USE") if c in caps]
+        missing = [c for c in ("IDLE", "MOVE", "UIDPLUS") if c not in caps]
+        _say(
+            f"server offers {' '.join(wanted) or 'none of IDLE/MOVE/UIDPLUS'}"
+            + (f"; without {' '.join(missing)} SpamGuard uses its fallbacks" if missing else "")
+        )
+        try:
+            _say(f"Junk folder: {find_junk_folder(mail, settings)}")
+        except FolderMissingError as exc:
+            _say(f"Junk folder: none ({exc})")
+        _say(f"Sent folder: {find_sent_folder(mail, settings) or 'none found'}")
+        ok = True
+        for folder in settings.watch_folders:
+            try:
+                status = mail.select(folder)
+                _say(f"watching {folder}: {status.exists} messages")
+            except FolderMissingError:
+                _say(f"watching {folder}: MISSING")
+                ok = False
+    finally:
+        mail.close()
+    return 0 if ok else 1
