@@ -299,9 +299,23 @@ def _unescape_plain(data: bytes) -> str:
 
 
 def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
-    cs = (charset or "us-ascii").strip().lower()
-    if cs in ("unknown-8bit", "x-unknown", "unknown", "8bit", "default", "x-user-defined"):
-        cs = "utf-8"
+    cs = (charset or "").strip().lower()
+    if cs in (
+        "",
+        "us-ascii",
+        "ascii",
+        "unknown-8bit",
+        "x-unknown",
+        "unknown",
+        "8bit",
+        "default",
+        "x-user-defined",
+    ):
+        # Undeclared or wrongly declared 8-bit text is UTF-8 today, Latin-1 in older mail.
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
     try:
         return data.decode(cs, "replace")
     except LookupError:

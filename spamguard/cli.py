@@ -1,0 +1,513 @@
+"""The `spamguard` command line: score, explain, train, eval, demo, and the mail commands.
+
+Heavy libraries (numpy, scikit-learn, onnxruntime, torch) are imported inside the
+commands, so `spamguard --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from spamguard import __version__
+from spamguard.errors import SpamGuardError
+
+__all__ = ["build_parser", "main"]
+
+BATCH = 64
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr that appears only for work taking over a second."""
+
+    def __init__(self, label: str, total: int | None, stream: IO[str] | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.start = time.monotonic()
+        self.enabled = self.stream.isatty() and not os.environ.get("SPAMGUARD_NO_PROGRESS")
+        self.shown = False
+        self._last = 0.0
+
+    def update(self, done: int, total: int | None = None, label: str | None = None) -> None:
+        if total is not None:
+            self.total = total
+        if label is not None:
+            self.label = label
+        now = time.monotonic()
+        if not self.enabled or now - self.start < 1.0 or now - self._last < 0.1:
+            return
+        self._last = now
+        self.shown = True
+        rate = done / max(now - self.start, 1e-9)
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            text = f"\r{self.label} [{bar:<30}] {done}/{self.total} {rate:.0f}/s "
+        else:
+            text = f"\r{self.label} {done} {rate:.0f}/s "
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 78 + "\r")
+            self.stream.flush()
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _iter_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes | Exception]]:
+    """(path exactly as given or found, bytes or the error reading it)."""
+    from spamguard.corpus import iter_message_files
+
+    for given in paths:
+        if given == "-":
+            yield "-", sys.stdin.buffer.read()
+            continue
+        root = Path(given)
+        if root.is_dir():
+            for path in iter_message_files(root):
+                yield _join(given, path.relative_to(root)), _read_bytes(path)
+        elif root.exists():
+            yield given, _read_bytes(root)
+        else:
+            yield given, FileNotFoundError(f"no such file or folder: {given}")
+
+
+def _join(given: str, rel: Path) -> str:
+    return given.rstrip("/") + "/" + rel.as_posix()
+
+
+def _read_bytes(path: Path) -> bytes | Exception:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return exc
+
+
+def _count_inputs(paths: Sequence[str]) -> int | None:
+    from spamguard.corpus import iter_message_files
+
+    total = 0
+    for given in paths:
+        if given == "-":
+            return None
+        root = Path(given)
+        total += sum(1 for _ in iter_message_files(root)) if root.is_dir() else 1
+    return total
+
+
+def _load_scorer(args: argparse.Namespace) -> Any:
+    from spamguard.scoring.model import load_scorer
+
+    return load_scorer(getattr(args, "model", None), encoder_kind=getattr(args, "encoder", None))
+
+
+def _thresholds(args: argparse.Namespace, scorer: Any) -> tuple[float, float]:
+    model_thresholds = scorer.model.thresholds
+    move = args.move if args.move is not None else model_thresholds.get("move", 0.90)
+    flag = args.flag if args.flag is not None else model_thresholds.get("flag", 0.50)
+    if not 0.0 <= flag <= move <= 1.0:
+        raise SpamGuardError(f"thresholds must satisfy 0 <= flag ({flag}) <= move ({move}) <= 1")
+    return float(move), float(flag)
+
+
+# ---------------------------------------------------------------------------- score
+
+
+def _score_record(path: str, msg: Any, score: Any, move: float, flag: float) -> dict[str, Any]:
+    return {
+        "path": path,
+        "p_spam": round(score.p_spam, 6),
+        "verdict": score.verdict(move, flag),
+        "stage": score.stage,
+        "model_version": score.model_version,
+        "subject": msg.subject,
+        "from": msg.from_addr,
+        "evidence": [e.to_json() for e in score.evidence],
+        "neighbours": [n.to_json() for n in score.neighbours],
+    }
+
+
+def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Score every input in batches; yields one record per input, errors included."""
+    from spamguard.errors import MessageError
+    from spamguard.message import parse_message
+
+    scorer = _load_scorer(args)
+    move, flag = _thresholds(args, scorer)
+    bar = ProgressBar("scoring", _count_inputs(paths))
+    done = 0
+    pending: list[tuple[str, Any]] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        nonlocal done
+        scores = scorer.score([m for _, m in pending])
+        for (path, msg), score in zip(pending, scores, strict=True):
+            yield _score_record(path, msg, score, move, flag)
+        done += len(pending)
+        bar.update(done)
+        pending.clear()
+
+    try:
+        for path, data in _iter_inputs(paths):
+            if isinstance(data, Exception):
+                yield {"path": path, "error": f"cannot read: {data}"}
+                continue
+            try:
+                msg = parse_message(data)
+            except MessageError as exc:
+                yield {"path": path, "error": str(exc)}
+                continue
+            pending.append((path, msg))
+            if len(pending) >= BATCH:
+                yield from flush()
+        if pending:
+            yield from flush()
+    finally:
+        bar.close()
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    records = scored_records(args, args.paths)
+    out = sys.stdout
+    if args.jsonl:
+        for rec in records:
+            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            out.flush()
+        return 0
+    all_records = list(records)
+    if args.json:
+        json.dump(all_records, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return 0
+    _print_table(all_records, out)
+    return 0
+
+
+def _print_table(records: Sequence[dict[str, Any]], out: IO[str]) -> None:
+    width = max((len(r["path"]) for r in records), default=4)
+    width = min(max(width, 4), 60)
+    out.write(f"{'p_spam':>7}  {'verdict':<7}  {'path':<{width}}  subject\n")
+    counts = {"spam": 0, "flag": 0, "ham": 0, "error": 0}
+    for rec in records:
+        path = rec["path"] if len(rec["path"]) <= width else "…" + rec["path"][-(width - 1) :]
+        if "error" in rec:
+            counts["error"] += 1
+            out.write(f"{'-':>7}  {'error':<7}  {path:<{width}}  {rec['error']}\n")
+            continue
+        counts[rec["verdict"]] += 1
+        subject = " ".join(rec["subject"].split())[:60]
+        out.write(f"{rec['p_spam']:>7.3f}  {rec['verdict']:<7}  {path:<{width}}  {subject}\n")
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    out.write(f"\n{len(records)} messages: {summary}\n")
+
+
+# ---------------------------------------------------------------------------- explain
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    records = list(scored_records(args, [args.file]))
+    if not records:
+        raise SpamGuardError(f"{args.file}: nothing to explain")
+    rec = records[0]
+    if "error" in rec:
+        raise SpamGuardError(f"{rec['path']}: {rec['error']}")
+    if args.json:
+        json.dump(rec, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    out = sys.stdout
+    verdict_words = {
+        "spam": "spam: would be moved to Junk",
+        "flag": "suspicious: would stay in the Inbox, flagged",
+        "ham": "not spam: left alone",
+    }
+    out.write(f"{rec['path']}\n")
+    out.write(f"  Subject: {rec['subject']}\n  From:    {rec['from']}\n")
+    out.write(f"  Spam probability {rec['p_spam']:.3f} → {verdict_words[rec['verdict']]}\n")
+    out.write(f"  (model {rec['model_version']}, stage {rec['stage']})\n\n")
+    out.write("  What pushed the score (log-odds; + towards spam, − towards not spam):\n")
+    for ev in rec["evidence"]:
+        out.write(f"    {ev['weight']:+6.2f}  {ev['detail']}\n")
+    if rec["neighbours"]:
+        out.write("\n  Looks like these known messages:\n")
+        for nb in rec["neighbours"]:
+            subject = " ".join(nb["subject"].split())[:60]
+            out.write(f"    {nb['similarity']:.2f}  {nb['label']:<4}  {subject}\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from spamguard.corpus import load_folders, load_split
+    from spamguard.scoring.model import save_model
+    from spamguard.training import DEFAULT_BLOCKS, TrainOptions, train
+
+    if args.split:
+        if not args.corpus:
+            raise SpamGuardError("--split needs --corpus DIR (the folder the split's paths are in)")
+        items = load_split(Path(args.split), Path(args.corpus), "train")
+        source = f"{Path(args.split).name} train half"
+    elif args.ham and args.spam:
+        items = load_folders([Path(p) for p in args.ham], [Path(p) for p in args.spam])
+        source = "folders"
+    else:
+        raise SpamGuardError("give --split TSV --corpus DIR, or --ham DIR --spam DIR")
+    blocks = dict(DEFAULT_BLOCKS)
+    for spec in args.block or []:
+        name, _, weight = spec.partition("=")
+        if name not in blocks:
+            raise SpamGuardError(f"unknown block {name!r}; known: {', '.join(blocks)}")
+        blocks[name] = float(weight)
+    options = TrainOptions(
+        blocks=tuple(blocks.items()),
+        C=args.C,
+        augment_headerless=not args.no_headerless_augment,
+        keep_neighbours=not args.no_neighbours,
+        encoder_kind=args.encoder or "int8",
+        version=args.version or "",
+    )
+    bar = ProgressBar("training", None)
+    model = train(
+        items,
+        options,
+        source=source,
+        on_progress=lambda p: bar.update(p.done, p.total, f"training: {p.step}"),
+    )
+    bar.close()
+    out = save_model(model, Path(args.out))
+    cv = model.metrics["train_cv"]
+    sys.stderr.write(
+        f"trained {model.version} on {len(items)} messages "
+        f"(cross-validated on train: AUC {cv['roc_auc']:.5f}, "
+        f"recall@0.1%FPR {cv['recall_at_0.1pct_fpr']:.3f})\n"
+    )
+    print(out)
+    return 0
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+def evaluate_split(args: argparse.Namespace) -> dict[str, Any]:
+    from spamguard.corpus import load_split
+    from spamguard.evaluate import metrics
+    from spamguard.message import parse_message
+    from spamguard.scoring.features import headerless_bytes
+
+    items = load_split(Path(args.split), Path(args.corpus), "test", limit=args.limit)
+    scorer = _load_scorer(args)
+    move, flag = _thresholds(args, scorer)
+    scorer.top_evidence = 0
+    scorer.n_neighbours = 0
+    messages = [it.message for it in items]
+    if args.headerless:
+        messages = [parse_message(headerless_bytes(m)) for m in messages]
+    bar = ProgressBar("evaluating", len(messages))
+    probs: list[float] = []
+    start = time.perf_counter()
+    for i in range(0, len(messages), BATCH):
+        probs.extend(s.p_spam for s in scorer.score(messages[i : i + BATCH]))
+        bar.update(len(probs))
+    elapsed = time.perf_counter() - start
+    bar.close()
+    result = metrics(
+        [it.is_spam for it in items], probs, [it.group for it in items], move=move, flag=flag
+    )
+    result.update(
+        model_version=scorer.version,
+        variant="headerless" if args.headerless else "full",
+        msgs_per_s=len(messages) / elapsed if elapsed else float("nan"),
+        split=str(args.split),
+    )
+    if args.plot:
+        import numpy as np
+
+        from spamguard.evaluate import plot
+
+        plot(
+            np.asarray([it.is_spam for it in items]),
+            np.asarray(probs),
+            Path(args.plot),
+            move=move,
+            flag=flag,
+            title=f"{scorer.version} on the test half ({result['variant']})",
+        )
+    return result
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    result = evaluate_split(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+    _print_eval(result, sys.stdout)
+    return 0
+
+
+def _print_eval(r: dict[str, Any], out: IO[str]) -> None:
+    at_move, at_flag = r["at_move"], r["at_flag"]
+    out.write(
+        f"model {r['model_version']} — test half ({r['variant']}), {r['n']} messages "
+        f"({r['n_spam']} spam, {r['n_ham']} ham)\n"
+    )
+    out.write(f"  ROC AUC                 {r['roc_auc']:.5f}\n")
+    out.write(f"  recall at 0.1% FPR      {r['recall_at_0.1pct_fpr']:.2%}\n")
+    out.write(f"  recall at 1% FPR        {r['recall_at_1pct_fpr']:.2%}\n")
+    for name, at in (("move", at_move), ("flag", at_flag)):
+        out.write(
+            f"  at {name} ≥ {at['threshold']:.2f}: precision {at['precision']:.2%}, recall "
+            f"{at['recall']:.2%}, F1 {at['f1']:.4f}, FPR {at['fpr']:.3%} "
+            f"({at['false_positives']} ham)\n"
+        )
+    for g, info in r.get("groups", {}).items():
+        if info["label"] == "ham":
+            out.write(
+                f"  {g:<12} ham at ≥ move: {info['count_at_move']}/{info['n']}, "
+                f"at ≥ flag: {info['count_at_flag']}/{info['n']}\n"
+            )
+    out.write(f"  expected calibration error {r['ece']:.4f}\n")
+    out.write(f"  throughput              {r['msgs_per_s']:.1f} msgs/s\n")
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from spamguard.demo import demo_mailbox_path
+
+    mailbox = demo_mailbox_path()
+    records = list(scored_records(args, [str(mailbox)]))
+    for rec in records:
+        rec["path"] = rec["path"].replace(str(mailbox) + "/", "")
+    _print_table(records, sys.stdout)
+    labels_file = mailbox.parent / "labels.json"
+    if labels_file.is_file():
+        labels = json.loads(labels_file.read_text("utf-8"))
+        right = sum(
+            1
+            for r in records
+            if "error" not in r
+            and (r["verdict"] == "spam") == (labels.get(Path(r["path"]).name) == "spam")
+        )
+        print(
+            f"demo mailbox: {right}/{len(records)} verdicts match the hand labels "
+            "(spam = moved to Junk; flagged counts as not moved)"
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the shipped one)")
+    p.add_argument(
+        "--encoder",
+        choices=["int8", "fp32", "torch"],
+        help="sentence encoder path: int8 ONNX (default), fp32 ONNX, or the torch reference",
+    )
+    p.add_argument("--move", type=float, help="move-to-Junk threshold (default 0.90)")
+    p.add_argument("--flag", type=float, help="flag threshold (default 0.50)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spamguard",
+        description="SpamGuard: a local, learning spam filter for your IMAP mail.",
+    )
+    parser.add_argument("--version", action="version", version=f"spamguard {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (TOML)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("score", help="score message files, folders or stdin")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a message file, a folder, or -")
+    _add_model_args(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--jsonl", action="store_true", help="one JSON object per message")
+    fmt.add_argument("--json", action="store_true", help="one JSON array")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("explain", help="show a message's score and what drove it")
+    p.add_argument("file", metavar="FILE")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("train", help="train a head model")
+    p.add_argument("--split", metavar="TSV", help="split file (trains on its train half)")
+    p.add_argument("--corpus", metavar="DIR", help="folder the split's paths are relative to")
+    p.add_argument("--ham", metavar="DIR", action="append", help="folder of ham (repeatable)")
+    p.add_argument("--spam", metavar="DIR", action="append", help="folder of spam (repeatable)")
+    p.add_argument("--out", metavar="DIR", required=True, help="where to write the model")
+    p.add_argument("--C", type=float, default=30.0, help="inverse regularisation strength")
+    p.add_argument(
+        "--block",
+        action="append",
+        metavar="NAME=WEIGHT",
+        help="feature block weight, e.g. embedding=0.5 (0 drops the block)",
+    )
+    p.add_argument("--encoder", choices=["int8", "fp32", "torch"])
+    p.add_argument(
+        "--no-neighbours",
+        action="store_true",
+        help="do not keep training embeddings for 'looks like' explanations",
+    )
+    p.add_argument("--no-headerless-augment", action="store_true")
+    p.add_argument("--version", dest="version", metavar="NAME", help="model version name")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a model on a split's test half")
+    p.add_argument("--split", metavar="TSV", required=True)
+    p.add_argument("--corpus", metavar="DIR", required=True)
+    _add_model_args(p)
+    p.add_argument("--json", metavar="OUT", help="write all figures as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="save ROC curve and score histogram")
+    p.add_argument(
+        "--headerless",
+        action="store_true",
+        help="reduce each message to its Subject and text first",
+    )
+    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="score the bundled demo mailbox and print the table")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    try:
+        from spamguard.mail.commands import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SpamGuardError as exc:
+        sys.stderr.write(f"spamguard: error: {exc}\n")
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("spamguard: interrupted\n")
+        return 130

@@ -1,0 +1,385 @@
+"""A model directory (config.json + plain arrays) and the `HeadScorer` that runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from spamguard.errors import ModelError
+from spamguard.message import Message
+from spamguard.scoring.base import Evidence, Neighbour, Score
+from spamguard.scoring.features import HAND_FEATURES, FeatureConfig
+from spamguard.scoring.head import BLOCKS, Featurizer, LogisticHead
+
+__all__ = [
+    "FORMAT",
+    "HeadModel",
+    "HeadScorer",
+    "default_model_dir",
+    "load_model",
+    "load_scorer",
+    "save_model",
+]
+
+FORMAT = 1
+CONFIG = "config.json"
+HEAD = "head.npz"
+NEIGHBOURS = "neighbours.npz"
+NEIGHBOUR_INFO = "neighbours.json"
+
+
+def default_model_dir() -> Path:
+    """The shipped default head (inside the installed `spamguard_models` package)."""
+    from spamguard_models import DEFAULT_MODEL_DIR
+
+    return Path(DEFAULT_MODEL_DIR)
+
+
+@dataclass
+class HeadModel:
+    """Everything a model directory holds, in memory."""
+
+    featurizer: Featurizer
+    head: LogisticHead
+    version: str
+    encoder: dict[str, str] | None = None
+    thresholds: dict[str, float] = field(default_factory=lambda: {"move": 0.90, "flag": 0.50})
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # Labelled training messages for "looks like these" explanations.
+    neighbour_vectors: np.ndarray | None = None
+    neighbour_labels: np.ndarray | None = None
+    neighbour_subjects: list[str] = field(default_factory=list)
+    neighbour_refs: list[str] = field(default_factory=list)
+
+    @property
+    def needs_encoder(self) -> bool:
+        return self.featurizer.uses_embedding or self.neighbour_vectors is not None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(model: HeadModel, out_dir: Path) -> Path:
+    """Write ``model`` to ``out_dir`` atomically (a temp dir renamed into place)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-model-", dir=out_dir.parent))
+    coef = model.head.coef_
+    nz = np.flatnonzero(np.abs(coef) > 1e-6)
+    np.savez_compressed(
+        tmp / HEAD,
+        coef_index=nz.astype(np.int32),
+        coef_value=coef[nz].astype(np.float32),
+        n_columns=np.asarray([coef.shape[0]], dtype=np.int64),
+    )
+    files = [HEAD]
+    if model.neighbour_vectors is not None and model.neighbour_labels is not None:
+        np.savez_compressed(
+            tmp / NEIGHBOURS,
+            vectors=model.neighbour_vectors.astype(np.float16),
+            labels=model.neighbour_labels.astype(np.int8),
+        )
+        (tmp / NEIGHBOUR_INFO).write_text(
+            json.dumps({"subjects": model.neighbour_subjects, "refs": model.neighbour_refs}),
+            encoding="utf-8",
+        )
+        files += [NEIGHBOURS, NEIGHBOUR_INFO]
+    config = {
+        "format": FORMAT,
+        "version": model.version,
+        "encoder": model.encoder,
+        "features": model.featurizer.config.to_json(),
+        "blocks": model.featurizer.weights,
+        "hand_features": [name for name, _ in HAND_FEATURES],
+        "head": {
+            "kind": "logistic",
+            "C": model.head.C,
+            "intercept": model.head.intercept_,
+            "calibration": {
+                "method": "platt",
+                "a": model.head.platt_[0],
+                "b": model.head.platt_[1],
+            },
+        },
+        "thresholds": model.thresholds,
+        "training": model.training,
+        "metrics": model.metrics,
+        "files": {name: _file_sha256(tmp / name) for name in files},
+    }
+    (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n", "utf-8")
+    if out_dir.exists():
+        old = out_dir.with_name(out_dir.name + ".old")
+        if old.exists():
+            _rmtree(old)
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        _rmtree(old)
+    else:
+        os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def load_model(model_dir: Path | str) -> HeadModel:
+    """Read a model directory, checking every file's sha256 against config.json."""
+    model_dir = Path(model_dir)
+    config_path = model_dir / CONFIG
+    if not config_path.is_file():
+        raise ModelError(
+            f"no model at {model_dir}: {CONFIG} is missing. Train one with "
+            "`spamguard train`, or leave out --model to use the shipped default."
+        )
+    try:
+        config = json.loads(config_path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{config_path} is not valid JSON ({exc}); retrain or reinstall") from exc
+    if config.get("format") != FORMAT:
+        raise ModelError(
+            f"{model_dir} is model format {config.get('format')!r}; this SpamGuard reads "
+            f"format {FORMAT}. Retrain it with `spamguard train`."
+        )
+    for name, digest in (config.get("files") or {}).items():
+        path = model_dir / name
+        if not path.is_file() or _file_sha256(path) != digest:
+            raise ModelError(
+                f"model file {path} is missing or corrupt (sha256 mismatch); reinstall "
+                "SpamGuard or retrain this model"
+            )
+    try:
+        featurizer = Featurizer(
+            config=FeatureConfig.from_json(config["features"]),
+            weights={k: float(v) for k, v in config["blocks"].items() if k in BLOCKS},
+        )
+        head_cfg = config["head"]
+        with np.load(model_dir / HEAD) as arrays:
+            coef = np.zeros(int(arrays["n_columns"][0]), dtype=np.float64)
+            coef[arrays["coef_index"]] = arrays["coef_value"]
+        if coef.shape[0] != featurizer.n_columns:
+            raise ModelError(f"{model_dir}: weights do not match the feature blocks; retrain")
+        calib = head_cfg["calibration"]
+        head = LogisticHead(
+            C=float(head_cfg.get("C", 1.0)),
+            coef_=coef,
+            intercept_=float(head_cfg["intercept"]),
+            platt_=(float(calib["a"]), float(calib["b"])),
+        )
+        model = HeadModel(
+            featurizer=featurizer,
+            head=head,
+            version=str(config["version"]),
+            encoder=config.get("encoder"),
+            thresholds={k: float(v) for k, v in config.get("thresholds", {}).items()},
+            training=config.get("training", {}),
+            metrics=config.get("metrics", {}),
+        )
+        if (model_dir / NEIGHBOURS).is_file():
+            with np.load(model_dir / NEIGHBOURS) as arrays:
+                model.neighbour_vectors = arrays["vectors"].astype(np.float32)
+                model.neighbour_labels = arrays["labels"].astype(np.int8)
+            info = json.loads((model_dir / NEIGHBOUR_INFO).read_text("utf-8"))
+            model.neighbour_subjects = list(info["subjects"])
+            model.neighbour_refs = list(info["refs"])
+    except ModelError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        raise ModelError(f"{model_dir} is not a valid SpamGuard model ({exc}); retrain") from exc
+    return model
+
+
+class HeadScorer:
+    """Scores messages with a head model (and the sentence encoder when it needs one).
+
+    The encoder is loaded on first use and can be injected (tests, benchmarks).
+    """
+
+    def __init__(
+        self,
+        model: HeadModel,
+        *,
+        encoder: Any = None,
+        encoder_kind: Literal["int8", "fp32", "torch"] | None = None,
+        top_evidence: int = 6,
+        neighbours: int = 3,
+        stage: str = "head",
+    ) -> None:
+        self.model = model
+        self._encoder = encoder
+        self._encoder_kind = encoder_kind or _encoder_kind(model.encoder)
+        self.top_evidence = top_evidence
+        self.n_neighbours = neighbours
+        self.stage = stage
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from spamguard.scoring.encoder import load_encoder
+
+            self._encoder = load_encoder(self._encoder_kind)
+        return self._encoder
+
+    def embed(self, messages: Sequence[Message]) -> np.ndarray | None:
+        if not self.model.needs_encoder or not messages:
+            return None
+        from spamguard.scoring.encoder import encoder_text
+
+        texts = [encoder_text(m.subject, m.text) for m in messages]
+        return np.asarray(self.encoder.encode(texts), dtype=np.float32)
+
+    def decision(self, messages: Sequence[Message], embeddings: np.ndarray | None = None) -> Any:
+        return self.model.head.decision_function(
+            self.model.featurizer.transform(messages, embeddings)
+        )
+
+    def score(self, messages: Sequence[Message]) -> list[Score]:
+        if not messages:
+            return []
+        embeddings = self.embed(messages)
+        X = self.model.featurizer.transform(messages, embeddings)
+        decision = self.model.head.decision_function(X)
+        probs = self.model.head.calibrate(decision)
+        scores: list[Score] = []
+        for i, msg in enumerate(messages):
+            evidence = self._evidence(msg, X[i]) if self.top_evidence else ()
+            neighbours = (
+                self._neighbours(embeddings[i])
+                if embeddings is not None and self.n_neighbours
+                else ()
+            )
+            scores.append(
+                Score(
+                    p_spam=float(probs[i]),
+                    stage=self.stage,
+                    model_version=self.version,
+                    evidence=evidence,
+                    neighbours=neighbours,
+                )
+            )
+        return scores
+
+    def _evidence(self, msg: Message, row: Any) -> tuple[Evidence, ...]:
+        featurizer = self.model.featurizer
+        contributions = self.model.head.contributions(row)
+        offsets = featurizer.offsets()
+        embedding_total = 0.0
+        ranked: list[tuple[int, float]] = []
+        emb = offsets.get("embedding")
+        for col, weight in contributions:
+            if emb and emb[0] <= col < emb[1]:
+                embedding_total += weight
+            else:
+                ranked.append((col, weight))
+        ranked.sort(key=lambda cw: -abs(cw[1]))
+        top = ranked[: self.top_evidence * 3]
+        names = featurizer.term_names(msg) if top else {}
+        hand = offsets.get("hand")
+        out: list[Evidence] = []
+        seen: set[str] = set()
+        for col, weight in top:
+            if hand and hand[0] <= col < hand[1]:
+                key, description = HAND_FEATURES[col - hand[0]]
+                feature, detail = f"signal:{key}", description
+            elif col in names:
+                block, term = names[col]
+                feature, detail = _describe_term(block, term)
+            else:
+                continue
+            if feature in seen:
+                continue
+            seen.add(feature)
+            out.append(Evidence(feature=feature, weight=weight, detail=detail))
+            if len(out) >= self.top_evidence:
+                break
+        if emb and abs(embedding_total) > 0.05:
+            out.append(
+                Evidence(
+                    feature="embedding",
+                    weight=embedding_total,
+                    detail="the overall meaning of the subject and opening text",
+                )
+            )
+            out.sort(key=lambda e: -abs(e.weight))
+        return tuple(out)
+
+    def _neighbours(self, vector: np.ndarray) -> tuple[Neighbour, ...]:
+        vectors = self.model.neighbour_vectors
+        labels = self.model.neighbour_labels
+        if vectors is None or labels is None or not len(vectors):
+            return ()
+        sims = vectors @ vector.astype(np.float32)
+        k = min(self.n_neighbours, len(sims))
+        idx = np.argpartition(-sims, k - 1)[:k]
+        idx = idx[np.argsort(-sims[idx])]
+        return tuple(
+            Neighbour(
+                label="spam" if labels[i] else "ham",
+                similarity=float(sims[i]),
+                subject=self.model.neighbour_subjects[i],
+                ref=self.model.neighbour_refs[i],
+            )
+            for i in idx
+        )
+
+
+def _describe_term(block: str, term: str) -> tuple[str, str]:
+    if block == "words":
+        kind, _, text = term.partition(":")
+        where = "subject" if kind == "s" else "text"
+        return f"{where}:{text}", f"'{text}' in the {where}"
+    if block == "chars":
+        return f"chars:{term.strip()}", f"the letters '{term.strip()}'"
+    kind, _, rest = term.partition(":")
+    labels = {
+        "h": "header",
+        "fromdom": "sender domain",
+        "fromtld": "sender top-level domain",
+        "url": "link to",
+        "urlbase": "link to",
+        "urltld": "link top-level domain",
+        "att": "attachment type",
+        "attext": "attachment file type",
+    }
+    return term, f"{labels.get(kind, kind)} {rest}"
+
+
+def _encoder_kind(encoder: dict[str, str] | None) -> Literal["int8", "fp32", "torch"]:
+    quant = (encoder or {}).get("quantization", "int8")
+    if quant == "fp32":
+        return "fp32"
+    if quant == "torch":
+        return "torch"
+    return "int8"
+
+
+def load_scorer(
+    model_dir: Path | str | None = None,
+    *,
+    encoder: Any = None,
+    encoder_kind: Literal["int8", "fp32", "torch"] | None = None,
+) -> HeadScorer:
+    """A scorer over ``model_dir`` (default: the shipped default model)."""
+    return HeadScorer(
+        load_model(model_dir or default_model_dir()), encoder=encoder, encoder_kind=encoder_kind
+    )
