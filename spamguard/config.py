@@ -409,7 +409,13 @@ class _Validator:
                 "poll_interval",
                 "timeout",
                 "oauth",
+                "oauth_provider",
+                "oauth_client_id",
+                "oauth_client_secret",
+                "oauth_mechanism",
+                "oauth_tenant",
                 "password",
+                "maildir",
             },
         )
         if "password" in raw:
