@@ -1,0 +1,112 @@
+"""Store: schema and migrations, folder state, score cache, journal life cycle, dedup keys."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from spamguard.errors import SpamGuardError
+from spamguard.scoring.base import Evidence, Score
+from spamguard.store import SCHEMA_VERSION, FolderState, JournalDraft, ScoredMessage, Store
+
+
+def _scored(i: int = 1) -> ScoredMessage:
+    return ScoredMessage(
+        "a",
+        "INBOX",
+        7,
+        i,
+        f"<{i}@t>",
+        f"hash{i}",
+        0.95,
+        "spam",
+        "t",
+        "v1",
+        (Evidence("w", 1.0),),
+        subject=f"s{i}",
+    )
+
+
+def test_wal_and_schema_version(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store._query("PRAGMA journal_mode")[0][0] == "wal"
+    with Store(tmp_path / "s.db") as store:  # reopening migrates nothing twice
+        assert store.schema_version == SCHEMA_VERSION
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(SpamGuardError, match="newer SpamGuard"):
+        Store(tmp_path / "s.db")
+
+
+def test_folder_state_round_trip(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        assert store.folder_state("a", "INBOX") is None
+        store.save_folder_state(FolderState("a", "INBOX", 7, 42, 99, 1.0))
+        assert store.folder_state("a", "INBOX") == FolderState("a", "INBOX", 7, 42, 99, 1.0)
+
+
+def test_score_cache_by_hash_and_model_version(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        score = Score(0.8, "head", "v1", (Evidence("url", 0.5, "x"),))
+        store.cache_scores([("h", score)])
+        assert store.cached_score("h", "v1") == score
+        assert store.cached_score("h", "v2") is None
+
+
+def test_journal_life_cycle_and_dedup(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        scored = _scored()
+        assert not store.is_handled("a", scored.message_id, scored.content_hash)
+        [jid] = store.record_plan(
+            scored, [JournalDraft("move_junk", "INBOX", 7, 1, "Junk", reason="r")]
+        )
+        assert store.is_handled("a", scored.message_id, scored.content_hash)
+        assert [e.id for e in store.journal(states=["planned"])] == [jid]
+        store.mark_applied(jid, dst_uidvalidity=9, dst_uid=3, detail={"method": "move"})
+        entry = store.journal_entry(jid)
+        assert (
+            entry
+            and entry.state == "applied"
+            and entry.dst_uid == 3
+            and entry.detail == {"method": "move"}
+        )
+        store.mark_undone(jid)
+        assert store.journal_entry(jid).state == "undone"  # type: ignore[union-attr]
+        # Recording the same message again changes nothing about it being handled.
+        store.record_plan(scored, [])
+        assert store.counts("a")["scored_spam"] == 1
+        store.add_rescued("a", scored.message_id, scored.content_hash, "INBOX")
+        assert store.is_rescued("a", scored.message_id, scored.content_hash)
+        store.forget_message("a", scored.message_id, scored.content_hash)
+        assert not store.is_handled("a", scored.message_id, scored.content_hash)
+
+
+def test_journal_filters(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        ids = [
+            store.record_plan(
+                _scored(i), [JournalDraft("flag", "INBOX", 7, i, detail={"flags": ["\\Flagged"]})]
+            )[0]
+            for i in range(5)
+        ]
+        for jid in ids[:3]:
+            store.mark_applied(jid)
+        assert [e.id for e in store.journal(states=["applied"], limit=2)] == [ids[2], ids[1]]
+        assert store.journal(actions=["move_junk"]) == []
+        assert len(store.journal(message=("<4@t>", "hash4"))) == 1
+        store.mark_failed(ids[4], "refused")
+        assert store.journal_entry(ids[4]).error == "refused"  # type: ignore[union-attr]
+
+
+def test_correspondents(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        store.add_correspondents("a", ["Bob@Example.com", ""])
+        assert store.is_correspondent("a", "bob@example.com")
+        assert not store.is_correspondent("b", "bob@example.com")
