@@ -1,0 +1,736 @@
+"""Qt-free calls the desktop app needs: account sessions, rows, feedback, demo, config edits."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from spamguard.config import (
+    PRESETS,
+    AccountSettings,
+    Config,
+    Preset,
+    Thresholds,
+    parse_config,
+)
+from spamguard.errors import (
+    AuthError,
+    ConfigError,
+    ConnectionLostError,
+    CredentialError,
+    FolderMissingError,
+    MailStoreError,
+    NotMailError,
+    SpamGuardError,
+    TLSError,
+)
+from spamguard.mail.base import MailStore
+from spamguard.message import Message, parse_message
+from spamguard.policy import Action, Plan
+from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
+from spamguard.service import AccountWorker, Event, EventBus, MessageScored, Progress
+from spamguard.store import JournalEntry, ScoredMessage, Store
+
+__all__ = [
+    "DEMO_ACCOUNT",
+    "AccountSession",
+    "ConnectionReport",
+    "MessageRow",
+    "ModelInfo",
+    "ScanUpdate",
+    "add_account",
+    "check_connection",
+    "demo_settings",
+    "histogram",
+    "model_info",
+    "prepare_demo_mailbox",
+    "preset_for_email",
+    "save_account_thresholds",
+    "threshold_counts",
+]
+
+DEMO_ACCOUNT = "demo"
+Label = Literal["spam", "ham"]
+_MOVES = ("move_junk", "move", "undo")
+_USER_ACTIONS = ("move_junk", "move", "flag", "keyword")
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One scored message as the app shows it: score, what was done, where it is now."""
+
+    account: str
+    message_id: str
+    content_hash: str
+    folder: str  # where it was scored
+    location: str  # where the journal says it is now
+    uid: int
+    date: float | None  # the Date header as epoch seconds, when it parses
+    from_addr: str
+    subject: str
+    p_spam: float
+    verdict: str
+    stage: str
+    model_version: str
+    action: str  # "moved to Junk", "flagged", "moved back", "" ...
+    action_at: float | None
+    label: str  # the user's label: "spam", "ham" or ""
+    plan: str = ""
+    evidence: tuple[Evidence, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.account, self.message_id, self.content_hash)
+
+    @property
+    def moved(self) -> bool:
+        return self.action == "moved to Junk"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanUpdate:
+    """What one step of a scan produced: progress, the rows scored, and the engine's events."""
+
+    progress: Progress
+    rows: tuple[MessageRow, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReport:
+    """The outcome of "Test connection", worded for the person at the keyboard."""
+
+    ok: bool
+    message: str
+    kind: str = ""  # "auth", "tls", "unreachable", "folder", "config", "" when ok
+    fingerprint: str | None = None
+    folders: tuple[str, ...] = ()
+    junk_folder: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a model directory's config.json says about itself."""
+
+    path: Path
+    version: str
+    trained_at: str
+    n_spam: int
+    n_ham: int
+    source: str
+    encoder: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+# -- remembering explanations ----------------------------------------------------------------------
+
+
+class _RememberingScorer:
+    """Passes scoring through and keeps the last scores' nearest neighbours, which the store
+    does not keep, so the detail pane can show them without scoring again."""
+
+    def __init__(self, scorer: Scorer, keep: int = 5000) -> None:
+        self.inner = scorer
+        self.keep = keep
+        self.neighbours: OrderedDict[str, tuple[Neighbour, ...]] = OrderedDict()
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    def score(self, messages: Sequence[Message]) -> list[Score]:
+        scores = self.inner.score(messages)
+        for msg, score in zip(messages, scores, strict=False):
+            if score.neighbours:
+                self.neighbours[msg.content_hash] = score.neighbours
+                self.neighbours.move_to_end(msg.content_hash)
+        while len(self.neighbours) > self.keep:
+            self.neighbours.popitem(last=False)
+        return scores
+
+
+# -- one account -----------------------------------------------------------------------------------
+
+
+class AccountSession:
+    """One account for the app: scan, wait for mail, label and undo. Not thread-safe: it owns
+    the account's `MailStore`, so one thread (the app's account worker) makes every call."""
+
+    def __init__(
+        self,
+        settings: AccountSettings,
+        *,
+        scorer: Scorer,
+        store: Store,
+        mail: MailStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._scorer = _RememberingScorer(scorer)
+        self.worker = AccountWorker(
+            settings, scorer=self._scorer, store=store, mail=mail, events=EventBus()
+        )
+        self._open = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def junk_folder(self) -> str | None:
+        return self.worker.junk_folder
+
+    def open(self) -> None:
+        if not self._open:
+            self.worker.open()
+            self._open = True
+
+    def close(self) -> None:
+        self._open = False
+        self.worker.close()
+
+    def set_thresholds(self, thresholds: Thresholds) -> None:
+        """New thresholds apply to messages scored from now on (not retroactively)."""
+        from dataclasses import replace
+
+        self.settings = replace(self.settings, thresholds=thresholds)
+        self.worker.settings = self.settings
+        if self.worker.executor is not None:
+            self.worker.executor.settings = self.settings
+
+    def scan(self) -> Iterator[ScanUpdate]:
+        """Catch up every watched folder, one update per batch. Closing the generator cancels
+        after the batch in hand (the engine finishes a batch so its journal stays settled)."""
+        self.open()
+        events: list[Event] = []
+        unsubscribe = self.worker.events.subscribe(events.append)
+        try:
+            for progress in self.worker.sync():
+                batch, events[:] = list(events), []
+                scored = [e for e in batch if isinstance(e, MessageScored)]
+                yield ScanUpdate(progress, tuple(self._rows_for(scored)), tuple(batch))
+        finally:
+            unsubscribe()
+
+    def wait_for_mail(self, timeout: float, should_stop: Callable[[], bool]) -> bool:
+        """Block (IDLE or polling) until new mail may be there, ``timeout`` or ``should_stop()``."""
+        self.open()
+        watched = self.worker.watched()
+        if not watched:
+            return False
+        try:
+            return self.worker.mail.wait(watched[0], timeout, should_stop)
+        except FolderMissingError:
+            return False
+
+    # -- rows --------------------------------------------------------------------------------
+
+    def rows(self, limit: int = 2000) -> list[MessageRow]:
+        """Every scored message of this account the store remembers, newest first."""
+        scored = self.store.scored_messages(self.name, limit=limit)
+        journal: dict[tuple[str, str], list[JournalEntry]] = {}
+        for entry in self.store.journal(account=self.name):
+            journal.setdefault((entry.message_id, entry.content_hash), []).append(entry)
+        labels = _labels(self.store, self.name)
+        return [
+            self._row(s, journal.get((s.message_id, s.content_hash), []), labels) for s in scored
+        ]
+
+    def row(self, key: tuple[str, str, str]) -> MessageRow | None:
+        _, message_id, content = key
+        scored = self.store.scored_message(self.name, message_id, content)
+        if scored is None:
+            return None
+        entries = self.store.journal(account=self.name, message=(message_id, content))
+        return self._row(scored, entries, _labels(self.store, self.name, (message_id, content)))
+
+    def _rows_for(self, events: Sequence[MessageScored]) -> list[MessageRow]:
+        if not events or self.worker.dry_run:
+            return []
+        # The newest rows of this account are the ones this batch wrote (one worker each).
+        recent = self.store.scored_messages(self.name, limit=len(events) + 64)
+        by_place = {(s.folder, s.uid): s for s in recent}
+        rows = []
+        for event in events:
+            scored = by_place.get((event.folder, event.uid))
+            if scored is None:
+                continue
+            entries = self.store.journal(
+                account=self.name, message=(scored.message_id, scored.content_hash)
+            )
+            rows.append(self._row(scored, entries, {}))
+        return rows
+
+    def _row(
+        self,
+        s: ScoredMessage,
+        entries: Sequence[JournalEntry],
+        labels: dict[tuple[str, str], str],
+    ) -> MessageRow:
+        location, action, action_at = _whereabouts(s.folder, entries)
+        return MessageRow(
+            account=s.account,
+            message_id=s.message_id,
+            content_hash=s.content_hash,
+            folder=s.folder,
+            location=location,
+            uid=s.uid,
+            date=_epoch(s.date),
+            from_addr=s.from_addr,
+            subject=s.subject,
+            p_spam=s.p_spam,
+            verdict=s.verdict,
+            stage=s.stage,
+            model_version=s.model_version,
+            action=action,
+            action_at=action_at,
+            label=labels.get((s.message_id, s.content_hash), ""),
+            plan=s.plan,
+            evidence=s.evidence,
+            neighbours=self._scorer.neighbours.get(s.content_hash, ()),
+        )
+
+    def explain(self, key: tuple[str, str, str]) -> Score | None:
+        """Score the message again (for neighbours the store does not keep); None if gone."""
+        row = self.row(key)
+        msg = self._fetch(row) if row else None
+        if msg is None:
+            return None
+        return self._scorer.score([msg])[0]
+
+    def _fetch(self, row: MessageRow) -> Message | None:
+        self.open()
+        assert self.worker.executor is not None
+        found = self.worker.executor.locate(
+            row.location, row.message_id, row.content_hash, row.subject
+        )
+        if not found:
+            return None
+        fetched = self.worker.mail.fetch(
+            row.location, [found[0].uid], self.settings.max_fetch_bytes
+        )
+        try:
+            return parse_message(fetched[0].raw) if fetched else None
+        except NotMailError:
+            return None
+
+    # -- the user's verdict ------------------------------------------------------------------
+
+    def mark(self, key: tuple[str, str, str], label: Label) -> MessageRow:
+        """Spam: move it to Junk. Not spam: undo our move or flag and never touch it again.
+        Either way the label is recorded for training."""
+        self.open()
+        executor = self.worker.executor
+        assert executor is not None
+        row = self.row(key)
+        if row is None:
+            raise MailStoreError("SpamGuard has no record of that message; scan again")
+        _, message_id, content = key
+        if label == "spam":
+            junk = self.worker.junk_folder
+            if junk is None:
+                raise FolderMissingError(
+                    f"account {self.name!r} has no Junk folder to move the message to; "
+                    "choose one in the account settings",
+                    folder="Junk",
+                )
+            if row.location != junk:
+                status = self.worker.mail.select(row.location)
+                found = executor.locate(row.location, message_id, content, row.subject)
+                if not found:
+                    raise MailStoreError(
+                        f"the message is no longer in {row.location!r} (moved or deleted "
+                        "in another mail program)"
+                    )
+                scored = self.store.scored_message(self.name, message_id, content)
+                assert scored is not None
+                from dataclasses import replace
+
+                here = replace(
+                    scored, folder=row.location, uid=found[0].uid, uidvalidity=status.uidvalidity
+                )
+                plan = Plan(row.p_spam, "spam", (Action("junk", "you marked it as spam"),))
+                for applied in executor.apply(here, plan, found[0].flags):
+                    if applied.state != "applied":
+                        raise MailStoreError(applied.error or "the server refused the move")
+        else:
+            ours = [
+                e
+                for e in self.store.journal(
+                    account=self.name, states=["applied"], message=(message_id, content)
+                )
+                if e.action in _USER_ACTIONS
+            ]
+            for result in executor.undo(ours):
+                if result.outcome == "not found":
+                    raise MailStoreError(result.detail or "the message could not be found")
+            # The user overruled the filter: never move or flag this message again.
+            self.store.add_rescued(self.name, message_id, content, row.folder)
+        self.store.add_feedback(self.name, message_id, content, label, "app button")
+        return self.row(key) or row
+
+    def undo(self, key: tuple[str, str, str]) -> MessageRow | None:
+        """Undo the newest action on this message (ours or a button's)."""
+        self.open()
+        executor = self.worker.executor
+        assert executor is not None
+        _, message_id, content = key
+        latest = [
+            e
+            for e in self.store.journal(
+                account=self.name, states=["applied"], message=(message_id, content)
+            )
+            if e.action in _USER_ACTIONS
+        ][:1]
+        for result in executor.undo(latest):
+            if result.outcome == "not found":
+                raise MailStoreError(result.detail or "the message could not be found")
+        return self.row(key)
+
+    def undo_journal(self, ids: Iterable[int]) -> int:
+        """Undo journal entries by id (a notification's Undo); returns how many were undone."""
+        self.open()
+        executor = self.worker.executor
+        assert executor is not None
+        entries = [e for e in (self.store.journal_entry(i) for i in ids) if e is not None]
+        entries.sort(key=lambda e: -e.id)
+        return sum(r.outcome == "undone" for r in executor.undo(entries))
+
+
+def _whereabouts(folder: str, entries: Sequence[JournalEntry]) -> tuple[str, str, float | None]:
+    """(current folder, what was done last, when) from a message's journal rows."""
+    location = folder
+    for e in sorted(entries, key=lambda e: e.id):
+        if e.action in _MOVES and e.state in ("applied", "undone") and e.dst:
+            location = e.dst
+    for e in sorted(entries, key=lambda e: -e.id):
+        if e.action == "undo":
+            continue
+        if e.state == "undone":
+            return location, ("moved back" if e.dst else "unflagged"), e.undone_at
+        if e.state == "failed":
+            return location, f"failed: {e.error or 'refused'}", e.created_at
+        if e.state == "planned":
+            return location, "pending", e.created_at
+        if e.action == "move_junk":
+            return location, "moved to Junk", e.applied_at
+        if e.action == "move":
+            return location, f"moved to {e.dst}", e.applied_at
+        return location, "flagged", e.applied_at
+    return location, "", None
+
+
+def _labels(
+    store: Store, account: str, message: tuple[str, str] | None = None
+) -> dict[tuple[str, str], str]:
+    # The store has no public reader for feedback yet; the newest label wins.
+    sql = "SELECT message_id, content_hash, label FROM feedback WHERE account = ?"
+    args: list[Any] = [account]
+    if message is not None:
+        sql += " AND message_id = ? AND content_hash = ?"
+        args.extend(message)
+    rows = store._query(sql + " ORDER BY id", args)
+    return {(r[0], r[1]): str(r[2]) for r in rows}
+
+
+def _epoch(header: str) -> float | None:
+    if not header:
+        return None
+    try:
+        return parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+# -- the demo mailbox ------------------------------------------------------------------------------
+
+
+def prepare_demo_mailbox(workdir: Path) -> Path:
+    """Copy the bundled demo Maildir into ``workdir`` (the app moves mail around in it)
+    with an empty Junk folder, and return the copy's root."""
+    from spamguard.demo import demo_mailbox_path
+    from spamguard.mail.maildir import MaildirStore
+
+    root = Path(workdir) / "demo-mailbox"
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(demo_mailbox_path(), root)
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(exist_ok=True)  # wheels drop empty folders
+    MaildirStore(root).create_folder("Junk")
+    return root
+
+
+def demo_settings(root: Path, thresholds: Thresholds | None = None) -> AccountSettings:
+    """Settings for the demo account over a prepared copy of the demo Maildir."""
+    return AccountSettings(
+        name=DEMO_ACCOUNT,
+        host="localhost",
+        port=143,
+        security="plain",
+        username="demo",
+        maildir=Path(root),
+        junk_folder="Junk",
+        thresholds=thresholds or Thresholds(),
+        backlog_days=0,  # the demo mail is dated 2025: scan all of it
+        backlog_messages=1000,
+        batch_size=12,
+    )
+
+
+# -- thresholds ------------------------------------------------------------------------------------
+
+
+def threshold_counts(scores: Iterable[float], flag: float, move: float) -> tuple[int, int]:
+    """(flagged, moved) among ``scores`` under these thresholds; moved wins over flagged."""
+    flagged = moved = 0
+    for p in scores:
+        if p >= move:
+            moved += 1
+        elif p >= flag:
+            flagged += 1
+    return flagged, moved
+
+
+def histogram(scores: Iterable[float], bins: int = 20) -> list[int]:
+    counts = [0] * bins
+    for p in scores:
+        counts[min(bins - 1, max(0, int(p * bins)))] += 1
+    return counts
+
+
+def save_account_thresholds(path: Path, account: str, thresholds: Thresholds) -> Config:
+    """Write ``[accounts.NAME.thresholds]`` into the config file, keeping everything else
+    (comments included) as it is; validated before anything is written."""
+    if thresholds.flag > thresholds.move:
+        raise ConfigError("the flag threshold must not be above the move threshold")
+    text = Path(path).read_text(encoding="utf-8")
+    config = parse_config(text, path=path)
+    config.account(account)  # raises with the list of known accounts
+    header = re.compile(
+        rf"^\s*\[\s*accounts\s*\.\s*(\"{re.escape(account)}\"|{re.escape(account)})\s*\.\s*"
+        r"thresholds\s*\]\s*(#.*)?$"
+    )
+    lines = text.splitlines()
+    values = [f"move = {thresholds.move:.2f}", f"flag = {thresholds.flag:.2f}"]
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+    if start is None:
+        if re.search(r"^\s*thresholds\s*=", _account_body(lines, account), re.M):
+            raise ConfigError(
+                f"{path}: accounts.{account}.thresholds is written inline; change it there "
+                "or turn it into an [accounts.NAME.thresholds] table"
+            )
+        new_lines = [*lines, "", f"[accounts.{account}.thresholds]", *values]
+    else:
+        end = start + 1
+        while end < len(lines) and not lines[end].lstrip().startswith("["):
+            end += 1
+        body = [
+            line for line in lines[start + 1 : end] if not re.match(r"\s*(move|flag)\s*=", line)
+        ]
+        new_lines = [*lines[: start + 1], *values, *body, *lines[end:]]
+    new_text = "\n".join(new_lines) + "\n"
+    config = parse_config(new_text, path=path)
+    _write_atomic(Path(path), new_text)
+    return config
+
+
+def _account_body(lines: Sequence[str], account: str) -> str:
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inside = stripped.replace(" ", "") in (
+                f"[accounts.{account}]",
+                f'[accounts."{account}"]',
+            )
+            continue
+        if inside:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# -- account setup ---------------------------------------------------------------------------------
+
+
+def preset_for_email(address: str) -> Preset | None:
+    """The provider preset an e-mail address suggests (by its domain), if any."""
+    domain = address.rpartition("@")[2].strip().lower()
+    by_domain = {
+        "gmail.com": "gmail",
+        "googlemail.com": "gmail",
+        "outlook.com": "outlook",
+        "hotmail.com": "outlook",
+        "live.com": "outlook",
+        "msn.com": "outlook",
+        "fastmail.com": "fastmail",
+        "fastmail.fm": "fastmail",
+        "icloud.com": "icloud",
+        "me.com": "icloud",
+        "mac.com": "icloud",
+        "yahoo.com": "yahoo",
+        "ymail.com": "yahoo",
+        "gmx.net": "gmx",
+        "gmx.de": "gmx",
+        "gmx.com": "gmx",
+        "mailbox.org": "mailbox.org",
+    }
+    name = by_domain.get(domain)
+    return PRESETS[name] if name else None
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def add_account(
+    path: Path,
+    name: str,
+    *,
+    username: str,
+    host: str,
+    port: int,
+    security: str,
+    provider: str | None = None,
+    junk_folder: str | None = None,
+    auth: str = "password",
+) -> Config:
+    """Append ``[accounts.NAME]`` to the config file (created if missing); validated first."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ConfigError("account names may use letters, digits, - and _ only")
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if text.strip() and name in parse_config(text, path=path).accounts:
+        raise ConfigError(f"there is already an account called {name!r} in {path}")
+    lines = [f"[accounts.{name}]"]
+    if provider:
+        lines.append(f"provider = {_toml_string(provider)}")
+    lines += [
+        f"host = {_toml_string(host)}",
+        f"port = {int(port)}",
+        f"security = {_toml_string(security)}",
+        f"username = {_toml_string(username)}",
+    ]
+    if auth != "password":
+        lines.append(f"auth = {_toml_string(auth)}")
+    if junk_folder and junk_folder != "auto":
+        lines.append(f"junk_folder = {_toml_string(junk_folder)}")
+    new_text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
+    config = parse_config(new_text, path=path)
+    _write_atomic(path, new_text)
+    return config
+
+
+def check_connection(settings: AccountSettings, mail: MailStore | None = None) -> ConnectionReport:
+    """Log in, list folders and find Junk; every failure says what to do about it."""
+    from spamguard.mail.folders import find_junk_folder
+    from spamguard.service import open_mailstore
+
+    preset = PRESETS.get(settings.provider or "")
+    store = mail if mail is not None else open_mailstore(settings)
+    try:
+        store.connect()
+    except TLSError as exc:
+        return ConnectionReport(False, str(exc), "tls", fingerprint=exc.fingerprint)
+    except CredentialError as exc:
+        return ConnectionReport(False, str(exc), "credentials")
+    except AuthError:
+        hint = f" {settings.host} needs {preset.note}." if preset and preset.note else ""
+        return ConnectionReport(
+            False,
+            f"{settings.host} refused the user name or password for {settings.username}. "
+            f"Check both and try again.{hint}",
+            "auth",
+        )
+    except (ConnectionLostError, OSError) as exc:
+        return ConnectionReport(
+            False,
+            f"Could not reach {settings.host} on port {settings.port}: {exc}. Check the host "
+            "name, the port and the security setting, and that this computer is online.",
+            "unreachable",
+        )
+    except SpamGuardError as exc:
+        return ConnectionReport(False, str(exc), "config")
+    try:
+        folders = tuple(f.name for f in store.list_folders())
+        try:
+            junk: str | None = find_junk_folder(store, settings)
+        except FolderMissingError:
+            junk = None
+        return ConnectionReport(
+            True,
+            f"Signed in to {settings.host} as {settings.username}; {len(folders)} folders.",
+            folders=folders,
+            junk_folder=junk,
+        )
+    except MailStoreError as exc:
+        return ConnectionReport(False, str(exc), "folder")
+    finally:
+        store.close()
+
+
+# -- models ----------------------------------------------------------------------------------------
+
+
+def model_info(model_dir: Path | None = None) -> ModelInfo:
+    """The active head's version, training data and headline metrics, from its config.json."""
+    from spamguard.errors import ModelError
+    from spamguard.scoring.model import default_model_dir
+
+    path = Path(model_dir) if model_dir else default_model_dir()
+    try:
+        config = json.loads((path / "config.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"no readable model at {path} ({exc})") from None
+    training = config.get("training") or {}
+    metrics_raw = config.get("metrics") or {}
+    # Prefer held-out figures; fall back to cross-validation on the training half.
+    chosen = metrics_raw.get("test") or metrics_raw.get("train_cv") or metrics_raw
+    flat: dict[str, float] = {}
+    for key in ("roc_auc", "recall_at_0.1pct_fpr", "recall_at_1pct_fpr", "ece", "n"):
+        if isinstance(chosen.get(key), int | float):
+            flat[key] = float(chosen[key])
+    for name in ("at_move", "at_flag"):
+        block = chosen.get(name) or {}
+        for key in ("precision", "recall", "fpr"):
+            if isinstance(block.get(key), int | float):
+                flat[f"{name}.{key}"] = float(block[key])
+    flat["held_out"] = 1.0 if "test" in metrics_raw else 0.0
+    encoder = config.get("encoder") or {}
+    return ModelInfo(
+        path=path,
+        version=str(config.get("version", "unknown")),
+        trained_at=str(training.get("trained_at", "")),
+        n_spam=int(training.get("n_spam", 0)),
+        n_ham=int(training.get("n_ham", 0)),
+        source=str(training.get("source", "")),
+        encoder=str(encoder.get("name", "")) if isinstance(encoder, dict) else "",
+        metrics=flat,
+    )
+
+
+def today_start(now: float | None = None) -> float:
+    """Local midnight today, for "moved today"."""
+    moment = datetime.fromtimestamp(now if now is not None else time.time())
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
