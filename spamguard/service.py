@@ -46,7 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-# -- events ----------------------------------------------------------------------------------------
+# -- events -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ class EventBus:
                 log.exception("event subscriber %r failed", callback)
 
 
-# -- the worker ------------------------------------------------------------------------------------
+# -- the worker ---------------------------------------------------------------------------------
 
 _PERMANENT = (AuthError, TLSError, CredentialError, ConfigError)
 
@@ -210,7 +210,7 @@ class AccountWorker:
     def _emit(self, event: Event) -> None:
         self.events.publish(event)
 
-    # -- connecting ----------------------------------------------------------------------------
+    # -- connecting ------------------------------------------------------------------------------
 
     def open(self) -> None:
         """Connect, settle the journal, find Junk, learn correspondents from Sent."""
@@ -279,7 +279,7 @@ class AccountWorker:
     def close(self) -> None:
         self.mail.close()
 
-    # -- syncing -------------------------------------------------------------------------------
+    # -- syncing ---------------------------------------------------------------------------------
 
     def watched(self) -> list[str]:
         return [f for f in self.settings.watch_folders if f not in self._missing]
@@ -488,7 +488,7 @@ class AccountWorker:
                 out[i] = (s, False)
         return [o for o in out if o is not None]
 
-    # -- running -------------------------------------------------------------------------------
+    # -- running ---------------------------------------------------------------------------------
 
     def run_once(self) -> bool:
         """Connect, catch up every watched folder, disconnect. False on any error."""

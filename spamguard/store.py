@@ -1,4 +1,4 @@
-"""The SQLite state file: folder sync state, scored messages, score cache, action journal, labels."""
+"""The SQLite state file: folder sync state, scored messages, score cache, journal, labels."""
 
 from __future__ import annotations
 
@@ -44,9 +44,11 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE messages (
         id INTEGER PRIMARY KEY,
-        account TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+        account TEXT NOT NULL, folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
         message_id TEXT NOT NULL, content_hash TEXT NOT NULL,
-        p_spam REAL NOT NULL, verdict TEXT NOT NULL, stage TEXT NOT NULL, model_version TEXT NOT NULL,
+        p_spam REAL NOT NULL, verdict TEXT NOT NULL, stage TEXT NOT NULL,
+        model_version TEXT NOT NULL,
         evidence TEXT NOT NULL, subject TEXT NOT NULL, from_addr TEXT NOT NULL, date TEXT NOT NULL,
         plan TEXT NOT NULL, scored_at REAL NOT NULL,
         UNIQUE (account, message_id, content_hash)
@@ -186,7 +188,7 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
         with self._lock:
@@ -233,7 +235,7 @@ class Store:
     def schema_version(self) -> int:
         return int(self._query("PRAGMA user_version")[0][0])
 
-    # -- folder state ----------------------------------------------------------------------
+    # -- folder state ----------------------------------------------------------------------------
 
     def folder_state(self, account: str, folder: str) -> FolderState | None:
         rows = self._query(
@@ -282,7 +284,7 @@ class Store:
                 ),
             )
 
-    # -- scores ----------------------------------------------------------------------------
+    # -- scores ----------------------------------------------------------------------------------
 
     def cached_score(self, content_hash: str, model_version: str) -> Score | None:
         rows = self._query(
@@ -305,7 +307,7 @@ class Store:
                 ],
             )
 
-    # -- messages and the journal ------------------------------------------------------------
+    # -- messages and the journal ----------------------------------------------------------------
 
     def is_handled(self, account: str, message_id: str, content_hash: str) -> bool:
         return bool(
@@ -341,7 +343,8 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO messages (account, folder, uidvalidity, uid, message_id, "
-                "content_hash, p_spam, verdict, stage, model_version, evidence, subject, from_addr, "
+                "content_hash, p_spam, verdict, stage, model_version, evidence, subject, "
+                "from_addr, "
                 "date, plan, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     scored.account,
@@ -494,7 +497,7 @@ class Store:
             args.append(limit)
         return [_entry_from_row(r) for r in self._query(" ".join(sql), args)]
 
-    # -- rescued messages, correspondents, feedback -----------------------------------------
+    # -- rescued messages, correspondents, feedback ----------------------------------------------
 
     def add_rescued(self, account: str, message_id: str, content_hash: str, folder: str) -> None:
         with self._tx() as db:
@@ -537,7 +540,8 @@ class Store:
     ) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO feedback (account, message_id, content_hash, label, source, created_at) "
+                "INSERT INTO feedback (account, message_id, content_hash, label, source, "
+                "created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (account, message_id, content_hash, label, source, time.time()),
             )

@@ -118,7 +118,8 @@ def test_fingerprint_is_normalised() -> None:
 def test_rules_lists_and_folders() -> None:
     a = parse_config(
         MINIMAL
-        + 'watch_folders = ["INBOX", "Lists"]\nallow = ["Boss@Example.com"]\nblock = ["spam.example"]\n'
+        + 'watch_folders = ["INBOX", "Lists"]\nallow = ["Boss@Example.com"]\n'
+        + 'block = ["spam.example"]\n'
         + 'junk_folder = "Spam"\ncreate_junk = true\nflag_style = "keyword"\n'
         + '\n[[accounts.work.rules]]\nname = "newsletters"\nlist_id = "news.example.org"\n'
         + 'action = "move"\nfolder = "Newsletters"\nmax_score = 0.9\n'

@@ -1,4 +1,4 @@
-"""Policy: thresholds, protections, block list and ordered folder rules; pure, so property-tested."""
+"""Policy: thresholds, protections, block list, ordered folder rules; pure, so property-tested."""
 
 from __future__ import annotations
 
@@ -73,8 +73,10 @@ def test_without_a_junk_folder_spam_is_flagged() -> None:
 
 def test_rules_in_order_first_match_wins() -> None:
     s = _settings(
-        '\n[[accounts.a.rules]]\nname = "lists"\nlist_id = "news.example.org"\naction = "move"\nfolder = "News"\n'
-        '\n[[accounts.a.rules]]\nname = "shop"\nfrom = ["shop.example"]\naction = "keyword"\nkeyword = "$Shop"\n'
+        '\n[[accounts.a.rules]]\nname = "lists"\nlist_id = "news.example.org"\n'
+        'action = "move"\nfolder = "News"\n'
+        '\n[[accounts.a.rules]]\nname = "shop"\nfrom = ["shop.example"]\n'
+        'action = "keyword"\nkeyword = "$Shop"\n'
         '\n[[accounts.a.rules]]\nname = "high"\nmin_score = 0.5\naction = "leave"\n'
     )
     news = _plan(0.99, s, _msg(list_id="news.example.org"))

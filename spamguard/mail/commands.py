@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
     a.set_defaults(func=cmd_account_login)
 
 
-# -- helpers ----------------------------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -208,12 +208,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     verb = "would act on" if args.dry_run else "acted on"
     _warn(
         f"spamguard: scored {counts['scored']} messages, {verb} "
-        f"{counts['applied']}{'' if args.dry_run else ''}, {counts['failed']} refused"
+        f"{counts['applied']}, {counts['failed']} refused"
     )
     return 0 if ok and not fatal else 1
 
 
-# -- undo ------------------------------------------------------------------------------------------
+# -- undo -----------------------------------------------------------------------------------------
 
 
 def parse_since(text: str, *, now: float | None = None) -> float:
@@ -278,7 +278,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-# -- status ----------------------------------------------------------------------------------------
+# -- status ---------------------------------------------------------------------------------------
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -310,12 +310,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             when = dt.datetime.fromtimestamp(e.created_at).strftime("%m-%d %H:%M")
             dst = f" -> {e.dst}" if e.dst else ""
             _say(
-                f"  #{e.id} {when} [{e.account}] {e.action} {e.src}{dst} {e.subject[:50]!r} {e.state}"
+                f"  #{e.id} {when} [{e.account}] {e.action} {e.src}{dst} "
+                f"{e.subject[:50]!r} {e.state}"
             )
     return 0
 
 
-# -- accounts --------------------------------------------------------------------------------------
+# -- accounts -------------------------------------------------------------------------------------
 
 
 def _config_path(args: argparse.Namespace) -> Path:

@@ -1,4 +1,4 @@
-"""Account secrets: the system keyring, `password_command`, and the OAuth2 hand-off; never logged."""
+"""Account secrets: the system keyring, `password_command`, the OAuth2 hand-off; never logged."""
 
 from __future__ import annotations
 

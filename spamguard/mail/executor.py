@@ -61,7 +61,7 @@ class Executor:
         self.settings = settings
         self.junk_folder = junk_folder
 
-    # -- apply ---------------------------------------------------------------------------------
+    # -- apply -----------------------------------------------------------------------------------
 
     def drafts_for(
         self, plan: Plan, folder: str, uidvalidity: int, uid: int, flags: frozenset[str]
@@ -136,7 +136,7 @@ class Executor:
             return Applied(entry_id, d.action, d.src, d.dst, "failed", d.reason, str(exc))
         return Applied(entry_id, d.action, d.src, d.dst, "applied", d.reason)
 
-    # -- finding a message again ------------------------------------------------------------------
+    # -- finding a message again -----------------------------------------------------------------
 
     def locate(
         self,
@@ -164,7 +164,7 @@ class Executor:
                 found.append(_Target(fetched.uid, fetched.flags))
         return found
 
-    # -- crash recovery ------------------------------------------------------------------------
+    # -- crash recovery --------------------------------------------------------------------------
 
     def reconcile(self) -> list[JournalEntry]:
         """Settle every planned journal row of this account against the server; oldest first."""
@@ -220,7 +220,7 @@ class Executor:
         if e.action == "undo" and e.undo_of is not None:
             self.store.mark_undone(e.undo_of)
 
-    # -- undo ----------------------------------------------------------------------------------
+    # -- undo ------------------------------------------------------------------------------------
 
     def undo(self, entries: Sequence[JournalEntry]) -> list[UndoResult]:
         """Move mail back / remove our marks for each entry, newest first. Idempotent."""

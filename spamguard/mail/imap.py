@@ -1,7 +1,8 @@
-"""`ImapMailStore`: one IMAP connection (imapclient) with TLS pinning, capped fetch, MOVE fallbacks, IDLE."""
+"""`ImapMailStore`: one IMAP connection with TLS pinning, capped fetch, MOVE fallbacks, IDLE."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import imaplib
 import logging
@@ -10,7 +11,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date
 from typing import Any
 
@@ -61,7 +62,7 @@ class ImapMailStore:
         self._selected: str | None = None
         self._status: dict[str, FolderStatus] = {}
 
-    # -- connection ----------------------------------------------------------------------------
+    # -- connection ------------------------------------------------------------------------------
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -106,10 +107,8 @@ class ImapMailStore:
         self._selected = None
         if client is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # a dead connection cannot log out; drop it
             client.logout()
-        except Exception:  # a dead connection cannot log out; just drop the socket
-            pass
         _shutdown_quietly(client)
 
     def __enter__(self) -> ImapMailStore:
@@ -249,7 +248,7 @@ class ImapMailStore:
             raise ConnectionLostError(f"not connected to {self.settings.host}")
         return self._client
 
-    # -- folders -------------------------------------------------------------------------------
+    # -- folders ---------------------------------------------------------------------------------
 
     def list_folders(self) -> list[FolderInfo]:
         with self._guard("list folders"):
@@ -262,10 +261,8 @@ class ImapMailStore:
     def create_folder(self, name: str) -> None:
         with self._guard(f"create folder {name!r}"):
             self._c().create_folder(name)
-            try:
+            with contextlib.suppress(Exception):  # a courtesy to other clients, not needed by us
                 self._c().subscribe_folder(name)
-            except Exception:  # subscribing is a courtesy to other clients, not needed by us
-                pass
 
     def select(self, folder: str) -> FolderStatus:
         with self._guard(f"open folder {folder!r}", folder):
@@ -299,7 +296,7 @@ class ImapMailStore:
             highestmodseq=int(info[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in info else None,
         )
 
-    # -- reading -------------------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------------
 
     def uids(self, folder: str, *, min_uid: int = 1, since: date | None = None) -> list[int]:
         self._ensure(folder)
@@ -346,7 +343,7 @@ class ImapMailStore:
         with self._guard(f"search {folder!r}", folder):
             return sorted(int(u) for u in self._c().search(criteria, charset=charset))
 
-    # -- changing ------------------------------------------------------------------------------
+    # -- changing --------------------------------------------------------------------------------
 
     def move(self, folder: str, uid: int, dst: str) -> MoveResult:
         """UID MOVE; else COPY and, only with a COPYUID, STORE \\Deleted + UID EXPUNGE of
@@ -400,7 +397,7 @@ class ImapMailStore:
         with self._guard(f"clear flags in {folder!r}", folder):
             self._c().remove_flags([uid], list(flags), silent=True)
 
-    # -- waiting -------------------------------------------------------------------------------
+    # -- waiting ---------------------------------------------------------------------------------
 
     def noop(self) -> None:
         with self._guard("keep the connection alive"):
@@ -514,10 +511,8 @@ def _why(exc: BaseException) -> str:
 
 
 def _shutdown_quietly(client: Any) -> None:
-    try:
+    with suppress(Exception):
         client.shutdown()
-    except Exception:
-        pass
 
 
 def _failpoint(name: str) -> None:

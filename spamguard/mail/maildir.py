@@ -1,4 +1,4 @@
-"""`MaildirStore`: the `MailStore` protocol over a local Maildir++ tree (demo mailbox, mbsync users)."""
+"""`MaildirStore`: the `MailStore` protocol over a local Maildir++ tree (demo, mbsync users)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class MaildirStore:
     def close(self) -> None:
         self._uids.clear()
 
-    # -- folders -------------------------------------------------------------------------------
+    # -- folders ---------------------------------------------------------------------------------
 
     def _dir(self, folder: str) -> Path:
         if folder.upper() == "INBOX":
@@ -123,7 +123,7 @@ class MaildirStore:
 
     status = select
 
-    # -- reading -------------------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------------
 
     def uids(self, folder: str, *, min_uid: int = 1, since: date | None = None) -> list[int]:
         found = self._by_uid(folder)
@@ -170,7 +170,7 @@ class MaildirStore:
                     break
         return sorted(out)
 
-    # -- flags ---------------------------------------------------------------------------------
+    # -- flags -----------------------------------------------------------------------------------
 
     def _keywords(self, folder: str) -> list[str]:
         try:
@@ -233,7 +233,7 @@ class MaildirStore:
         letters |= {chr(ord("a") + table.index(f)) for f in flags if f in table}
         self._set_info(folder, uid, lambda s: s.difference_update(letters))
 
-    # -- moving --------------------------------------------------------------------------------
+    # -- moving ----------------------------------------------------------------------------------
 
     def move(self, folder: str, uid: int, dst: str) -> MoveResult:
         path = self._by_uid(folder).get(uid)
@@ -260,7 +260,7 @@ class MaildirStore:
             path.unlink(missing_ok=True)
         return True
 
-    # -- waiting -------------------------------------------------------------------------------
+    # -- waiting ---------------------------------------------------------------------------------
 
     def noop(self) -> None:
         self._exists("INBOX")

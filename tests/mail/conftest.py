@@ -15,12 +15,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dovecot_server import DOVECOT, PASSWORD, DovecotServer  # noqa: E402
-from header_scorer import HeaderScorer  # noqa: E402
+from dovecot_server import DOVECOT, PASSWORD, DovecotServer
+from header_scorer import HeaderScorer
 
-from spamguard.config import AccountSettings, parse_config  # noqa: E402
-from spamguard.service import Event  # noqa: E402
-from spamguard.store import Store  # noqa: E402
+from spamguard.config import AccountSettings, parse_config
+from spamguard.service import Event
+from spamguard.store import Store
 
 __all__ = ["PASSWORD", "HeaderScorer"]
 

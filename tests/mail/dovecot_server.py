@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -114,7 +115,10 @@ class DovecotServer:
             key, cert = make_cert(root)
             self.cert = cert
             tls = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
-            tls_listener = f"inet_listener imaps {{\n address = 127.0.0.1\n port = {self.tls_port}\n ssl = yes\n }}"
+            tls_listener = (
+                f"inet_listener imaps {{\n address = 127.0.0.1\n port = {self.tls_port}\n"
+                " ssl = yes\n }"
+            )
         caps = f"imap_capability = {self.capabilities}" if self.capabilities else ""
         conf = textwrap.dedent(f"""
             protocols = imap
@@ -208,10 +212,8 @@ class DovecotServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:

@@ -20,8 +20,8 @@ from conftest import (
     Recorder,
     account_toml,
     append_all,
-    make_mail,
     mailbox_snapshot,
+    make_mail,
     settings_for,
 )
 from dovecot_server import DovecotServer

@@ -14,8 +14,8 @@ from conftest import (
     HeaderScorer,
     Recorder,
     append_all,
-    make_mail,
     mailbox_snapshot,
+    make_mail,
     settings_for,
 )
 from dovecot_server import DovecotServer
@@ -171,7 +171,7 @@ def test_servers_without_move(dovecot_factory, store: Store, capabilities: str) 
     messages = [make_mail(i, 0.99 if i % 2 else 0.1) for i in range(10)]
     append_all(server, user, messages)
     worker = AccountWorker(settings_for(server, user), scorer=HeaderScorer(), store=store)
-    assert "MOVE" not in ImapMailStore.__name__ or True
+    assert True
     assert worker.run_once()
     snap = mailbox_snapshot(server, user)
     where = _by_id(snap)
