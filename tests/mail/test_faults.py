@@ -383,3 +383,31 @@ def test_cli_password_command_failure_is_clear_and_quiet(
     assert "password_command" in result.stderr and "exit status 3" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert time.monotonic() > 0
+
+
+def test_cli_run_stops_cleanly_on_sigterm(
+    dovecot: DovecotServer, user: str, tmp_path: Path
+) -> None:
+    import signal
+
+    config = _write_config(tmp_path, dovecot, user)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spamguard", "--config", str(config), "-v", "run"],
+        env=_cli_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if " idle " in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
