@@ -243,6 +243,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for nb in rec["neighbours"]:
             subject = " ".join(nb["subject"].split())[:60]
             out.write(f"    {nb['similarity']:.2f}  {nb['label']:<4}  {subject}\n")
+    if args.llm:
+        from spamguard.message import parse_message
+        from spamguard.scoring.llm import stream_rationale
+
+        msg = parse_message(Path(args.file).read_bytes())
+        score = _load_scorer(args).score([msg])[0]
+        out.write("\n  The local LLM's reading (it explains; it never decides):\n    ")
+        out.flush()
+        for token in stream_rationale(msg, score):
+            out.write(token)
+            out.flush()
+        out.write("\n")
     return 0
 
 
@@ -443,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     _add_model_args(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--llm", action="store_true", help="also ask the local LLM for a short rationale (streamed)"
+    )
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("train", help="train a head model")
@@ -451,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ham", metavar="DIR", action="append", help="folder of ham (repeatable)")
     p.add_argument("--spam", metavar="DIR", action="append", help="folder of spam (repeatable)")
     p.add_argument("--out", metavar="DIR", required=True, help="where to write the model")
-    p.add_argument("--C", type=float, default=30.0, help="inverse regularisation strength")
+    p.add_argument("--C", type=float, default=100.0, help="inverse regularisation strength")
     p.add_argument(
         "--block",
         action="append",
@@ -486,12 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_demo)
 
-    try:
-        from spamguard.mail.commands import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    # Rooms that own more commands register them here (each module's `register(sub)`).
+    import importlib
+
+    for module in ("spamguard.mail.commands", "spamguard.scoring.commands"):
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
     return parser
 
 

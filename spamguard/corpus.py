@@ -11,7 +11,7 @@ from pathlib import Path
 from spamguard.errors import CorpusError, MessageError
 from spamguard.message import Message, parse_message
 
-__all__ = ["LabelledMessage", "iter_message_files", "load_folders", "load_split", "data_hash"]
+__all__ = ["LabelledMessage", "data_hash", "iter_message_files", "load_folders", "load_split"]
 
 
 @dataclass(frozen=True, slots=True)

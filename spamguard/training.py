@@ -41,7 +41,7 @@ class Progress:
 @dataclass(frozen=True, slots=True)
 class TrainOptions:
     blocks: tuple[tuple[str, float], ...] = tuple(DEFAULT_BLOCKS.items())
-    C: float = 30.0
+    C: float = 100.0
     folds: int = 5
     # Also train on each message reduced to Subject + text, so that missing headers
     # (forwarded or exported mail) are not learnt as a sign of spam.

@@ -7,6 +7,7 @@ blocks, an intercept and a Platt calibration (a, b) fitted on out-of-fold scores
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,7 +123,7 @@ class Featurizer:
             parts.append(normalize(mat) * weight)
         return sparse.hstack(parts, format="csr") if parts else sparse.csr_matrix((n, 0))
 
-    def _char_vectorizer(self) -> object:
+    def _char_vectorizer(self) -> Any:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         return HashingVectorizer(
@@ -160,7 +161,7 @@ class Featurizer:
         return names
 
     def _char_analyzer(self) -> Callable[[str], list[str]]:
-        analyzer: Callable[[str], list[str]] = self._char_vectorizer().build_analyzer()  # type: ignore[attr-defined]
+        analyzer: Callable[[str], list[str]] = self._char_vectorizer().build_analyzer()
         return analyzer
 
 
@@ -185,7 +186,7 @@ class LogisticHead:
     the calibration ``platt_``.
     """
 
-    C: float = 30.0
+    C: float = 100.0
     max_iter: int = 3000
     coef_: np.ndarray = field(default_factory=lambda: np.zeros(0))
     intercept_: float = 0.0

@@ -241,7 +241,8 @@ class HeadScorer:
         return self._encoder
 
     def embed(self, messages: Sequence[Message]) -> np.ndarray | None:
-        if not self.model.needs_encoder or not messages:
+        wants_neighbours = self.n_neighbours > 0 and self.model.neighbour_vectors is not None
+        if not messages or not (self.model.featurizer.uses_embedding or wants_neighbours):
             return None
         from spamguard.scoring.encoder import encoder_text
 

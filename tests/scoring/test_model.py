@@ -1,0 +1,82 @@
+"""Model directory round trip, integrity checks and the HeadScorer's explanations."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spamguard.corpus import load_split
+from spamguard.errors import ModelError
+from spamguard.scoring.model import HeadScorer, load_model, save_model
+from tests.conftest import FIXTURE_CORPUS
+
+
+def _test_items() -> list:
+    return load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "test")
+
+
+def test_round_trip_gives_identical_scores(fixture_model: Path, tmp_path: Path) -> None:
+    model = load_model(fixture_model)
+    copy = save_model(model, tmp_path / "copy")
+    messages = [it.message for it in _test_items()]
+    first = HeadScorer(model).score(messages)
+    second = HeadScorer(load_model(copy)).score(messages)
+    assert [s.p_spam for s in first] == pytest.approx([s.p_spam for s in second], abs=1e-6)
+    config = json.loads((copy / "config.json").read_text())
+    assert config["version"] == "fixture-head"
+    assert config["training"]["data_hash"] and config["training"]["n_spam"] > 0
+    assert set(config["files"]) == {"head.npz"}
+    # No pickle anywhere in a model directory.
+    for path in copy.iterdir():
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                assert all(arrays[k].dtype != object for k in arrays.files)
+
+
+def test_fixture_head_separates_the_held_out_half(fixture_model: Path) -> None:
+    items = _test_items()
+    scores = HeadScorer(load_model(fixture_model)).score([it.message for it in items])
+    spam = [s.p_spam for s, it in zip(scores, items, strict=True) if it.is_spam]
+    ham = [s.p_spam for s, it in zip(scores, items, strict=True) if not it.is_spam]
+    assert min(spam) > max(ham) - 0.2
+    assert np.mean(spam) > 0.7 > 0.3 > np.mean(ham)
+
+
+def test_evidence_names_real_terms_of_the_message(fixture_model: Path) -> None:
+    item = next(it for it in _test_items() if it.is_spam)
+    score = HeadScorer(load_model(fixture_model), top_evidence=5).score([item.message])[0]
+    assert 0 < len(score.evidence) <= 5
+    weights = [abs(e.weight) for e in score.evidence]
+    assert weights == sorted(weights, reverse=True)
+    text = (item.message.subject + " " + item.message.text).lower()
+    word_evidence = [e for e in score.evidence if e.feature.startswith(("subject:", "text:"))]
+    for ev in word_evidence:
+        term = ev.feature.split(":", 1)[1]
+        assert all(part in text for part in term.split(" "))
+
+
+def test_corrupt_weights_are_refused(fixture_model: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(fixture_model, broken)
+    data = bytearray((broken / "head.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (broken / "head.npz").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model(broken)
+
+
+def test_missing_and_foreign_model_dirs_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="spamguard train"):
+        load_model(tmp_path / "nothing")
+    (tmp_path / "future").mkdir()
+    (tmp_path / "future" / "config.json").write_text(json.dumps({"format": 99}))
+    with pytest.raises(ModelError, match="format"):
+        load_model(tmp_path / "future")
+
+
+def test_empty_batch_scores_nothing(fixture_model: Path) -> None:
+    assert HeadScorer(load_model(fixture_model)).score([]) == []

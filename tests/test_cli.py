@@ -1,0 +1,206 @@
+"""The command-line contracts the team relies on: score --jsonl, explain, train, eval, --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spamguard.cli import main
+from tests.conftest import FIXTURE_CORPUS
+
+SPAM_DIR = FIXTURE_CORPUS / "spam-a"
+
+
+def _jsonl(capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_score_jsonl_directory_keeps_paths_and_reports_non_mail(
+    fixture_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    first = sorted(SPAM_DIR.iterdir())[0]
+    (folder / "sub" / "a.eml").write_bytes(first.read_bytes())
+    (folder / "notes.txt").write_bytes(b"\x00\x01 just some bytes, not mail\n")
+    given = str(folder) + "/"
+    assert main(["score", "--model", str(fixture_model), "--jsonl", given]) == 0
+    records = {r["path"]: r for r in _jsonl(capsys)}
+    assert set(records) == {given + "sub/a.eml", given + "notes.txt"}
+    bad = records[given + "notes.txt"]
+    assert "error" in bad and "e-mail" in bad["error"]
+    good = records[given + "sub/a.eml"]
+    assert 0.0 <= good["p_spam"] <= 1.0
+    assert good["verdict"] in {"spam", "flag", "ham"}
+    assert isinstance(good["evidence"], list) and good["evidence"]
+    assert {"feature", "weight", "detail"} <= set(good["evidence"][0])
+
+
+def test_score_stdin_and_verdicts_follow_thresholds(
+    fixture_model: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    raw = sorted(SPAM_DIR.iterdir())[0].read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert main(["score", "--model", str(fixture_model), "--jsonl", "-"]) == 0
+    (record,) = _jsonl(capsys)
+    assert record["path"] == "-"
+    p = record["p_spam"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    # A move threshold just above the score turns "spam" into "flag" (or keeps "ham").
+    move = min(1.0, p + 1e-3)
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                str(fixture_model),
+                "--jsonl",
+                "--flag",
+                "0",
+                "--move",
+                str(move),
+                "-",
+            ]
+        )
+        == 0
+    )
+    (again,) = _jsonl(capsys)
+    assert again["verdict"] == "flag"
+
+
+def test_missing_path_is_an_error_line_not_a_crash(
+    fixture_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["score", "--model", str(fixture_model), "--jsonl", "/nonexistent/x.eml"]) == 0
+    (record,) = _jsonl(capsys)
+    assert record["path"] == "/nonexistent/x.eml" and "no such file" in record["error"]
+
+
+def test_table_output_and_bad_thresholds(
+    fixture_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["score", "--model", str(fixture_model), str(SPAM_DIR)]) == 0
+    out = capsys.readouterr().out
+    assert "p_spam" in out and "messages:" in out
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                str(fixture_model),
+                "--move",
+                "0.3",
+                "--flag",
+                "0.6",
+                str(SPAM_DIR),
+            ]
+        )
+        == 1
+    )
+    assert "thresholds" in capsys.readouterr().err
+
+
+def test_explain_is_readable(fixture_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sorted(SPAM_DIR.iterdir())[0]
+    assert main(["explain", "--model", str(fixture_model), str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Spam probability" in out and "What pushed the score" in out
+
+
+def test_train_then_eval_on_fixture_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    split = FIXTURE_CORPUS / "split.tsv"
+    out = tmp_path / "model"
+    rc = main(
+        [
+            "train",
+            "--split",
+            str(split),
+            "--corpus",
+            str(FIXTURE_CORPUS),
+            "--out",
+            str(out),
+            "--no-neighbours",
+        ]
+    )
+    assert rc == 0 and (out / "config.json").is_file()
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    plot = tmp_path / "eval.png"
+    rc = main(
+        [
+            "eval",
+            "--split",
+            str(split),
+            "--corpus",
+            str(FIXTURE_CORPUS),
+            "--model",
+            str(out),
+            "--json",
+            str(report),
+            "--plot",
+            str(plot),
+        ]
+    )
+    assert rc == 0
+    figures = json.loads(report.read_text())
+    for key in ("roc_auc", "recall_at_0.1pct_fpr", "recall_at_1pct_fpr", "ece", "msgs_per_s"):
+        assert key in figures
+    assert figures["at_move"]["threshold"] == 0.9 and figures["at_flag"]["threshold"] == 0.5
+    assert figures["groups"]["hard-ham"]["label"] == "ham"
+    assert figures["roc_auc"] > 0.9
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    rc = main(
+        [
+            "eval",
+            "--split",
+            str(split),
+            "--corpus",
+            str(FIXTURE_CORPUS),
+            "--model",
+            str(out),
+            "--headerless",
+            "--json",
+            str(report),
+        ]
+    )
+    assert rc == 0 and json.loads(report.read_text())["variant"] == "headerless"
+
+
+def test_train_needs_a_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "m")]) == 1
+    assert "--split" in capsys.readouterr().err
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from spamguard.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'PySide6', 'sklearn', 'llama_cpp',\n"
+        "                     'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "spamguard", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("spamguard ")
