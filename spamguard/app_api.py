@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -176,12 +177,20 @@ class AccountSession:
         scorer: Scorer,
         store: Store,
         mail: MailStore | None = None,
+        scorer_lock: threading.Lock | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self._scorer = _RememberingScorer(scorer)
+        self._scorer_lock = scorer_lock or threading.Lock()
+        # One model shared by every account: pass the same lock to each session.
         self.worker = AccountWorker(
-            settings, scorer=self._scorer, store=store, mail=mail, events=EventBus()
+            settings,
+            scorer=self._scorer,
+            store=store,
+            mail=mail,
+            events=EventBus(),
+            scorer_lock=self._scorer_lock,
         )
         self._open = False
 
@@ -309,7 +318,8 @@ class AccountSession:
         msg = self._fetch(row) if row else None
         if msg is None:
             return None
-        return self._scorer.score([msg])[0]
+        with self._scorer_lock:
+            return self._scorer.score([msg])[0]
 
     def _fetch(self, row: MessageRow) -> Message | None:
         self.open()

@@ -1,0 +1,206 @@
+"""The demo app end to end: scan fills the table, explanation, buttons, filters, settings, quit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+
+from spamguard.app_api import MessageRow
+from spamguard.mail.maildir import MaildirStore
+from spamguard_ui.messages import ROW_ROLE, MessageFilter, MessageModel
+
+
+def visible_rows(app: Any) -> list[MessageRow]:
+    proxy = app.window.proxy
+    return [proxy.index(r, 0).data(ROW_ROLE) for r in range(proxy.rowCount())]
+
+
+def select(app: Any, qtbot: Any, predicate: Any) -> MessageRow:
+    for r, row in enumerate(visible_rows(app)):
+        if predicate(row):
+            app.window.table.selectRow(r)
+            qtbot.waitUntil(lambda row=row: app.window.detail.row is not None)
+            return row
+    raise AssertionError("no row matches")
+
+
+def message_ids(root: Path, folder: str) -> set[str]:
+    store = MaildirStore(root)
+    out = set()
+    for fetched in store.fetch(folder, store.uids(folder), 64 * 1024):
+        for line in fetched.raw.decode("utf-8", "replace").splitlines():
+            if line.lower().startswith("message-id:"):
+                out.add(line.split(":", 1)[1].strip())
+                break
+    return out
+
+
+def test_demo_scan_fills_the_table(demo_app: Any) -> None:
+    rows = visible_rows(demo_app)
+    assert len(rows) == 36
+    verdicts = {r.verdict for r in rows}
+    assert {"spam", "ham"} <= verdicts
+    moved = [r for r in rows if r.moved]
+    assert moved and all(r.location == "Junk" for r in moved)
+    model = demo_app.window.model
+    index = demo_app.window.proxy.index(0, MessageModel.PROBABILITY)
+    assert index.data().endswith("%")
+    assert model.headerData(MessageModel.VERDICT, Qt.Orientation.Horizontal) == "Verdict"
+
+
+def test_sorting_by_probability(demo_app: Any) -> None:
+    demo_app.window.table.sortByColumn(MessageModel.PROBABILITY, Qt.SortOrder.DescendingOrder)
+    scores = [r.p_spam for r in visible_rows(demo_app)]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_filters_and_search(demo_app: Any, qtbot: Any) -> None:
+    window = demo_app.window
+    window.filter.setCurrentIndex(MessageFilter.FLAGGED)
+    flagged = visible_rows(demo_app)
+    assert flagged and all(r.verdict in ("flag", "spam") for r in flagged)
+    window.filter.setCurrentIndex(MessageFilter.MOVED_TODAY)
+    moved = visible_rows(demo_app)
+    assert moved and all(r.moved for r in moved)
+    window.filter.setCurrentIndex(MessageFilter.ALL)
+    word = visible_rows(demo_app)[0].subject.split()[0]
+    qtbot.keyClicks(window.search, word)
+    found = visible_rows(demo_app)
+    assert found and all(word.lower() in (r.subject + r.from_addr).lower() for r in found)
+    window.search.clear()
+    assert len(visible_rows(demo_app)) == 36
+
+
+def test_folder_tree_filters_by_location(demo_app: Any) -> None:
+    tree = demo_app.window.places
+    demo = tree.topLevelItem(0).child(0)
+    junk = next(demo.child(i) for i in range(demo.childCount()) if demo.child(i).text(0) == "Junk")
+    tree.setCurrentItem(junk)
+    rows = visible_rows(demo_app)
+    assert rows and all(r.location == "Junk" for r in rows)
+
+
+def test_explanation_pane_shows_evidence(demo_app: Any, qtbot: Any) -> None:
+    row = select(demo_app, qtbot, lambda r: r.verdict == "spam")
+    pane = demo_app.window.detail
+    assert pane.title.text() == row.subject
+    assert f"{row.p_spam * 100:.0f} %" in pane.score.text()
+    assert pane.evidence_box.count() == len(row.evidence) > 0
+    first = pane.evidence_box.itemAt(0).layout().itemAt(1).widget()
+    assert first.text() == (row.evidence[0].detail or row.evidence[0].feature)
+    assert "towards" in first.toolTip()
+    # The tiny test model keeps no neighbours, and the pane says so instead of staying blank.
+    note = pane.neighbour_box.itemAt(0).widget().text()
+    assert "None to show" in note
+
+
+def test_spam_button_moves_and_labels(demo_app: Any, qtbot: Any) -> None:
+    root = demo_app.accounts["demo"].maildir
+    row = select(demo_app, qtbot, lambda r: r.location == "INBOX" and r.verdict == "ham")
+    assert row.message_id in message_ids(root, "INBOX")
+    qtbot.mouseClick(demo_app.window.detail.spam_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: demo_app.window.detail.row.label == "spam", timeout=10_000)
+    assert demo_app.window.detail.row.location == "Junk"
+    assert row.message_id in message_ids(root, "Junk")
+    assert row.message_id not in message_ids(root, "INBOX")
+    assert "Spam (you)" in [
+        demo_app.window.model.verdict_text(r) for r in demo_app.window.model.rows()
+    ]
+    labels = demo_app.store._query(
+        "SELECT label, source FROM feedback WHERE message_id = ?", (row.message_id,)
+    )
+    assert [tuple(r) for r in labels] == [("spam", "app button")]
+
+
+def test_not_spam_button_moves_back_and_labels(demo_app: Any, qtbot: Any) -> None:
+    root = demo_app.accounts["demo"].maildir
+    row = select(demo_app, qtbot, lambda r: r.moved)
+    assert row.message_id in message_ids(root, "Junk")
+    qtbot.mouseClick(demo_app.window.detail.ham_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: demo_app.window.detail.row.label == "ham", timeout=10_000)
+    assert demo_app.window.detail.row.location == "INBOX"
+    assert row.message_id in message_ids(root, "INBOX")
+    assert row.message_id not in message_ids(root, "Junk")
+    assert demo_app.store.is_rescued("demo", row.message_id, row.content_hash)
+    labels = demo_app.store._query(
+        "SELECT label FROM feedback WHERE message_id = ?", (row.message_id,)
+    )
+    assert [r[0] for r in labels] == ["ham"]
+
+
+def test_undo_button_reverts_a_move(demo_app: Any, qtbot: Any) -> None:
+    root = demo_app.accounts["demo"].maildir
+    row = select(demo_app, qtbot, lambda r: r.moved)
+    assert demo_app.window.detail.undo_button.isEnabled()
+    qtbot.mouseClick(demo_app.window.detail.undo_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: demo_app.window.detail.row.action == "moved back", timeout=10_000)
+    assert row.message_id in message_ids(root, "INBOX")
+
+
+def test_notifications_are_batched_with_undo(demo_app: Any, qtbot: Any) -> None:
+    tray = demo_app.tray
+    moved = [r for r in visible_rows(demo_app) if r.moved]
+    assert len(tray.notifications) == 1
+    title, text = tray.notifications[0]
+    assert title == f"{len(moved)} messages moved to Junk"
+    assert "Click to undo" in text
+    assert tray.undo_action.isEnabled()
+    tray.undo_action.trigger()
+    qtbot.waitUntil(
+        lambda: not any(r.moved for r in demo_app.window.model.rows()), timeout=10_000
+    )
+    root = demo_app.accounts["demo"].maildir
+    assert message_ids(root, "Junk") == set()
+
+
+def test_settings_persist(make_app: Any, qtbot: Any, qsettings: Any) -> None:
+    first = make_app()
+    with qtbot.waitSignal(first.scansFinished, timeout=60_000):
+        first.start(show_window=True)
+    first.window.filter.setCurrentIndex(MessageFilter.FLAGGED)
+    first.window.tabs.setCurrentIndex(1)
+    panel = first.window.thresholds
+    panel.flag_slider.setValue(40)
+    panel.move_slider.setValue(80)
+    panel.apply_button.click()
+    first.window.resize(1000, 650)
+    assert first.shutdown()
+
+    second = make_app()
+    assert second.window.filter.currentIndex() == MessageFilter.FLAGGED
+    assert second.window.tabs.currentIndex() == 1
+    assert second.window.size().width() == 1000
+    with qtbot.waitSignal(second.scansFinished, timeout=60_000):
+        second.start(show_window=True)
+    assert second.accounts["demo"].thresholds.flag == pytest.approx(0.40)
+    assert second.accounts["demo"].thresholds.move == pytest.approx(0.80)
+    assert second.window.thresholds.flag_slider.value() == 40
+    # The new thresholds reached the engine: more of the demo mail was moved this time.
+    moved = sum(r.moved for r in second.window.model.rows())
+    assert moved == sum(r.p_spam >= 0.80 for r in second.window.model.rows())
+
+
+def test_quit_stops_workers_within_two_seconds(make_app: Any, qtbot: Any) -> None:
+    app = make_app()
+    app.start(show_window=True)
+    qtbot.waitUntil(lambda: app.states.get("demo") == "scanning", timeout=30_000)
+    started = time.monotonic()
+    assert app.shutdown()
+    assert time.monotonic() - started < 2.0
+    assert not any(r.isRunning() for r in app.runners.values())
+
+
+def test_keyboard_reaches_the_table_and_buttons(demo_app: Any, qtbot: Any) -> None:
+    window = demo_app.window
+    window.activateWindow()
+    window.table.setFocus()
+    qtbot.waitUntil(window.table.hasFocus)
+    qtbot.keyClick(window.table, Qt.Key.Key_Down)
+    qtbot.waitUntil(lambda: window.detail.row is not None)
+    for widget in (window.detail.spam_button, window.search, window.filter):
+        assert widget.focusPolicy() & Qt.FocusPolicy.TabFocus
+        assert widget.toolTip()

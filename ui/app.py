@@ -1,0 +1,459 @@
+"""`spamguard-tray`: wires the engine's account sessions to the window, the tray and settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from spamguard.app_api import (
+    DEMO_ACCOUNT,
+    AccountSession,
+    MessageRow,
+    ScanUpdate,
+    demo_settings,
+    prepare_demo_mailbox,
+    save_account_thresholds,
+)
+from spamguard.config import AccountSettings, Thresholds, default_config_path, load_config
+from spamguard.errors import SpamGuardError
+from spamguard.service import ActionApplied
+from spamguard.store import Store
+
+from .main_window import MainWindow
+from .messages import ROW_ROLE
+from .models_page import ModelsPage
+from .runner import AccountRunner
+from .tray import Tray
+
+log = logging.getLogger(__name__)
+
+QUIT_TIMEOUT_MS = 2000
+# Most urgent first: the tray shows the most urgent state of any account.
+_STATE_ORDER = ("error", "scanning", "attention", "paused", "idle")
+
+
+class SpamGuardApp(QObject):
+    """The controller: one `AccountRunner` per account, one window, one tray icon."""
+
+    scansFinished = Signal()  # every account finished its first scan
+    quitting = Signal()
+
+    def __init__(
+        self,
+        *,
+        demo: bool,
+        config_path: Path | None = None,
+        model_dir: Path | None = None,
+        settings: QSettings | None = None,
+        workdir: Path | None = None,
+        use_tray: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or QSettings()
+        self.config_path = config_path or default_config_path()
+        self.model_dir = model_dir
+        self.demo = demo
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.runners: dict[str, AccountRunner] = {}
+        self.states: dict[str, str] = {}
+        self.accounts: dict[str, AccountSettings] = {}
+        self._first_scan_pending: set[str] = set()
+        self._scan_started: dict[str, float] = {}
+        self._scored = 0
+        self._scan_seconds = 0.0
+        self._attention = False
+        self._quitting = False
+        self._scorer_lock = threading.Lock()
+        self.store: Store | None = None
+
+        self.models_page = ModelsPage(model_dir)
+        self.window = MainWindow(self.settings, self.models_page)
+        self.tray = Tray(self)
+        self.tray_available = use_tray and Tray.available()
+        self.window.keep_running_in_tray = self.tray_available
+
+        self.window.scanRequested.connect(self.scan_now)
+        self.window.quitRequested.connect(self.quit)
+        self.window.addAccountRequested.connect(self.add_account)
+        self.window.detail.markRequested.connect(self.mark)
+        self.window.detail.undoRequested.connect(self.undo)
+        self.window.thresholds.applied.connect(self.apply_thresholds)
+        self.window.undo_batch.clicked.connect(self.tray._undo_last)
+        self.window.tabs.currentChanged.connect(lambda _: self._clear_attention())
+        self.tray.openRequested.connect(self.open_window)
+        self.tray.scanRequested.connect(self.scan_now)
+        self.tray.pauseToggled.connect(self.set_paused)
+        self.tray.settingsRequested.connect(self.open_settings)
+        self.tray.quitRequested.connect(self.quit)
+        self.tray.undoRequested.connect(self.undo_batch)
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def start(self, *, show_window: bool | None = None) -> None:
+        if self.tray_available:
+            self.tray.show()
+        else:
+            self.window.show_banner(
+                self.tr(
+                    "No system tray was found on this desktop, so SpamGuard runs as a normal "
+                    "window. Closing it quits SpamGuard and stops watching your mail."
+                )
+            )
+        try:
+            self._open_accounts()
+        except SpamGuardError as exc:
+            self.window.show_banner(self.tr("SpamGuard cannot start: %1").replace("%1", str(exc)))
+            self.tray.set_state("error", str(exc))
+        if show_window or (show_window is None and (self.demo or not self.tray_available)):
+            self.open_window()
+        self.tray.set_paused(self.settings.value("paused", False, type=bool))
+
+    def _open_accounts(self) -> None:
+        from spamguard.scoring.model import load_scorer
+
+        scorer = load_scorer(self.model_dir)
+        if self.demo:
+            self._tmp = tempfile.TemporaryDirectory(prefix="spamguard-demo-")
+            work = Path(self._tmp.name)
+            root = prepare_demo_mailbox(work)
+            self.store = Store(work / "demo.sqlite3")
+            accounts = [demo_settings(root, self._saved_thresholds(DEMO_ACCOUNT))]
+            self.window.show_banner(
+                self.window.banner.text()
+                + (" " if self.window.banner.text() else "")
+                + self.tr(
+                    "This is the demo mailbox: a copy of 36 example messages in a temporary "
+                    "folder. Nothing here touches your real mail."
+                )
+            )
+        else:
+            config = load_config(self.config_path)
+            data_dir = config.data_dir
+            self.store = Store(data_dir / "spamguard.sqlite3" if data_dir else None)
+            accounts = list(config.accounts.values())
+            if not accounts:
+                self.window.show_banner(
+                    self.tr(
+                        "No mail account is set up yet. Use File → Add account…, or start "
+                        "with `spamguard-tray --demo` to try SpamGuard on example mail."
+                    )
+                )
+        for account in accounts:
+            self._add_runner(account, scorer)
+
+    def _add_runner(self, account: AccountSettings, scorer: object) -> None:
+        store = self.store
+        assert store is not None
+        lock = self._scorer_lock
+
+        def make_session() -> AccountSession:
+            return AccountSession(account, scorer=scorer, store=store, scorer_lock=lock)  # type: ignore[arg-type]
+
+        runner = AccountRunner(
+            account.name,
+            make_session,
+            watch=account.name != DEMO_ACCOUNT,
+            poll_interval=account.poll_interval,
+        )
+        self.accounts[account.name] = account
+        runner.updated.connect(self._updated)
+        runner.rowsLoaded.connect(self._rows_loaded)
+        runner.rowChanged.connect(self._row_changed)
+        runner.stateChanged.connect(
+            lambda state, detail, n=account.name: self._state(n, state, detail)
+        )
+        runner.failed.connect(lambda what, text, n=account.name: self._failed(n, what, text))
+        runner.scanFinished.connect(lambda count, n=account.name: self._scan_finished(n, count))
+        runner.explained.connect(self._explained)
+        self.runners[account.name] = runner
+        self.states[account.name] = "idle"
+        self._first_scan_pending.add(account.name)
+        junk = account.junk_folder if account.junk_folder != "auto" else "Junk"
+        self.window.add_account(account.name, [*account.watch_folders, junk])
+        self.window.thresholds.set_account(account.name, account.thresholds)
+        if self.settings.value("paused", False, type=bool):
+            runner.set_paused(True)
+        runner.start()
+
+    def _saved_thresholds(self, account: str) -> Thresholds:
+        s = self.settings
+        flag = s.value(f"thresholds/{account}/flag", None)
+        move = s.value(f"thresholds/{account}/move", None)
+        if flag is None or move is None:
+            return Thresholds()
+        return Thresholds(move=float(move), flag=float(flag))  # type: ignore[arg-type]
+
+    # -- engine → UI -----------------------------------------------------------------------
+
+    def _updated(self, update: ScanUpdate) -> None:
+        progress = update.progress
+        if update.rows:
+            self.window.model.upsert(update.rows)
+            self._refresh_scores(progress.account)
+            if not self.window.isVisible() and any(r.verdict != "ham" for r in update.rows):
+                self._attention = True
+        for event in update.events:
+            applied = isinstance(event, ActionApplied) and event.state == "applied"
+            if applied and event.action == "move_junk":  # type: ignore[union-attr]
+                self.tray.note_moved(event.account, event.journal_id, event.subject)
+        fraction = progress.done / progress.total if progress.total else 1.0
+        self.window.show_progress(
+            progress.done,
+            progress.total,
+            self.tr("%1: checked %2 of %3 in %4")
+            .replace("%1", progress.account)
+            .replace("%2", str(progress.done))
+            .replace("%3", str(progress.total))
+            .replace("%4", progress.folder),
+        )
+        if self.states.get(progress.account) == "scanning":
+            self.tray.set_state("scanning", progress.account, fraction)
+
+    def _rows_loaded(self, rows: list[MessageRow]) -> None:
+        self.window.model.upsert(rows)
+        for account in {r.account for r in rows}:
+            self._refresh_scores(account)
+        self.window._reselect()
+
+    def _row_changed(self, row: MessageRow) -> None:
+        self.window.model.upsert([row])
+        self.window.row_updated(row)
+
+    def _explained(self, key: object, score: object) -> None:
+        current = self.window.detail.row
+        neighbours = getattr(score, "neighbours", ())
+        if current is not None and current.key == key and neighbours:
+            self.window.detail.show_neighbours(neighbours)
+
+    def _refresh_scores(self, account: str) -> None:
+        rows = [r for r in self.window.model.rows() if r.account == account]
+        self.window.thresholds.set_scores(account, [r.p_spam for r in rows])
+
+    def _state(self, account: str, state: str, detail: str) -> None:
+        if state == "stopped":
+            return
+        self.states[account] = state
+        if state == "scanning":
+            self._scan_started[account] = time.monotonic()
+        self._update_tray(detail)
+
+    def _update_tray(self, detail: str = "") -> None:
+        states = set(self.states.values())
+        if self._attention:
+            states.add("attention")
+        state = next((s for s in _STATE_ORDER if s in states), "idle")
+        if state != "scanning" or self.tray.state != "scanning":
+            self.tray.set_state(state, detail)
+
+    def _failed(self, account: str, what: str, text: str) -> None:
+        if what in ("mark", "undo", "explain"):
+            self.window.detail.show_error(text)
+        else:
+            self.window.status_text.setText(f"{account}: {text}")
+            self.window.show_banner(text)
+
+    def _scan_finished(self, account: str, count: int) -> None:
+        started = self._scan_started.pop(account, None)
+        self._scored += count
+        if started is not None and count:
+            self._scan_seconds += time.monotonic() - started
+        rate = self._scored / self._scan_seconds if self._scan_seconds else None
+        self.models_page.set_session_stats(self._scored, rate)
+        self.window.show_progress(
+            0, 0, self.tr("%1: up to date").replace("%1", account) if not self._quitting else ""
+        )
+        self.tray.flush_now()
+        self._update_tray()
+        if account in self._first_scan_pending:
+            self._first_scan_pending.discard(account)
+            if not self._first_scan_pending:
+                self.scansFinished.emit()
+
+    # -- UI → engine -----------------------------------------------------------------------
+
+    def scan_now(self) -> None:
+        for runner in self.runners.values():
+            runner.scan_now()
+
+    def set_paused(self, paused: bool) -> None:
+        self.settings.setValue("paused", paused)
+        for name, runner in self.runners.items():
+            runner.set_paused(paused)
+            if not paused and self.states.get(name) == "paused":
+                self.states[name] = "idle"
+        self._update_tray()
+
+    def mark(self, key: tuple[str, str, str], label: str) -> None:
+        runner = self.runners.get(key[0])
+        if runner is not None:
+            runner.mark(key, label)
+
+    def undo(self, key: tuple[str, str, str]) -> None:
+        runner = self.runners.get(key[0])
+        if runner is not None:
+            runner.undo(key)
+
+    def undo_batch(self, batch: list[tuple[str, int]]) -> None:
+        by_account: dict[str, list[int]] = {}
+        for account, journal_id in batch:
+            by_account.setdefault(account, []).append(journal_id)
+        for account, ids in by_account.items():
+            runner = self.runners.get(account)
+            if runner is not None:
+                runner.undo_journal(ids)
+        self.window.undo_batch.hide()
+
+    def apply_thresholds(self, account: str, thresholds: Thresholds) -> None:
+        self.settings.setValue(f"thresholds/{account}/flag", thresholds.flag)
+        self.settings.setValue(f"thresholds/{account}/move", thresholds.move)
+        self.settings.sync()
+        if account != DEMO_ACCOUNT and self.config_path.exists():
+            try:
+                save_account_thresholds(self.config_path, account, thresholds)
+            except SpamGuardError as exc:
+                self.window.show_banner(str(exc))
+        runner = self.runners.get(account)
+        if runner is not None:
+            runner.set_thresholds(thresholds)
+        self.window.status_text.setText(
+            self.tr("%1: flag at %2 %, move at %3 %")
+            .replace("%1", account)
+            .replace("%2", f"{thresholds.flag * 100:.0f}")
+            .replace("%3", f"{thresholds.move * 100:.0f}")
+        )
+
+    def add_account(self) -> None:
+        from .account_dialog import AccountDialog
+
+        dialog = AccountDialog(self.config_path, self.window)
+        if dialog.exec():
+            QMessageBox.information(
+                self.window,
+                self.tr("Account added"),
+                self.tr("The account was added. Restart SpamGuard to start watching it."),
+            )
+
+    # -- window and quitting ---------------------------------------------------------------
+
+    def open_window(self) -> None:
+        self.window.show()
+        self.window.raise_()
+        self.window.activateWindow()
+        self._clear_attention()
+
+    def _clear_attention(self) -> None:
+        if self._attention:
+            self._attention = False
+            self._update_tray()
+
+    def open_settings(self) -> None:
+        self.open_window()
+        self.window.tabs.setCurrentWidget(self.window.thresholds)
+
+    def stop_workers(self, timeout_ms: int = QUIT_TIMEOUT_MS) -> bool:
+        """Ask every worker to stop and wait for all of them within ``timeout_ms`` in total."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        for runner in self.runners.values():
+            runner.stop()
+        ok = True
+        for runner in self.runners.values():
+            left = max(0, int((deadline - time.monotonic()) * 1000))
+            ok = runner.wait(left) and ok
+        return ok
+
+    def shutdown(self) -> bool:
+        """Stop the workers (2 s at most), hide the tray, close the store. True when clean."""
+        if self._quitting:
+            return True
+        self._quitting = True
+        self.quitting.emit()
+        self.window.save()
+        clean = self.stop_workers()
+        if not clean:
+            log.warning("a worker did not stop within %d ms", QUIT_TIMEOUT_MS)
+        self.tray.hide()
+        self.window.hide()
+        if clean and self.store is not None:
+            self.store.close()
+        if clean and self._tmp is not None:
+            self._tmp.cleanup()
+        return clean
+
+    def quit(self) -> None:
+        if self._quitting:
+            return
+        self.shutdown()
+        app = QApplication.instance()
+        if app is not None:
+            app.quit()
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="spamguard-tray", description="SpamGuard tray app")
+    parser.add_argument("--demo", action="store_true", help="start with the bundled demo mailbox")
+    parser.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="with --demo: save the main window after the scan, exit",
+    )
+    parser.add_argument("--config", metavar="FILE", help="config file (default: the platform's)")
+    parser.add_argument("--model", metavar="DIR", help="model directory (default: the shipped one)")
+    parser.add_argument("--hidden", action="store_true", help="start in the tray, window closed")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.screenshot and not args.demo:
+        print("spamguard-tray: --screenshot needs --demo", file=sys.stderr)
+        return 2
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setOrganizationName("SpamGuard")
+    app.setApplicationName("SpamGuard")
+    app.setApplicationDisplayName("SpamGuard")
+    app.setDesktopFileName("spamguard-tray")
+    app.setQuitOnLastWindowClosed(False)  # closing the window leaves the tray running
+    controller = SpamGuardApp(
+        demo=args.demo,
+        config_path=Path(args.config) if args.config else None,
+        model_dir=Path(args.model) if args.model else None,
+    )
+    if args.screenshot:
+        target = Path(args.screenshot)
+
+        def shoot() -> None:
+            window = controller.window
+            window.table.setFocus()
+            model = window.proxy
+            # Show the most telling message: the highest-scored one still in the Inbox.
+            rows = [model.index(r, 0).data(ROW_ROLE) for r in range(model.rowCount())]
+            inbox = [r for r, row in enumerate(rows) if row.location == row.folder]
+            best = max(inbox, key=lambda r: rows[r].p_spam, default=None)
+            if best is not None:
+                window.table.selectRow(best)
+            QTimer.singleShot(300, finish)
+
+        def finish() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ok = controller.window.grab().save(str(target))
+            print(f"screenshot {'saved to' if ok else 'FAILED:'} {target}")
+            controller.quit()
+
+        controller.scansFinished.connect(lambda: QTimer.singleShot(200, shoot))
+        QTimer.singleShot(120_000, controller.quit)  # never hang a build step
+    controller.start(show_window=False if args.hidden else None)
+    return int(app.exec())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

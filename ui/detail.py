@@ -1,0 +1,274 @@
+"""The explanation pane: score, what was done, the evidence, the nearest known messages, buttons."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spamguard.app_api import MessageRow
+from spamguard.scoring.base import Evidence, Neighbour
+
+from .messages import SPAM_COLOUR, verdict_colour
+
+
+class _WeightBar(QWidget):
+    """How far one piece of evidence pushed: right (towards spam) or left (towards not spam)."""
+
+    def __init__(self, weight: float, scale: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.weight, self.scale = weight, max(scale, 1e-6)
+        self.setFixedSize(90, 12)
+
+    def paintEvent(self, event: object) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        mid = self.width() // 2
+        axis = QColor(self.palette().color(QPalette.ColorRole.Mid))
+        painter.setPen(axis)
+        painter.drawLine(mid, 0, mid, self.height())
+        length = round((self.width() / 2 - 2) * min(1.0, abs(self.weight) / self.scale))
+        colour = SPAM_COLOUR if self.weight > 0 else QColor("#2e7d32")
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        if self.weight > 0:
+            painter.drawRoundedRect(mid + 1, 3, length, self.height() - 6, 2, 2)
+        else:
+            painter.drawRoundedRect(mid - 1 - length, 3, length, self.height() - 6, 2, 2)
+        painter.end()
+
+
+class DetailPane(QWidget):
+    """Shows one message; its buttons ask the window to label or undo it."""
+
+    markRequested = Signal(object, str)  # row key, "spam" or "ham"
+    undoRequested = Signal(object)  # row key
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.row: MessageRow | None = None
+        self.setMinimumWidth(300)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 8, 12, 8)
+
+        self.title = QLabel()
+        self.title.setWordWrap(True)
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        font.setBold(True)
+        self.title.setFont(font)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.meta = QLabel()
+        self.meta.setWordWrap(True)
+        self.meta.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.score = QLabel()
+        self.score.setWordWrap(True)
+        outer.addWidget(self.title)
+        outer.addWidget(self.meta)
+        outer.addWidget(self.score)
+
+        buttons = QHBoxLayout()
+        self.spam_button = QPushButton(self.tr("&Spam"))
+        self.spam_button.setToolTip(
+            self.tr("Move this message to Junk and teach SpamGuard that it is spam")
+        )
+        self.ham_button = QPushButton(self.tr("&Not spam"))
+        self.ham_button.setToolTip(
+            self.tr(
+                "Put this message back where it was, remove SpamGuard's flag, and never "
+                "move it again"
+            )
+        )
+        self.undo_button = QPushButton(self.tr("&Undo"))
+        self.undo_button.setToolTip(self.tr("Undo the last thing done to this message"))
+        for button in (self.spam_button, self.ham_button, self.undo_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        outer.addLayout(buttons)
+        self.spam_button.clicked.connect(lambda: self._mark("spam"))
+        self.ham_button.clicked.connect(lambda: self._mark("ham"))
+        self.undo_button.clicked.connect(self._undo)
+
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        outer.addWidget(self.status)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
+        self.body = QVBoxLayout(body)
+        self.body.setContentsMargins(0, 4, 0, 0)
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
+        self.evidence_title = self._heading(self.tr("Why"))
+        self.evidence_box = QVBoxLayout()
+        self.neighbour_title = self._heading(self.tr("Nearest known messages"))
+        self.neighbour_box = QVBoxLayout()
+        self.body.addWidget(self.evidence_title)
+        self.body.addLayout(self.evidence_box)
+        self.body.addWidget(self.neighbour_title)
+        self.body.addLayout(self.neighbour_box)
+        self.body.addStretch(1)
+        self.show_row(None)
+
+    def _heading(self, text: str) -> QLabel:
+        label = QLabel(text)
+        font = label.font()
+        font.setBold(True)
+        label.setFont(font)
+        label.setContentsMargins(0, 8, 0, 2)
+        return label
+
+    # -- content ---------------------------------------------------------------------------
+
+    def show_row(self, row: MessageRow | None) -> None:
+        self.row = row
+        self.status.clear()
+        self._clear(self.evidence_box)
+        self._clear(self.neighbour_box)
+        has = row is not None
+        for widget in (self.spam_button, self.ham_button, self.undo_button):
+            widget.setEnabled(has)
+        self.evidence_title.setVisible(has)
+        self.neighbour_title.setVisible(has)
+        if row is None:
+            self.title.setText(self.tr("No message selected"))
+            self.meta.setText(
+                self.tr("Pick a message in the list to see its score and the reasons for it.")
+            )
+            self.score.clear()
+            return
+        self.title.setText(row.subject or self.tr("(no subject)"))
+        when = datetime.fromtimestamp(row.date).strftime("%a %d %b %Y %H:%M") if row.date else ""
+        self.meta.setText(
+            self.tr("From %1 · %2 · now in %3")
+            .replace("%1", html.escape(row.from_addr or "?"))
+            .replace("%2", when or self.tr("no date"))
+            .replace("%3", row.location)
+        )
+        colour = verdict_colour(row.verdict, self.palette()).name()
+        verdicts = {"spam": self.tr("spam"), "flag": self.tr("suspicious")}
+        verdict = verdicts.get(row.verdict, self.tr("not spam"))
+        done = self._done_text(row)
+        self.score.setText(
+            f'<span style="font-size:x-large; color:{colour}"><b>{row.p_spam * 100:.0f} %</b>'
+            f"</span> "
+            + html.escape(self.tr("likely to be spam: %1").replace("%1", verdict))
+            + (f"<br>{html.escape(done)}" if done else "")
+        )
+        self.spam_button.setEnabled(row.label != "spam" or row.location == row.folder)
+        self.undo_button.setEnabled(row.action in ("moved to Junk", "flagged"))
+        self._fill_evidence(row.evidence)
+        self.show_neighbours(row.neighbours)
+
+    def _done_text(self, row: MessageRow) -> str:
+        parts = []
+        if row.action:
+            parts.append(
+                {
+                    "moved to Junk": self.tr("SpamGuard moved it to Junk."),
+                    "flagged": self.tr("SpamGuard flagged it and left it in %1.").replace(
+                        "%1", row.location
+                    ),
+                    "moved back": self.tr("It was moved back to %1.").replace("%1", row.location),
+                    "unflagged": self.tr("Its flag was removed."),
+                }.get(row.action, row.action)
+            )
+        if row.label:
+            parts.append(
+                self.tr("You marked it as spam.")
+                if row.label == "spam"
+                else self.tr("You marked it as not spam.")
+            )
+        return " ".join(parts)
+
+    def _fill_evidence(self, evidence: tuple[Evidence, ...]) -> None:
+        if not evidence:
+            self.evidence_box.addWidget(self._note(self.tr("The model gave no reasons.")))
+            return
+        scale = max(abs(e.weight) for e in evidence)
+        for item in evidence:
+            line = QHBoxLayout()
+            line.addWidget(_WeightBar(item.weight, scale))
+            direction = self.tr("towards spam") if item.weight > 0 else self.tr("towards not spam")
+            text = QLabel(item.detail or item.feature)
+            text.setTextFormat(Qt.TextFormat.PlainText)  # mail text is never markup
+            text.setWordWrap(True)
+            text.setToolTip(
+                self.tr("%1: pushed %2 by %3 (log-odds)")
+                .replace("%1", item.feature)
+                .replace("%2", direction)
+                .replace("%3", f"{abs(item.weight):.2f}")
+            )
+            text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+            line.addWidget(text, 1)
+            self.evidence_box.addLayout(line)
+
+    def show_neighbours(self, neighbours: tuple[Neighbour, ...]) -> None:
+        self._clear(self.neighbour_box)
+        if not neighbours:
+            self.neighbour_box.addWidget(
+                self._note(
+                    self.tr(
+                        "None to show: the active model keeps no labelled examples to "
+                        "compare with, or this message was scored in an earlier session."
+                    )
+                )
+            )
+            return
+        for n in neighbours:
+            label = self.tr("spam") if n.label == "spam" else self.tr("not spam")
+            colour = SPAM_COLOUR.name() if n.label == "spam" else "#2e7d32"
+            text = QLabel(
+                f'<span style="color:{colour}">●</span> {html.escape(n.subject)} '
+                f"<small>({html.escape(label)}, {n.similarity * 100:.0f} % alike)</small>"
+            )
+            text.setWordWrap(True)
+            self.neighbour_box.addWidget(text)
+
+    def _note(self, text: str) -> QLabel:
+        label = QLabel(text)
+        label.setWordWrap(True)
+        label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        return label
+
+    @staticmethod
+    def _clear(layout: QVBoxLayout | QHBoxLayout) -> None:
+        while layout.count():
+            item = layout.takeAt(0)
+            widget = item.widget()
+            if widget is not None:
+                widget.hide()
+                widget.deleteLater()
+            elif item.layout() is not None:
+                DetailPane._clear(item.layout())  # type: ignore[arg-type]
+
+    # -- buttons ---------------------------------------------------------------------------
+
+    def _mark(self, label: str) -> None:
+        if self.row is None:
+            return
+        self.status.setText(self.tr("Working…"))
+        self.markRequested.emit(self.row.key, label)
+
+    def _undo(self) -> None:
+        if self.row is None:
+            return
+        self.status.setText(self.tr("Working…"))
+        self.undoRequested.emit(self.row.key)
+
+    def show_error(self, text: str) -> None:
+        self.status.setText(f'<span style="color:{SPAM_COLOUR.name()}">{html.escape(text)}</span>')

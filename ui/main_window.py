@@ -1,0 +1,292 @@
+"""The main window: accounts and folders, the message table, the explanation pane, settings tabs."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, QModelIndex, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from spamguard.app_api import MessageRow
+
+from .detail import DetailPane
+from .messages import ROW_ROLE, MessageFilter, MessageModel, ProbabilityDelegate
+from .models_page import ModelsPage
+from .thresholds import ThresholdsPanel
+
+PLACE_ROLE = Qt.ItemDataRole.UserRole
+
+
+class MainWindow(QMainWindow):
+    """Shows what the engine did; asks the controller to scan, label, undo or quit."""
+
+    scanRequested = Signal()
+    addAccountRequested = Signal()
+    quitRequested = Signal()
+    closedToTray = Signal()
+
+    def __init__(self, settings: QSettings, models_page: ModelsPage, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.keep_running_in_tray = False
+        self.setWindowTitle(self.tr("SpamGuard"))
+
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setFrameShape(QFrame.Shape.StyledPanel)
+        self.banner.setContentsMargins(10, 6, 10, 6)
+        self.banner.setAutoFillBackground(True)
+        self.banner.setBackgroundRole(self.banner.backgroundRole().AlternateBase)
+        self.banner.hide()
+        outer.addWidget(self.banner)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        outer.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        # -- messages tab --
+        messages = QWidget()
+        mlayout = QVBoxLayout(messages)
+        mlayout.setContentsMargins(6, 6, 6, 6)
+        bar = QHBoxLayout()
+        self.search = QLineEdit()
+        self.search.setPlaceholderText(self.tr("Search subject or sender"))
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip(self.tr("Show only messages whose subject or sender contains this"))
+        self.filter = QComboBox()
+        self.filter.addItems(
+            [self.tr("All messages"), self.tr("Flagged only"), self.tr("Moved today")]
+        )
+        self.filter.setToolTip(
+            self.tr("Flagged only: suspicious or spam. Moved today: sent to Junk today")
+        )
+        self.scan_button = QPushButton(self.tr("Scan &now"))
+        self.scan_button.setToolTip(self.tr("Check every account for new mail now"))
+        bar.addWidget(self.search, 1)
+        bar.addWidget(self.filter)
+        bar.addWidget(self.scan_button)
+        mlayout.addLayout(bar)
+
+        self.places = QTreeWidget()
+        self.places.setHeaderHidden(True)
+        self.places.setToolTip(self.tr("Accounts and the folders SpamGuard looks after"))
+        self.places.setMinimumWidth(110)
+        everything = QTreeWidgetItem([self.tr("All accounts")])
+        everything.setData(0, PLACE_ROLE, (None, None))
+        self.places.addTopLevelItem(everything)
+
+        self.model = MessageModel(self)
+        self.proxy = MessageFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.setItemDelegateForColumn(
+            MessageModel.PROBABILITY, ProbabilityDelegate(self.table)
+        )
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(MessageModel.SUBJECT, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        for column, width in (
+            (MessageModel.DATE, 96),
+            (MessageModel.FROM, 170),
+            (MessageModel.PROBABILITY, 116),
+            (MessageModel.VERDICT, 96),
+            (MessageModel.ACTION, 110),
+            (MessageModel.STAGE, 64),
+        ):
+            self.table.setColumnWidth(column, width)
+        self.table.sortByColumn(MessageModel.DATE, Qt.SortOrder.DescendingOrder)
+
+        self.detail = DetailPane()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.places)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setStretchFactor(2, 1)
+        self.splitter.setSizes([130, 800, 310])
+        mlayout.addWidget(self.splitter, 1)
+        self.tabs.addTab(messages, self.tr("&Messages"))
+
+        self.thresholds = ThresholdsPanel()
+        self.tabs.addTab(self.thresholds, self.tr("&Thresholds"))
+        self.models_page = models_page
+        self.tabs.addTab(models_page, self.tr("M&odels"))
+
+        # -- status bar --
+        self.status_text = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.undo_batch = QPushButton(self.tr("Undo"))
+        self.undo_batch.setToolTip(self.tr("Move the last batch back to where it was"))
+        self.undo_batch.hide()
+        self.statusBar().addWidget(self.status_text, 1)
+        self.statusBar().addPermanentWidget(self.undo_batch)
+        self.statusBar().addPermanentWidget(self.progress)
+
+        # -- menus: every action has a shortcut, so the mouse is optional --
+        file_menu = self.menuBar().addMenu(self.tr("&File"))
+        self.scan_action = QAction(self.tr("&Scan now"), self)
+        self.scan_action.setShortcut(QKeySequence.StandardKey.Refresh)
+        self.add_account_action = QAction(self.tr("&Add account…"), self)
+        self.quit_action = QAction(self.tr("&Quit"), self)
+        self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        for action in (self.scan_action, self.add_account_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        find = QAction(self.tr("Find"), self)
+        find.setShortcut(QKeySequence.StandardKey.Find)
+        find.triggered.connect(lambda: self.search.setFocus())
+        self.addAction(find)
+
+        self.search.textChanged.connect(self.proxy.set_text)
+        self.filter.currentIndexChanged.connect(self.proxy.set_mode)
+        self.scan_button.clicked.connect(self.scanRequested)
+        self.scan_action.triggered.connect(self.scanRequested)
+        self.add_account_action.triggered.connect(self.addAccountRequested)
+        self.quit_action.triggered.connect(self.quitRequested)
+        self.places.currentItemChanged.connect(self._place_changed)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.model.modelReset.connect(self._reselect)
+        self.setTabOrder(self.search, self.filter)
+        self.setTabOrder(self.filter, self.scan_button)
+        self.setTabOrder(self.scan_button, self.places)
+        self.setTabOrder(self.places, self.table)
+        self.setTabOrder(self.table, self.detail.spam_button)
+        self.resize(1240, 720)
+        self.restore()
+
+    # -- accounts and folders --------------------------------------------------------------
+
+    def add_account(self, name: str, folders: list[str]) -> None:
+        root = self.places.topLevelItem(0)
+        for i in range(root.childCount()):
+            if root.child(i).text(0) == name:
+                return
+        item = QTreeWidgetItem([name])
+        item.setData(0, PLACE_ROLE, (name, None))
+        for folder in folders:
+            child = QTreeWidgetItem([folder])
+            child.setData(0, PLACE_ROLE, (name, folder))
+            item.addChild(child)
+        root.addChild(item)
+        root.setExpanded(True)
+        item.setExpanded(True)
+        if self.places.currentItem() is None:
+            self.places.setCurrentItem(root)
+
+    def _place_changed(self, current: QTreeWidgetItem | None) -> None:
+        account, folder = current.data(0, PLACE_ROLE) if current else (None, None)
+        self.proxy.set_place(account, folder)
+
+    # -- selection and detail --------------------------------------------------------------
+
+    def selected_row(self) -> MessageRow | None:
+        indexes = self.table.selectionModel().selectedRows()
+        if not indexes:
+            return None
+        row = indexes[0].data(ROW_ROLE)
+        return row if isinstance(row, MessageRow) else None
+
+    def _selection_changed(self, selected: QItemSelection, deselected: QItemSelection) -> None:
+        self.detail.show_row(self.selected_row())
+
+    def _reselect(self) -> None:
+        self.detail.show_row(self.selected_row())
+
+    def select_key(self, key: tuple[str, str, str]) -> bool:
+        for r in range(self.proxy.rowCount()):
+            index = self.proxy.index(r, 0)
+            row = index.data(ROW_ROLE)
+            if isinstance(row, MessageRow) and row.key == key:
+                self.table.selectRow(r)
+                self.table.scrollTo(index)
+                return True
+        return False
+
+    def row_updated(self, row: MessageRow) -> None:
+        current = self.detail.row
+        if current is not None and current.key == row.key:
+            self.detail.show_row(row)
+
+    def current_index(self) -> QModelIndex:
+        return self.table.currentIndex()
+
+    # -- banner and status -----------------------------------------------------------------
+
+    def show_banner(self, text: str) -> None:
+        self.banner.setText(text)
+        self.banner.setVisible(bool(text))
+
+    def show_progress(self, done: int, total: int, text: str) -> None:
+        self.progress.setVisible(total > 0 and done < total)
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        self.status_text.setText(text)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/splitter", self.splitter.saveState())
+        s.setValue("window/header", self.table.horizontalHeader().saveState())
+        s.setValue("window/filter", self.filter.currentIndex())
+        s.setValue("window/tab", self.tabs.currentIndex())
+        s.sync()
+
+    def restore(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        splitter = s.value("window/splitter")
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+        header = s.value("window/header")
+        if header is not None:
+            self.table.horizontalHeader().restoreState(header)
+        self.filter.setCurrentIndex(int(s.value("window/filter", 0)))
+        self.tabs.setCurrentIndex(int(s.value("window/tab", 0)))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save()
+        if self.keep_running_in_tray:
+            # The tray keeps watching mail; closing the window only hides it.
+            event.ignore()
+            self.hide()
+            self.closedToTray.emit()
+            return
+        event.accept()
+        self.quitRequested.emit()

@@ -1,0 +1,141 @@
+"""Models and cost: the active head and its metrics, what the engine lacks yet, the LLM switch."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+
+from spamguard.app_api import ModelInfo, model_info
+from spamguard.errors import SpamGuardError
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+class ModelsPage(QWidget):
+    """Read-only until the engine offers versions, rollback and counters; it says so."""
+
+    def __init__(self, model_dir: Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        self.active = QGroupBox(self.tr("Active model"))
+        self.form = QFormLayout(self.active)
+        layout.addWidget(self.active)
+
+        versions = QGroupBox(self.tr("Versions and retraining"))
+        v = QVBoxLayout(versions)
+        self.versions_note = QLabel(
+            self.tr(
+                "This SpamGuard keeps a single model. A list of earlier versions with rollback, "
+                "and retraining from your Spam / Not spam clicks, will appear here once the "
+                "engine records model versions; your labels are already being saved for it."
+            )
+        )
+        self.versions_note.setWordWrap(True)
+        v.addWidget(self.versions_note)
+        layout.addWidget(versions)
+
+        llm = QGroupBox(self.tr("Language model and remote server"))
+        lv = QFormLayout(llm)
+        self.llm_state = QLabel(self.tr("<b>Off</b>"))
+        lv.addRow(self.tr("LLM stage:"), self.llm_state)
+        self.remote_state = QLabel(self.tr("<b>Off</b> (no server set)"))
+        lv.addRow(self.tr("Remote server:"), self.remote_state)
+        privacy = QLabel(
+            self.tr(
+                "Everything runs on this computer and no mail leaves it. If a remote "
+                "server is ever switched on, the text of uncertain messages would be sent to "
+                "that server for a second opinion; only switch it on for a server you run "
+                "yourself."
+            )
+        )
+        privacy.setWordWrap(True)
+        lv.addRow(privacy)
+        layout.addWidget(llm)
+
+        stats = QGroupBox(self.tr("This session"))
+        sv = QFormLayout(stats)
+        self.scored = QLabel("0")
+        self.rate = QLabel("—")
+        sv.addRow(self.tr("Messages scored:"), self.scored)
+        sv.addRow(self.tr("Scan speed:"), self.rate)
+        counters = QLabel(
+            self.tr(
+                "Latency percentiles, CPU time and energy per 1,000 messages will be shown "
+                "when the engine's counters are available."
+            )
+        )
+        counters.setWordWrap(True)
+        sv.addRow(counters)
+        layout.addWidget(stats)
+        layout.addStretch(1)
+        self.show_model(model_dir)
+
+    def show_model(self, model_dir: Path | None) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        try:
+            info = model_info(model_dir)
+        except SpamGuardError as exc:
+            label = QLabel(html.escape(str(exc)))
+            label.setWordWrap(True)
+            self.form.addRow(label)
+            return
+        self._fill(info)
+
+    def _fill(self, info: ModelInfo) -> None:
+        m = info.metrics
+        self.form.addRow(self.tr("Version:"), QLabel(html.escape(info.version)))
+        self.form.addRow(self.tr("Trained:"), QLabel(html.escape(info.trained_at or "—")))
+        self.form.addRow(
+            self.tr("Training mail:"),
+            QLabel(
+                self.tr("%1 spam, %2 not spam (%3)")
+                .replace("%1", str(info.n_spam))
+                .replace("%2", str(info.n_ham))
+                .replace("%3", html.escape(info.source or "?"))
+            ),
+        )
+        self.form.addRow(
+            self.tr("Sentence encoder:"), QLabel(html.escape(info.encoder or self.tr("none")))
+        )
+        where = (
+            self.tr("held-out test mail")
+            if m.get("held_out")
+            else self.tr("cross-validation on the training mail")
+        )
+        self.form.addRow(self.tr("Measured on:"), QLabel(where))
+        auc = m.get("roc_auc")
+        self.form.addRow(self.tr("ROC AUC:"), QLabel("—" if auc is None else f"{auc:.3f}"))
+        self.form.addRow(
+            self.tr("At the move threshold:"),
+            QLabel(
+                self.tr("precision %1, recall %2, false positives %3")
+                .replace("%1", _pct(m.get("at_move.precision")))
+                .replace("%2", _pct(m.get("at_move.recall")))
+                .replace("%3", _pct(m.get("at_move.fpr")))
+            ),
+        )
+        self.form.addRow(
+            self.tr("At the flag threshold:"),
+            QLabel(
+                self.tr("precision %1, recall %2, false positives %3")
+                .replace("%1", _pct(m.get("at_flag.precision")))
+                .replace("%2", _pct(m.get("at_flag.recall")))
+                .replace("%3", _pct(m.get("at_flag.fpr")))
+            ),
+        )
+        path = QLabel(html.escape(str(info.path)))
+        path.setWordWrap(True)
+        self.form.addRow(self.tr("Folder:"), path)
+
+    def set_session_stats(self, scored: int, per_second: float | None) -> None:
+        self.scored.setText(str(scored))
+        self.rate.setText(
+            "—"
+            if per_second is None
+            else self.tr("%1 messages/s").replace("%1", f"{per_second:.1f}")
+        )
