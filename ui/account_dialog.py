@@ -212,7 +212,7 @@ class AccountDialog(QDialog):
         self.test_button.setEnabled(True)
         if report.ok:
             self.result.setText(
-                f'<span style="color:#2e7d32">✓</span> {html.escape(report.message)}'
+                f'<span style="color:#2e7d32">✓</span> {html.escape(report.message, quote=False)}'
             )
             self.junk.clear()
             self.junk.addItem(self.tr("Find it automatically"), "auto")
@@ -221,7 +221,7 @@ class AccountDialog(QDialog):
             if report.junk_folder:
                 self.junk.setCurrentIndex(self.junk.findData(report.junk_folder))
             return
-        text = html.escape(report.message)
+        text = html.escape(report.message, quote=False)
         if report.kind == "tls" and report.fingerprint:
             text += "<br>" + html.escape(
                 self.tr("Certificate fingerprint: %1").replace("%1", report.fingerprint)
@@ -248,7 +248,7 @@ class AccountDialog(QDialog):
                 store_password(settings, self.password.text())
         except SpamGuardError as exc:
             self.result.setText(
-                f'<span style="color:{SPAM_COLOUR.name()}">✗</span> {html.escape(str(exc))}'
+                f'<span style="color:{SPAM_COLOUR.name()}">✗</span> {html.escape(str(exc), quote=False)}'
             )
             return
         super().accept()

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 QUIT_TIMEOUT_MS = 2000
 # Most urgent first: the tray shows the most urgent state of any account.
-_STATE_ORDER = ("error", "scanning", "attention", "paused", "idle")
+_STATE_ORDER = ("error", "scanning", "paused", "attention", "idle")
 
 
 class SpamGuardApp(QObject):

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _free_display() -> int:
     for number in range(90, 400):
-        if not Path(f"/tmp/.X{number}-lock").exists() and not Path(
-            f"/tmp/.X11-unix/X{number}"
-        ).exists():
+        if (
+            not Path(f"/tmp/.X{number}-lock").exists()
+            and not Path(f"/tmp/.X11-unix/X{number}").exists()
+        ):
             return number
     raise RuntimeError("no free X display number between :90 and :399")
 
@@ -68,6 +69,11 @@ def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         time.sleep(0.8)  # trayer claims the tray selection right after it maps its window
     yield {"display": number, "tray": tray is not None}
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is not None:
+        app.shutdown()  # before its X server goes, or Qt reports a broken connection at exit
     for process in (tray, server):
         if process is not None:
             process.terminate()

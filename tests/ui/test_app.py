@@ -150,9 +150,7 @@ def test_notifications_are_batched_with_undo(demo_app: Any, qtbot: Any) -> None:
     assert "Click to undo" in text
     assert tray.undo_action.isEnabled()
     tray.undo_action.trigger()
-    qtbot.waitUntil(
-        lambda: not any(r.moved for r in demo_app.window.model.rows()), timeout=10_000
-    )
+    qtbot.waitUntil(lambda: not any(r.moved for r in demo_app.window.model.rows()), timeout=10_000)
     root = demo_app.accounts["demo"].maildir
     assert message_ids(root, "Junk") == set()
 
