@@ -247,8 +247,7 @@ class AccountDialog(QDialog):
 
                 store_password(settings, self.password.text())
         except SpamGuardError as exc:
-            self.result.setText(
-                f'<span style="color:{SPAM_COLOUR.name()}">✗</span> {html.escape(str(exc), quote=False)}'
-            )
+            problem = html.escape(str(exc), quote=False)
+            self.result.setText(f'<span style="color:{SPAM_COLOUR.name()}">✗</span> {problem}')
             return
         super().accept()

@@ -1,4 +1,4 @@
-"""Fixtures for the desktop tests: a private Xvfb with a tray host, a tiny model, isolated settings."""
+"""Desktop test fixtures: a private Xvfb with a tray host, a tiny model, isolated settings."""
 
 from __future__ import annotations
 

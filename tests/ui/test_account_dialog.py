@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spamguard_ui.account_dialog import AccountDialog
 
 from spamguard.config import load_config
-from spamguard_ui.account_dialog import AccountDialog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mail"))
 

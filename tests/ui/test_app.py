@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from spamguard_ui.messages import ROW_ROLE, MessageFilter, MessageModel
 
 from spamguard.app_api import MessageRow
 from spamguard.mail.maildir import MaildirStore
-from spamguard_ui.messages import ROW_ROLE, MessageFilter, MessageModel
 
 
 def visible_rows(app: Any) -> list[MessageRow]:

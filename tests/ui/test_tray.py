@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from PySide6.QtWidgets import QSystemTrayIcon
-
 from spamguard_ui.tray import STATES, Tray, icon_dir, state_icon
 
 
