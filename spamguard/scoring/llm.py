@@ -444,6 +444,10 @@ class LLMSettings:
     rationale_mail_tokens: int = 192
     verify: bool = True
     prompt_variant: str | None = None
+    # Off by default: with a URL, the quoted mail is sent to that OpenAI-compatible server
+    # (message text leaves the machine); failures fall back to the local model.
+    remote_url: str | None = None
+    remote_timeout: float = 10.0
 
     def resolved_threads(self) -> int:
         # Half the cores by default: the filter runs next to the user's own work, and on a
@@ -944,6 +948,10 @@ def stream_rationale(
     mail is quoted between delimiters, truncated. The text is for the reader only: nothing
     here changes ``score`` or any action taken on the message.
     """
+    settings = settings or LLMSettings()
+    if settings.remote_url:
+        yield from _remote_rationale(message, score, settings)
+        return
     engine = shared_engine(settings)
     prompt = engine.rationale_prompt
     mail = mail_for_prompt(message, max_chars=3000)
@@ -962,3 +970,35 @@ def stream_rationale(
         sentences = len(_SENTENCE_END.findall(text))
         if sentences >= 3:
             return
+
+
+def _remote_rationale(message: Message, score: Score, settings: LLMSettings) -> Iterator[str]:
+    """The rationale from the remote server; the local model if it fails before answering."""
+    import urllib.error
+
+    from spamguard.scoring.remote import stream_completion
+
+    assert settings.remote_url is not None
+    prompt = load_prompt("rationale-chatml")
+    before, after = rationale_prompt_parts(prompt, score)
+    text = before + mail_for_prompt(message, max_chars=800) + after
+    started = False
+    try:
+        for piece in stream_completion(
+            settings.remote_url,
+            text,
+            max_tokens=settings.rationale_tokens,
+            stop=prompt.stop,
+            timeout=settings.remote_timeout,
+        ):
+            if not started:
+                piece = piece.lstrip()
+                if not piece:
+                    continue
+            started = True
+            yield piece
+    except (OSError, urllib.error.URLError, TimeoutError, ValueError) as exc:
+        if started:
+            return
+        log.warning("remote LLM failed (%s); explaining with the local model", exc)
+        yield from stream_rationale(message, score, settings=replace(settings, remote_url=None))
