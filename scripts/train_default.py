@@ -29,6 +29,11 @@ def main() -> int:
     )
     parser.add_argument("--out", default=str(ROOT / "models" / "default"))
     parser.add_argument("--split", default=str(SPLIT))
+    parser.add_argument(
+        "--embeddings",
+        help="a .npz of precomputed int8-encoder vectors (keys: texts, vectors) to reuse "
+        "instead of encoding the train half again; texts not in it are encoded",
+    )
     args = parser.parse_args()
 
     from spamguard.cli import evaluate_split
@@ -40,9 +45,11 @@ def main() -> int:
     split = Path(args.split)
     items = load_split(split, corpus, "train")
     print(f"training on {len(items)} train-half messages", file=sys.stderr)
+    encoder = _LookupEncoder(Path(args.embeddings)) if args.embeddings else None
     model = train(
         items,
         TrainOptions(version="default-1"),
+        encoder=encoder,
         source=f"SpamAssassin public corpus, {split.name}, train half",
         on_progress=lambda p: print(f"  {p.step} {p.done}/{p.total}", file=sys.stderr),
     )
@@ -65,6 +72,30 @@ def main() -> int:
     (out / "MODEL_CARD.md").write_text(model_card(config, figures), "utf-8")
     print(out)
     return 0
+
+
+class _LookupEncoder:
+    """Serves vectors computed earlier by the same encoder; encodes only what is missing."""
+
+    def __init__(self, path: Path) -> None:
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as data:
+            self.known = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
+        self._real = None
+
+    def encode(self, texts: list[str]) -> object:
+        import numpy as np
+
+        missing = [t for t in texts if t not in self.known]
+        if missing:
+            if self._real is None:
+                from spamguard.scoring.encoder import load_encoder
+
+                self._real = load_encoder("int8")
+            for text, vec in zip(missing, self._real.encode(missing), strict=True):
+                self.known[text] = vec
+        return np.stack([self.known[t] for t in texts]).astype(np.float32)
 
 
 def _row(name: str, r: dict) -> str:

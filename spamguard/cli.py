@@ -504,7 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Rooms that own more commands register them here (each module's `register(sub)`).
     import importlib
 
-    for module in ("spamguard.mail.commands", "spamguard.scoring.commands"):
+    for module in (
+        "spamguard.mail.commands",
+        "spamguard.scoring.commands",
+        "spamguard.learning_commands",
+        "spamguard.doctor",
+    ):
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError as exc:
