@@ -70,7 +70,7 @@ def main() -> int:
         run(enc, warm, args.model)
     results = {}
     for enc in ("int8", "torch"):
-        elapsed, scores, rate = run(enc, tmp, args.model)
+        elapsed, scores, _ = run(enc, tmp, args.model)
         names = sorted(scores)
         results[enc] = {
             "seconds": elapsed,

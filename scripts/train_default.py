@@ -98,6 +98,12 @@ class _LookupEncoder:
         return np.stack([self.known[t] for t in texts]).astype(np.float32)
 
 
+HEADER = (
+    "| variant | ROC AUC | recall @0.1% FPR | recall @1% FPR | at move 0.90: recall / FPR "
+    "| hard-ham at move | ECE |"
+)
+
+
 def _row(name: str, r: dict) -> str:
     m = r["at_move"]
     hard = r["groups"].get("hard-ham-1", {})
@@ -136,7 +142,7 @@ Delivered-To, Date, old filters' X-Spam-* verdicts, …) are never read.
 Training-data hash (sha256 over content hashes and labels): `{t['data_hash']}`.
 
 ## Measured on the test half (3023 messages; figures of `spamguard eval`)
-| variant | ROC AUC | recall @0.1% FPR | recall @1% FPR | at move 0.90: recall / FPR | hard-ham at move | ECE |
+{HEADER}
 |---|---|---|---|---|---|---|
 {_row("full messages", figures["full"])}
 {_row("Subject + text only", hl)}

@@ -7,7 +7,6 @@ These are the acceptance figures of the foundation issue. They need the fetched 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +23,19 @@ def _evaluate(headerless: bool) -> dict[str, Any]:
 
     corpus = shared_corpus_dir()
     if corpus is None or not SHARED_SPLIT.is_file():
-        pytest.skip("shared SpamAssassin corpus not fetched (run shared/corpora/fetch-spamassassin)")
+        pytest.skip(
+            "shared SpamAssassin corpus not fetched (run shared/corpora/fetch-spamassassin)"
+        )
     args = argparse.Namespace(
-        split=SHARED_SPLIT, corpus=corpus, limit=None, model=None, encoder=None,
-        move=None, flag=None, headerless=headerless, plot=None,
+        split=SHARED_SPLIT,
+        corpus=corpus,
+        limit=None,
+        model=None,
+        encoder=None,
+        move=None,
+        flag=None,
+        headerless=headerless,
+        plot=None,
     )
     return evaluate_split(args)
 

@@ -1,0 +1,75 @@
+"""Feature extraction: which headers are read, hand-made signals, the header-less variant."""
+
+from __future__ import annotations
+
+from spamguard.message import parse_message
+from spamguard.scoring.features import (
+    HAND_FEATURES,
+    FeatureConfig,
+    hand_features,
+    header_terms,
+    headerless_bytes,
+    word_terms,
+)
+
+MAIL = b"""Received: from relay.example.net (relay [192.0.2.1])
+List-Id: <tools.lists.example.org>
+Delivered-To: me@example.org
+X-Spam-Status: No
+Date: Mon, 3 Nov 2025 10:00:00 +0000
+Message-ID: <1@example.com>
+From: "Support team" <help@example.com>
+Reply-To: collect@other.example
+Subject: FREE money!!! Claim now
+X-Mailer: BulkBlaster 9
+Authentication-Results: mx.example.org; spf=fail smtp.mailfrom=example.com; dkim=none
+Content-Type: text/html; charset=utf-8
+
+<html><body><p>Claim $500 at <a href="http://192.0.2.7/login">our site</a>
+or <a href="https://bit.ly/x">here</a>.</p><script>evil()</script></body></html>
+"""
+
+
+def _signals(raw: bytes) -> dict[str, float]:
+    values = hand_features(parse_message(raw))
+    return dict(zip([name for name, _ in HAND_FEATURES], values, strict=True))
+
+
+def test_collection_headers_are_never_read() -> None:
+    terms = header_terms(parse_message(MAIL))
+    read = {t.split(":")[1] for t in terms if t.startswith(("h:", "hn:"))}
+    assert {"from", "reply-to", "x-mailer", "content-type", "subject"} <= read
+    assert not read & {"received", "list-id", "delivered-to", "x-spam-status", "date", "message-id"}
+    assert "url:192.0.2.7" in terms and "urlbase:bit.ly" in terms
+
+
+def test_hand_signals_see_the_tricks() -> None:
+    s = _signals(MAIL)
+    assert s["html_only"] == 1.0
+    assert s["url_ip_host"] == 1.0 and s["url_shortener"] == 1.0
+    assert s["auth_fail"] == 1.0 and s["auth_pass"] == 0.0
+    assert s["reply_to_differs"] == 1.0
+    assert s["subject_money"] == 0.0 and s["body_money_log"] > 0
+    assert s["subject_bang"] == 0.75
+
+
+def test_words_cover_subject_and_text_but_not_script() -> None:
+    terms = word_terms(parse_message(MAIL), FeatureConfig())
+    assert "s:free" in terms and "w:claim" in terms and "b:claim now" in terms
+    assert not any("evil" in t for t in terms)
+
+
+def test_headerless_variant_keeps_only_subject_and_text() -> None:
+    msg = parse_message(MAIL)
+    stripped = parse_message(headerless_bytes(msg))
+    assert [k.lower() for k, _ in stripped.headers] == ["subject"]
+    assert stripped.subject == msg.subject
+    assert "Claim $500" in stripped.text
+    assert _signals(headerless_bytes(msg))["auth_fail"] == 0.0
+
+
+def test_non_ascii_survives_the_headerless_round_trip() -> None:
+    raw = "Subject: Grüße aus Köln\nContent-Type: text/plain; charset=utf-8\n\nSchöne Grüße\n"
+    msg = parse_message(raw.encode("utf-8"))
+    again = parse_message(headerless_bytes(msg))
+    assert again.subject == "Grüße aus Köln" and "Schöne" in again.text
