@@ -552,8 +552,13 @@ class LLMEngine:
         if self.settings.verify:
             verify_sha256(self.path, entry.sha256)
         self.prompt = load_prompt(entry.prompt)
-        if self.settings.prompt_variant:
-            self.prompt = self.prompt.variant(self.settings.prompt_variant)
+        # The label variant chosen by cross-validation is recorded with the calibration.
+        variant = self.settings.prompt_variant
+        calibrated_for = str((entry.calibration or {}).get("prompt", ""))
+        if variant is None and "+" in calibrated_for:
+            variant = calibrated_for.split("+", 1)[1]
+        if variant:
+            self.prompt = self.prompt.variant(variant)
         self.rationale_prompt = load_prompt(entry.rationale_prompt)
         self.backend = "not loaded"
         self.n_gpu_layers = 0
