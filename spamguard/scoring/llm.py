@@ -747,10 +747,18 @@ class LLMEngine:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 eos = {int(llm.token_eos())}
                 text = ""
+                generated: list[int] = []
                 for _ in range(max_tokens):
                     if cancelled.is_set():
                         break
+                    # Greedy with a repetition penalty (as llama.cpp's repeat_penalty):
+                    # small models otherwise loop on one phrase.
+                    if generated:
+                        seen = np.fromiter(set(generated[-64:]), dtype=np.int64)
+                        vals = logits[seen]
+                        logits[seen] = np.where(vals > 0, vals / 1.3, vals * 1.3)
                     token = int(np.argmax(logits))
+                    generated.append(token)
                     if token in eos or llm.n_tokens + 1 >= self.settings.n_ctx:
                         break
                     piece = decoder.decode(llm.detokenize([token], special=True))
