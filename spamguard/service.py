@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from spamguard.config import AccountSettings
 from spamguard.errors import (
@@ -29,6 +29,9 @@ from spamguard.message import Message, parse_message
 from spamguard.policy import Plan, PolicyContext, plan_for
 from spamguard.scoring.base import Score, Scorer
 from spamguard.store import FolderState, ScoredMessage, Store
+
+if TYPE_CHECKING:
+    from spamguard.learning import Learner
 
 __all__ = [
     "AccountWorker",
@@ -189,6 +192,7 @@ class AccountWorker:
         dry_run: bool = False,
         scorer_lock: threading.Lock | None = None,
         backoff: Callable[[], _Backoff] = _Backoff,
+        learner: Learner | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
@@ -202,6 +206,8 @@ class AccountWorker:
         self.executor: Executor | None = None
         self._missing: set[str] = set()
         self.stop_event = threading.Event()
+        # Labels from other clients' moves and keywords, retraining, shadow (learning.py).
+        self.learner = learner
 
     @property
     def name(self) -> str:
@@ -287,6 +293,11 @@ class AccountWorker:
     def sync(self) -> Iterator[Progress]:
         """Catch up every watched folder; yields progress. Closing the generator cancels
         between batches (each batch is finished first, so the journal stays settled)."""
+        learning = self.learner is not None and not self.dry_run
+        if learning:
+            # Before the folders: a message taken out of Junk is marked rescued first.
+            assert self.learner is not None
+            self.learner.before_sync(self)
         for folder in self.watched():
             try:
                 yield from self.sync_folder(folder)
@@ -300,6 +311,9 @@ class AccountWorker:
                         type(exc).__name__,
                     )
                 )
+        if learning:
+            assert self.learner is not None
+            self.learner.after_sync(self)
 
     def sync_folder(self, folder: str) -> Iterator[Progress]:
         s = self.settings
@@ -366,12 +380,14 @@ class AccountWorker:
                 )
                 continue
             if self.store.is_handled(self.name, msg.message_id, msg.content_hash):
-                self._note_rescue(folder, msg)
+                self._note_rescue(folder, msg, item.raw)
                 continue
             todo.append((item, msg))
         if not todo:
             return
         scores = self._scores([m for _, m in todo])
+        if self.learner is not None and not self.dry_run:
+            self.learner.observe(self, [m for _, m in todo])
         for (item, msg), (score, cached) in zip(todo, scores, strict=True):
             context = PolicyContext(
                 folder=folder,
@@ -446,7 +462,7 @@ class AccountWorker:
                 )
             )
 
-    def _note_rescue(self, folder: str, msg: Message) -> None:
+    def _note_rescue(self, folder: str, msg: Message, raw: bytes | None = None) -> None:
         """A handled message back in a watched folder after we moved it to Junk: the user
         rescued it. Remember that (and the label) so it is never moved again."""
         if self.dry_run or self.store.is_rescued(self.name, msg.message_id, msg.content_hash):
@@ -459,9 +475,19 @@ class AccountWorker:
             limit=1,
         )
         if moved:
-            self.store.add_rescued(self.name, msg.message_id, msg.content_hash, folder)
-            self.store.add_feedback(
-                self.name, msg.message_id, msg.content_hash, "ham", "rescued from Junk"
+            from spamguard.feedback import record_label
+
+            record_label(
+                self.store,
+                self.name,
+                msg.message_id,
+                msg.content_hash,
+                "ham",
+                f"moved out of Junk to {folder}",
+                message=msg,
+                raw=raw,
+                folder=folder,
+                rescued=True,
             )
 
     def _scores(self, messages: Sequence[Message]) -> list[tuple[Score, bool]]:
@@ -572,6 +598,7 @@ class Service:
         store: Store,
         mail_factory: Callable[[AccountSettings], MailStore] = open_mailstore,
         dry_run: bool = False,
+        learner: Learner | None = None,
     ) -> None:
         self.events = EventBus()
         self._scorer_lock = threading.Lock()  # one model, shared: one caller at a time
@@ -584,6 +611,7 @@ class Service:
                 events=self.events,
                 dry_run=dry_run,
                 scorer_lock=self._scorer_lock,
+                learner=learner,
             )
             for a in accounts
         ]

@@ -16,11 +16,13 @@ from spamguard.scoring.base import Evidence, Score
 
 __all__ = [
     "SCHEMA_VERSION",
+    "FeedbackRow",
     "FolderState",
     "JournalDraft",
     "JournalEntry",
     "JournalState",
     "ScoredMessage",
+    "SeenMessage",
     "Store",
     "default_store_path",
 ]
@@ -81,6 +83,32 @@ _MIGRATIONS: tuple[str, ...] = (
         label TEXT NOT NULL CHECK (label IN ('spam', 'ham')), source TEXT NOT NULL,
         created_at REAL NOT NULL
     );
+    """,
+    # 2: learning from the user (feedback.py, training.py): what each label came from, the
+    # labelled messages' bytes (so a retrain never needs the server), feature rows cached per
+    # featurizer, and what feedback last saw in each folder to tell moves and keywords apart.
+    """
+    ALTER TABLE feedback ADD COLUMN from_addr TEXT NOT NULL DEFAULT '';
+    ALTER TABLE feedback ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    CREATE INDEX feedback_message ON feedback (account, message_id, content_hash);
+    CREATE TABLE label_message (
+        content_hash TEXT PRIMARY KEY, raw BLOB NOT NULL, created_at REAL NOT NULL
+    );
+    CREATE TABLE feature_row (
+        content_hash TEXT NOT NULL, featurizer TEXT NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (content_hash, featurizer)
+    );
+    CREATE TABLE folder_seen (
+        account TEXT NOT NULL, folder TEXT NOT NULL, uid INTEGER NOT NULL,
+        message_id TEXT, content_hash TEXT, flags TEXT NOT NULL,
+        PRIMARY KEY (account, folder, uid)
+    );
+    CREATE INDEX folder_seen_message ON folder_seen (account, message_id, content_hash);
+    CREATE TABLE folder_watch (
+        account TEXT NOT NULL, folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL, highestmodseq INTEGER,
+        PRIMARY KEY (account, folder)
+    )
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -164,6 +192,31 @@ class JournalEntry:
     created_at: float
     applied_at: float | None
     undone_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """One label the user gave, by a move, a keyword, a button or the CLI."""
+
+    id: int
+    account: str
+    message_id: str
+    content_hash: str
+    label: Literal["spam", "ham"]
+    source: str
+    created_at: float
+    from_addr: str = ""
+    folder: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SeenMessage:
+    """A message as feedback last saw it in a folder; identity is filled in lazily."""
+
+    uid: int
+    message_id: str | None
+    content_hash: str | None
+    flags: frozenset[str]
 
 
 class Store:
@@ -323,6 +376,20 @@ class Store:
         rows = self._query(
             "SELECT * FROM messages WHERE account = ? AND message_id = ? AND content_hash = ?",
             (account, message_id, content_hash),
+        )
+        return _scored_from_row(rows[0]) if rows else None
+
+    def find_scored(self, ref: str, account: str | None = None) -> ScoredMessage | None:
+        """A scored message by its row id (digits) or its Message-ID (with or without <>)."""
+        sql = "SELECT * FROM messages WHERE (? IS NULL OR account = ?) AND "
+        args: list[Any] = [account, account]
+        if ref.isdigit():
+            rows = self._query(sql + "id = ?", [*args, int(ref)])
+            if rows:
+                return _scored_from_row(rows[0])
+        bare = ref.strip().strip("<>")
+        rows = self._query(
+            sql + "message_id IN (?, ?) ORDER BY id DESC LIMIT 1", [*args, bare, f"<{bare}>"]
         )
         return _scored_from_row(rows[0]) if rows else None
 
@@ -545,6 +612,166 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (account, message_id, content_hash, label, source, time.time()),
             )
+
+    # -- learning from the user (feedback.py, training.py) ---------------------------------------
+
+    def record_feedback(
+        self,
+        account: str,
+        message_id: str,
+        content_hash: str,
+        label: Literal["spam", "ham"],
+        source: str,
+        *,
+        from_addr: str = "",
+        folder: str = "",
+        raw: bytes | None = None,
+    ) -> int:
+        """Add one label (and the labelled bytes, kept for retraining); returns its id."""
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO feedback (account, message_id, content_hash, label, source, "
+                "created_at, from_addr, folder) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (account, message_id, content_hash, label, source, now, from_addr.lower(), folder),
+            )
+            if raw is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO label_message VALUES (?, ?, ?)",
+                    (content_hash, sqlite3.Binary(raw), now),
+                )
+            return int(cur.lastrowid or 0)
+
+    def feedback_rows(
+        self,
+        account: str | None = None,
+        *,
+        after_id: int = 0,
+        message: tuple[str, str] | None = None,
+    ) -> list[FeedbackRow]:
+        """Labels, oldest first."""
+        sql = "SELECT * FROM feedback WHERE id > ? AND (? IS NULL OR account = ?)"
+        args: list[Any] = [after_id, account, account]
+        if message is not None:
+            sql += " AND message_id = ? AND content_hash = ?"
+            args.extend(message)
+        return [
+            FeedbackRow(
+                r["id"],
+                r["account"],
+                r["message_id"],
+                r["content_hash"],
+                r["label"],
+                r["source"],
+                r["created_at"],
+                r["from_addr"],
+                r["folder"],
+            )
+            for r in self._query(sql + " ORDER BY id", args)
+        ]
+
+    def label_raw(self, content_hash: str) -> bytes | None:
+        rows = self._query("SELECT raw FROM label_message WHERE content_hash = ?", (content_hash,))
+        return bytes(rows[0][0]) if rows else None
+
+    def rescued_count(self, account: str, from_addr: str) -> int:
+        """How many distinct messages from ``from_addr`` the user took out of Junk."""
+        rows = self._query(
+            "SELECT COUNT(DISTINCT content_hash) FROM feedback WHERE account = ? "
+            "AND from_addr = ? AND label = 'ham' AND source LIKE 'moved out of Junk%'",
+            (account, from_addr.lower()),
+        )
+        return int(rows[0][0])
+
+    def feature_rows(self, featurizer: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for i in range(0, len(hashes), 500):
+            chunk = list(hashes[i : i + 500])
+            rows = self._query(
+                "SELECT content_hash, data FROM feature_row WHERE featurizer = ? "
+                f"AND content_hash IN ({', '.join('?' * len(chunk))})",
+                [featurizer, *chunk],
+            )
+            out.update((r[0], bytes(r[1])) for r in rows)
+        return out
+
+    def save_feature_rows(self, featurizer: str, rows: Iterable[tuple[str, bytes]]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO feature_row VALUES (?, ?, ?)",
+                [(h, featurizer, sqlite3.Binary(data)) for h, data in rows],
+            )
+
+    def folder_watch(self, account: str, folder: str) -> tuple[int, int | None] | None:
+        """(uidvalidity, highestmodseq) feedback last saw ``folder`` at."""
+        rows = self._query(
+            "SELECT uidvalidity, highestmodseq FROM folder_watch WHERE account = ? AND folder = ?",
+            (account, folder),
+        )
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    def seen_in_folder(self, account: str, folder: str) -> dict[int, SeenMessage]:
+        rows = self._query(
+            "SELECT * FROM folder_seen WHERE account = ? AND folder = ?", (account, folder)
+        )
+        return {
+            r["uid"]: SeenMessage(
+                r["uid"],
+                r["message_id"],
+                r["content_hash"],
+                frozenset(json.loads(r["flags"])),
+            )
+            for r in rows
+        }
+
+    def save_folder_seen(
+        self,
+        account: str,
+        folder: str,
+        uidvalidity: int,
+        highestmodseq: int | None,
+        *,
+        upsert: Iterable[SeenMessage] = (),
+        removed: Iterable[int] = (),
+        reset: bool = False,
+    ) -> None:
+        """Update what feedback knows of ``folder`` in one transaction."""
+        with self._tx() as db:
+            if reset:
+                db.execute(
+                    "DELETE FROM folder_seen WHERE account = ? AND folder = ?", (account, folder)
+                )
+            db.executemany(
+                "DELETE FROM folder_seen WHERE account = ? AND folder = ? AND uid = ?",
+                [(account, folder, uid) for uid in removed],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO folder_seen VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        account,
+                        folder,
+                        m.uid,
+                        m.message_id,
+                        m.content_hash,
+                        json.dumps(sorted(m.flags)),
+                    )
+                    for m in upsert
+                ],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO folder_watch VALUES (?, ?, ?, ?)",
+                (account, folder, uidvalidity, highestmodseq),
+            )
+
+    def seen_elsewhere(self, account: str, message_id: str, content_hash: str) -> list[str]:
+        """Folders feedback last saw this message in."""
+        rows = self._query(
+            "SELECT folder FROM folder_seen WHERE account = ? AND message_id = ? "
+            "AND content_hash = ?",
+            (account, message_id, content_hash),
+        )
+        return [str(r[0]) for r in rows]
 
     def counts(self, account: str) -> dict[str, int]:
         """Numbers for `spamguard status`."""

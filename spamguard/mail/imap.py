@@ -331,6 +331,26 @@ class ImapMailStore:
             out.append(FetchedMessage(uid, raw, flags, int(item.get(b"RFC822.SIZE", len(raw)))))
         return out
 
+    def fetch_flags(
+        self, folder: str, *, changed_since: int | None = None
+    ) -> dict[int, frozenset[str]]:
+        """UID -> flags of every message in ``folder``; with CONDSTORE and ``changed_since``
+        only of those whose flags changed after that MODSEQ (feedback's keyword watch)."""
+        status = self._status.get(folder) if self._selected == folder else None
+        if status is None:
+            status = self.select(folder)
+        if status.exists == 0:
+            return {}
+        modifiers = None
+        if changed_since is not None and "CONDSTORE" in self._caps:
+            modifiers = [f"CHANGEDSINCE {int(changed_since)}"]
+        with self._guard(f"read flags in {folder!r}", folder):
+            data = self._c().fetch("1:*", ["FLAGS"], modifiers=modifiers)
+        return {
+            int(uid): frozenset(_text(f) for f in item.get(b"FLAGS", ()))
+            for uid, item in data.items()
+        }
+
     def search_message(self, folder: str, message_id: str, subject: str = "") -> list[int]:
         self._ensure(folder)
         if message_id:
