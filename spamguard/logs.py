@@ -37,7 +37,9 @@ _KEYS = (
 _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     # HTTP headers: Authorization: Bearer xyz / Basic xyz / anything.
     (
-        re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|[^\r\n,;}]+)"),
+        re.compile(
+            r"(?i)\b(authorization[\"']?\s*[:=]\s*)(?!\[redacted\])(?:\"[^\"]*\"|'[^']*'|[^\r\n,;}]+)"
+        ),
         rf"\1{REDACTED}",
     ),
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1{REDACTED}"),
@@ -61,7 +63,7 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     # key=value, key: value, "key": "value" for secret-looking keys.
     (
         re.compile(
-            rf"(?i)([\"']?\b(?:{_KEYS})\b[\"']?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&}}\]]+)"
+            rf"(?i)([\"']?\b(?:{_KEYS})\b[\"']?\s*[:=]\s*)(?!\[redacted\])(\"[^\"]*\"|'[^']*'|[^\s,;&}}\]]+)"
         ),
         rf"\1{REDACTED}",
     ),

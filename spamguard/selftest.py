@@ -64,7 +64,17 @@ def _encoder() -> tuple[Status, str, dict[str, Any]]:
     path = ensure_onnx_model("int8")
     manifest = json.loads((path.parent / MANIFEST).read_text("utf-8"))
     digest = manifest["files"][path.name]["sha256"]
-    return "OK", f"{path} sha256 {digest[:16]}… verified", {"path": str(path), "sha256": digest}
+    # A run, not only a hash: proves onnxruntime and the tokenizer work where it is installed.
+    import numpy as np
+
+    from spamguard.scoring.encoder import EMBEDDING_DIM, load_encoder
+
+    vectors = load_encoder("int8").encode(["Claim your prize now", "Minutes of Monday's meeting"])
+    norms = np.linalg.norm(vectors, axis=1)
+    if vectors.shape != (2, EMBEDDING_DIM) or not np.allclose(norms, 1.0, atol=1e-3):
+        return "FAIL", f"{path} runs but gives vectors of shape {vectors.shape}", {}
+    detail = f"{path} sha256 {digest[:16]}… verified; encodes ({EMBEDDING_DIM} dims)"
+    return "OK", detail, {"path": str(path), "sha256": digest}
 
 
 def _demo(model_dir: Path | None) -> tuple[Status, str, dict[str, Any]]:
@@ -159,9 +169,9 @@ def run(
     model_dir = Path(args.model) if args.model else None
     started = time.perf_counter()
 
-    steps = [_timed("head model", lambda: _head(model_dir))]
-    if steps[0].status == "OK" and _needs_encoder(model_dir):
-        steps.append(_timed("sentence encoder", _encoder))
+    # The encoder is checked even for a head that does not use it: the bundle ships it and
+    # a retrained head (or the user's own) may need it.
+    steps = [_timed("head model", lambda: _head(model_dir)), _timed("sentence encoder", _encoder)]
     steps.append(_timed("demo mailbox", lambda: _demo(model_dir)))
     if not args.no_llm:
         steps.append(_timed("LLM", _llm))
@@ -187,12 +197,6 @@ def run(
         stream.write(f"self-test {verdict} in {total:.2f} s\n")
     stream.flush()
     return 1 if failed else 0
-
-
-def _needs_encoder(model_dir: Path | None) -> bool:
-    from spamguard.scoring.model import default_model_dir, load_model
-
-    return load_model(model_dir or default_model_dir()).needs_encoder
 
 
 def main() -> int:
