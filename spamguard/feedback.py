@@ -208,11 +208,11 @@ class FeedbackWatcher:
         seen = {} if first_look else store.seen_in_folder(account, folder)
         since = None if first_look or watch is None else watch[1]
         use_modseq = since is not None and status.highestmodseq is not None
+        current = set(mail.uids(folder))
         if use_modseq and status.highestmodseq == since:
             listing: dict[int, frozenset[str]] = {}
         else:
-            listing = _flags(mail, folder, since if use_modseq else None)
-        current = set(mail.uids(folder))
+            listing = _flags(mail, folder, sorted(current), since if use_modseq else None)
         arrived = sorted(current - set(seen))
         gone = sorted(set(seen) - current)
         # With CONDSTORE the listing holds only what changed; without, it is the diff base.
@@ -374,13 +374,15 @@ class FeedbackWatcher:
         return out
 
 
-def _flags(mail: MailStore, folder: str, changed_since: int | None) -> dict[int, frozenset[str]]:
+def _flags(
+    mail: MailStore, folder: str, uids: Sequence[int], changed_since: int | None
+) -> dict[int, frozenset[str]]:
     reader = getattr(mail, "fetch_flags", None)
     if reader is not None:
-        flags: dict[int, frozenset[str]] = reader(folder, changed_since=changed_since)
+        flags: dict[int, frozenset[str]] = reader(folder, uids, changed_since=changed_since)
         return flags
     # Backends without a flags-only read (Maildir: flags live in file names anyway).
-    return {f.uid: f.flags for f in mail.fetch(folder, mail.uids(folder), 1)}
+    return {f.uid: f.flags for f in mail.fetch(folder, uids, 1)}
 
 
 def _keyword_label(added: Iterable[str], settings: AccountSettings) -> Label | None:

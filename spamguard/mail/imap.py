@@ -332,20 +332,18 @@ class ImapMailStore:
         return out
 
     def fetch_flags(
-        self, folder: str, *, changed_since: int | None = None
+        self, folder: str, uids: Sequence[int], *, changed_since: int | None = None
     ) -> dict[int, frozenset[str]]:
-        """UID -> flags of every message in ``folder``; with CONDSTORE and ``changed_since``
-        only of those whose flags changed after that MODSEQ (feedback's keyword watch)."""
-        status = self._status.get(folder) if self._selected == folder else None
-        if status is None:
-            status = self.select(folder)
-        if status.exists == 0:
+        """UID -> flags of ``uids`` in ``folder``; with CONDSTORE and ``changed_since`` only
+        of those whose flags changed after that MODSEQ (feedback's keyword watch)."""
+        if not uids:
             return {}
+        self._ensure(folder)
         modifiers = None
         if changed_since is not None and "CONDSTORE" in self._caps:
             modifiers = [f"CHANGEDSINCE {int(changed_since)}"]
         with self._guard(f"read flags in {folder!r}", folder):
-            data = self._c().fetch("1:*", ["FLAGS"], modifiers=modifiers)
+            data = self._c().fetch(list(uids), ["FLAGS"], modifiers=modifiers)
         return {
             int(uid): frozenset(_text(f) for f in item.get(b"FLAGS", ()))
             for uid, item in data.items()

@@ -1,0 +1,424 @@
+"""The learning loop: labels from sync -> warm-started head -> checks -> shadow -> promotion."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spamguard.corpus import LabelledMessage
+from spamguard.errors import ConnectionLostError, MailStoreError, NotMailError, SpamGuardError
+from spamguard.feedback import FeedbackWatcher, LabelRecorded, MailContext, latest_labels
+from spamguard.message import Message, parse_message
+from spamguard.scoring.base import verdict_for
+from spamguard.store import Store
+from spamguard.training import (
+    Cancelled,
+    Progress,
+    WarmStart,
+    WarmStartOptions,
+    design_for,
+    recency_weights,
+    warm_start_steps,
+)
+from spamguard.versions import ModelRegistry, VersionInfo
+
+__all__ = [
+    "LearnOptions",
+    "Learner",
+    "RetrainOutcome",
+    "compare_on_labels",
+    "labelled_items",
+    "retrain_steps",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LearnOptions:
+    retrain_after: int = 20  # K: new labels that start a retrain
+    shadow_messages: int = 50  # N: messages a candidate is scored on beside the active one
+    # Share of shadow messages on which the two may land on different sides of a threshold.
+    max_disagreement: float = 0.2
+    # Held-back labels: mean log-loss may rise by this much, errors may not rise at all.
+    logloss_tolerance: float = 0.05
+    auc_tolerance: float = 0.001  # on the public test half, when it is on this machine
+    background: bool = True  # retrain in a thread so the mail loop never waits for it
+    manage_scorer: bool = False  # swap the worker's scorer to the active version after sync
+    warm: WarmStartOptions = field(default_factory=WarmStartOptions)
+    public_eval: tuple[Path, Path] | None = None  # (split TSV, corpus dir)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainOutcome:
+    version: str
+    state: str  # "shadow", "active" or "rejected"
+    reason: str
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def labelled_items(
+    store: Store, account: str | None = None
+) -> tuple[list[LabelledMessage], list[int], list[float]]:
+    """The newest label of every message whose bytes we kept: items, feedback ids, times."""
+    items: list[LabelledMessage] = []
+    ids: list[int] = []
+    times: list[float] = []
+    latest = latest_labels(store, account)
+    for row in sorted(latest.values(), key=lambda r: r.id):
+        raw = store.label_raw(row.content_hash)
+        if raw is None:
+            continue
+        try:
+            msg = parse_message(raw)
+        except NotMailError:
+            continue
+        items.append(LabelledMessage(f"feedback:{row.id}", row.label == "spam", row.source, msg))
+        ids.append(row.id)
+        times.append(row.created_at)
+    return items, ids, times
+
+
+def _logloss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
+
+
+def compare_on_labels(
+    y: np.ndarray, p_candidate: np.ndarray, p_active: np.ndarray, *, flag: float = 0.5
+) -> dict[str, Any]:
+    return {
+        "n": len(y),
+        "logloss_candidate": _logloss(y, p_candidate) if len(y) else 0.0,
+        "logloss_active": _logloss(y, p_active) if len(y) else 0.0,
+        "errors_candidate": int(((p_candidate >= flag) != y).sum()),
+        "errors_active": int(((p_active >= flag) != y).sum()),
+    }
+
+
+def retrain_steps(
+    store: Store,
+    registry: ModelRegistry,
+    options: LearnOptions = LearnOptions(),
+    *,
+    cancel: threading.Event | None = None,
+    encoder: Any = None,
+) -> Generator[Progress, None, RetrainOutcome]:
+    """Warm-start a new version from the active one on every kept label, check it, store it.
+
+    Checks: on held-back labels (those the active version never saw; the candidate's score
+    for each comes from a fold model that did not see it either) log-loss may not rise
+    beyond the tolerance and errors may not rise; with the public corpus present, its test
+    half's AUC may not drop beyond ``auc_tolerance``. Passing versions go to shadow (or
+    straight to active when ``shadow_messages`` is 0); failing ones are kept as rejected,
+    with the reason, for the lineage.
+    """
+    from spamguard.scoring.model import load_model
+
+    started = time.perf_counter()
+    parent = load_model(registry.active_dir())
+    active = registry.active
+    watermark = registry.get(active).label_watermark if active else 0
+    items, ids, times = labelled_items(store)
+    if not items:
+        raise SpamGuardError("no labelled messages to learn from yet")
+    weights = recency_weights(
+        np.asarray(times),
+        half_life_days=options.warm.half_life_days,
+        min_share=options.warm.min_share,
+    )
+    gen = warm_start_steps(
+        parent,
+        items,
+        options.warm,
+        sample_weight=weights,
+        cache=store,
+        encoder=encoder,
+        source=f"{len(items)} user labels",
+        cancel=cancel,
+    )
+    result: WarmStart = yield from gen
+    model = result.model
+    y = result.y
+    X, _ = design_for(parent.featurizer, [it.message for it in items], cache=store)
+    p_active = parent.head.calibrate(parent.head.decision_function(X))
+    new = np.asarray(ids) > watermark
+    basis = "labels the active model has not seen"
+    if not new.any():
+        new = np.ones(len(ids), dtype=bool)
+        basis = "all labels (none is new to the active model, which favours it)"
+    flag = float(parent.thresholds.get("flag", 0.5))
+    held = compare_on_labels(y[new], result.oof_p[new], p_active[new], flag=flag)
+    held["basis"] = basis
+    metrics: dict[str, Any] = {"held_back": held, "user_cv": model.metrics.get("user_cv", {})}
+    problems: list[str] = []
+    if held["logloss_candidate"] > held["logloss_active"] + options.logloss_tolerance:
+        problems.append(
+            f"held-back log-loss {held['logloss_candidate']:.3f} > active "
+            f"{held['logloss_active']:.3f} + {options.logloss_tolerance}"
+        )
+    if held["errors_candidate"] > held["errors_active"]:
+        problems.append(
+            f"{held['errors_candidate']} errors on {held['n']} held-back labels "
+            f"(active: {held['errors_active']})"
+        )
+    if options.public_eval is not None:
+        yield Progress("public test half", 0, 1)
+        public = _public_auc(options.public_eval, parent, model)
+        metrics["public_test"] = public
+        if public["auc_candidate"] < public["auc_active"] - options.auc_tolerance:
+            problems.append(
+                f"public test AUC {public['auc_candidate']:.5f} < active "
+                f"{public['auc_active']:.5f} - {options.auc_tolerance}"
+            )
+        yield Progress("public test half", 1, 1)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    if problems:
+        state, reason = "rejected", "; ".join(problems)
+    elif options.shadow_messages > 0:
+        state = "shadow"
+        reason = (
+            f"passed held-back checks ({held['errors_candidate']} vs "
+            f"{held['errors_active']} errors on {held['n']}); in shadow for "
+            f"{options.shadow_messages} messages"
+        )
+    else:
+        state, reason = "active", "passed held-back checks; shadow testing is off"
+    model.metrics.update(metrics)
+    info = registry.add(
+        model,
+        state="candidate",
+        label_watermark=max(ids),
+        metrics=metrics,
+        reason=reason,
+    )
+    if state == "active":
+        registry.promote(info.version, reason)
+    else:
+        registry.update(info.version, state=state, reason=reason)
+    return RetrainOutcome(info.version, state, reason, metrics, time.perf_counter() - started)
+
+
+def _public_auc(public: tuple[Path, Path], active: Any, candidate: Any) -> dict[str, float]:
+    from spamguard.corpus import load_split
+    from spamguard.evaluate import auc
+
+    split, corpus = public
+    items = load_split(split, corpus, "test")
+    y = np.asarray([it.is_spam for it in items])
+    X = active.featurizer.transform([it.message for it in items])
+    return {
+        "n": len(items),
+        "auc_active": auc(y, active.head.decision_function(X)),
+        "auc_candidate": auc(y, candidate.head.decision_function(X)),
+    }
+
+
+class Learner:
+    """Plugs learning into the account workers (`AccountWorker(learner=...)`).
+
+    ``before_sync`` turns what other clients did into labels (before the engine meets the
+    messages again, so rescues are protected); ``after_sync`` retrains once ``retrain_after``
+    labels are new; ``observe`` runs a shadow candidate beside the active head and promotes
+    or rejects it after ``shadow_messages`` messages. Thread-safe: several workers share one.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        registry: ModelRegistry | None = None,
+        options: LearnOptions = LearnOptions(),
+        watcher: FeedbackWatcher | None = None,
+        encoder: Any = None,
+        on_event: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry if registry is not None else ModelRegistry()
+        self.options = options
+        self.watcher = watcher if watcher is not None else FeedbackWatcher()
+        self.encoder = encoder
+        self.on_event = on_event
+        self.outcomes: list[RetrainOutcome] = []
+        self.labels: list[LabelRecorded] = []
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._scorers: dict[str, Any] = {}
+
+    def _emit(self, event: Any) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("learning event subscriber failed")
+
+    # -- hooks the service calls ---------------------------------------------------------------
+
+    def before_sync(self, ctx: MailContext) -> list[LabelRecorded]:
+        if self.options.manage_scorer:
+            self._swap_scorer(ctx)
+        try:
+            found = self.watcher.detect(ctx)
+        except ConnectionLostError:
+            raise
+        except MailStoreError as exc:
+            # Learning is a bonus: a refused FETCH must never stop the mail loop.
+            log.warning("feedback detection on %s failed: %s", ctx.name, exc)
+            return []
+        self._labelled(found)
+        return found
+
+    def after_sync(self, ctx: MailContext) -> None:
+        try:
+            self._labelled(self.watcher.refresh_junk(ctx))
+        except ConnectionLostError:
+            raise
+        except MailStoreError as exc:
+            log.warning("feedback refresh of Junk on %s failed: %s", ctx.name, exc)
+        self.maybe_retrain()
+
+    def observe(self, ctx: MailContext, messages: Sequence[Message]) -> None:
+        """Score ``messages`` with the shadow candidate and the active head; count disagreements."""
+        if not messages:
+            return
+        with self._lock:
+            info = self.registry.in_shadow()
+            if info is None:
+                return
+            try:
+                candidate = self._scorer(info.version)
+                active = self._scorer(self.registry.active or "")
+            except SpamGuardError as exc:
+                self.registry.reject(info.version, f"could not be loaded for shadow: {exc}")
+                return
+            th = ctx.settings.thresholds
+            p_c = [s.p_spam for s in candidate.score(messages)]
+            p_a = [s.p_spam for s in active.score(messages)]
+            shadow = dict(info.shadow) or {"seen": 0, "disagreements": 0, "examples": []}
+            for msg, pc, pa in zip(messages, p_c, p_a, strict=True):
+                shadow["seen"] += 1
+                if verdict_for(pc, th.move, th.flag) != verdict_for(pa, th.move, th.flag):
+                    shadow["disagreements"] += 1
+                    if len(shadow["examples"]) < 20:
+                        shadow["examples"].append(
+                            {
+                                "account": ctx.name,
+                                "message_id": msg.message_id,
+                                "subject": msg.subject[:120],
+                                "p_active": round(pa, 4),
+                                "p_candidate": round(pc, 4),
+                            }
+                        )
+            self.registry.update(info.version, shadow=shadow)
+            if shadow["seen"] >= self.options.shadow_messages:
+                self._decide(info, shadow)
+
+    # -- retraining ----------------------------------------------------------------------------
+
+    def pending_labels(self) -> int:
+        """Labels newer than any version trained so far."""
+        trained = max((v.label_watermark for v in self.registry.versions()), default=0)
+        return len(self.store.feedback_rows(after_id=trained))
+
+    def maybe_retrain(self) -> bool:
+        """Start a retrain when enough labels are new and no candidate is still in shadow."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            if self.registry.in_shadow() is not None:
+                return False
+            if self.pending_labels() < self.options.retrain_after:
+                return False
+            if not self.options.background:
+                self.retrain()
+                return True
+            self._cancel.clear()
+            self._thread = threading.Thread(
+                target=self._retrain_quietly, name="spamguard-retrain", daemon=True
+            )
+            self._thread.start()
+            return True
+
+    def retrain(self, on_progress: Callable[[Progress], None] | None = None) -> RetrainOutcome:
+        """Retrain now, in this thread (`spamguard models retrain`, the app's button)."""
+        gen = retrain_steps(
+            self.store, self.registry, self.options, cancel=self._cancel, encoder=self.encoder
+        )
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration as stop:
+                outcome: RetrainOutcome = stop.value
+                break
+            if on_progress is not None:
+                on_progress(progress)
+        self.outcomes.append(outcome)
+        self._emit(outcome)
+        return outcome
+
+    def _retrain_quietly(self) -> None:
+        try:
+            self.retrain()
+        except Cancelled:
+            log.info("retraining cancelled")
+        except SpamGuardError as exc:
+            log.warning("retraining failed: %s", exc)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background retrain; True when none is running any more."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _labelled(self, found: Sequence[LabelRecorded]) -> None:
+        for rec in found:
+            self.labels.append(rec)
+            self._emit(rec)
+
+    def _decide(self, info: VersionInfo, shadow: dict[str, Any]) -> None:
+        seen, bad = shadow["seen"], shadow["disagreements"]
+        if bad > self.options.max_disagreement * seen:
+            reason = (
+                f"shadow: disagreed with the active model on {bad} of {seen} messages "
+                f"(more than {self.options.max_disagreement:.0%}); promote it by hand if right"
+            )
+            self.registry.reject(info.version, reason)
+            self._emit(RetrainOutcome(info.version, "rejected", reason, {}, 0.0))
+            return
+        reason = f"shadow: disagreed on {bad} of {seen} messages; {info.reason}"
+        self.registry.promote(info.version, reason)
+        self._emit(RetrainOutcome(info.version, "active", reason, {}, 0.0))
+
+    def _scorer(self, version: str) -> Any:
+        from spamguard.scoring.model import HeadScorer, load_model
+
+        if version not in self._scorers:
+            path = self.registry.version_dir(version) if version else self.registry.active_dir()
+            self._scorers[version] = HeadScorer(
+                load_model(path), encoder=self.encoder, top_evidence=0, neighbours=0
+            )
+        return self._scorers[version]
+
+    def _swap_scorer(self, ctx: Any) -> None:
+        active = self.registry.active
+        current = getattr(getattr(ctx, "scorer", None), "version", None)
+        if active is not None and current != active:
+            from spamguard.scoring.model import load_scorer
+
+            ctx.scorer = load_scorer(self.registry.active_dir(), encoder=self.encoder)

@@ -1,0 +1,196 @@
+"""Learning from a second IMAP client on a real Dovecot: moves and keywords become labels,
+rescued mail stays put, and K labels train a version that is shadow-tested and promoted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD, HeaderScorer, append_all, mailbox_snapshot, make_mail, settings_for
+from imapclient import IMAPClient
+
+from spamguard.learning import Learner, LearnOptions
+from spamguard.service import AccountWorker
+from spamguard.store import Store
+from spamguard.training import WarmStartOptions
+from spamguard.versions import ModelRegistry
+
+pytestmark = pytest.mark.imap
+
+
+@pytest.fixture
+def registry(tmp_path: Path, fixture_model: Path) -> ModelRegistry:
+    reg = ModelRegistry(tmp_path / "models")
+    reg.register_dir(fixture_model, activate=True)
+    return reg
+
+
+def _learner(store: Store, registry: ModelRegistry, k: int, shadow: int = 1) -> Learner:
+    options = LearnOptions(
+        retrain_after=k,
+        shadow_messages=shadow,
+        background=False,
+        warm=WarmStartOptions(folds=3),
+    )
+    return Learner(store, registry=registry, options=options)
+
+
+class Phone:
+    """The user's other mail client."""
+
+    def __init__(self, port: int, user: str) -> None:
+        self.client = IMAPClient("127.0.0.1", port=port, ssl=False, timeout=30)
+        self.client.login(user, PASSWORD)
+
+    def uid_of(self, folder: str, subject: str) -> int:
+        self.client.select_folder(folder)
+        uids = self.client.search(["SUBJECT", subject])
+        assert len(uids) == 1, (folder, subject, uids)
+        return int(uids[0])
+
+    def move(self, src: str, subject: str, dst: str) -> None:
+        uid = self.uid_of(src, subject)
+        self.client.move([uid], dst)
+
+    def keyword(self, folder: str, subject: str, keyword: str) -> None:
+        uid = self.uid_of(folder, subject)
+        self.client.add_flags([uid], [keyword])
+
+    def close(self) -> None:
+        self.client.logout()
+
+
+@pytest.fixture
+def phone(dovecot, user: str) -> Iterator[Phone]:  # type: ignore[no-untyped-def]
+    p = Phone(dovecot.port, user)
+    yield p
+    p.close()
+
+
+def _folders_of(dovecot, user: str, raw: bytes) -> list[str]:  # type: ignore[no-untyped-def]
+    mid = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in raw.split(b"\r\n")
+        if line.lower().startswith(b"message-id:")
+    )
+    snap = mailbox_snapshot(dovecot, user)
+    return [folder for folder, rows in snap.items() for m, _, _ in rows if m == mid]
+
+
+def test_moved_out_of_junk_is_ham_rescued_and_retrains(
+    dovecot, user: str, store: Store, registry: ModelRegistry, phone: Phone
+) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(dovecot, user)
+    learner = _learner(store, registry, k=2)
+    worker = AccountWorker(settings, scorer=HeaderScorer(), store=store, learner=learner)
+    ours = make_mail(1, 0.97, subject="invoice from a friend", body="see the invoice attached")
+    servers = make_mail(2, 0.98, subject="newsletter you wanted", body="weekly digest of news")
+    append_all(dovecot, user, [ours])
+    append_all(dovecot, user, [servers], folder="Junk")  # filed by the server's own filter
+    assert worker.run_once()
+    assert _folders_of(dovecot, user, ours) == ["Junk"]  # SpamGuard moved it
+
+    phone.move("Junk", "invoice from a friend", "INBOX")
+    phone.move("Junk", "newsletter you wanted", "INBOX")
+    assert worker.run_once()
+    assert worker.run_once()  # and again: nothing moves it back
+
+    assert _folders_of(dovecot, user, ours) == ["INBOX"]
+    assert _folders_of(dovecot, user, servers) == ["INBOX"]
+    rows = store.feedback_rows(settings.name)
+    assert [(r.label, r.source) for r in rows] == [
+        ("ham", "moved out of Junk to INBOX"),
+        ("ham", "moved out of Junk to INBOX"),
+    ]
+    for raw in (ours, servers):
+        mid = raw.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+        assert any(
+            r.message_id == mid and store.is_rescued(r.account, mid, r.content_hash) for r in rows
+        )
+
+    # K = 2 labels: a version was trained from the fixture head and put in shadow ...
+    assert len(learner.outcomes) == 1, learner.outcomes
+    outcome = learner.outcomes[0]
+    info = registry.get(outcome.version)
+    assert info.parent == "fixture-head" and info.n_labels == 2
+    assert outcome.state in ("shadow", "rejected"), outcome
+    if outcome.state == "shadow":
+        # ... and one new message later it is promoted (or rejected, with the reason).
+        append_all(dovecot, user, [make_mail(3, 0.1, subject="lunch?")])
+        assert worker.run_once()
+        info = registry.get(outcome.version)
+        assert info.state in ("active", "rejected") and info.reason
+        assert info.shadow["seen"] >= 1
+        if info.state == "active":
+            assert registry.active == outcome.version
+    else:
+        assert info.reason
+
+
+def test_moved_into_junk_is_spam(
+    dovecot, user: str, store: Store, registry: ModelRegistry, phone: Phone
+) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(dovecot, user)
+    learner = _learner(store, registry, k=1, shadow=0)
+    worker = AccountWorker(settings, scorer=HeaderScorer(), store=store, learner=learner)
+    missed = make_mail(10, 0.05, subject="cheap meds online", body="buy cheap meds now")
+    append_all(dovecot, user, [missed])
+    assert worker.run_once()
+    assert _folders_of(dovecot, user, missed) == ["INBOX"]
+    phone.move("INBOX", "cheap meds online", "Junk")
+    assert worker.run_once()
+    rows = store.feedback_rows(settings.name)
+    assert [(r.label, r.source) for r in rows] == [("spam", "moved to Junk")]
+    # Shadow is off: the version is checked on held-back labels and promoted or rejected.
+    assert len(learner.outcomes) == 1
+    info = registry.get(learner.outcomes[0].version)
+    assert info.state in ("active", "rejected") and info.reason
+    # A message SpamGuard moved itself is no label.
+    append_all(dovecot, user, [make_mail(11, 0.99, subject="spam by us")])
+    assert worker.run_once() and worker.run_once()
+    assert len(store.feedback_rows(settings.name)) == 1
+
+
+def test_not_junk_keyword_is_ham_and_protects(
+    dovecot, user: str, store: Store, registry: ModelRegistry, phone: Phone
+) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(dovecot, user)
+    learner = _learner(store, registry, k=1)
+    worker = AccountWorker(settings, scorer=HeaderScorer(), store=store, learner=learner)
+    maybe = make_mail(20, 0.7, subject="maybe spam", body="a message from the club")
+    append_all(dovecot, user, [maybe])
+    assert worker.run_once()  # flag band: flagged, left in the Inbox
+    phone.keyword("INBOX", "maybe spam", "$NotJunk")
+    assert worker.run_once()
+    rows = store.feedback_rows(settings.name)
+    assert [(r.label, r.source) for r in rows] == [("ham", "keyword $NotJunk in INBOX")]
+    assert store.is_rescued(settings.name, rows[0].message_id, rows[0].content_hash)
+    assert store.label_raw(rows[0].content_hash) is not None  # kept for retraining
+    assert len(learner.outcomes) == 1 and learner.outcomes[0].reason
+    # A $Junk keyword from another client is a spam label.
+    phone.keyword("INBOX", "maybe spam", "$Junk")
+    assert worker.run_once()
+    assert [r.label for r in store.feedback_rows(settings.name)] == ["ham", "spam"]
+    assert _folders_of(dovecot, user, maybe) == ["INBOX"]
+
+
+def test_repeated_rescues_put_the_sender_on_the_allow_list(
+    dovecot, user: str, store: Store, registry: ModelRegistry, phone: Phone
+) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(dovecot, user)
+    worker = AccountWorker(
+        settings, scorer=HeaderScorer(), store=store, learner=_learner(store, registry, k=99)
+    )
+    sender = "club@example.org"
+    first = [make_mail(30 + i, 0.97, subject=f"club news {i}", sender=sender) for i in range(2)]
+    append_all(dovecot, user, first)
+    assert worker.run_once()
+    for i in range(2):
+        phone.move("Junk", f"club news {i}", "INBOX")
+    assert worker.run_once()
+    assert store.is_correspondent(settings.name, sender)
+    later = make_mail(40, 0.97, subject="club news later", sender=sender)
+    append_all(dovecot, user, [later])
+    assert worker.run_once()
+    assert _folders_of(dovecot, user, later) == ["INBOX"]  # flagged, never moved
