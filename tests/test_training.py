@@ -1,0 +1,124 @@
+"""Warm start: pull towards the parent, untouched weights kept, calibration, cache, cancel."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURE_CORPUS
+
+from spamguard.corpus import LabelledMessage, load_split
+from spamguard.scoring.model import HeadScorer, load_model
+from spamguard.store import Store
+from spamguard.training import (
+    Cancelled,
+    WarmStart,
+    WarmStartOptions,
+    design_for,
+    fit_warm,
+    platt_shrunk,
+    recency_weights,
+    train_from,
+    warm_start_steps,
+)
+
+
+def _run(gen) -> WarmStart:  # type: ignore[no-untyped-def]
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def test_half() -> list[LabelledMessage]:
+    return load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "test")
+
+
+def test_fit_warm_keeps_untouched_columns_and_moves_towards_labels() -> None:
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=50)
+    X = sparse.csr_matrix(np.where(rng.random((6, 50)) < 0.1, 1.0, 0.0))
+    y = np.asarray([1, 1, 1, 0, 0, 0], dtype=bool)
+    w, b = fit_warm(w0, 0.0, X, y, np.ones(6), l2=1.0, intercept_l2=1.0)
+    untouched = np.flatnonzero(np.asarray(X.sum(axis=0)).ravel() == 0)
+    assert np.array_equal(w[untouched], w0[untouched])
+    before = X @ w0
+    after = X @ w + b
+    assert np.all((after - before)[y] > 0) and np.all((after - before)[~y] < 0)
+    # A stronger pull moves less.
+    w_strong, _ = fit_warm(w0, 0.0, X, y, np.ones(6), l2=100.0, intercept_l2=100.0)
+    assert np.abs(w_strong - w0).sum() < np.abs(w - w0).sum()
+
+
+def test_warm_start_learns_a_mislabelled_pattern(
+    fixture_model: Path, test_half: list[LabelledMessage]
+) -> None:
+    parent = load_model(fixture_model)
+    # The user calls these ham messages spam: the head must follow their words.
+    flipped = [
+        LabelledMessage(it.ref, True, it.group, it.message) for it in test_half if not it.is_spam
+    ][:6]
+    result = _run(warm_start_steps(parent, flipped, WarmStartOptions(folds=3, l2=0.1)))
+    model = result.model
+    assert model.training["parent"] == "fixture-head"
+    assert model.training["calibration"] == "parent"  # six labels: keep the parent's Platt
+    assert model.head.platt_ == parent.head.platt_
+    messages = [it.message for it in flipped]
+    before = [s.p_spam for s in HeadScorer(parent, top_evidence=0).score(messages)]
+    after = [s.p_spam for s in HeadScorer(model, top_evidence=0).score(messages)]
+    assert np.mean(after) > np.mean(before) + 0.2
+    assert result.oof_p.shape == (6,)
+
+
+def test_calibration_refit_is_shrunk_towards_the_parent() -> None:
+    scores = np.linspace(-3, 3, 20)
+    labels = scores > 0
+    weak = platt_shrunk(scores, labels, (1.0, 0.0), strength=1e6)
+    assert weak == pytest.approx((1.0, 0.0), abs=1e-3)
+    free = platt_shrunk(scores, labels, (1.0, 0.0), strength=0.1)
+    assert free[0] > 1.5  # separable data: a steeper slope once the prior lets go
+
+
+def test_cached_rows_are_reused_and_identical(
+    fixture_model: Path, test_half: list[LabelledMessage], tmp_path: Path
+) -> None:
+    parent = load_model(fixture_model)
+    messages = [it.message for it in test_half[:8]]
+    with Store(tmp_path / "s.sqlite3") as store:
+        X1, H1 = design_for(parent.featurizer, messages, cache=store)
+        X2, H2 = design_for(parent.featurizer, messages, cache=store)
+    fresh = parent.featurizer.transform(messages)
+    assert abs(X1 - fresh).max() < 1e-6  # float32 storage, exact enough for a refit
+    assert (X1 != X2).nnz == 0 and (H1 != H2).nnz == 0
+
+
+def test_recency_weights_halve_and_floor() -> None:
+    now = 1_000_000_000.0
+    w = recency_weights(
+        np.asarray([now, now - 30 * 86400, now - 3650 * 86400]),
+        now=now,
+        half_life_days=30,
+        min_share=0.25,
+    )
+    assert w == pytest.approx([1.0, 0.5, 0.25])
+
+
+def test_cancel_stops_between_steps(fixture_model: Path, test_half: list[LabelledMessage]) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    gen = warm_start_steps(load_model(fixture_model), test_half[:6], cancel=cancel)
+    with pytest.raises(Cancelled):
+        _run(gen)
+
+
+def test_train_from_folders_matches_the_generator(
+    fixture_model: Path, test_half: list[LabelledMessage]
+) -> None:
+    model = train_from(fixture_model, test_half[:10], WarmStartOptions(version="v-test"))
+    assert model.version == "v-test" and model.training["kind"] == "warm-start"
