@@ -181,6 +181,32 @@ class FeedbackWatcher:
         except FolderMissingError:
             return []
 
+    def backfill(self, ctx: MailContext, *, limit: int = 20) -> int:
+        """Fetch the bytes of labels recorded without them (the app's buttons label from a
+        table row), looking where the label was given, then in Junk and the watched folders.
+        Returns how many were found; the rest are tried again next sync."""
+        store, mail = ctx.store, ctx.mail
+        rows = [
+            r
+            for r in latest_labels(store, ctx.name).values()
+            if r.message_id and store.label_raw(r.content_hash) is None
+        ][:limit]
+        found = 0
+        for row in rows:
+            folders = [row.folder, ctx.junk_folder, *ctx.settings.watch_folders]
+            for folder in dict.fromkeys(f for f in folders if f):
+                try:
+                    uids = mail.search_message(folder, row.message_id)
+                    hits = self._fetch(ctx, folder, uids) if uids else {}
+                except FolderMissingError:
+                    continue
+                match = [h for h in hits.values() if h.message.content_hash == row.content_hash]
+                if match:
+                    store.save_label_raw(row.content_hash, match[0].raw)
+                    found += 1
+                    break
+        return found
+
     def detect(self, ctx: MailContext) -> list[LabelRecorded]:
         out: list[LabelRecorded] = []
         junk = ctx.junk_folder

@@ -280,6 +280,7 @@ class Learner:
     def after_sync(self, ctx: MailContext) -> None:
         try:
             self._labelled(self.watcher.refresh_junk(ctx))
+            self.watcher.backfill(ctx)
         except ConnectionLostError:
             raise
         except MailStoreError as exc:

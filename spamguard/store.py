@@ -674,6 +674,13 @@ class Store:
         rows = self._query("SELECT raw FROM label_message WHERE content_hash = ?", (content_hash,))
         return bytes(rows[0][0]) if rows else None
 
+    def save_label_raw(self, content_hash: str, raw: bytes) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO label_message VALUES (?, ?, ?)",
+                (content_hash, sqlite3.Binary(raw), time.time()),
+            )
+
     def rescued_count(self, account: str, from_addr: str) -> int:
         """How many distinct messages from ``from_addr`` the user took out of Junk."""
         rows = self._query(

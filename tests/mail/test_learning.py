@@ -194,3 +194,24 @@ def test_repeated_rescues_put_the_sender_on_the_allow_list(
     append_all(dovecot, user, [later])
     assert worker.run_once()
     assert _folders_of(dovecot, user, later) == ["INBOX"]  # flagged, never moved
+
+
+def test_a_button_label_without_bytes_is_backfilled_for_training(
+    dovecot, user: str, store: Store, registry: ModelRegistry
+) -> None:  # type: ignore[no-untyped-def]
+    from spamguard.feedback import record_label
+    from spamguard.message import parse_message
+
+    settings = settings_for(dovecot, user)
+    worker = AccountWorker(
+        settings, scorer=HeaderScorer(), store=store, learner=_learner(store, registry, k=99)
+    )
+    raw = make_mail(50, 0.1, subject="button label")
+    append_all(dovecot, user, [raw])
+    assert worker.run_once()
+    msg = parse_message(raw)
+    # What the app's Spam button records: no bytes, just the message's identity.
+    record_label(store, settings.name, msg.message_id, msg.content_hash, "spam", "app button")
+    assert store.label_raw(msg.content_hash) is None
+    assert worker.run_once()
+    assert store.label_raw(msg.content_hash) == raw
