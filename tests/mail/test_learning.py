@@ -215,3 +215,32 @@ def test_a_button_label_without_bytes_is_backfilled_for_training(
     assert store.label_raw(msg.content_hash) is None
     assert worker.run_once()
     assert store.label_raw(msg.content_hash) == raw
+
+
+def test_label_command_moves_and_records(dovecot, user: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import account_toml
+
+    from spamguard.cli import main
+
+    config = tmp_path / "config.toml"
+    data = tmp_path / "data"
+    config.write_text(f'data_dir = "{data}"\n\n' + account_toml(dovecot, user))
+    settings = settings_for(dovecot, user)
+    spam = make_mail(60, 0.1, subject="slipped through")
+    ham = make_mail(61, 0.99, subject="wrongly junked")
+    append_all(dovecot, user, [spam, ham])
+    with Store(data / "spamguard.sqlite3") as store:
+        assert AccountWorker(settings, scorer=HeaderScorer(), store=store).run_once()
+        row = next(m for m in store.scored_messages() if m.subject == "slipped through")
+    mid = ham.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+    assert main(["--config", str(config), "label", "spam", str(row.message_id)]) == 0
+    assert main(["--config", str(config), "label", "ham", mid.strip("<>")]) == 0
+    assert _folders_of(dovecot, user, spam) == ["Junk"]
+    assert _folders_of(dovecot, user, ham) == ["INBOX"]
+    with Store(data / "spamguard.sqlite3") as store:
+        labels = [(r.label, r.source) for r in store.feedback_rows()]
+        assert labels == [("spam", "spamguard label"), ("ham", "spamguard label")]
+        rows = store.feedback_rows()
+        assert store.is_rescued(settings.name, rows[1].message_id, rows[1].content_hash)
+        assert all(store.label_raw(r.content_hash) for r in rows)
+    assert main(["--config", str(config), "label", "ham", "<nope@x>"]) == 1
