@@ -39,6 +39,8 @@ class _TestJob(QRunnable):
 
     def __init__(self, settings: AccountSettings, password: str) -> None:
         super().__init__()
+        # Python owns the job: with auto-delete the pool frees it under the Python wrapper.
+        self.setAutoDelete(False)
         self.settings, self.password = settings, password
         self.signals = _Signals()
 

@@ -391,7 +391,13 @@ class SpamGuardApp(QObject):
     def quit(self) -> None:
         if self._quitting:
             return
-        self.shutdown()
+        if not self.shutdown():
+            # The window and tray are gone already; a worker mid-batch finishes that batch
+            # (so its journal stays settled) before the process may end.
+            for runner in self.runners.values():
+                runner.wait()
+            if self.store is not None:
+                self.store.close()
         app = QApplication.instance()
         if app is not None:
             app.quit()

@@ -69,11 +69,6 @@ def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         time.sleep(0.8)  # trayer claims the tray selection right after it maps its window
     yield {"display": number, "tray": tray is not None}
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    if app is not None:
-        app.shutdown()  # before its X server goes, or Qt reports a broken connection at exit
     for process in (tray, server):
         if process is not None:
             process.terminate()
