@@ -247,7 +247,11 @@ class HeadScorer:
         from spamguard.scoring.encoder import encoder_text
 
         texts = [encoder_text(m.subject, m.text) for m in messages]
-        return np.asarray(self.encoder.encode(texts), dtype=np.float32)
+        # int8 dynamic quantisation scales activations per batch, so a message's vector
+        # would depend on its batch-mates; one text per call makes a score a function of
+        # the message alone (streaming = backlog, and the score cache stays valid).
+        batch = 1 if self._encoder_kind == "int8" else 32
+        return np.asarray(self.encoder.encode(texts, batch_size=batch), dtype=np.float32)
 
     def decision(self, messages: Sequence[Message], embeddings: np.ndarray | None = None) -> Any:
         return self.model.head.decision_function(
