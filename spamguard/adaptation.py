@@ -52,8 +52,8 @@ def adapt_curve(
 ) -> dict[str, Any]:
     """For each K: K balanced labels from ``target`` -> warm start from ``parent``.
 
-    Metrics before and after on "rest" (the target minus those K; with ``evaluate_on``
-    given, on each of its named sets instead). Every design matrix is built once.
+    Metrics before and after on "rest" (the target minus those K) and on each named set
+    of ``evaluate_on``. Every design matrix is built once.
     """
     options = options if options is not None else WarmStartOptions()
     say = on_step or (lambda _text: None)
@@ -91,7 +91,8 @@ def adapt_curve(
                 break
         model = result.model
         row: dict[str, Any] = {"k": k, "seconds": round(result.seconds, 2), "sets": {}}
-        named = sets or {"rest": (X[rest], y[rest])}
+        # "rest" (the target minus the K labels) is the set to tune on; named sets report.
+        named = {"rest of target": (X[rest], y[rest]), **sets}
         for name, (Xe, ye) in named.items():
             row["sets"][name] = {
                 "before": summary(ye, proba(parent, Xe), move=move, flag=flag),
