@@ -521,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from spamguard.logs import setup_logging
+
+    setup_logging(verbose=args.verbose)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -23,6 +23,14 @@ def shared_corpus_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _private_log_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests never write into the user's real log folder."""
+    monkeypatch.setenv("SPAMGUARD_LOG_DIR", str(tmp_path_factory.getbasetemp() / "logs"))
+
+
 @pytest.fixture(scope="session")
 def fixture_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A head trained on the fixture corpus's train half (no encoder, so it takes seconds)."""
