@@ -27,7 +27,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation")
-    ap.add_argument("--l2", type=float, nargs="*", default=[1.0])
+    ap.add_argument("--l2", type=float, nargs="*", default=[0.1])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

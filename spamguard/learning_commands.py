@@ -332,7 +332,7 @@ def register(sub: Any) -> None:
     p.add_argument("--spam", metavar="DIR", action="append", required=True)
     p.add_argument("--k", "--adapt", default="10,20,50,100", help="comma-separated K values")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--l2", type=float, default=1.0, help="pull towards the parent's weights")
+    p.add_argument("--l2", type=float, default=0.1, help="pull towards the parent's weights")
     p.add_argument("--json", metavar="OUT")
     p.add_argument("--plot", metavar="OUT.png")
     p.set_defaults(func=cmd_adapt)
@@ -348,6 +348,6 @@ def register(sub: Any) -> None:
             help="warm-start from this model (or 'default') instead of training from scratch",
         )
         train.add_argument(
-            "--l2", type=float, default=1.0, help="with --from: pull towards its weights"
+            "--l2", type=float, default=0.1, help="with --from: pull towards its weights"
         )
         train.set_defaults(func=_train_with_from(train.get_default("func")))
