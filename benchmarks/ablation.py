@@ -51,8 +51,7 @@ def main() -> int:
     from spamguard.training import TrainOptions, train
 
     corpus = Path(
-        os.environ.get("SPAMGUARD_CORPUS")
-        or Path.home() / ".cache/spamguard/corpora/spamassassin"
+        os.environ.get("SPAMGUARD_CORPUS") or Path.home() / ".cache/spamguard/corpora/spamassassin"
     )
     train_items = load_split(SPLIT, corpus, "train")
     test_items = load_split(SPLIT, corpus, "test")
@@ -67,8 +66,10 @@ def main() -> int:
             continue
         start = time.perf_counter()
         options = TrainOptions(
-            blocks=tuple((b, float(blocks.get(b, 0.0))) for b in
-                         ("words", "headers", "chars", "hand", "embedding")),
+            blocks=tuple(
+                (b, float(blocks.get(b, 0.0)))
+                for b in ("words", "headers", "chars", "hand", "embedding")
+            ),
             keep_neighbours=False,
             folds=3,
         )

@@ -7,8 +7,8 @@ blocks, an intercept and a Platt calibration (a, b) fitted on out-of-fold scores
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import sparse
