@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_CORPUS
+from tests.conftest import FIXTURE_CORPUS
 
 from spamguard.corpus import LabelledMessage, load_split
 from spamguard.scoring.model import HeadScorer, load_model

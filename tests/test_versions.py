@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_CORPUS
+from tests.conftest import FIXTURE_CORPUS
 
 from spamguard.corpus import load_split
 from spamguard.errors import ModelError
