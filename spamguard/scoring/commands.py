@@ -53,8 +53,13 @@ def build_cascade(
         )
     spec = json.loads(bands_file.read_text("utf-8"))
     cheap = load_scorer(cheap_dir)
-    cheap.top_evidence = 0  # stage 0 is about speed; the deciding stage's evidence is shown
     full = load_scorer(full_dir, encoder_kind=encoder)  # type: ignore[arg-type]
+    made_for = spec.get("for_models") or {}
+    if made_for and (made_for.get("cheap"), made_for.get("full")) != (cheap.version, full.version):
+        sys.stderr.write(
+            f"spamguard: warning: {bands_file} was fitted for {made_for}, not for "
+            f"{cheap.version} + {full.version}; refit with `spamguard cascade fit`\n"
+        )
     stages: list[Any] = [cheap, full]
     names = ["stage0-cheap", "stage1-head"]
     bands = [Band(**spec["bands"][0])]
