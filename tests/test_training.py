@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import FIXTURE_CORPUS
 
 from spamguard.corpus import LabelledMessage, load_split
 from spamguard.scoring.model import HeadScorer, load_model
@@ -23,6 +22,7 @@ from spamguard.training import (
     train_from,
     warm_start_steps,
 )
+from tests.conftest import FIXTURE_CORPUS
 
 
 def _run(gen) -> WarmStart:  # type: ignore[no-untyped-def]

@@ -6,13 +6,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests.conftest import FIXTURE_CORPUS
 
 from spamguard.corpus import load_split
 from spamguard.errors import ModelError
 from spamguard.scoring.model import load_model, load_scorer
 from spamguard.training import WarmStartOptions, train_from
 from spamguard.versions import ModelRegistry, active_model_dir
+from tests.conftest import FIXTURE_CORPUS
 
 
 @pytest.fixture
