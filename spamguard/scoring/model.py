@@ -356,8 +356,12 @@ def _describe_term(block: str, term: str) -> tuple[str, str]:
     if block == "chars":
         return f"chars:{term.strip()}", f"the letters '{term.strip()}'"
     kind, _, rest = term.partition(":")
+    if kind == "hn":
+        return term, f"has a {rest.title()} header"
+    if kind == "h":
+        name, _, token = rest.partition(":")
+        return term, f"'{token}' in the {name.title()} header"
     labels = {
-        "h": "header",
         "fromdom": "sender domain",
         "fromtld": "sender top-level domain",
         "url": "link to",
