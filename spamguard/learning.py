@@ -8,12 +8,11 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
-from spamguard.corpus import LabelledMessage
-from spamguard.errors import ConnectionLostError, MailStoreError, NotMailError, SpamGuardError
+from spamguard.errors import ConnectionLostError, MailStoreError, SpamGuardError
 from spamguard.feedback import FeedbackWatcher, LabelRecorded, MailContext, latest_labels
 from spamguard.message import Message, parse_message
 from spamguard.scoring.base import verdict_for
@@ -24,8 +23,8 @@ from spamguard.training import (
     WarmStart,
     WarmStartOptions,
     design_for,
+    fit_labels_steps,
     recency_weights,
-    warm_start_steps,
 )
 from spamguard.versions import ModelRegistry, VersionInfo
 
@@ -34,7 +33,7 @@ __all__ = [
     "Learner",
     "RetrainOutcome",
     "compare_on_labels",
-    "labelled_items",
+    "labelled_rows",
     "retrain_steps",
 ]
 
@@ -65,26 +64,58 @@ class RetrainOutcome:
     seconds: float
 
 
-def labelled_items(
-    store: Store, account: str | None = None
-) -> tuple[list[LabelledMessage], list[int], list[float]]:
-    """The newest label of every message whose bytes we kept: items, feedback ids, times."""
-    items: list[LabelledMessage] = []
-    ids: list[int] = []
-    times: list[float] = []
-    latest = latest_labels(store, account)
-    for row in sorted(latest.values(), key=lambda r: r.id):
-        raw = store.label_raw(row.content_hash)
+@dataclass(frozen=True, slots=True)
+class _Labelled:
+    ids: list[int]
+    times: list[float]
+    spam: list[bool]
+    hashes: list[str]
+
+    @property
+    def digest(self) -> str:
+        # The same recipe as corpus.data_hash, without parsing the messages.
+        import hashlib
+
+        digest = hashlib.sha256()
+        for key in sorted(f"{h}:{int(s)}" for h, s in zip(self.hashes, self.spam, strict=True)):
+            digest.update(key.encode())
+        return digest.hexdigest()
+
+
+def labelled_rows(store: Store, account: str | None = None) -> _Labelled:
+    """The newest label of every message whose bytes we kept (a user may change their mind)."""
+    out = _Labelled([], [], [], [])
+    for row in sorted(latest_labels(store, account).values(), key=lambda r: r.id):
+        if not store.has_label_raw(row.content_hash):
+            continue
+        out.ids.append(row.id)
+        out.times.append(row.created_at)
+        out.spam.append(row.label == "spam")
+        out.hashes.append(row.content_hash)
+    return out
+
+
+class _StoredMessages(Sequence[Message]):
+    """Labelled messages parsed from the store on access (only feature-cache misses are)."""
+
+    def __init__(self, store: Store, hashes: Sequence[str]) -> None:
+        self.store = store
+        self.hashes = hashes
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    @overload
+    def __getitem__(self, i: int) -> Message: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Message]: ...
+    def __getitem__(self, i: int | slice) -> Message | Sequence[Message]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        raw = self.store.label_raw(self.hashes[i])
         if raw is None:
-            continue
-        try:
-            msg = parse_message(raw)
-        except NotMailError:
-            continue
-        items.append(LabelledMessage(f"feedback:{row.id}", row.label == "spam", row.source, msg))
-        ids.append(row.id)
-        times.append(row.created_at)
-    return items, ids, times
+            raise SpamGuardError("a labelled message's bytes vanished from the store")
+        return parse_message(raw)
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:
@@ -127,29 +158,41 @@ def retrain_steps(
     parent = load_model(registry.active_dir())
     active = registry.active
     watermark = registry.get(active).label_watermark if active else 0
-    items, ids, times = labelled_items(store)
-    if not items:
+    labelled = labelled_rows(store)
+    n = len(labelled.ids)
+    if not n:
         raise SpamGuardError("no labelled messages to learn from yet")
+    ids = labelled.ids
     weights = recency_weights(
-        np.asarray(times),
+        np.asarray(labelled.times),
         half_life_days=options.warm.half_life_days,
         min_share=options.warm.min_share,
     )
-    gen = warm_start_steps(
+    yield Progress("features", 0, n)
+    design = design_for(
+        parent.featurizer,
+        _StoredMessages(store, labelled.hashes),
+        hashes=labelled.hashes,
+        headerless=options.warm.augment_headerless,
+        encoder=encoder,
+        cache=store,
+    )
+    yield Progress("features", n, n)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("retraining was cancelled")
+    result: WarmStart = yield from fit_labels_steps(
         parent,
-        items,
+        np.asarray(labelled.spam, dtype=bool),
+        design,
         options.warm,
         sample_weight=weights,
-        cache=store,
-        encoder=encoder,
-        source=f"{len(items)} user labels",
+        digest=labelled.digest,
+        source=f"{n} user labels",
         cancel=cancel,
     )
-    result: WarmStart = yield from gen
     model = result.model
     y = result.y
-    X, _ = design_for(parent.featurizer, [it.message for it in items], cache=store)
-    p_active = parent.head.calibrate(parent.head.decision_function(X))
+    p_active = parent.head.calibrate(parent.head.decision_function(design[0]))
     new = np.asarray(ids) > watermark
     basis = "labels the active model has not seen"
     if not new.any():

@@ -674,6 +674,11 @@ class Store:
         rows = self._query("SELECT raw FROM label_message WHERE content_hash = ?", (content_hash,))
         return bytes(rows[0][0]) if rows else None
 
+    def has_label_raw(self, content_hash: str) -> bool:
+        return bool(
+            self._query("SELECT 1 FROM label_message WHERE content_hash = ?", (content_hash,))
+        )
+
     def save_label_raw(self, content_hash: str, raw: bytes) -> None:
         with self._tx() as db:
             db.execute(
