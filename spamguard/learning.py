@@ -328,7 +328,26 @@ class Learner:
             raise
         except MailStoreError as exc:
             log.warning("feedback refresh of Junk on %s failed: %s", ctx.name, exc)
+        self.prepare_features()
         self.maybe_retrain()
+
+    def prepare_features(self, limit: int = 50) -> int:
+        """Featurize a few new labels per sync, so the retrain finds every row cached."""
+        from spamguard.training import featurizer_key
+
+        try:
+            featurizer = self._scorer(self.registry.active or "").model.featurizer
+        except SpamGuardError:
+            return 0
+        labelled = labelled_rows(self.store)
+        if featurizer.uses_embedding and self.encoder is None:
+            return 0  # loading the encoder here would stall the mail loop; the retrain does it
+        key = featurizer_key(featurizer)
+        have = self.store.cached_feature_hashes(key + ":headerless", labelled.hashes)
+        todo = [h for h in labelled.hashes if h not in have][:limit]
+        if todo:
+            design_for(featurizer, _StoredMessages(self.store, todo), hashes=todo, cache=self.store)
+        return len(todo)
 
     def observe(self, ctx: MailContext, messages: Sequence[Message]) -> None:
         """Score ``messages`` with the shadow candidate and the active head; count disagreements."""

@@ -707,6 +707,19 @@ class Store:
             out.update((r[0], bytes(r[1])) for r in rows)
         return out
 
+    def cached_feature_hashes(self, featurizer: str, hashes: Sequence[str]) -> set[str]:
+        """Which of ``hashes`` have a feature row for ``featurizer`` (without reading it)."""
+        out: set[str] = set()
+        for i in range(0, len(hashes), 500):
+            chunk = list(hashes[i : i + 500])
+            rows = self._query(
+                "SELECT content_hash FROM feature_row WHERE featurizer = ? "
+                f"AND content_hash IN ({', '.join('?' * len(chunk))})",
+                [featurizer, *chunk],
+            )
+            out.update(str(r[0]) for r in rows)
+        return out
+
     def save_feature_rows(self, featurizer: str, rows: Iterable[tuple[str, bytes]]) -> None:
         with self._tx() as db:
             db.executemany(

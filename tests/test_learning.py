@@ -87,3 +87,12 @@ def test_a_candidate_worse_on_the_public_test_half_is_rejected(
     assert "public test AUC" in outcome.reason
     assert registry.active == "fixture-head"
     assert registry.get(outcome.version).state == "rejected"
+
+
+def test_features_are_prepared_between_syncs(
+    labelled_store: Store, registry: ModelRegistry
+) -> None:
+    learner = Learner(labelled_store, registry=registry)
+    assert learner.prepare_features(limit=5) == 5
+    assert learner.prepare_features() == 7
+    assert learner.prepare_features() == 0
