@@ -50,6 +50,7 @@ class CrashHandler(QObject):
         self._previous_hook = sys.excepthook
         self._previous_thread_hook = threading.excepthook
         self._fault_file: IO[Any] | None = None
+        self._fault_was_enabled = False
         # Queued: a worker thread's exception must reach the dialog in the GUI thread.
         self._report.connect(self._show, Qt.ConnectionType.QueuedConnection)
 
@@ -65,6 +66,7 @@ class CrashHandler(QObject):
                 self._fault_file = open(  # noqa: SIM115 (kept open for faulthandler's lifetime)
                     log_file.with_name("crash.log"), "a", encoding="utf-8"
                 )
+                self._fault_was_enabled = faulthandler.is_enabled()
                 faulthandler.enable(self._fault_file, all_threads=True)
             except OSError:
                 self._fault_file = None
@@ -74,6 +76,8 @@ class CrashHandler(QObject):
         threading.excepthook = self._previous_thread_hook
         if self._fault_file is not None:
             faulthandler.disable()
+            if self._fault_was_enabled:  # e.g. pytest's own, on stderr
+                faulthandler.enable(sys.__stderr__ or sys.stderr, all_threads=True)
             self._fault_file.close()
             self._fault_file = None
 

@@ -16,11 +16,10 @@ from spamguard.logs import setup_logging
 
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch) -> QApplication:
-    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
-    instance = QApplication.instance() or QApplication(["test-crash"])
-    assert isinstance(instance, QApplication)
-    return instance
+def app(qapp: QApplication) -> QApplication:
+    """The session's one QApplication (pytest-qt's, on the Xvfb display): a test must never make
+    its own with another platform, whichever test happens to run first."""
+    return qapp
 
 
 @pytest.fixture
