@@ -87,7 +87,8 @@ class Cascade:
 
     ``bands[i]`` belongs to ``stages[i]``; the last stage decides everything that reaches it
     (so ``len(bands) == len(stages) - 1``). ``names`` label the stages in scores and counters.
-    ``stacker`` (optional) combines the last head score with an LLM last stage's log-odds.
+    ``stacker`` (optional) combines the last head score with an LLM last stage's log-odds;
+    without one, an LLM stage adds evidence but leaves the head's probability as it is.
     """
 
     def __init__(
@@ -207,7 +208,9 @@ class Cascade:
         evidence (and is stacked with the head's probability when a stacker was fitted)."""
         if before is None or now.stage != "llm":
             return replace(now, stage=name)
-        p = now.p_spam
+        # Without a stacker fitted (and found useful) on train-split CV, the LLM only adds
+        # its reading as evidence: an unproven model must not move a message.
+        p = before.p_spam
         if self.stacker is not None and now.evidence:
             p = self.stacker(before.p_spam, now.evidence[0].weight)
         return Score(

@@ -64,7 +64,13 @@ def build_cascade(
     names = ["stage0-cheap", "stage1-head"]
     bands = [Band(**spec["bands"][0])]
     stacker = None
-    if llm and len(spec["bands"]) > 1:
+    if llm and len(spec["bands"]) > 1 and not spec.get("stacker"):
+        sys.stderr.write(
+            "spamguard: the LLM stage is not used for scoring: stacking it with the head did "
+            "not improve train-split cross-validation (see the bands file). It still explains "
+            "messages on request (`spamguard explain --llm`).\n"
+        )
+    elif llm and len(spec["bands"]) > 1:
         try:
             stages.append(_llm_stage(llm_settings, remote_url))
             names.append("stage2-llm")

@@ -82,6 +82,14 @@ def test_each_stage_decides_only_what_falls_outside_the_previous_band() -> None:
     assert cascade.stage_shares() == {"cheap": 0.5, "head": 0.25, "llm": 0.25}
 
 
+def test_without_a_stacker_the_llm_only_adds_evidence() -> None:
+    cascade, _, _, _ = _three_stage()
+    cascade.stacker = None
+    (score,) = cascade.score([_msg("unsure")])
+    assert score.stage == "llm" and score.p_spam == pytest.approx(0.55)
+    assert [e.feature for e in score.evidence] == ["x", "x"]
+
+
 def test_a_failing_llm_stage_falls_back_to_the_head_score() -> None:
     cascade, _, _, llm = _three_stage()
     llm.fail = True
