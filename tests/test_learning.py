@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_CORPUS
 
 from spamguard.corpus import load_split
 from spamguard.feedback import record_label
@@ -14,6 +13,7 @@ from spamguard.learning import Learner, LearnOptions, retrain_steps
 from spamguard.store import Store
 from spamguard.training import Cancelled, WarmStartOptions
 from spamguard.versions import ModelRegistry
+from tests.conftest import FIXTURE_CORPUS
 
 
 @pytest.fixture

@@ -218,9 +218,17 @@ def test_a_button_label_without_bytes_is_backfilled_for_training(
 
 
 def test_label_command_moves_and_records(dovecot, user: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
     from conftest import account_toml
 
-    from spamguard.cli import main
+    def main(argv: list[str]) -> int:
+        # A child process: the CLI sets up logging for the whole process it runs in.
+        env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+        cmd = [sys.executable, "-m", "spamguard", *argv]
+        return subprocess.run(cmd, env=env, capture_output=True, timeout=120).returncode
 
     config = tmp_path / "config.toml"
     data = tmp_path / "data"
