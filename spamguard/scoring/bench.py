@@ -336,26 +336,28 @@ def _bogofilter(
         scores = [by_path.get(p, 0.5) for p in paths]
         out["batch"] = _cost_row(cost, len(paths))
         lat = []
+        peak_kb = 0
         with measure(len(paths), children=True) as cost:
             for p in paths:
                 t = time.perf_counter()
-                subprocess.run(["bogofilter", "-d", str(db), "-T", "-I", p], capture_output=True)
+                child = subprocess.Popen(
+                    ["bogofilter", "-d", str(db), "-T", "-I", p], stdout=subprocess.DEVNULL
+                )
+                # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would report the
+                # largest child this process ever had, e.g. an earlier bench worker).
+                _, _, usage = os.wait4(child.pid, 0)
+                child.returncode = 0
+                peak_kb = max(peak_kb, usage.ru_maxrss)
                 lat.append(time.perf_counter() - t)
         row = _cost_row(cost, len(paths))
         row["latency_p50_ms"] = percentile(lat, 50) * 1000
         row["latency_p95_ms"] = percentile(lat, 95) * 1000
         out["streaming"] = row
-        out["peak_rss_mb"] = _peak_child_rss()
+        out["peak_rss_mb"] = peak_kb / 1024.0
         out.update(_accuracy(labels, scores))
         return out
     finally:
         shutil.rmtree(db, ignore_errors=True)
-
-
-def _peak_child_rss() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
 # --------------------------------------------------------------------------- driver
