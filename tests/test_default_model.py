@@ -20,6 +20,7 @@ def _evaluate(headerless: bool) -> dict[str, Any]:
     import argparse
 
     from spamguard.cli import evaluate_split
+    from spamguard.scoring.model import default_model_dir
 
     corpus = shared_corpus_dir()
     if corpus is None or not SHARED_SPLIT.is_file():
@@ -30,7 +31,7 @@ def _evaluate(headerless: bool) -> dict[str, Any]:
         split=SHARED_SPLIT,
         corpus=corpus,
         limit=None,
-        model=None,
+        model=str(default_model_dir()),
         encoder=None,
         move=None,
         flag=None,

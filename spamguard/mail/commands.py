@@ -192,7 +192,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             _warn(f"[{event.account}] {event.state} {event.detail}")
 
     with _store(config) as store:
-        service = Service(accounts, scorer=scorer, store=store, dry_run=args.dry_run)
+        from spamguard.learning import Learner, LearnOptions
+        from spamguard.versions import ModelRegistry
+
+        registry = ModelRegistry(config.data_dir / "models" if config.data_dir else None)
+        learner = Learner(
+            store,
+            registry=registry,
+            # A model the user named on the command line or in the config stays fixed.
+            options=LearnOptions(manage_scorer=not (args.model or config.model_dir)),
+        )
+        service = Service(
+            accounts, scorer=scorer, store=store, dry_run=args.dry_run, learner=learner
+        )
         service.subscribe(show)
         with _stop_on_signals(service.stop) as asked:
             if args.once:

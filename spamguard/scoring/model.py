@@ -389,6 +389,9 @@ def load_scorer(
     encoder_kind: Literal["int8", "fp32", "torch"] | None = None,
 ) -> HeadScorer:
     """A scorer over ``model_dir`` (default: the shipped default model)."""
-    return HeadScorer(
-        load_model(model_dir or default_model_dir()), encoder=encoder, encoder_kind=encoder_kind
-    )
+    if model_dir is None:
+        # The user's promoted personal version when there is one, else the shipped default.
+        from spamguard.versions import active_model_dir
+
+        model_dir = active_model_dir()
+    return HeadScorer(load_model(model_dir), encoder=encoder, encoder_kind=encoder_kind)
