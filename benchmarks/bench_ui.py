@@ -79,14 +79,16 @@ def measure_stall(model: Path | None, count: int) -> dict[str, float]:
 
     def finished() -> None:
         done["seconds"] = clock.nsecsElapsed() / 1e9
-        app.quit()
+        # exit(), not quit(): Qt 6's quit() first asks the windows to close, and the main
+        # window refuses when a tray keeps the app running, so the loop would never end.
+        app.exit(0)
 
     controller.scansFinished.connect(finished)
     clock.start()
     ticker.start()
     started = time.perf_counter()
     controller.start(show_window=True)
-    QTimer.singleShot(600_000, app.quit)
+    QTimer.singleShot(600_000, lambda: app.exit(0))
     app.exec()
     ticker.stop()
     rows = controller.window.model.rowCount()
