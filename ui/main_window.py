@@ -39,6 +39,7 @@ class MainWindow(QMainWindow):
 
     scanRequested = Signal()
     addAccountRequested = Signal()
+    demoRequested = Signal()
     quitRequested = Signal()
     closedToTray = Signal()
 
@@ -59,6 +60,28 @@ class MainWindow(QMainWindow):
         self.banner.setBackgroundRole(self.banner.backgroundRole().AlternateBase)
         self.banner.hide()
         outer.addWidget(self.banner)
+        # First run, no account yet: the two ways forward, as buttons.
+        self.first_run = QFrame()
+        self.first_run.setFrameShape(QFrame.Shape.StyledPanel)
+        first = QHBoxLayout(self.first_run)
+        first.setContentsMargins(10, 6, 10, 6)
+        self.first_run_text = QLabel(
+            self.tr(
+                "No mail account is set up yet. Try SpamGuard on the bundled demo mailbox "
+                "(offline, nothing touches your mail), or add your account."
+            )
+        )
+        self.first_run_text.setWordWrap(True)
+        self.demo_button = QPushButton(self.tr("Try the &demo mailbox"))
+        self.demo_button.setToolTip(
+            self.tr("Scores 36 example messages in a temporary folder, in a few seconds")
+        )
+        self.first_add_button = QPushButton(self.tr("&Add account…"))
+        first.addWidget(self.first_run_text, 1)
+        first.addWidget(self.demo_button)
+        first.addWidget(self.first_add_button)
+        self.first_run.hide()
+        outer.addWidget(self.first_run)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         outer.addWidget(self.tabs, 1)
@@ -175,6 +198,8 @@ class MainWindow(QMainWindow):
         self.scan_button.clicked.connect(self.scanRequested)
         self.scan_action.triggered.connect(self.scanRequested)
         self.add_account_action.triggered.connect(self.addAccountRequested)
+        self.demo_button.clicked.connect(self.demoRequested)
+        self.first_add_button.clicked.connect(self.addAccountRequested)
         self.quit_action.triggered.connect(self.quitRequested)
         self.places.currentItemChanged.connect(self._place_changed)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
@@ -248,6 +273,11 @@ class MainWindow(QMainWindow):
     def show_banner(self, text: str) -> None:
         self.banner.setText(text)
         self.banner.setVisible(bool(text))
+
+    def show_first_run(self, show: bool) -> None:
+        self.first_run.setVisible(show)
+        if show:
+            self.demo_button.setFocus()
 
     def show_progress(self, done: int, total: int, text: str) -> None:
         self.progress.setVisible(total > 0 and done < total)
