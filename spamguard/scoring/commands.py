@@ -14,7 +14,7 @@ from typing import Any
 
 from spamguard.errors import ModelError
 
-__all__ = ["build_cascade", "register"]
+__all__ = ["build_cascade", "default_bands_path", "default_cheap_dir", "register"]
 
 REMOTE_WARNING = (
     "NOTE: --llm-url sends the text of every message that reaches the LLM stage to {url}. "
@@ -28,8 +28,15 @@ def default_bands_path() -> Path:
     return Path(HERE) / "cascade.json"
 
 
+def default_cheap_dir() -> Path:
+    """The shipped stage-0 head (the default head's blocks without the sentence encoder)."""
+    from spamguard_models import HERE
+
+    return Path(HERE) / "stage0"
+
+
 def build_cascade(
-    cheap_dir: Path,
+    cheap_dir: Path | None = None,
     full_dir: Path | None = None,
     bands_file: Path | None = None,
     *,
@@ -52,7 +59,7 @@ def build_cascade(
             f"no cascade bands at {bands_file}; make them with `spamguard cascade fit`"
         )
     spec = json.loads(bands_file.read_text("utf-8"))
-    cheap = load_scorer(cheap_dir)
+    cheap = load_scorer(cheap_dir or default_cheap_dir())
     full = load_scorer(full_dir, encoder_kind=encoder)  # type: ignore[arg-type]
     made_for = spec.get("for_models") or {}
     if made_for and (made_for.get("cheap"), made_for.get("full")) != (cheap.version, full.version):
