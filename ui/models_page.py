@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from spamguard.app_api import ModelInfo, model_info
@@ -72,9 +73,19 @@ class ModelsPage(QWidget):
         sv.addRow(counters)
         layout.addWidget(stats)
         layout.addStretch(1)
-        self.show_model(model_dir)
+        # Filled when first shown: reading the model's card imports the scoring stack
+        # (numpy, scipy: most of a second), which must not stand between launch and the tray.
+        self._model_dir = model_dir
+        self._filled = False
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if not self._filled:
+            self._filled = True
+            self.show_model(self._model_dir)
+        super().showEvent(event)
 
     def show_model(self, model_dir: Path | None) -> None:
+        self._model_dir, self._filled = model_dir, True
         while self.form.rowCount():
             self.form.removeRow(0)
         try:

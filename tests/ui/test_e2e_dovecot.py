@@ -79,8 +79,11 @@ def test_spam_arrives_is_moved_shown_notified_and_rescued(
         f'[accounts.work]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "plain"\n'
         f'username = "{user}"\npassword_command = "echo {PASSWORD}"\njunk_folder = "Junk"\n'
     )
-    # The shipped default model (models/default), not the tests' tiny one.
-    app = make_app(demo=False, model_dir=None, config_path=config)
+    # The shipped default model (models/default): not the tests' tiny one, and not a personal
+    # version a user of this machine may have promoted (what load_scorer(None) would pick).
+    from spamguard.scoring.model import default_model_dir
+
+    app = make_app(demo=False, model_dir=default_model_dir(), config_path=config)
     with qtbot.waitSignal(app.scansFinished, timeout=120_000):
         app.start(show_window=True)
     assert app.window.model.rowCount() == 0  # an empty mailbox to begin with
