@@ -55,8 +55,10 @@ def main() -> int:
     from spamguard.evaluate import auc
 
     rows = [r for r in csv.DictReader(SPLIT.open(), delimiter="\t") if r["split"] == "test"]
-    if args.limit:
-        rows = rows[: args.limit]
+    if args.limit and args.limit < len(rows):
+        # An evenly spaced subset keeps every group (the split lists them one after another).
+        step = len(rows) / args.limit
+        rows = [rows[int(i * step)] for i in range(args.limit)]
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     labels = {}
     for r in rows:
