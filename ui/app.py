@@ -53,6 +53,9 @@ class SpamGuardApp(QObject):
     """The controller: one `AccountRunner` per account, one window, one tray icon."""
 
     scansFinished = Signal()  # every account finished its first scan
+    # One account finished a scan (name, messages scored). Emitted in the GUI thread: wait on
+    # this, not on `AccountRunner.scanFinished`, whose emits cross threads (see test_tray).
+    scanDone = Signal(str, int)
     quitting = Signal()
 
     def __init__(
@@ -140,9 +143,18 @@ class SpamGuardApp(QObject):
                 from spamguard.message import parse_message
                 from spamguard.scoring.model import load_scorer
 
-                scorer = load_scorer(self.model_dir)
-                # One message through it loads what the model loads lazily (the encoder).
-                scorer.score([parse_message(_WARM_UP)])
+                # Imports and the model make objects by the hundred thousand; a full collection
+                # over the growing heap mid-load is another GIL-held pause, and none of it is
+                # garbage.
+                collecting = gc.isenabled()
+                gc.disable()
+                try:
+                    scorer = load_scorer(self.model_dir)
+                    # One message through it loads what the model loads lazily (the encoder).
+                    scorer.score([parse_message(_WARM_UP)])
+                finally:
+                    if collecting:
+                        gc.enable()
                 self._loaded_scorer = scorer
                 # Everything alive now (Qt wrappers, the scoring stack, the model) lives as
                 # long as the app. Without this, each full garbage collection walks all of it
@@ -328,6 +340,7 @@ class SpamGuardApp(QObject):
         )
         self.tray.flush_now()
         self._update_tray()
+        self.scanDone.emit(account, count)
         if account in self._first_scan_pending:
             self._first_scan_pending.discard(account)
             if not self._first_scan_pending:

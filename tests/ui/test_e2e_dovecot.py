@@ -130,7 +130,7 @@ def test_spam_arrives_is_moved_shown_notified_and_rescued(
     assert row().location == "INBOX"
     assert where(server, user) == {"INBOX": [MESSAGE_ID], "Junk": []}
     # A later scan leaves the rescued message where the user put it.
-    with qtbot.waitSignal(app.runners["work"].scanFinished, timeout=60_000):
+    with qtbot.waitSignal(app.scanDone, timeout=60_000):  # GUI-thread signal, see test_tray
         app.scan_now()
     assert where(server, user) == {"INBOX": [MESSAGE_ID], "Junk": []}
     assert app.store is not None

@@ -79,7 +79,10 @@ def test_menu_actions(tray_host: None, make_app: Any, qtbot: Any) -> None:
     qtbot.waitUntil(lambda: app.tray.state != "paused")
 
     runner = app.runners["demo"]
-    with qtbot.waitSignal(runner.scanFinished, timeout=30_000):
+    # Not runner.scanFinished: it is emitted in the worker thread, so a second scan's emit can
+    # still be queued when the blocker is freed, and PySide (6.11) then calls into the dead
+    # object: a segfault a few tests later. The app re-emits it in the GUI thread.
+    with qtbot.waitSignal(app.scanDone, timeout=30_000):
         app.tray.scan_action.trigger()
 
     app.tray.settings_action.trigger()
