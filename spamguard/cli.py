@@ -261,21 +261,26 @@ def cmd_explain(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- train
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def training_items(args: argparse.Namespace) -> tuple[list[Any], str]:
+    """The labelled messages `train` was pointed at (a split's train half, or folders)."""
     from spamguard.corpus import load_folders, load_split
-    from spamguard.scoring.model import save_model
-    from spamguard.training import DEFAULT_BLOCKS, TrainOptions, train
 
     if args.split:
         if not args.corpus:
             raise SpamGuardError("--split needs --corpus DIR (the folder the split's paths are in)")
         items = load_split(Path(args.split), Path(args.corpus), "train")
-        source = f"{Path(args.split).name} train half"
-    elif args.ham and args.spam:
+        return items, f"{Path(args.split).name} train half"
+    if args.ham and args.spam:
         items = load_folders([Path(p) for p in args.ham], [Path(p) for p in args.spam])
-        source = "folders"
-    else:
-        raise SpamGuardError("give --split TSV --corpus DIR, or --ham DIR --spam DIR")
+        return items, "folders"
+    raise SpamGuardError("give --split TSV --corpus DIR, or --ham DIR --spam DIR")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from spamguard.scoring.model import save_model
+    from spamguard.training import DEFAULT_BLOCKS, TrainOptions, train
+
+    items, source = training_items(args)
     blocks = dict(DEFAULT_BLOCKS)
     for spec in args.block or []:
         name, _, weight = spec.partition("=")

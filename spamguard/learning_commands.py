@@ -213,21 +213,11 @@ def _train_with_from(original: Any) -> Any:
 
 
 def cmd_train_from(args: argparse.Namespace) -> int:
-    from spamguard.cli import ProgressBar
-    from spamguard.corpus import load_folders, load_split
+    from spamguard.cli import ProgressBar, training_items
     from spamguard.scoring.model import save_model
     from spamguard.training import WarmStartOptions, train_from
 
-    if args.split:
-        if not args.corpus:
-            raise SpamGuardError("--split needs --corpus DIR (the folder the split's paths are in)")
-        items = load_split(Path(args.split), Path(args.corpus), "train")
-        source = f"{Path(args.split).name} train half"
-    elif args.ham and args.spam:
-        items = load_folders([Path(p) for p in args.ham], [Path(p) for p in args.spam])
-        source = "folders"
-    else:
-        raise SpamGuardError("give --ham DIR --spam DIR (or --split TSV --corpus DIR) with --from")
+    items, source = training_items(args)
     options = WarmStartOptions(
         l2=args.l2,
         augment_headerless=not args.no_headerless_augment,
