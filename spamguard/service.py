@@ -22,7 +22,7 @@ from spamguard.errors import (
     NotMailError,
     TLSError,
 )
-from spamguard.mail.base import FetchedMessage, MailStore
+from spamguard.mail.base import DELETED, FetchedMessage, MailStore
 from spamguard.mail.executor import Executor
 from spamguard.mail.folders import find_junk_folder, find_sent_folder
 from spamguard.message import Message, parse_message
@@ -380,7 +380,11 @@ class AccountWorker:
                 )
                 continue
             if self.store.is_handled(self.name, msg.message_id, msg.content_hash):
-                self._note_rescue(folder, msg, item.raw)
+                # A \Deleted copy is on its way out, not back: the original a COPY-fallback
+                # move left behind when it was killed before UID EXPUNGE. Reading it as a
+                # rescue would pin the spam in place and, after two, allow-list its sender.
+                if DELETED not in item.flags:
+                    self._note_rescue(folder, msg, item.raw)
                 continue
             todo.append((item, msg))
         if not todo:

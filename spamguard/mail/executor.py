@@ -146,8 +146,11 @@ class Executor:
         subject: str = "",
         uid_hint: int | None = None,
         uidvalidity_hint: int | None = None,
+        *,
+        include_deleted: bool = False,
     ) -> list[_Target]:
-        """UIDs in ``folder`` holding exactly these bytes and not marked \\Deleted."""
+        """UIDs in ``folder`` holding exactly these bytes and (unless ``include_deleted``)
+        not marked \\Deleted."""
         try:
             status = self.mail.select(folder)
         except FolderMissingError:
@@ -160,7 +163,9 @@ class Executor:
         ]
         found = []
         for fetched in self.mail.fetch(folder, candidates, self.settings.max_fetch_bytes):
-            if content_hash(fetched.raw) == wanted_hash and DELETED not in fetched.flags:
+            if content_hash(fetched.raw) == wanted_hash and (
+                include_deleted or DELETED not in fetched.flags
+            ):
                 found.append(_Target(fetched.uid, fetched.flags))
         return found
 
@@ -191,8 +196,19 @@ class Executor:
         )
         in_dst = self.locate(e.dst, e.message_id, e.content_hash, e.subject)
         if in_dst:
-            for leftover in in_src:
-                # Crashed between COPY and EXPUNGE: the copy is safe in dst, drop the source.
+            # Crashed between COPY and EXPUNGE: the copy is safe in dst, drop the source,
+            # including an original already marked \Deleted (killed before UID EXPUNGE);
+            # left there it would be met again by the next sync and taken for a rescue.
+            leftovers = self.locate(
+                e.src,
+                e.message_id,
+                e.content_hash,
+                e.subject,
+                e.src_uid,
+                e.src_uidvalidity,
+                include_deleted=True,
+            )
+            for leftover in leftovers:
                 self.mail.expunge_one(e.src, leftover.uid)
             status = self.mail.select(e.dst)
             self.store.mark_applied(
