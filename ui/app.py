@@ -524,6 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationDisplayName("SpamGuard")
     app.setDesktopFileName("spamguard-tray")
     app.setQuitOnLastWindowClosed(False)  # closing the window leaves the tray running
+    from .crash import install_excepthook
+
+    # Logging and the crash dialog first, so nothing that fails from here on is silent.
+    crash = install_excepthook(app)
     controller = SpamGuardApp(
         demo=args.demo,
         config_path=Path(args.config) if args.config else None,
@@ -552,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         controller.scansFinished.connect(lambda: QTimer.singleShot(200, shoot))
         QTimer.singleShot(120_000, controller.quit)  # never hang a build step
+    crash.on_quit = controller.quit  # the dialog's Quit is the normal clean shutdown
     controller.start(show_window=False if args.hidden else None)
     return int(app.exec())
 
