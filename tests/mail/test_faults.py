@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (
+from dovecot_server import DovecotServer
+from imap_helpers import (
     PASSWORD,
     HeaderScorer,
     Recorder,
@@ -25,7 +26,6 @@ from conftest import (
     make_mail,
     settings_for,
 )
-from dovecot_server import DovecotServer
 
 from spamguard.service import (
     AccountWorker,

@@ -7,7 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, HeaderScorer, append_all, mailbox_snapshot, make_mail, settings_for
+from imap_helpers import (
+    PASSWORD,
+    HeaderScorer,
+    account_toml,
+    append_all,
+    mailbox_snapshot,
+    make_mail,
+    settings_for,
+)
 from imapclient import IMAPClient
 
 from spamguard.learning import Learner, LearnOptions
@@ -221,8 +229,6 @@ def test_label_command_moves_and_records(dovecot, user: str, tmp_path: Path) -> 
     import os
     import subprocess
     import sys
-
-    from conftest import account_toml
 
     def main(argv: list[str]) -> int:
         # A child process: the CLI sets up logging for the whole process it runs in.

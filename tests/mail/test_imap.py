@@ -9,7 +9,8 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import (
+from dovecot_server import DovecotServer
+from imap_helpers import (
     PASSWORD,
     HeaderScorer,
     Recorder,
@@ -18,7 +19,6 @@ from conftest import (
     make_mail,
     settings_for,
 )
-from dovecot_server import DovecotServer
 
 from spamguard.errors import AuthError, TLSError
 from spamguard.mail.base import FetchedMessage

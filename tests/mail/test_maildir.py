@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from conftest import HeaderScorer, make_mail
+from imap_helpers import HeaderScorer, make_mail
 
 from spamguard.config import parse_config
 from spamguard.mail.executor import Executor

@@ -1,0 +1,139 @@
+"""Helpers for the IMAP tests: mail makers, account settings, mailbox snapshots, event recorder.
+
+A module with its own name (not conftest) so tests import it unambiguously: several
+test folders have a conftest.py, and a bare `from conftest import` picks whichever
+loaded first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dovecot_server import PASSWORD, DovecotServer
+from header_scorer import HeaderScorer
+
+from spamguard.config import AccountSettings, parse_config
+from spamguard.service import Event
+
+__all__ = [
+    "PASSWORD",
+    "DovecotServer",
+    "HeaderScorer",
+    "Recorder",
+    "account_toml",
+    "append_all",
+    "mailbox_snapshot",
+    "make_mail",
+    "settings_for",
+]
+
+
+def account_toml(server: DovecotServer, user: str, name: str = "work", extra: str = "") -> str:
+    """Exactly the minimal account the team's checks write, plus test extras."""
+    return (
+        f'[accounts.{name}]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "plain"\n'
+        f'username = "{user}"\npassword_command = "echo {PASSWORD}"\n{extra}'
+    )
+
+
+def settings_for(server: DovecotServer, user: str, **changes: Any) -> AccountSettings:
+    settings = parse_config(account_toml(server, user)).accounts["work"]
+    return dataclasses.replace(settings, **changes)
+
+
+def make_mail(
+    i: int,
+    score: float | None,
+    *,
+    subject: str | None = None,
+    body: str = "",
+    sender: str = "sender@example.org",
+    extra_headers: str = "",
+) -> bytes:
+    score_line = f"X-Test-Score: {score}\r\n" if score is not None else ""
+    return (
+        f"From: Sender <{sender}>\r\nTo: user@example.net\r\n"
+        f"Subject: {subject or f'message {i}'}\r\nMessage-ID: <m{i}.{time.time_ns()}@test>\r\n"
+        f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n{score_line}{extra_headers}"
+        f"\r\n{body or f'Body of message {i}.'}\r\n"
+    ).encode()
+
+
+class Recorder:
+    """Collects service events from any thread; tests wait on conditions, never sleep."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def of(self, kind: type) -> list[Any]:
+        with self._cond:
+            return [e for e in self.events if isinstance(e, kind)]
+
+    def wait_for(self, predicate: Callable[[Sequence[Event]], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.events):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out; events: {self.events[-15:]}")
+                self._cond.wait(left)
+
+
+def mailbox_snapshot(
+    server: DovecotServer, user: str, folders: Sequence[str] = ("INBOX", "Junk")
+) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
+    """{folder: [(Message-ID, sha256 of the first max bytes, flags)]} read with BODY.PEEK."""
+    from imapclient import IMAPClient
+
+    out: dict[str, list[tuple[str, str, frozenset[str]]]] = {}
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=30) as client:
+        client.login(user, PASSWORD)
+        for folder in folders:
+            client.select_folder(folder, readonly=True)
+            uids = client.search(["ALL"])
+            rows = []
+            for i in range(0, len(uids), 200):
+                data = client.fetch(
+                    uids[i : i + 200],
+                    ["BODY.PEEK[]<0.262144>", "FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"],
+                )
+                for uid in uids[i : i + 200]:
+                    item = data[uid]
+                    raw = next(v for k, v in item.items() if k.startswith(b"BODY[]"))
+                    mid = next(v for k, v in item.items() if k.startswith(b"BODY[HEADER"))
+                    message_id = mid.decode().partition(":")[2].strip()
+                    rows.append(
+                        (
+                            message_id,
+                            hashlib.sha256(raw).hexdigest(),
+                            frozenset(f.decode() for f in item[b"FLAGS"]) - {"\\Recent"},
+                        )
+                    )
+            out[folder] = rows
+    return out
+
+
+def append_all(
+    server: DovecotServer,
+    user: str,
+    messages: Sequence[bytes],
+    folder: str = "INBOX",
+    flags: Sequence[str] = (),
+) -> None:
+    from imapclient import IMAPClient
+
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=60) as client:
+        client.login(user, PASSWORD)
+        for raw in messages:
+            client.append(folder, raw, flags=list(flags))
