@@ -171,7 +171,6 @@ def test_servers_without_move(dovecot_factory, store: Store, capabilities: str) 
     messages = [make_mail(i, 0.99 if i % 2 else 0.1) for i in range(10)]
     append_all(server, user, messages)
     worker = AccountWorker(settings_for(server, user), scorer=HeaderScorer(), store=store)
-    assert True
     assert worker.run_once()
     snap = mailbox_snapshot(server, user)
     where = _by_id(snap)
