@@ -102,7 +102,10 @@ class AccountDialog(QDialog):
         server_row = QHBoxLayout()
         server_row.addWidget(self.port)
         server_row.addWidget(self.security, 1)
-        form.addRow(self.tr("P&ort and security:"), server_row)
+        # A layout cannot take the mnemonic's focus: point the label at the port field.
+        port_label = QLabel(self.tr("P&ort and security:"))
+        port_label.setBuddy(self.port)
+        form.addRow(port_label, server_row)
         form.addRow(self.tr("&User name:"), self.username)
         form.addRow(self.tr("Pass&word:"), self.password)
         layout.addLayout(form)
