@@ -308,6 +308,8 @@ class HeadScorer:
                 feature, detail = f"signal:{key}", description
             elif col in names:
                 block, term = names[col]
+                if term in _UNINFORMATIVE_TERMS:
+                    continue
                 feature, detail = _describe_term(block, term)
             else:
                 continue
@@ -346,6 +348,13 @@ class HeadScorer:
             )
             for i in idx
         )
+
+
+# Presence of a header nearly every message has: it carries weight (much like the
+# intercept) but tells a person nothing, so explanations leave it out. The score keeps it.
+_UNINFORMATIVE_TERMS = frozenset(
+    f"hn:{name}" for name in ("subject", "from", "to", "mime-version", "content-type")
+)
 
 
 def _describe_term(block: str, term: str) -> tuple[str, str]:

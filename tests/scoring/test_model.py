@@ -80,3 +80,15 @@ def test_missing_and_foreign_model_dirs_say_what_to_do(tmp_path: Path) -> None:
 
 def test_empty_batch_scores_nothing(fixture_model: Path) -> None:
     assert HeadScorer(load_model(fixture_model)).score([]) == []
+
+
+def test_explanations_leave_out_headers_every_message_has() -> None:
+    from spamguard.message import parse_message
+    from spamguard.scoring.model import load_scorer
+
+    raw = (
+        b"Subject: You won a prize\nFrom: a@b.example\n\nClaim your prize now at http://x.example\n"
+    )
+    score = load_scorer().score([parse_message(raw)])[0]
+    assert score.evidence
+    assert not any(e.feature in ("hn:subject", "hn:from") for e in score.evidence)
