@@ -144,7 +144,10 @@ def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[d
 
     scorer = _load_scorer(args)
     move, flag = _thresholds(args, scorer)
-    bar = ProgressBar("scoring", _count_inputs(paths))
+    bar = ProgressBar("scoring", None)
+    if bar.enabled:
+        # Counting walks the folders a second time: only worth it when a bar is drawn.
+        bar.total = _count_inputs(paths)
     done = 0
     pending: list[tuple[str, Any]] = []
 
@@ -215,12 +218,23 @@ def _print_table(records: Sequence[dict[str, Any]], out: IO[str]) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    records = list(scored_records(args, [args.file]))
-    if not records:
+    from spamguard.errors import MessageError
+    from spamguard.message import parse_message
+
+    first = next(iter(_iter_inputs([args.file])), None)
+    if first is None:
         raise SpamGuardError(f"{args.file}: nothing to explain")
-    rec = records[0]
-    if "error" in rec:
-        raise SpamGuardError(f"{rec['path']}: {rec['error']}")
+    data = first[1]
+    if isinstance(data, Exception):
+        raise SpamGuardError(f"{args.file}: cannot read: {data}")
+    try:
+        msg = parse_message(data)
+    except MessageError as exc:
+        raise SpamGuardError(f"{args.file}: {exc}") from exc
+    scorer = _load_scorer(args)
+    move, flag = _thresholds(args, scorer)
+    score = scorer.score([msg])[0]
+    rec = _score_record(args.file, msg, score, move, flag)
     if args.json:
         json.dump(rec, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -244,11 +258,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             subject = " ".join(nb["subject"].split())[:60]
             out.write(f"    {nb['similarity']:.2f}  {nb['label']:<4}  {subject}\n")
     if args.llm:
-        from spamguard.message import parse_message
         from spamguard.scoring.llm import stream_rationale
 
-        msg = parse_message(Path(args.file).read_bytes())
-        score = _load_scorer(args).score([msg])[0]
         out.write("\n  The local LLM's reading (it explains; it never decides):\n    ")
         out.flush()
         for token in stream_rationale(msg, score):
