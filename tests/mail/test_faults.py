@@ -404,69 +404,37 @@ def test_cli_run_once_with_password_command_end_to_end(dovecot_factory, tmp_path
     config = tmp_path / "config.toml"
     config.write_text(account_toml(server, user))  # exactly the minimal account of the issue
     env = _cli_env(tmp_path)
-    dry = subprocess.run(
-        [sys.executable, "-m", "spamguard", "--config", str(config), "run", "--once", "--dry-run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "spamguard", "--config", str(config), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    dry = cli("run", "--once", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "move to Junk" in dry.stdout and _where(server, user)[_mid(messages[0])] == ["INBOX"]
-    done = subprocess.run(
-        [sys.executable, "-m", "spamguard", "--config", str(config), "run", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = cli("run", "--once")
     assert done.returncode == 0, done.stderr
     assert "move_junk INBOX -> Junk" in done.stdout and PASSWORD not in done.stdout + done.stderr
     where = _where(server, user)
     assert where[_mid(messages[0])] == ["Junk"] and where[_mid(messages[1])] == ["INBOX"]
-    status = subprocess.run(
-        [sys.executable, "-m", "spamguard", "--config", str(config), "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = cli("status")
     assert status.returncode == 0 and "move_junk_applied 1" in status.stdout, status.stdout
-    undo = subprocess.run(
-        [sys.executable, "-m", "spamguard", "--config", str(config), "undo", "--last", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    undo = cli("undo", "--last", "2")
     assert undo.returncode == 0 and undo.stdout.count(": undone") == 2, undo.stdout + undo.stderr
     assert _where(server, user)[_mid(messages[0])] == ["INBOX"]
     flags = {mid: f for mid, _, f in mailbox_snapshot(server, user, ("INBOX",))["INBOX"]}
     assert "\\Flagged" not in flags[_mid(messages[1])]
-    by_id = subprocess.run(
-        [sys.executable, "-m", "spamguard", "--config", str(config), "undo", "--id", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    by_id = cli("undo", "--id", "1")
     assert by_id.returncode == 0 and "already undone" in by_id.stdout, by_id.stdout
-    again = subprocess.run(
-        [sys.executable, "-m", "spamguard", "--config", str(config), "undo", "--last", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = cli("undo", "--last", "1")
     assert again.returncode == 0 and "nothing to undo" in again.stdout
     # The rescued message is never moved again.
-    rerun = subprocess.run(
-        [sys.executable, "-m", "spamguard", "--config", str(config), "run", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    rerun = cli("run", "--once")
     assert rerun.returncode == 0 and _where(server, user)[_mid(messages[0])] == ["INBOX"]
 
 
