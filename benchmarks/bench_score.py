@@ -31,7 +31,16 @@ def corpus_dir() -> Path:
 
 
 def run(encoder: str, folder: Path, model: str | None) -> tuple[float, dict[str, float], float]:
-    cmd = [sys.executable, "-m", "spamguard", "score", "--jsonl", "--encoder", encoder]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spamguard",
+        "score",
+        "--jsonl",
+        "--no-cascade",
+        "--encoder",
+        encoder,
+    ]
     if model:
         cmd += ["--model", model]
     cmd.append(str(folder))

@@ -105,10 +105,16 @@ def _count_inputs(paths: Sequence[str]) -> int | None:
     return total
 
 
-def _load_scorer(args: argparse.Namespace) -> Any:
-    from spamguard.scoring.model import load_scorer
+def _load_scorer(args: argparse.Namespace, *, cascade: bool = False) -> Any:
+    """The head of ``--model`` (default: the active model); with ``cascade``, the cascade
+    in front of it when its bands fit (see `load_default_scorer`)."""
+    from spamguard.scoring.commands import load_default_scorer
 
-    return load_scorer(getattr(args, "model", None), encoder_kind=getattr(args, "encoder", None))
+    return load_default_scorer(
+        getattr(args, "model", None),
+        encoder_kind=getattr(args, "encoder", None),
+        cascade=cascade and not getattr(args, "no_cascade", False),
+    )
 
 
 def _thresholds(args: argparse.Namespace, scorer: Any) -> tuple[float, float]:
@@ -142,7 +148,7 @@ def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[d
     from spamguard.errors import MessageError
     from spamguard.message import parse_message
 
-    scorer = _load_scorer(args)
+    scorer = _load_scorer(args, cascade=True)
     move, flag = _thresholds(args, scorer)
     bar = ProgressBar("scoring", None)
     if bar.enabled:
@@ -465,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--jsonl", action="store_true", help="one JSON object per message")
     fmt.add_argument("--json", action="store_true", help="one JSON array")
+    p.add_argument(
+        "--no-cascade",
+        action="store_true",
+        help="score every message with the full head (default: the cheap stage decides the "
+        "clear cases when the shipped cascade bands fit the model)",
+    )
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("explain", help="show a message's score and what drove it")

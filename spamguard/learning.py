@@ -480,8 +480,11 @@ class Learner:
 
     def _swap_scorer(self, ctx: Any) -> None:
         active = self.registry.active
-        current = getattr(getattr(ctx, "scorer", None), "version", None)
+        scorer = getattr(ctx, "scorer", None)
+        # A cascade's version names its stages; the head model's version is what counts.
+        model = getattr(scorer, "model", None)
+        current = getattr(model, "version", None) or getattr(scorer, "version", None)
         if active is not None and current != active:
-            from spamguard.scoring.model import load_scorer
+            from spamguard.scoring.commands import load_default_scorer
 
-            ctx.scorer = load_scorer(self.registry.active_dir(), encoder=self.encoder)
+            ctx.scorer = load_default_scorer(self.registry.active_dir(), encoder=self.encoder)

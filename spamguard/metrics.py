@@ -23,6 +23,7 @@ __all__ = [
     "WATTS_PER_CORE_ESTIMATE",
     "Cost",
     "EnergyMeter",
+    "IdleCores",
     "Recorder",
     "StageCounters",
     "measure",
@@ -238,3 +239,47 @@ class Recorder:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class IdleCores:
+    """How many of this process's cores other programs leave free, measured, not guessed.
+
+    Busy time comes from /proc/stat (all CPUs) minus this process's own CPU time, over the
+    time since the previous reading; a reading older than ``max_age`` seconds is replaced by
+    a fresh ``sample`` -second one. Where /proc/stat is unreadable (not Linux), every core
+    counts as free.
+    """
+
+    def __init__(self, *, max_age: float = 5.0, sample: float = 0.05) -> None:
+        self.max_age = max_age
+        self.sample = sample
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._last = self._read()
+
+    @staticmethod
+    def _proc_stat() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:8]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    def _read(self) -> tuple[float, tuple[int, int] | None, float]:
+        return time.monotonic(), self._proc_stat(), time.process_time()
+
+    def free(self) -> float:
+        """Cores not busy with other programs' work (0 .. cpu_count())."""
+        cores = cpu_count()
+        if time.monotonic() - self._last[0] > self.max_age:
+            self._last = self._read()
+            time.sleep(self.sample)
+        now = self._read()
+        (t0, stat0, own0), (t1, stat1, own1) = self._last, now
+        self._last = now
+        if stat0 is None or stat1 is None or t1 - t0 <= 0:
+            return float(cores)
+        total = (stat1[0] - stat0[0]) / self._tick
+        busy = total - (stat1[1] - stat0[1]) / self._tick
+        others = max(0.0, busy - (own1 - own0)) / (t1 - t0)
+        return max(0.0, min(float(cores), cores - others))

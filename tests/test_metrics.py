@@ -85,3 +85,30 @@ def test_rapl_counters_are_read_and_wraparound_handled(tmp_path: Path) -> None:
 def test_percentile_interpolates() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
     assert percentile([5.0], 95) == 5.0
+
+
+def test_idle_cores_sees_another_process_busy() -> None:
+    import subprocess
+    import sys
+
+    from spamguard.metrics import IdleCores, cpu_count
+
+    idle = IdleCores(max_age=0.0, sample=0.3)
+    quiet = idle.free()
+    assert 0.0 <= quiet <= cpu_count()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        loaded = IdleCores(max_age=0.0, sample=0.5).free()
+    finally:
+        busy.kill()
+        busy.wait()
+    # A spinning process takes about one core; our own CPU time is not counted against us.
+    assert loaded <= cpu_count() - 0.5
+
+
+def test_llm_threads_follow_the_free_cores_unless_set() -> None:
+    from spamguard.scoring.llm import LLMSettings
+
+    auto = LLMSettings()
+    assert [auto.resolved_threads(f) for f in (0.0, 0.7, 1.6, 3.0, 16.0)] == [1, 1, 2, 3, 4]
+    assert LLMSettings(threads=3).resolved_threads(0.2) == 3

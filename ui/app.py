@@ -141,7 +141,7 @@ class SpamGuardApp(QObject):
         with self._scorer_load_lock:
             if self._loaded_scorer is None:
                 from spamguard.message import parse_message
-                from spamguard.scoring.model import load_scorer
+                from spamguard.scoring.commands import load_default_scorer
 
                 # Imports and the model make objects by the hundred thousand; a full collection
                 # over the growing heap mid-load is another GIL-held pause, and none of it is
@@ -149,7 +149,7 @@ class SpamGuardApp(QObject):
                 collecting = gc.isenabled()
                 gc.disable()
                 try:
-                    scorer = load_scorer(self.model_dir)
+                    scorer = load_default_scorer(self.model_dir)
                     # One message through it loads what the model loads lazily (the encoder).
                     scorer.score([parse_message(_WARM_UP)])
                 finally:

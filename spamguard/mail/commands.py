@@ -108,9 +108,9 @@ def _scorer(config: Config, model: str | None) -> Scorer:
         factory = getattr(importlib.import_module(module), attr or "factory")
         scorer: Scorer = factory()
         return scorer
-    from spamguard.scoring.model import load_scorer
+    from spamguard.scoring.commands import load_default_scorer
 
-    loaded: Scorer = load_scorer(Path(model) if model else config.model_dir)
+    loaded: Scorer = load_default_scorer(Path(model) if model else config.model_dir)
     return loaded
 
 

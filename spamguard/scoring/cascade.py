@@ -119,6 +119,14 @@ class Cascade:
         inner = "+".join(s.version for s in self.stages)
         return f"cascade({inner}|{bands}{'|stacked' if self.stacker else ''})"
 
+    @property
+    def model(self) -> Any:
+        """The model of the last head stage: its thresholds are the cascade's."""
+        for stage in reversed(self.stages):
+            if hasattr(stage, "model"):
+                return stage.model
+        raise AttributeError("no stage of this cascade has a model")
+
     def describe(self) -> dict[str, Any]:
         return {
             "version": self.version,

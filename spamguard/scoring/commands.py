@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from spamguard.errors import ModelError
 
-__all__ = ["build_cascade", "default_bands_path", "default_cheap_dir", "register"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "build_cascade",
+    "default_bands_path",
+    "default_cheap_dir",
+    "load_default_scorer",
+    "register",
+]
 
 REMOTE_WARNING = (
     "NOTE: --llm-url sends the text of every message that reaches the LLM stage to {url}. "
@@ -33,6 +42,39 @@ def default_cheap_dir() -> Path:
     from spamguard_models import HERE
 
     return Path(HERE) / "stage0"
+
+
+def load_default_scorer(
+    model_dir: Path | None = None,
+    *,
+    encoder: Any = None,
+    encoder_kind: str | None = None,
+    cascade: bool = True,
+) -> Any:
+    """What scores mail by default: the cascade when its bands were fitted for these models.
+
+    The shipped bands (chosen on train-split cross-validation) fit the shipped default head
+    and stage 0; for any other head (a personal model retrained from the user's labels, a
+    model given with --model) the cascade's accuracy is unproven, so the full head scores
+    every message, as it does with ``cascade=False``.
+    """
+    from spamguard.scoring.cascade import Band, Cascade
+    from spamguard.scoring.model import load_scorer
+
+    full = load_scorer(model_dir, encoder=encoder, encoder_kind=encoder_kind)  # type: ignore[arg-type]
+    bands_file = default_bands_path()
+    if not cascade or not bands_file.is_file():
+        return full
+    spec = json.loads(bands_file.read_text("utf-8"))
+    made_for = spec.get("for_models") or {}
+    if made_for.get("full") != full.version:
+        log.info("cascade off: its bands fit %s, not %s", made_for.get("full"), full.version)
+        return full
+    cheap = load_scorer(default_cheap_dir())
+    if made_for.get("cheap") != cheap.version:
+        log.info("cascade off: its bands fit %s, not %s", made_for.get("cheap"), cheap.version)
+        return full
+    return Cascade([cheap, full], [Band(**spec["bands"][0])], names=["stage0-cheap", "stage1-head"])
 
 
 def build_cascade(
@@ -281,9 +323,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     messages = pick_messages(split, corpus, args.n)
     train = pick_messages(split, corpus, 10_000, half="train") if not args.no_peers else []
     full = Path(args.full) if args.full else default_model_dir()
-    configs: list[BenchConfig] = []
-    if args.cheap:
-        configs.append(BenchConfig("stage0 cheap head (no encoder)", "head", {"model": args.cheap}))
+    cheap = str(args.cheap or default_cheap_dir())
+    configs: list[BenchConfig] = [
+        BenchConfig("stage0 cheap head (no encoder)", "head", {"model": cheap})
+    ]
     configs.append(
         BenchConfig("stage1 head + int8 encoder", "head", {"model": str(full), "encoder": "int8"})
     )
@@ -293,23 +336,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 "stage1 head + fp32 encoder", "head", {"model": str(full), "encoder": "fp32"}
             )
         )
-    if args.cheap:
-        bands = args.bands or str(default_bands_path())
+    bands = args.bands or str(default_bands_path())
+    configs.append(
+        BenchConfig(
+            "cascade stage0 -> stage1",
+            "cascade",
+            {"cheap": cheap, "full": str(full), "bands": bands},
+        )
+    )
+    if args.llm_n:
         configs.append(
             BenchConfig(
-                "cascade stage0 -> stage1",
+                "cascade stage0 -> stage1 -> LLM",
                 "cascade",
-                {"cheap": args.cheap, "full": str(full), "bands": bands},
+                {"cheap": cheap, "full": str(full), "bands": bands, "llm": True},
             )
         )
-        if args.llm_n:
-            configs.append(
-                BenchConfig(
-                    "cascade stage0 -> stage1 -> LLM",
-                    "cascade",
-                    {"cheap": args.cheap, "full": str(full), "bands": bands, "llm": True},
-                )
-            )
     if args.llm_n:
         for mode in ("keep", "state", "off"):
             configs.append(
@@ -362,7 +404,7 @@ def register(sub: Any) -> None:
     p.add_argument("--split", metavar="TSV", required=True)
     p.add_argument("--corpus", metavar="DIR", required=True)
     p.add_argument("-n", type=int, default=300, help="test-half messages to score (default 300)")
-    p.add_argument("--cheap", metavar="DIR", help="stage-0 model (head without the encoder)")
+    p.add_argument("--cheap", metavar="DIR", help="stage-0 model (default: the shipped one)")
     p.add_argument("--full", metavar="DIR", help="stage-1 model (default: the shipped one)")
     p.add_argument("--bands", metavar="FILE", help="cascade bands (default: models/cascade.json)")
     p.add_argument("--llm-n", type=int, default=0, help="messages for the LLM rows (0: no LLM)")

@@ -6,7 +6,7 @@ blocks, an intercept and a Platt calibration (a, b) fitted on out-of-fold scores
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from spamguard.message import Message
 from spamguard.scoring.features import (
     HAND_FEATURES,
     FeatureConfig,
-    char_text,
+    char_terms,
     hand_matrix,
     header_terms,
     word_terms,
@@ -94,22 +94,16 @@ class Featurizer:
         self, messages: Sequence[Message], embeddings: np.ndarray | None = None
     ) -> sparse.csr_matrix:
         """The design matrix: one row per message, blocks side by side."""
-        from sklearn.feature_extraction import FeatureHasher
         from sklearn.preprocessing import normalize
 
         n = len(messages)
         parts: list[sparse.csr_matrix] = []
-        hasher = FeatureHasher(
-            n_features=self.config.n_features, input_type="string", alternate_sign=False
-        )
+        hasher = self._hasher()
         for block in self.blocks:
             weight = self.weights[block]
-            if block == "words":
-                mat = hasher.transform(word_terms(m, self.config) for m in messages)
-            elif block == "headers":
-                mat = hasher.transform(header_terms(m) for m in messages)
-            elif block == "chars":
-                mat = self._char_vectorizer().transform(char_text(m, self.config) for m in messages)
+            if block in HASHED_BLOCKS:
+                terms = _TERMS[block]
+                mat = hasher.transform(terms(m, self.config) for m in messages)
             elif block == "hand":
                 parts.append(sparse.csr_matrix(hand_matrix(messages) * weight))
                 continue
@@ -123,46 +117,48 @@ class Featurizer:
             parts.append(normalize(mat) * weight)
         return sparse.hstack(parts, format="csr") if parts else sparse.csr_matrix((n, 0))
 
-    def _char_vectorizer(self) -> Any:
-        from sklearn.feature_extraction.text import HashingVectorizer
+    def _hasher(self) -> Any:
+        # Terms hash to murmurhash3_32(term, seed 0) mod n_features: the same columns
+        # scikit-learn's HashingVectorizer gives, which the model format was defined with.
+        from sklearn.feature_extraction import FeatureHasher
 
-        return HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=(self.config.char_ngram_min, self.config.char_ngram_max),
-            n_features=self.config.n_features,
-            alternate_sign=False,
-            norm=None,
-            lowercase=False,
+        return FeatureHasher(
+            n_features=self.config.n_features, input_type="string", alternate_sign=False
         )
 
-    def term_names(self, message: Message) -> dict[int, tuple[str, str]]:
+    def term_names(
+        self, message: Message, columns: Collection[int] | None = None
+    ) -> dict[int, tuple[str, str]]:
         """Column -> (block, term) for the hashed terms this message contains.
 
         Computed only for explanations: hashing is one-way, so the names are recovered
-        from the message's own terms.
+        from the message's own terms. With ``columns``, only blocks holding one of them
+        are re-read and only those columns are named.
         """
         from sklearn.utils import murmurhash3_32
 
         names: dict[int, tuple[str, str]] = {}
         offsets = self.offsets()
         n_features = self.config.n_features
-        sources: dict[str, Callable[[], Iterator[str] | list[str]]] = {
-            "words": lambda: word_terms(message, self.config),
-            "headers": lambda: header_terms(message),
-            "chars": lambda: self._char_analyzer()(char_text(message, self.config)),
-        }
+        wanted = None if columns is None else set(columns)
         for block in HASHED_BLOCKS:
             if block not in offsets:
                 continue
-            start, _ = offsets[block]
-            for term in set(sources[block]()):
+            start, end = offsets[block]
+            if wanted is not None and not any(start <= c < end for c in wanted):
+                continue
+            for term in dict.fromkeys(_TERMS[block](message, self.config)):
                 col = start + abs(int(murmurhash3_32(term, seed=0))) % n_features
-                names.setdefault(col, (block, term))
+                if wanted is None or col in wanted:
+                    names.setdefault(col, (block, term))
         return names
 
-    def _char_analyzer(self) -> Callable[[str], list[str]]:
-        analyzer: Callable[[str], list[str]] = self._char_vectorizer().build_analyzer()
-        return analyzer
+
+_TERMS: dict[str, Callable[[Message, FeatureConfig], list[str]]] = {
+    "words": word_terms,
+    "headers": lambda m, _cfg: header_terms(m),
+    "chars": char_terms,
+}
 
 
 def platt_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

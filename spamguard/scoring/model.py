@@ -286,19 +286,25 @@ class HeadScorer:
 
     def _evidence(self, msg: Message, row: Any) -> tuple[Evidence, ...]:
         featurizer = self.model.featurizer
-        contributions = self.model.head.contributions(row)
         offsets = featurizer.offsets()
-        embedding_total = 0.0
-        ranked: list[tuple[int, float]] = []
-        emb = offsets.get("embedding")
-        for col, weight in contributions:
-            if emb and emb[0] <= col < emb[1]:
-                embedding_total += weight
-            else:
-                ranked.append((col, weight))
-        ranked.sort(key=lambda cw: -abs(cw[1]))
-        top = ranked[: self.top_evidence * 3]
-        names = featurizer.term_names(msg) if top else {}
+        cols = row.indices
+        pushed = row.data * self.model.head.coef_[cols]
+        # Blocks of many tiny pushes (the embedding's dimensions, character n-grams) mean
+        # nothing one by one to a person: each is shown as one total. Naming them term by
+        # term would also cost more than scoring the message did.
+        totals: dict[str, float] = {}
+        for block in _SUMMED_BLOCKS:
+            if block in offsets:
+                lo, hi = offsets[block]
+                inside = (cols >= lo) & (cols < hi)
+                totals[block] = float(pushed[inside].sum())
+                cols, pushed = cols[~inside], pushed[~inside]
+        # The strongest few, with room for terms the explanation leaves out.
+        k = min(self.top_evidence * 3, len(pushed))
+        order = np.argpartition(-np.abs(pushed), k - 1)[:k] if k else np.zeros(0, int)
+        order = order[np.argsort(-np.abs(pushed[order]), kind="stable")]
+        top = list(zip(cols[order].tolist(), pushed[order].tolist(), strict=True))
+        names = featurizer.term_names(msg, [c for c, _ in top]) if top else {}
         hand = offsets.get("hand")
         out: list[Evidence] = []
         seen: set[str] = set()
@@ -319,16 +325,11 @@ class HeadScorer:
             out.append(Evidence(feature=feature, weight=weight, detail=detail))
             if len(out) >= self.top_evidence:
                 break
-        if emb and abs(embedding_total) > 0.05:
-            out.append(
-                Evidence(
-                    feature="embedding",
-                    weight=embedding_total,
-                    detail="the overall meaning of the subject and opening text",
-                )
-            )
-            out.sort(key=lambda e: -abs(e.weight))
-        return tuple(out)
+        for block, total in totals.items():
+            if abs(total) > 0.05:
+                out.append(Evidence(feature=block, weight=total, detail=_SUMMED_BLOCKS[block]))
+        out.sort(key=lambda e: -abs(e.weight))
+        return tuple(out[: self.top_evidence])
 
     def _neighbours(self, vector: np.ndarray) -> tuple[Neighbour, ...]:
         vectors = self.model.neighbour_vectors
@@ -350,6 +351,11 @@ class HeadScorer:
         )
 
 
+_SUMMED_BLOCKS = {
+    "embedding": "the overall meaning of the subject and opening text",
+    "chars": "letter patterns in the subject and opening text, taken together",
+}
+
 # Presence of a header nearly every message has: it carries weight (much like the
 # intercept) but tells a person nothing, so explanations leave it out. The score keeps it.
 _UNINFORMATIVE_TERMS = frozenset(
@@ -362,8 +368,6 @@ def _describe_term(block: str, term: str) -> tuple[str, str]:
         kind, _, text = term.partition(":")
         where = "subject" if kind == "s" else "text"
         return f"{where}:{text}", f"'{text}' in the {where}"
-    if block == "chars":
-        return f"chars:{term.strip()}", f"the letters '{term.strip()}'"
     kind, _, rest = term.partition(":")
     if kind == "hn":
         return term, f"has a {rest.title()} header"

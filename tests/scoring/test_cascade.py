@@ -197,3 +197,27 @@ def test_injected_instructions_change_neither_score_nor_verdict(
     assert after.p_spam == pytest.approx(before.p_spam, abs=1e-9)
     assert after.verdict() == before.verdict() == head.score([msg])[0].verdict()
     assert before.p_spam == pytest.approx(head.score([msg])[0].p_spam)
+
+
+def test_default_scorer_is_the_cascade_only_for_the_models_its_bands_fit(
+    fixture_model: Path,
+) -> None:
+    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.model import HeadScorer
+
+    shipped = load_default_scorer()
+    assert isinstance(shipped, Cascade)
+    assert shipped.names == ["stage0-cheap", "stage1-head"]
+    # Thresholds and the version users see come from the full head.
+    assert shipped.model.version == "default-1" and shipped.model.thresholds["move"] == 0.9
+    clear_ham = parse_message(
+        b"From: Ann <ann@example.org>\nTo: bob@example.org\nSubject: Re: minutes of "
+        b"Tuesday's meeting\nIn-Reply-To: <x@example.org>\n\nBob, thanks for the notes. I "
+        b"added two points about the build server and the release date; see you Thursday.\n"
+    )
+    (score,) = shipped.score([clear_ham])
+    assert score.stage == "stage0-cheap" and score.p_spam < 0.1
+    # A head the bands were not fitted for scores every message itself.
+    other = load_default_scorer(fixture_model)
+    assert isinstance(other, HeadScorer) and other.version == "fixture-head"
+    assert isinstance(load_default_scorer(cascade=False), HeadScorer)

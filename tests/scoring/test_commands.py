@@ -64,7 +64,17 @@ def test_bench_writes_table_json_and_chart(
     table = capsys.readouterr().out
     assert "stage1 head + int8 encoder" in table and "Wh/1k" in table
     report = json.loads(out_json.read_text())
-    (row,) = report["results"]
-    assert row["batch"]["messages"] == 8 and row["streaming"]["latency_p95_ms"] > 0
-    assert row["peak_rss_mb"] > 0 and report["energy_source"] in {"RAPL", "estimate"}
+    rows = {r["name"]: r for r in report["results"]}
+    assert set(rows) == {
+        "stage0 cheap head (no encoder)",
+        "stage1 head + int8 encoder",
+        "cascade stage0 -> stage1",
+    }
+    for row in rows.values():
+        assert row["batch"]["messages"] == 8 and row["streaming"]["latency_p95_ms"] > 0
+        assert row["peak_rss_mb"] > 0
+    shares = rows["cascade stage0 -> stage1"]["streaming"]["stage_share"]
+    assert set(shares) <= {"stage0-cheap", "stage1-head"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert report["energy_source"] in {"RAPL", "estimate"}
     assert out_png.stat().st_size > 10_000

@@ -92,3 +92,22 @@ def test_explanations_leave_out_headers_every_message_has() -> None:
     score = load_scorer().score([parse_message(raw)])[0]
     assert score.evidence
     assert not any(e.feature in ("hn:subject", "hn:from") for e in score.evidence)
+
+
+def test_character_ngrams_are_one_total_and_names_cover_only_asked_columns(
+    fixture_model: Path,
+) -> None:
+    model = load_model(fixture_model)
+    item = next(it for it in _test_items() if it.is_spam)
+    score = HeadScorer(model, top_evidence=20).score([item.message])[0]
+    features = [e.feature for e in score.evidence]
+    assert not any(f.startswith("chars:") for f in features)
+    assert features.count("chars") <= 1
+    featurizer = model.featurizer
+    row = featurizer.transform([item.message])
+    every = featurizer.term_names(item.message)
+    # Every hashed column of the message is named, and asking for a few names only those.
+    hashed_end = featurizer.offsets()["hand"][0]
+    assert {c for c in row.indices if c < hashed_end} <= set(every)
+    few = sorted(every)[:5]
+    assert featurizer.term_names(item.message, few) == {c: every[c] for c in few}
