@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -129,6 +130,13 @@ def _thresholds(args: argparse.Namespace, scorer: Any) -> tuple[float, float]:
 # ---------------------------------------------------------------------------- score
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _score_record(path: str, msg: Any, score: Any, move: float, flag: float) -> dict[str, Any]:
     return {
         "path": path,
@@ -148,6 +156,9 @@ def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[d
     from spamguard.errors import MessageError
     from spamguard.message import parse_message
 
+    if getattr(args, "jobs", 1) > 1:
+        yield from _scored_records_parallel(args, paths)
+        return
     scorer = _load_scorer(args, cascade=True)
     move, flag = _thresholds(args, scorer)
     bar = ProgressBar("scoring", None)
@@ -183,6 +194,57 @@ def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[d
             yield from flush()
     finally:
         bar.close()
+
+
+def _scored_records_parallel(
+    args: argparse.Namespace, paths: Sequence[str]
+) -> Iterator[dict[str, Any]]:
+    """`scored_records` over ``args.jobs`` worker processes; same records, same order."""
+    from spamguard.scoring.parallel import WorkerPool
+
+    thresholds_from = _load_scorer(args)  # only its model's thresholds; no encoder is loaded
+    move, flag = _thresholds(args, thresholds_from)
+    bar = ProgressBar("scoring", None)
+    if bar.enabled:
+        bar.total = _count_inputs(paths)
+    # Every input in order: (path, None) waits for its score, (path, text) is an error.
+    order: deque[tuple[str, str | None]] = deque()
+
+    def raws() -> Iterator[bytes]:
+        for path, data in _iter_inputs(paths):
+            if isinstance(data, Exception):
+                order.append((path, f"cannot read: {data}"))
+                continue
+            order.append((path, None))
+            yield data
+
+    def errors_first() -> Iterator[dict[str, Any]]:
+        while order and order[0][1] is not None:
+            path, error = order.popleft()
+            yield {"path": path, "error": error}
+
+    model = getattr(args, "model", None)
+    done = 0
+    with WorkerPool(
+        args.jobs,
+        model_dir=Path(model) if model else None,
+        encoder_kind=getattr(args, "encoder", None),
+        cascade=not getattr(args, "no_cascade", False),
+    ) as pool:
+        try:
+            for result in pool.score_raw(raws()):
+                yield from errors_first()
+                path, _ = order.popleft()
+                if isinstance(result, str):
+                    yield {"path": path, "error": result}
+                else:
+                    parsed, score = result
+                    yield _score_record(path, parsed, score, move, flag)
+                done += 1
+                bar.update(done)
+            yield from errors_first()
+        finally:
+            bar.close()
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -476,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score every message with the full head (default: the cheap stage decides the "
         "clear cases when the shipped cascade bands fit the model)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="score in N worker processes (a large backlog on N cores; default 1)",
     )
     p.set_defaults(func=cmd_score)
 

@@ -41,6 +41,26 @@ def test_score_jsonl_directory_keeps_paths_and_reports_non_mail(
     assert {"feature", "weight", "detail"} <= set(good["evidence"][0])
 
 
+def test_score_jobs_gives_the_same_records_in_input_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, path in enumerate(sorted(p for p in FIXTURE_CORPUS.rglob("*") if p.is_file())[:40]):
+        (folder / f"{i:03d}.eml").write_bytes(path.read_bytes())
+    (folder / "020-garbage.eml").write_bytes(b"\x00\x01 not mail\n")
+    args = ["score", "--jsonl", str(folder), str(tmp_path / "missing")]
+    assert main(args) == 0
+    one = _jsonl(capsys)
+    assert main([*args, "--jobs", "2"]) == 0
+    two = _jsonl(capsys)
+    # The shipped cascade in two worker processes: every record as one process gives it.
+    assert sorted(two, key=lambda r: r["path"]) == sorted(one, key=lambda r: r["path"])
+    assert [r["path"] for r in two] == sorted(r["path"] for r in two)  # input order
+    assert {r.get("stage") for r in two} >= {"stage0-cheap"}
+    assert sum("error" in r for r in two) == 2
+
+
 def test_score_stdin_and_verdicts_follow_thresholds(
     fixture_model: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

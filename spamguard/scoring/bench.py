@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,35 @@ def _load_scorer(cfg: BenchConfig) -> Any:
     raise ValueError(cfg.kind)
 
 
+def _pool_child(cfg: BenchConfig, paths: list[str], labels: list[bool]) -> dict[str, Any]:
+    """Batch mode in `WorkerPool` processes (`score --jobs N`), as spamd runs its children."""
+    from spamguard.scoring.parallel import WorkerPool
+
+    raws = [Path(p).read_bytes() for p in paths]
+    jobs = int(cfg.params["workers"])
+    t0 = time.perf_counter()
+    with WorkerPool(jobs) as pool:
+        pool.warm_up(raws[0])
+        load_s = time.perf_counter() - t0
+        cpu0 = _proc_tree_cpu(os.getpid())
+        with measure(len(raws)) as cost:
+            results = list(pool.score_raw(raws))
+        # This process and its workers, read from /proc while the workers are alive.
+        cost.cpu_seconds = _proc_tree_cpu(os.getpid()) - cpu0
+        rss = _tree_rss_mb(os.getpid())
+    probs = [r[1].p_spam if not isinstance(r, str) else 0.5 for r in results]
+    out: dict[str, Any] = {"name": cfg.name, "kind": cfg.kind, "load_seconds": load_s}
+    out["batch"] = _cost_row(cost, len(raws))
+    out["peak_rss_mb"] = rss
+    out.update(_accuracy(labels, probs))
+    return out
+
+
 def _child(cfg: BenchConfig, paths: list[str], labels: list[bool]) -> dict[str, Any]:
     import resource
+
+    if cfg.params.get("workers"):
+        return _pool_child(cfg, paths, labels)
 
     from spamguard.message import parse_message
 
@@ -386,9 +413,11 @@ def run_bench(
     results: list[dict[str, Any]] = []
     for cfg in configs:
         n = cfg.limit or len(paths)
-        with ctx.Pool(1) as pool:
+        # Not a multiprocessing.Pool: its workers are daemons, which may not start the
+        # worker processes of the `score --jobs` row.
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
             try:
-                res = pool.apply(_child, (cfg, paths[:n], labels[:n]))
+                res = pool.submit(_child, cfg, paths[:n], labels[:n]).result()
             except Exception as exc:  # one broken configuration must not sink the bench
                 res = {"name": cfg.name, "kind": cfg.kind, "error": f"{type(exc).__name__}: {exc}"}
         results.append(res)

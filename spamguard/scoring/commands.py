@@ -344,6 +344,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             {"cheap": cheap, "full": str(full), "bands": bands},
         )
     )
+    configs.append(
+        BenchConfig(
+            "cascade, 2 worker processes (score --jobs 2)",
+            "cascade",
+            {"workers": 2},
+            modes=("batch",),
+        )
+    )
     if args.llm_n:
         configs.append(
             BenchConfig(

@@ -227,6 +227,7 @@ class HeadScorer:
         self.top_evidence = top_evidence
         self.n_neighbours = neighbours
         self.stage = stage
+        self.encoder_threads: int | None = None  # None: the encoder's default (all cores)
 
     @property
     def version(self) -> str:
@@ -237,7 +238,7 @@ class HeadScorer:
         if self._encoder is None:
             from spamguard.scoring.encoder import load_encoder
 
-            self._encoder = load_encoder(self._encoder_kind)
+            self._encoder = load_encoder(self._encoder_kind, threads=self.encoder_threads)
         return self._encoder
 
     def embed(self, messages: Sequence[Message]) -> np.ndarray | None:

@@ -69,10 +69,13 @@ def test_bench_writes_table_json_and_chart(
         "stage0 cheap head (no encoder)",
         "stage1 head + int8 encoder",
         "cascade stage0 -> stage1",
+        "cascade, 2 worker processes (score --jobs 2)",
     }
     for row in rows.values():
-        assert row["batch"]["messages"] == 8 and row["streaming"]["latency_p95_ms"] > 0
-        assert row["peak_rss_mb"] > 0
+        assert row["batch"]["messages"] == 8 and row["peak_rss_mb"] > 0
+        assert row["batch"]["cpu_seconds_per_1000"] > 0
+        if "jobs" not in row["name"]:
+            assert row["streaming"]["latency_p95_ms"] > 0
     shares = rows["cascade stage0 -> stage1"]["streaming"]["stage_share"]
     assert set(shares) <= {"stage0-cheap", "stage1-head"}
     assert sum(shares.values()) == pytest.approx(1.0)
