@@ -335,6 +335,9 @@ class SpamGuardApp(QObject):
             self._scan_seconds += time.monotonic() - started
         rate = self._scored / self._scan_seconds if self._scan_seconds else None
         self.models_page.set_session_stats(self._scored, rate)
+        recorder = getattr(self._loaded_scorer, "recorder", None)
+        if recorder is not None:
+            self.models_page.set_counters(recorder.snapshot())
         self.window.show_progress(
             0, 0, self.tr("%1: up to date").replace("%1", account) if not self._quitting else ""
         )

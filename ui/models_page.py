@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
@@ -63,14 +65,10 @@ class ModelsPage(QWidget):
         self.rate = QLabel("—")
         sv.addRow(self.tr("Messages scored:"), self.scored)
         sv.addRow(self.tr("Scan speed:"), self.rate)
-        counters = QLabel(
-            self.tr(
-                "Latency percentiles, CPU time and energy per 1,000 messages will be shown "
-                "when the engine's counters are available."
-            )
-        )
-        counters.setWordWrap(True)
-        sv.addRow(counters)
+        self.counters = QLabel(self.tr("Per-stage costs appear after the first scan."))
+        self.counters.setWordWrap(True)
+        self.counters.setTextFormat(Qt.TextFormat.RichText)
+        sv.addRow(self.tr("Where the time goes:"), self.counters)
         layout.addWidget(stats)
         layout.addStretch(1)
         # Filled when first shown: reading the model's card imports the scoring stack
@@ -142,6 +140,25 @@ class ModelsPage(QWidget):
         path = QLabel(html.escape(str(info.path)))
         path.setWordWrap(True)
         self.form.addRow(self.tr("Folder:"), path)
+
+    def set_counters(self, rows: list[dict[str, Any]]) -> None:
+        """The engine's counters (`Recorder.snapshot()`): one line per stage and model."""
+        lines = []
+        total = sum(r["decided"] for r in rows) or 1
+        for r in rows:
+            if not r["messages"]:
+                continue
+            p95 = r.get("latency_p95_ms")
+            lines.append(
+                self.tr("<b>%1</b> (%2): decided %3 of messages, p95 %4 ms, %5 CPU-s per 1,000")
+                .replace("%1", html.escape(r["stage"]))
+                .replace("%2", html.escape(r["model_version"]))
+                .replace("%3", f"{r['decided'] / total:.0%}")
+                .replace("%4", "—" if p95 is None else f"{p95:.0f}")
+                .replace("%5", f"{r['cpu_seconds_per_1000']:.1f}")
+            )
+        if lines:
+            self.counters.setText("<br>".join(lines))
 
     def set_session_stats(self, scored: int, per_second: float | None) -> None:
         self.scored.setText(str(scored))

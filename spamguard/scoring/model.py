@@ -228,6 +228,9 @@ class HeadScorer:
         self.n_neighbours = neighbours
         self.stage = stage
         self.encoder_threads: int | None = None  # None: the encoder's default (all cores)
+        from spamguard.metrics import Recorder
+
+        self.recorder = Recorder()  # what scoring cost, for the app's counters
 
     @property
     def version(self) -> str:
@@ -262,6 +265,12 @@ class HeadScorer:
     def score(self, messages: Sequence[Message]) -> list[Score]:
         if not messages:
             return []
+        with self.recorder.timed(self.stage, self.version, len(messages)):
+            scores = self._score(messages)
+        self.recorder.add_decided(self.stage, self.version, len(scores))
+        return scores
+
+    def _score(self, messages: Sequence[Message]) -> list[Score]:
         embeddings = self.embed(messages)
         X = self.model.featurizer.transform(messages, embeddings)
         decision = self.model.head.decision_function(X)

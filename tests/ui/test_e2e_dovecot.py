@@ -133,6 +133,9 @@ def test_spam_arrives_is_moved_shown_notified_and_rescued(
     with qtbot.waitSignal(app.scanDone, timeout=60_000):  # GUI-thread signal, see test_tray
         app.scan_now()
     assert where(server, user) == {"INBOX": [MESSAGE_ID], "Junk": []}
+    # The Models page shows the engine's counters: the shipped cascade, stage by stage.
+    counters = app.models_page.counters.text()
+    assert "stage0-cheap" in counters and "CPU-s per 1,000" in counters
     assert app.store is not None
     labels = app.store.feedback_rows("work", message=(MESSAGE_ID, spam.content_hash))
     assert labels and (labels[0].label, labels[0].source) == ("ham", "app button")
