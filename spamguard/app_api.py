@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from spamguard.config import (
     PRESETS,
@@ -446,14 +446,11 @@ def _whereabouts(folder: str, entries: Sequence[JournalEntry]) -> tuple[str, str
 def _labels(
     store: Store, account: str, message: tuple[str, str] | None = None
 ) -> dict[tuple[str, str], str]:
-    # The store has no public reader for feedback yet; the newest label wins.
-    sql = "SELECT message_id, content_hash, label FROM feedback WHERE account = ?"
-    args: list[Any] = [account]
-    if message is not None:
-        sql += " AND message_id = ? AND content_hash = ?"
-        args.extend(message)
-    rows = store._query(sql + " ORDER BY id", args)
-    return {(r[0], r[1]): str(r[2]) for r in rows}
+    """(Message-ID, content hash) -> the newest label (a user may change their mind)."""
+    return {
+        (r.message_id, r.content_hash): r.label
+        for r in store.feedback_rows(account, message=message)
+    }
 
 
 def _epoch(header: str) -> float | None:
