@@ -122,3 +122,79 @@ def test_train_from_folders_matches_the_generator(
 ) -> None:
     model = train_from(fixture_model, test_half[:10], WarmStartOptions(version="v-test"))
     assert model.version == "v-test" and model.training["kind"] == "warm-start"
+
+
+STACKED = (
+    ("words", 1.0),
+    ("headers", 1.0),
+    ("chars", 1.0),
+    ("hand", 1.0),
+    ("tokens", 1.0),
+    ("sender", 1.0),
+)
+
+
+@pytest.fixture(scope="module")
+def stacked_model() -> object:
+    from spamguard.training import TrainOptions, train
+
+    items = load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")
+    return train(items, TrainOptions(blocks=STACKED, folds=3, keep_neighbours=False))
+
+
+def test_stacked_head_is_one_linear_model_equal_to_its_stacker(
+    stacked_model: object, test_half: list[LabelledMessage], tmp_path: Path
+) -> None:
+    from sklearn.naive_bayes import MultinomialNB
+
+    from spamguard.scoring.model import save_model
+    from spamguard.training import NB_ALPHA, NB_SCALE
+
+    model = stacked_model
+    st = model.training["stacker"]  # type: ignore[attr-defined]
+    featurizer = model.featurizer  # type: ignore[attr-defined]
+    head = model.head  # type: ignore[attr-defined]
+    assert head.platt_ == (1.0, 0.0)  # the stacker is the calibration
+    # Recompute the naive Bayes log-ratio of the test messages from the training data alone
+    # and check that the tokens block of the one weight vector carries w_nb * NB / 100.
+    train_items = load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")
+    from spamguard.training import _headerless
+
+    msgs = [it.message for it in train_items]
+    y = np.asarray([it.is_spam for it in train_items])
+    lo, hi = featurizer.offsets()["tokens"]
+    T = featurizer.transform(msgs)[:, lo : hi - 1]
+    TH = featurizer.transform(_headerless(msgs))[:, lo : hi - 1]
+    from scipy import sparse
+
+    nb = MultinomialNB(alpha=NB_ALPHA).fit(sparse.vstack([T, TH]), np.r_[y, y].astype(int))
+    Xt = featurizer.transform([it.message for it in test_half])
+    jll = nb.predict_joint_log_proba(Xt[:, lo : hi - 1])
+    nb_part = Xt[:, lo:hi] @ head.coef_[lo:hi]
+    prior = nb.class_log_prior_[1] - nb.class_log_prior_[0]
+    expected = st["weights"]["nb"] / NB_SCALE * (jll[:, 1] - jll[:, 0] - prior)
+    assert nb_part == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    # Saved and loaded, it scores like any head, and explains a term once.
+    loaded = load_model(save_model(model, tmp_path / "stacked"))  # type: ignore[arg-type]
+    scores = HeadScorer(loaded, top_evidence=30).score([it.message for it in test_half])
+    spam = [s.p_spam for s, it in zip(scores, test_half, strict=True) if it.is_spam]
+    ham = [s.p_spam for s, it in zip(scores, test_half, strict=True) if not it.is_spam]
+    assert np.mean(spam) > 0.7 > 0.3 > np.mean(ham)
+    for s in scores:
+        features = [e.feature for e in s.evidence]
+        assert len(features) == len(set(features))
+    assert model.oof_p is not None and model.oof_p.shape == (len(train_items),)  # type: ignore[attr-defined]
+
+
+def test_warm_start_carries_a_stacked_parent(
+    stacked_model: object, test_half: list[LabelledMessage]
+) -> None:
+    flipped = [
+        LabelledMessage(it.ref, True, it.group, it.message) for it in test_half if not it.is_spam
+    ][:6]
+    result = _run(warm_start_steps(stacked_model, flipped, WarmStartOptions(folds=3, l2=0.1)))
+    messages = [it.message for it in flipped]
+    before = [s.p_spam for s in HeadScorer(stacked_model, top_evidence=0).score(messages)]  # type: ignore[arg-type]
+    after = [s.p_spam for s in HeadScorer(result.model, top_evidence=0).score(messages)]
+    assert np.mean(after) > np.mean(before) + 0.2
+    assert result.model.featurizer.weights == stacked_model.featurizer.weights  # type: ignore[attr-defined]

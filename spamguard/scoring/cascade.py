@@ -318,32 +318,21 @@ def cross_val_decisions(
     seed: int = 0,
     augment_headerless: bool = True,
 ) -> np.ndarray:
-    """Out-of-fold calibrated probabilities of a head with ``blocks``, fitted the way
-    `spamguard.training` fits it (headerless augmentation, Platt on out-of-fold scores)."""
-    from scipy import sparse
-    from sklearn.model_selection import StratifiedKFold
+    """Out-of-fold calibrated probabilities of a head with ``blocks``, fitted exactly as
+    `spamguard.training` fits it (it is that training, keeping its out-of-fold scores)."""
+    from spamguard.training import TrainOptions, train
 
-    from spamguard.scoring.features import FeatureConfig
-    from spamguard.scoring.head import Featurizer, LogisticHead, platt_fit
-    from spamguard.training import _headerless
-
-    y = np.asarray([it.is_spam for it in items], dtype=bool)
-    messages = [it.message for it in items]
-    featurizer = Featurizer(config=FeatureConfig(), weights=dict(blocks))
-    emb = embeddings if featurizer.uses_embedding else None
-    X = featurizer.transform(messages, emb)
-    XH = featurizer.transform(_headerless(messages), emb) if augment_headerless else None
-    oof = np.zeros(len(messages))
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for train_idx, held in splitter.split(np.zeros(len(y)), y):
-        Xa, ya = X[train_idx], y[train_idx]
-        if XH is not None:
-            Xa = sparse.vstack([Xa, XH[train_idx]], format="csr")
-            ya = np.concatenate([ya, ya])
-        head = LogisticHead(C=C).fit(Xa, ya)
-        oof[held] = head.decision_function(X[held])
-    a, b = platt_fit(oof, y)
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(a * oof + b, -50, 50))), dtype=np.float64)
+    options = TrainOptions(
+        blocks=tuple(blocks.items()),
+        C=C,
+        folds=folds,
+        seed=seed,
+        augment_headerless=augment_headerless,
+        keep_neighbours=False,
+    )
+    model = train(items, options, embeddings=embeddings)
+    assert model.oof_p is not None
+    return np.asarray(model.oof_p, dtype=np.float64)
 
 
 def save_bands(path: Any, bands: Sequence[Band], info: dict[str, Any]) -> None:

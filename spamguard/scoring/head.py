@@ -16,10 +16,12 @@ from scipy import sparse
 from spamguard.message import Message
 from spamguard.scoring.features import (
     HAND_FEATURES,
+    SENDER_FEATURES,
     FeatureConfig,
     char_terms,
     hand_matrix,
     header_terms,
+    sender_matrix,
     word_terms,
 )
 
@@ -40,8 +42,13 @@ BLOCKS: dict[str, str] = {
     "chars": "character patterns in the subject and start of the text",
     "hand": "hand-made signals (links, attachments, authentication, ...)",
     "embedding": "the meaning of the subject and opening (sentence embedding)",
+    "tokens": "which words and header tokens the mail has (naive Bayes)",
+    "sender": "whether the sender's name, domain and links agree",
 }
 HASHED_BLOCKS = ("words", "headers", "chars")
+# Blocks whose weights are not fitted by the logistic regression but set by the stacker
+# (see `spamguard.training`): the naive-Bayes token log-ratios and the sender signals.
+STACKED_BLOCKS = ("tokens", "sender")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +81,24 @@ class Featurizer:
     def uses_embedding(self) -> bool:
         return "embedding" in self.blocks
 
+    @property
+    def stacked(self) -> bool:
+        """Whether some blocks' weights come from the stacker rather than the regression."""
+        return any(b in STACKED_BLOCKS for b in self.blocks)
+
+    def base(self) -> Featurizer:
+        """The same featurizer without the stacked blocks (what the regression is fit on)."""
+        weights = {b: w for b, w in self.weights.items() if b not in STACKED_BLOCKS}
+        return Featurizer(config=self.config, weights=weights)
+
     def block_sizes(self) -> dict[str, int]:
-        sizes = {"hand": len(HAND_FEATURES), "embedding": EMBEDDING_DIM}
+        sizes = {
+            "hand": len(HAND_FEATURES),
+            "embedding": EMBEDDING_DIM,
+            # Presence of each hashed word term, then each header term, then their count.
+            "tokens": 2 * self.config.n_features + 1,
+            "sender": len(SENDER_FEATURES),
+        }
         return {b: sizes.get(b, self.config.n_features) for b in self.blocks}
 
     def offsets(self) -> dict[str, tuple[int, int]]:
@@ -99,11 +122,28 @@ class Featurizer:
         n = len(messages)
         parts: list[sparse.csr_matrix] = []
         hasher = self._hasher()
+        counts: dict[str, sparse.csr_matrix] = {}
+
+        def hashed(block: str) -> sparse.csr_matrix:
+            if block not in counts:
+                terms = _TERMS[block]
+                counts[block] = hasher.transform(terms(m, self.config) for m in messages)
+            return counts[block]
+
         for block in self.blocks:
             weight = self.weights[block]
             if block in HASHED_BLOCKS:
-                terms = _TERMS[block]
-                mat = hasher.transform(terms(m, self.config) for m in messages)
+                mat = hashed(block)
+            elif block == "tokens":
+                present = sparse.hstack([hashed("words"), hashed("headers")], format="csr")
+                present = present.astype(np.float64)
+                present.data[:] = 1.0
+                n_terms = np.diff(present.indptr).astype(np.float64).reshape(n, 1)
+                parts.append(sparse.hstack([present, n_terms], format="csr") * weight)
+                continue
+            elif block == "sender":
+                parts.append(sparse.csr_matrix(sender_matrix(messages) * weight))
+                continue
             elif block == "hand":
                 parts.append(sparse.csr_matrix(hand_matrix(messages) * weight))
                 continue

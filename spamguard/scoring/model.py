@@ -16,7 +16,7 @@ import numpy as np
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.scoring.base import Evidence, Neighbour, Score
-from spamguard.scoring.features import HAND_FEATURES, FeatureConfig
+from spamguard.scoring.features import HAND_FEATURES, SENDER_FEATURES, FeatureConfig
 from spamguard.scoring.head import BLOCKS, Featurizer, LogisticHead
 
 __all__ = [
@@ -59,6 +59,9 @@ class HeadModel:
     neighbour_labels: np.ndarray | None = None
     neighbour_subjects: list[str] = field(default_factory=list)
     neighbour_refs: list[str] = field(default_factory=list)
+    # Calibrated out-of-fold probabilities of the training messages (set by training, not
+    # saved): what `spamguard cascade fit` chooses band edges on.
+    oof_p: np.ndarray | None = None
 
     @property
     def needs_encoder(self) -> bool:
@@ -105,6 +108,7 @@ def save_model(model: HeadModel, out_dir: Path) -> Path:
         "features": model.featurizer.config.to_json(),
         "blocks": model.featurizer.weights,
         "hand_features": [name for name, _ in HAND_FEATURES],
+        "sender_features": [name for name, _ in SENDER_FEATURES],
         "head": {
             "kind": "logistic",
             "C": model.head.C,
@@ -299,6 +303,8 @@ class HeadScorer:
         offsets = featurizer.offsets()
         cols = row.indices
         pushed = row.data * self.model.head.coef_[cols]
+        if "tokens" in offsets:
+            cols, pushed = _fold_tokens(cols, pushed, offsets, featurizer.config.n_features)
         # Blocks of many tiny pushes (the embedding's dimensions, character n-grams) mean
         # nothing one by one to a person: each is shown as one total. Naming them term by
         # term would also cost more than scoring the message did.
@@ -316,12 +322,16 @@ class HeadScorer:
         top = list(zip(cols[order].tolist(), pushed[order].tolist(), strict=True))
         names = featurizer.term_names(msg, [c for c, _ in top]) if top else {}
         hand = offsets.get("hand")
+        sender = offsets.get("sender")
         out: list[Evidence] = []
         seen: set[str] = set()
         for col, weight in top:
             if hand and hand[0] <= col < hand[1]:
                 key, description = HAND_FEATURES[col - hand[0]]
                 feature, detail = f"signal:{key}", description
+            elif sender and sender[0] <= col < sender[1]:
+                key, description = SENDER_FEATURES[col - sender[0]]
+                feature, detail = f"sender:{key}", description
             elif col in names:
                 block, term = names[col]
                 if term in _UNINFORMATIVE_TERMS:
@@ -361,9 +371,30 @@ class HeadScorer:
         )
 
 
+def _fold_tokens(
+    cols: np.ndarray, pushed: np.ndarray, offsets: dict[str, tuple[int, int]], n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add each term's naive-Bayes push (tokens block) to the same term's column in the
+    words or headers block, so a term is explained once with its whole weight. The count of
+    terms (the block's last column) stays as it is and is shown as a total."""
+    t0, _ = offsets["tokens"]
+    targets = cols.copy()
+    for i, block in enumerate(("words", "headers")):
+        if block not in offsets:
+            continue
+        lo = t0 + i * n_features
+        inside = (cols >= lo) & (cols < lo + n_features)
+        targets[inside] = offsets[block][0] + (cols[inside] - lo)
+    merged, where = np.unique(targets, return_inverse=True)
+    sums = np.zeros(len(merged))
+    np.add.at(sums, where, pushed)
+    return merged, sums
+
+
 _SUMMED_BLOCKS = {
     "embedding": "the overall meaning of the subject and opening text",
     "chars": "letter patterns in the subject and opening text, taken together",
+    "tokens": "how many different words and header tokens the mail has",
 }
 
 # Presence of a header nearly every message has: it carries weight (much like the
