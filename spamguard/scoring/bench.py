@@ -487,7 +487,7 @@ def plot(report: dict[str, Any], out: Path) -> Path:
     rows = [r for r in report["results"] if "batch" in r or "streaming" in r]
     names = [r["name"] for r in rows]
     tput = [(r.get("batch") or r["streaming"])["msgs_per_s"] for r in rows]
-    p95 = [(r.get("streaming") or {}).get("latency_p95_ms") or 0.0 for r in rows]
+    p95 = [(r.get("streaming") or {}).get("latency_p95_ms") for r in rows]
     wh = [(r.get("batch") or r["streaming"])["wh_per_1000"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(16, 0.45 * len(rows) + 2), dpi=100, sharey=True)
     for ax, vals, title in (
@@ -495,7 +495,10 @@ def plot(report: dict[str, Any], out: Path) -> Path:
         (axes[1], p95, "streaming latency p95, ms (log)"),
         (axes[2], wh, f"Wh per 1,000 msgs ({report['energy_source']}) (log)"),
     ):
-        ax.barh(range(len(rows)), [max(v, 1e-6) for v in vals], color="#4c72b0")
+        shown = [i for i, v in enumerate(vals) if v]
+        ax.barh(shown, [max(float(vals[i] or 0.0), 1e-6) for i in shown], color="#4c72b0")
+        for i in set(range(len(rows))) - set(shown):  # e.g. a batch-only configuration
+            ax.text(0.02, i, "not measured", transform=ax.get_yaxis_transform(), va="center")
         ax.set_xscale("log")
         ax.set_title(title, fontsize=9)
     axes[0].set_yticks(range(len(rows)))

@@ -352,7 +352,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             modes=("batch",),
         )
     )
-    if args.llm_n:
+    # The LLM joins the scoring cascade only with a stacker that beat the head in train-split
+    # cross-validation; without one that row would repeat the cascade's.
+    stacked = bool(json.loads(Path(bands).read_text("utf-8")).get("stacker"))
+    if args.llm_n and stacked:
         configs.append(
             BenchConfig(
                 "cascade stage0 -> stage1 -> LLM",
