@@ -40,6 +40,7 @@ from spamguard.policy import Action, Plan
 from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
 from spamguard.service import AccountWorker, Event, EventBus, MessageScored, Progress
 from spamguard.store import JournalEntry, ScoredMessage, Store
+from spamguard.versions import VersionInfo
 
 __all__ = [
     "DEMO_ACCOUNT",
@@ -703,9 +704,9 @@ def check_connection(settings: AccountSettings, mail: MailStore | None = None) -
 def model_info(model_dir: Path | None = None) -> ModelInfo:
     """The active head's version, training data and headline metrics, from its config.json."""
     from spamguard.errors import ModelError
-    from spamguard.scoring.model import default_model_dir
+    from spamguard.versions import active_model_dir
 
-    path = Path(model_dir) if model_dir else default_model_dir()
+    path = Path(model_dir) if model_dir else active_model_dir()
     try:
         config = json.loads((path / "config.json").read_text("utf-8"))
     except (OSError, ValueError) as exc:
@@ -732,9 +733,20 @@ def model_info(model_dir: Path | None = None) -> ModelInfo:
         n_spam=int(training.get("n_spam", 0)),
         n_ham=int(training.get("n_ham", 0)),
         source=str(training.get("source", "")),
-        encoder=str(encoder.get("name", "")) if isinstance(encoder, dict) else "",
+        encoder=(
+            f"{str(encoder.get('id', '')).rsplit('/', 1)[-1]} ({encoder.get('quantization', '?')})"
+            if isinstance(encoder, dict) and encoder.get("id")
+            else ""
+        ),
         metrics=flat,
     )
+
+
+def model_versions() -> list[VersionInfo]:
+    """The user's model versions, newest first (empty until the first retraining)."""
+    from spamguard.versions import ModelRegistry
+
+    return sorted(ModelRegistry().versions(), key=lambda v: v.created_at, reverse=True)
 
 
 def today_start(now: float | None = None) -> float:

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from spamguard.app_api import ModelInfo, model_info
+from spamguard.app_api import ModelInfo, model_info, model_versions
 from spamguard.errors import SpamGuardError
 
 
@@ -19,7 +19,7 @@ def _pct(value: float | None) -> str:
 
 
 class ModelsPage(QWidget):
-    """Read-only until the engine offers versions, rollback and counters; it says so."""
+    """The active model, its versions, the LLM switch and what scoring costs (read-only)."""
 
     def __init__(self, model_dir: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -30,13 +30,8 @@ class ModelsPage(QWidget):
 
         versions = QGroupBox(self.tr("Versions and retraining"))
         v = QVBoxLayout(versions)
-        self.versions_note = QLabel(
-            self.tr(
-                "This SpamGuard keeps a single model. A list of earlier versions with rollback, "
-                "and retraining from your Spam / Not spam clicks, will appear here once the "
-                "engine records model versions; your labels are already being saved for it."
-            )
-        )
+        self.versions_note = QLabel()
+        self.versions_note.setTextFormat(Qt.TextFormat.RichText)
         self.versions_note.setWordWrap(True)
         v.addWidget(self.versions_note)
         layout.addWidget(versions)
@@ -94,6 +89,33 @@ class ModelsPage(QWidget):
             self.form.addRow(label)
             return
         self._fill(info)
+        self._fill_versions()
+
+    def _fill_versions(self) -> None:
+        try:
+            versions = model_versions()
+        except (SpamGuardError, OSError, ValueError) as exc:
+            self.versions_note.setText(html.escape(str(exc)))
+            return
+        if not versions:
+            self.versions_note.setText(
+                self.tr(
+                    "Only the shipped model so far. Your Spam / Not spam clicks and the mail "
+                    "you move in or out of Junk retrain a personal version, which replaces "
+                    "this one only if it scores your labelled mail at least as well."
+                )
+            )
+            return
+        lines = [
+            f"<b>{html.escape(v.version)}</b> — {html.escape(v.state)}, "
+            + self.tr("%1 labels, %2")
+            .replace("%1", str(v.n_labels))
+            .replace("%2", html.escape(v.created_at[:16].replace("T", " ")))
+            + (f" — {html.escape(v.reason)}" if v.reason else "")
+            for v in versions[:8]
+        ]
+        lines.append(self.tr("Roll back with <tt>spamguard models rollback</tt>."))
+        self.versions_note.setText("<br>".join(lines))
 
     def _fill(self, info: ModelInfo) -> None:
         m = info.metrics
@@ -118,7 +140,7 @@ class ModelsPage(QWidget):
         )
         self.form.addRow(self.tr("Measured on:"), QLabel(where))
         auc = m.get("roc_auc")
-        self.form.addRow(self.tr("ROC AUC:"), QLabel("—" if auc is None else f"{auc:.3f}"))
+        self.form.addRow(self.tr("ROC AUC:"), QLabel("—" if auc is None else f"{auc:.4f}"))
         self.form.addRow(
             self.tr("At the move threshold:"),
             QLabel(

@@ -202,3 +202,28 @@ def test_keyboard_reaches_the_table_and_buttons(demo_app: Any, qtbot: Any) -> No
     for widget in (window.detail.spam_button, window.search, window.filter):
         assert widget.focusPolicy() & Qt.FocusPolicy.TabFocus
         assert widget.toolTip()
+
+
+def test_models_page_shows_the_model_its_versions_and_what_scoring_cost(
+    demo_app: Any, fixture_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = demo_app.models_page
+    page.show_model(None)
+    texts = [
+        page.form.itemAt(i).widget().text()
+        for i in range(page.form.count())
+        if page.form.itemAt(i).widget() is not None
+    ]
+    assert "all-MiniLM-L6-v2 (int8)" in texts  # the shipped model's encoder, named
+    # What the demo scan cost, per stage and model version (the tests' small head here).
+    version = demo_app._loaded_scorer.version
+    counters = page.counters.text()
+    assert version in counters and "decided 100%" in counters and "CPU-s per 1,000" in counters
+    # A registered personal version is listed, with how to roll back.
+    from spamguard.versions import ModelRegistry
+
+    monkeypatch.setenv("SPAMGUARD_MODELS_DIR", str(tmp_path / "models"))
+    ModelRegistry().register_dir(fixture_model, activate=True, reason="test version")
+    page.show_model(None)
+    assert "fixture-head" in page.versions_note.text()
+    assert "spamguard models rollback" in page.versions_note.text()
