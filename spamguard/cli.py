@@ -326,11 +326,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
             subject = " ".join(nb["subject"].split())[:60]
             out.write(f"    {nb['similarity']:.2f}  {nb['label']:<4}  {subject}\n")
     if args.llm:
-        from spamguard.scoring.llm import stream_rationale
+        from spamguard.config import load_config
+        from spamguard.scoring.llm import LLMSettings, stream_rationale
 
+        settings = LLMSettings.from_config(load_config(args.config).llm)
+        if settings.remote_url:
+            sys.stderr.write(
+                f"NOTE: [llm] remote_url sends this message's text to {settings.remote_url}. "
+                "Message text leaves this machine.\n"
+            )
         out.write("\n  The local LLM's reading (it explains; it never decides):\n    ")
         out.flush()
-        for token in stream_rationale(msg, score):
+        for token in stream_rationale(msg, score, settings=settings):
             out.write(token)
             out.flush()
         out.write("\n")

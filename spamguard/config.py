@@ -170,6 +170,24 @@ class AccountSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LLMConfig:
+    """``[llm]``: the local language model that writes explanations (it never decides).
+
+    ``remote_url`` points it at an OpenAI-compatible server instead; then the text of the
+    messages it explains leaves this machine, and SpamGuard says so whenever it is used.
+    """
+
+    model: str = "smollm2-135m-instruct"
+    model_path: Path | None = None  # any local GGUF file instead of a catalog model
+    n_gpu_layers: int | Literal["auto"] = "auto"
+    threads: int | None = None  # None: the cores other programs leave free, 1 to 4
+    n_ctx: int = 1024
+    token_budget: int = 256  # tokens of the message quoted in a prompt
+    remote_url: str | None = None
+    remote_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration file, validated."""
 
@@ -178,6 +196,7 @@ class Config:
     thresholds: Thresholds = field(default_factory=Thresholds)
     data_dir: Path | None = None
     model_dir: Path | None = None
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
     def account(self, name: str) -> AccountSettings:
         try:
@@ -358,7 +377,7 @@ class _Validator:
         return result
 
     def config(self, data: Mapping[str, Any], path: Path | None) -> Config:
-        self.check_keys(data, (), {"accounts", "thresholds", "data_dir", "model_dir"})
+        self.check_keys(data, (), {"accounts", "thresholds", "data_dir", "model_dir", "llm"})
         thresholds = self.thresholds(data, (), Thresholds())
         data_dir = self.get(data, (), "data_dir", str, None)
         model_dir = self.get(data, (), "model_dir", str, None)
@@ -374,6 +393,47 @@ class _Validator:
             thresholds=thresholds,
             data_dir=Path(data_dir).expanduser() if data_dir else None,
             model_dir=Path(model_dir).expanduser() if model_dir else None,
+            llm=self.llm(self.get(data, (), "llm", dict, {})),
+        )
+
+    def llm(self, raw: Mapping[str, Any]) -> LLMConfig:
+        p = ("llm",)
+        d = LLMConfig()
+        self.check_keys(raw, p, set(LLMConfig.__dataclass_fields__))
+        layers = self.get(raw, p, "n_gpu_layers", (int, str), d.n_gpu_layers)
+        if layers != "auto" and not (isinstance(layers, int) and layers >= 0):
+            raise self.fail(
+                (*p, "n_gpu_layers"), f'must be "auto" or a number >= 0, not {layers!r}'
+            )
+        threads = self.get(raw, p, "threads", int, None)
+        if threads is not None and threads < 1:
+            raise self.fail((*p, "threads"), f"must be at least 1, not {threads}")
+        n_ctx = self.get(raw, p, "n_ctx", int, d.n_ctx)
+        if n_ctx < 512:
+            raise self.fail((*p, "n_ctx"), f"must be at least 512, not {n_ctx}")
+        budget = self.get(raw, p, "token_budget", int, d.token_budget)
+        if not 32 <= budget <= n_ctx - 256:
+            raise self.fail(
+                (*p, "token_budget"),
+                f"must be between 32 and n_ctx - 256 ({n_ctx - 256}) so the prompt fits, "
+                f"not {budget}",
+            )
+        url = self.get(raw, p, "remote_url", str, None)
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise self.fail((*p, "remote_url"), f"must be an http:// or https:// URL, not {url!r}")
+        timeout = self.get(raw, p, "remote_timeout", float, d.remote_timeout)
+        if timeout <= 0:
+            raise self.fail((*p, "remote_timeout"), f"must be more than 0 seconds, not {timeout}")
+        model_path = self.get(raw, p, "model_path", str, None)
+        return LLMConfig(
+            model=self.get(raw, p, "model", str, d.model),
+            model_path=Path(model_path).expanduser() if model_path else None,
+            n_gpu_layers=layers,
+            threads=threads,
+            n_ctx=n_ctx,
+            token_budget=budget,
+            remote_url=url or None,
+            remote_timeout=timeout,
         )
 
     def account(self, name: str, raw: Mapping[str, Any], thresholds: Thresholds) -> AccountSettings:

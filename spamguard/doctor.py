@@ -26,6 +26,7 @@ __all__ = [
     "check_keyring",
     "check_llama",
     "check_models",
+    "check_privacy",
     "check_tray",
     "register",
     "run_checks",
@@ -63,6 +64,25 @@ class Finding:
     summary: str
     fix: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- privacy
+
+
+def check_privacy(config: Config | None) -> Finding:
+    """Whether any message text can leave this machine (only through [llm] remote_url)."""
+    url = config.llm.remote_url if config else None
+    if url:
+        return Finding(
+            "privacy",
+            "WARN",
+            f"[llm] remote_url is set: the text of each message SpamGuard explains is sent to "
+            f"{url}. Message text leaves this machine.",
+            "Remove remote_url from [llm] in the config to keep everything local, or keep it "
+            "only for a server you run yourself.",
+            {"remote_url": url},
+        )
+    return Finding("privacy", "OK", "nothing leaves this machine (no remote LLM server set)")
 
 
 # ---------------------------------------------------------------------------- keyring
@@ -550,7 +570,8 @@ def run_checks(
 ) -> list[Finding]:
     """Every check, in the order a person would fix them."""
     config_finding, config = check_config(config_path)
-    findings = [config_finding, check_keyring(config), check_tray(tray_probe), check_llama()]
+    findings = [config_finding, check_privacy(config), check_keyring(config)]
+    findings += [check_tray(tray_probe), check_llama()]
     model_dir = model_dir or (config.model_dir if config else None)
     findings += check_models(model_dir)
     findings.append(check_logs())

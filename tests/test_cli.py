@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -224,3 +225,28 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "spamguard", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("spamguard ")
+
+
+@pytest.mark.llm
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama_cpp is not importable: pip install llama-cpp-python (see README)",
+)
+def test_explain_llm_follows_the_config_and_says_when_text_would_leave(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the remote server is down
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    config = tmp_path / "config.toml"
+    config.write_text(f'[llm]\nremote_url = "http://127.0.0.1:{dead}"\nremote_timeout = 2\n')
+    first = sorted(SPAM_DIR.iterdir())[0]
+    assert main(["--config", str(config), "explain", "--llm", str(first)]) == 0
+    out, err = capsys.readouterr()
+    assert f"sends this message's text to http://127.0.0.1:{dead}" in err
+    assert "leaves this machine" in err
+    # The dead server does not stop the explanation: the local model writes it.
+    reading = out.split("The local LLM's reading", 1)[1]
+    assert len(reading.split()) > 8

@@ -155,3 +155,38 @@ def test_missing_default_config_is_empty_but_an_explicit_one_must_exist(
         load_config(tmp_path / "nope.toml")
     (tmp_path / "c.toml").write_text(MINIMAL)
     assert load_config(tmp_path / "c.toml").path == tmp_path / "c.toml"
+
+
+def test_llm_section_becomes_engine_settings_and_defaults_stay_local() -> None:
+    from spamguard.scoring.llm import LLMSettings
+
+    assert parse_config("").llm.remote_url is None  # nothing leaves the machine by default
+    cfg = parse_config(
+        "[llm]\n"
+        'model_path = "~/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"\n'
+        "n_gpu_layers = 20\nthreads = 3\nn_ctx = 2048\ntoken_budget = 512\n"
+        'remote_url = "http://127.0.0.1:8080"\nremote_timeout = 5\n'
+    ).llm
+    settings = LLMSettings.from_config(cfg)
+    assert settings.model_path == Path.home() / "models/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    assert (settings.n_gpu_layers, settings.threads, settings.n_ctx) == (20, 3, 2048)
+    assert (settings.token_budget, settings.remote_timeout) == (512, 5.0)
+    assert settings.remote_url == "http://127.0.0.1:8080"
+    assert LLMSettings.from_config(parse_config("[llm]\n").llm).n_gpu_layers == "auto"
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "words"),
+    [
+        ("n_gpu_layers = -1", "llm.n_gpu_layers", '"auto" or a number'),
+        ('n_gpu_layers = "all"', "llm.n_gpu_layers", '"auto" or a number'),
+        ("threads = 0", "llm.threads", "at least 1"),
+        ("token_budget = 900", "llm.token_budget", "so the prompt fits"),
+        ('remote_url = "127.0.0.1:8080"', "llm.remote_url", "http:// or https://"),
+        ("temperature = 0.2", "llm.temperature", "not a known setting"),
+    ],
+)
+def test_llm_section_errors_name_the_key_and_line(body: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"# SpamGuard\n[llm]\n{body}\n", path=Path("config.toml"))
+    assert f"config.toml line 3: {key}" in str(err.value) and words in str(err.value)

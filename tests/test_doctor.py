@@ -308,3 +308,14 @@ def test_wrong_password_and_refused_port_fail_with_fixes(dovecot: DovecotServer)
     closed = check_account(_account(dovecot, "user1", PASSWORD, port=free_port()), timeout=3)  # type: ignore[arg-type]
     assert closed.status == "FAIL" and closed.data["kind"] == "unreachable"
     assert "port" in closed.fix
+
+
+def test_privacy_says_when_message_text_leaves_the_machine() -> None:
+    from spamguard.config import parse_config
+    from spamguard.doctor import check_privacy
+
+    assert check_privacy(parse_config("")).status == "OK"
+    assert check_privacy(None).status == "OK"
+    remote = check_privacy(parse_config('[llm]\nremote_url = "http://10.0.0.5:8080"\n'))
+    assert remote.status == "WARN" and "http://10.0.0.5:8080" in remote.summary
+    assert "leaves this machine" in remote.summary

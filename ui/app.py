@@ -183,6 +183,7 @@ class SpamGuardApp(QObject):
             # First run: no config file yet is an empty config, not an error.
             exists = self.config_path.exists()
             config = load_config(self.config_path) if exists else parse_config("")
+            self.models_page.set_llm(config.llm)
             data_dir = config.data_dir
             self.store = Store(data_dir / "spamguard.sqlite3" if data_dir else None)
             accounts = list(config.accounts.values())

@@ -11,6 +11,7 @@ from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from spamguard.app_api import ModelInfo, model_info, model_versions
+from spamguard.config import LLMConfig
 from spamguard.errors import SpamGuardError
 
 
@@ -162,6 +163,25 @@ class ModelsPage(QWidget):
         path = QLabel(html.escape(str(info.path)))
         path.setWordWrap(True)
         self.form.addRow(self.tr("Folder:"), path)
+
+    def set_llm(self, llm: LLMConfig) -> None:
+        """What the [llm] section says: the model that explains, and any remote server."""
+        model = llm.model_path.name if llm.model_path else llm.model
+        self.llm_state.setText(
+            self.tr(
+                "not used for scores (it ranked mail at chance in testing); "
+                "<tt>spamguard explain --llm</tt> asks <b>%1</b> for a rationale"
+            ).replace("%1", html.escape(model))
+        )
+        if llm.remote_url:
+            self.remote_state.setText(
+                self.tr(
+                    '<b style="color:#c0392b">On</b>: %1 — the text of the messages it '
+                    "explains leaves this computer"
+                ).replace("%1", html.escape(llm.remote_url))
+            )
+        else:
+            self.remote_state.setText(self.tr("<b>Off</b> (no server set)"))
 
     def set_counters(self, rows: list[dict[str, Any]]) -> None:
         """The engine's counters (`Recorder.snapshot()`): one line per stage and model."""

@@ -30,6 +30,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 
+from spamguard.config import LLMConfig
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.metrics import IdleCores
@@ -449,6 +450,20 @@ class LLMSettings:
     # (message text leaves the machine); failures fall back to the local model.
     remote_url: str | None = None
     remote_timeout: float = 10.0
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig) -> LLMSettings:
+        """The ``[llm]`` section of the user's config as engine settings."""
+        return cls(
+            model=cfg.model,
+            model_path=cfg.model_path,
+            n_gpu_layers=cfg.n_gpu_layers,
+            threads=cfg.threads,
+            n_ctx=cfg.n_ctx,
+            token_budget=cfg.token_budget,
+            remote_url=cfg.remote_url,
+            remote_timeout=cfg.remote_timeout,
+        )
 
     def resolved_threads(self, free_cores: float | None = None) -> int:
         """``threads`` when set; else the cores other programs leave free, 1 to 4.

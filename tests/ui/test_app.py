@@ -227,3 +227,14 @@ def test_models_page_shows_the_model_its_versions_and_what_scoring_cost(
     page.show_model(None)
     assert "fixture-head" in page.versions_note.text()
     assert "spamguard models rollback" in page.versions_note.text()
+
+
+def test_models_page_says_when_message_text_would_leave(demo_app: Any) -> None:
+    from spamguard.config import parse_config
+
+    page = demo_app.models_page
+    page.set_llm(parse_config('[llm]\nremote_url = "https://llm.example.org/v1"\n').llm)
+    assert "https://llm.example.org/v1" in page.remote_state.text()
+    assert "leaves this computer" in page.remote_state.text()
+    page.set_llm(parse_config("").llm)
+    assert page.remote_state.text().startswith("<b>Off</b>")
