@@ -19,6 +19,7 @@ from spamguard.config import (
     PRESETS,
     AccountSettings,
     Config,
+    LLMConfig,
     Preset,
     Thresholds,
     parse_config,
@@ -314,13 +315,32 @@ class AccountSession:
         )
 
     def explain(self, key: tuple[str, str, str]) -> Score | None:
-        """Score the message again (for neighbours the store does not keep); None if gone."""
+        """Score the message again with the full head (the cascade's cheap stage and the
+        store keep no neighbours); None if the message is gone."""
         row = self.row(key)
         msg = self._fetch(row) if row else None
         if msg is None:
             return None
+        stages = getattr(self._scorer.inner, "stages", None)
+        full: Scorer = stages[-1] if stages else self._scorer
         with self._scorer_lock:
-            return self._scorer.score([msg])[0]
+            return full.score([msg])[0]
+
+    def rationale(self, key: tuple[str, str, str], llm: LLMConfig) -> Iterator[str]:
+        """The LLM's short rationale for a message's score, piece by piece as it is written.
+
+        It reads the score and evidence SpamGuard already has; it changes neither. A missing
+        or damaged model is a `ModelError` naming what to install.
+        """
+        from spamguard.scoring.llm import LLMSettings, stream_rationale
+
+        row = self.row(key)
+        msg = self._fetch(row) if row else None
+        if msg is None:
+            raise MailStoreError("the message is no longer on the server")
+        with self._scorer_lock:
+            score = self._scorer.score([msg])[0]
+        yield from stream_rationale(msg, score, settings=LLMSettings.from_config(llm))
 
     def _fetch(self, row: MessageRow) -> Message | None:
         self.open()

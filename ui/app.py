@@ -26,6 +26,7 @@ from spamguard.app_api import (
 )
 from spamguard.config import (
     AccountSettings,
+    LLMConfig,
     Thresholds,
     default_config_path,
     load_config,
@@ -86,6 +87,7 @@ class SpamGuardApp(QObject):
         self._scorer_lock = threading.Lock()
         self._scorer_load_lock = threading.Lock()
         self._loaded_scorer: object | None = None
+        self._llm = LLMConfig()  # [llm] of the config (the demo uses the defaults)
         self.store: Store | None = None
         self._demo_store: Store | None = None
 
@@ -101,6 +103,8 @@ class SpamGuardApp(QObject):
         self.window.demoRequested.connect(self.start_demo)
         self.window.detail.markRequested.connect(self.mark)
         self.window.detail.undoRequested.connect(self.undo)
+        self.window.detail.rationaleRequested.connect(self.rationale)
+        self.window.detail.neighboursWanted.connect(self.explain)
         self.window.thresholds.applied.connect(self.apply_thresholds)
         self.window.undo_batch.clicked.connect(self.tray._undo_last)
         self.window.tabs.currentChanged.connect(lambda _: self._clear_attention())
@@ -184,6 +188,7 @@ class SpamGuardApp(QObject):
             exists = self.config_path.exists()
             config = load_config(self.config_path) if exists else parse_config("")
             self.models_page.set_llm(config.llm)
+            self._llm = config.llm
             data_dir = config.data_dir
             self.store = Store(data_dir / "spamguard.sqlite3" if data_dir else None)
             accounts = list(config.accounts.values())
@@ -239,6 +244,8 @@ class SpamGuardApp(QObject):
         runner.failed.connect(lambda what, text, n=account.name: self._failed(n, what, text))
         runner.scanFinished.connect(lambda count, n=account.name: self._scan_finished(n, count))
         runner.explained.connect(self._explained)
+        runner.rationalePiece.connect(self.window.detail.append_rationale)
+        runner.rationaleDone.connect(self.window.detail.rationale_done)
         self.runners[account.name] = runner
         self.states[account.name] = "idle"
         self._first_scan_pending.add(account.name)
@@ -295,9 +302,8 @@ class SpamGuardApp(QObject):
 
     def _explained(self, key: object, score: object) -> None:
         current = self.window.detail.row
-        neighbours = getattr(score, "neighbours", ())
-        if current is not None and current.key == key and neighbours:
-            self.window.detail.show_neighbours(neighbours)
+        if current is not None and current.key == key:
+            self.window.detail.show_neighbours(getattr(score, "neighbours", ()))
 
     def _refresh_scores(self, account: str) -> None:
         rows = [r for r in self.window.model.rows() if r.account == account]
@@ -320,7 +326,7 @@ class SpamGuardApp(QObject):
             self.tray.set_state(state, detail)
 
     def _failed(self, account: str, what: str, text: str) -> None:
-        if what in ("mark", "undo", "explain"):
+        if what in ("mark", "undo", "explain", "rationale"):
             self.window.detail.show_error(text)
         elif what == "start":  # e.g. the model could not be loaded
             self.window.status_text.setText(f"{account}: {text}")
@@ -368,6 +374,18 @@ class SpamGuardApp(QObject):
         runner = self.runners.get(key[0])
         if runner is not None:
             runner.mark(key, label)
+
+    def explain(self, key: tuple[str, str, str]) -> None:
+        """Score the shown message with the full head, for its nearest known messages."""
+        runner = self.runners.get(key[0])
+        if runner is not None:
+            runner.explain(key)
+
+    def rationale(self, key: tuple[str, str, str]) -> None:
+        """The language model explains the shown message (the [llm] settings of the config)."""
+        runner = self.runners.get(key[0])
+        if runner is not None:
+            runner.rationale(key, self._llm)
 
     def undo(self, key: tuple[str, str, str]) -> None:
         runner = self.runners.get(key[0])

@@ -55,6 +55,8 @@ class DetailPane(QWidget):
 
     markRequested = Signal(object, str)  # row key, "spam" or "ham"
     undoRequested = Signal(object)  # row key
+    rationaleRequested = Signal(object)  # row key
+    neighboursWanted = Signal(object)  # row key: scored by the cheap stage, none kept
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -121,6 +123,24 @@ class DetailPane(QWidget):
         self.body.addLayout(self.evidence_box)
         self.body.addWidget(self.neighbour_title)
         self.body.addLayout(self.neighbour_box)
+        self.llm_title = self._heading(self.tr("In the local language model's words"))
+        self.llm_button = QPushButton(self.tr("Ask the &language model"))
+        self.llm_button.setToolTip(
+            self.tr(
+                "A short explanation written by the local language model from the reasons "
+                "above. It never changes the score or what is done with the message."
+            )
+        )
+        self.llm_button.clicked.connect(self._ask_llm)
+        self.llm_text = QLabel()
+        self.llm_text.setWordWrap(True)
+        self.llm_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.body.addWidget(self.llm_title)
+        row = QHBoxLayout()
+        row.addWidget(self.llm_button)
+        row.addStretch(1)
+        self.body.addLayout(row)
+        self.body.addWidget(self.llm_text)
         self.body.addStretch(1)
         self.show_row(None)
 
@@ -140,10 +160,13 @@ class DetailPane(QWidget):
         self._clear(self.evidence_box)
         self._clear(self.neighbour_box)
         has = row is not None
-        for widget in (self.spam_button, self.ham_button, self.undo_button):
+        for widget in (self.spam_button, self.ham_button, self.undo_button, self.llm_button):
             widget.setEnabled(has)
         self.evidence_title.setVisible(has)
         self.neighbour_title.setVisible(has)
+        self.llm_title.setVisible(has)
+        self.llm_button.setVisible(has)
+        self.llm_text.clear()
         if row is None:
             self.title.setText(self.tr("No message selected"))
             self.meta.setText(
@@ -172,7 +195,13 @@ class DetailPane(QWidget):
         self.spam_button.setEnabled(row.label != "spam" or row.location == row.folder)
         self.undo_button.setEnabled(row.action in ("moved to Junk", "flagged"))
         self._fill_evidence(row.evidence)
-        self.show_neighbours(row.neighbours)
+        if row.neighbours:
+            self.show_neighbours(row.neighbours)
+        else:
+            # The cascade's cheap stage, or an earlier session, left none: the full head
+            # finds them on request (a fraction of a second).
+            self.neighbour_box.addWidget(self._note(self.tr("Looking for similar known mail…")))
+            self.neighboursWanted.emit(row.key)
 
     def _done_text(self, row: MessageRow) -> str:
         parts = []
@@ -223,8 +252,7 @@ class DetailPane(QWidget):
             self.neighbour_box.addWidget(
                 self._note(
                     self.tr(
-                        "None to show: the active model keeps no labelled examples to "
-                        "compare with, or this message was scored in an earlier session."
+                        "None to show: the active model keeps no labelled examples to compare with."
                     )
                 )
             )
@@ -269,6 +297,26 @@ class DetailPane(QWidget):
             return
         self.status.setText(self.tr("Working…"))
         self.undoRequested.emit(self.row.key)
+
+    def _ask_llm(self) -> None:
+        if self.row is not None:
+            self.llm_button.setEnabled(False)
+            self.llm_text.setText(self.tr("Writing…"))
+            self.rationaleRequested.emit(self.row.key)
+
+    def append_rationale(self, key: object, piece: str) -> None:
+        """The next piece of the language model's text, if that message is still shown."""
+        if self.row is None or self.row.key != key:
+            return
+        if not self.llm_button.isEnabled() and self.llm_text.text() == self.tr("Writing…"):
+            self.llm_text.clear()
+        self.llm_text.setText(self.llm_text.text() + piece)
+
+    def rationale_done(self, key: object) -> None:
+        if self.row is not None and self.row.key == key:
+            self.llm_button.setEnabled(True)
+            if self.llm_text.text() == self.tr("Writing…"):
+                self.llm_text.clear()
 
     def show_error(self, text: str) -> None:
         self.status.setText(f'<span style="color:{SPAM_COLOUR.name()}">{html.escape(text)}</span>')

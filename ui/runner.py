@@ -48,6 +48,8 @@ class AccountRunner(QThread):
     failed = Signal(str, str)  # what the user tried (or "scan"), the engine's message
     scanFinished = Signal(int)  # messages scored in that scan
     explained = Signal(object, object)  # row key, Score | None
+    rationalePiece = Signal(object, str)  # row key, the next piece of the LLM's text
+    rationaleDone = Signal(object)  # row key
 
     def __init__(
         self,
@@ -98,6 +100,9 @@ class AccountRunner(QThread):
 
     def explain(self, key: tuple[str, str, str]) -> None:
         self._commands.put(_Command("explain", (key,)))
+
+    def rationale(self, key: tuple[str, str, str], llm: Any) -> None:
+        self._commands.put(_Command("rationale", (key, llm)))
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         self._commands.put(_Command("thresholds", (thresholds,)))
@@ -222,6 +227,15 @@ class AccountRunner(QThread):
             elif command.name == "explain":
                 key = command.args[0]
                 self.explained.emit(key, session.explain(key))
+            elif command.name == "rationale":
+                key, llm = command.args
+                try:
+                    for piece in session.rationale(key, llm):
+                        self.rationalePiece.emit(key, piece)
+                        if self._stop.is_set():
+                            break
+                finally:
+                    self.rationaleDone.emit(key)
             elif command.name == "thresholds":
                 session.set_thresholds(command.args[0])
         except SpamGuardError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,24 @@ def test_explanation_pane_shows_evidence(demo_app: Any, qtbot: Any) -> None:
     assert first.text() == (row.evidence[0].detail or row.evidence[0].feature)
     assert "towards" in first.toolTip()
     # The tiny test model keeps no neighbours, and the pane says so instead of staying blank.
-    note = pane.neighbour_box.itemAt(0).widget().text()
-    assert "None to show" in note
+    qtbot.waitUntil(lambda: "None to show" in pane.neighbour_box.itemAt(0).widget().text())
+
+
+def test_cheap_stage_rows_get_their_neighbours_from_the_full_head(
+    make_app: Any, qtbot: Any
+) -> None:
+    from spamguard.scoring.model import default_model_dir
+
+    app = make_app(model_dir=default_model_dir())  # the shipped cascade
+    with qtbot.waitSignal(app.scansFinished, timeout=120_000):
+        app.start(show_window=True)
+    row = select(app, qtbot, lambda r: r.stage == "stage0-cheap")
+    assert not row.neighbours  # the cheap stage has no encoder
+    pane = app.window.detail
+    qtbot.waitUntil(
+        lambda: "% alike" in pane.neighbour_box.itemAt(0).widget().text(), timeout=60_000
+    )
+    assert pane.neighbour_box.count() == 3
 
 
 def test_spam_button_moves_and_labels(demo_app: Any, qtbot: Any) -> None:
@@ -238,3 +255,24 @@ def test_models_page_says_when_message_text_would_leave(demo_app: Any) -> None:
     assert "leaves this computer" in page.remote_state.text()
     page.set_llm(parse_config("").llm)
     assert page.remote_state.text().startswith("<b>Off</b>")
+
+
+@pytest.mark.llm
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama_cpp is not importable: pip install llama-cpp-python (see README)",
+)
+def test_the_language_model_explains_the_shown_message_in_the_pane(
+    demo_app: Any, qtbot: Any
+) -> None:
+    row = select(demo_app, qtbot, lambda r: r.verdict == "spam")
+    pane = demo_app.window.detail
+    before = (row.p_spam, row.verdict, row.location)
+    assert pane.llm_button.isVisible() and pane.llm_button.isEnabled()
+    qtbot.mouseClick(pane.llm_button, Qt.MouseButton.LeftButton)
+    assert not pane.llm_button.isEnabled()  # one request at a time
+    # The real SmolLM2 from its PyPI package writes, piece by piece, then the button returns.
+    qtbot.waitUntil(lambda: pane.llm_button.isEnabled(), timeout=120_000)
+    assert len(pane.llm_text.text().split()) > 8
+    shown = pane.row
+    assert (shown.p_spam, shown.verdict, shown.location) == before  # it never decides
