@@ -392,9 +392,10 @@ def _fold_tokens(
 
 
 _SUMMED_BLOCKS = {
-    "embedding": "the overall meaning of the subject and opening text",
-    "chars": "letter patterns in the subject and opening text, taken together",
-    "tokens": "how many different words and header tokens the mail has",
+    # Short: the app shows these beside a bar in a narrow pane.
+    "embedding": "overall meaning of the opening",
+    "chars": "letter patterns, all together",
+    "tokens": "number of different words",
 }
 
 # Presence of a header nearly every message has: it carries weight (much like the
