@@ -93,7 +93,6 @@ def train_steps(
 
     ``embeddings`` (one row per item) stands in for the encoder when already computed.
     """
-    from sklearn.model_selection import StratifiedKFold
 
     from spamguard.evaluate import metrics as compute_metrics
 
@@ -130,12 +129,70 @@ def train_steps(
     X = featurizer.transform(messages, feature_emb)
     XH = featurizer.transform(stripped, feature_emb) if stripped else None
     yield Progress("features", 1, 1)
-    if featurizer.stacked:
-        return (
-            yield from _train_stacked(
-                items, options, featurizer, X, XH, y, sw, embeddings, needs_vectors, source
-            )
-        )
+    fitting = _fit_stacked if featurizer.stacked else _fit_plain
+    fitted = yield from fitting(options, featurizer, X, XH, y, sw)
+
+    from spamguard.scoring.model import HeadModel
+
+    groups = [it.group for it in items]
+    cv_metrics = compute_metrics(y, fitted.oof_p, groups)
+    if fitted.oof_p_headerless is not None:
+        cv_metrics["headerless"] = compute_metrics(y, fitted.oof_p_headerless, groups)
+    digest = data_hash(items)
+    version = options.version or (f"head-{_dt.date.today().isoformat()}-{digest[:8]}")
+    training: dict[str, Any] = {
+        "data_hash": digest,
+        "source": source,
+        "n_spam": int(y.sum()),
+        "n_ham": int((~y).sum()),
+        "augment_headerless": options.augment_headerless,
+        "C": options.C,
+        "folds": options.folds,
+        "seed": options.seed,
+        "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "priors": fitted.priors,
+    }
+    if fitted.stacker is not None:
+        training["stacker"] = fitted.stacker
+    model = HeadModel(
+        featurizer=featurizer,
+        head=fitted.head,
+        version=version,
+        encoder=(
+            {"id": "sentence-transformers/all-MiniLM-L6-v2", "quantization": options.encoder_kind}
+            if needs_vectors
+            else None
+        ),
+        training=training,
+        metrics={"train_cv": cv_metrics},
+        oof_p=fitted.oof_p,
+    )
+    if options.keep_neighbours and embeddings is not None:
+        model.neighbour_vectors = embeddings
+        model.neighbour_labels = y.astype(np.int8)
+        model.neighbour_subjects = [m.subject[:120] for m in messages]
+        model.neighbour_refs = [it.ref for it in items]
+    return model
+
+
+@dataclass
+class _Fit:
+    """A fitted head and its out-of-fold calibrated probabilities (full and header-less)."""
+
+    head: LogisticHead
+    priors: dict[str, float]
+    oof_p: np.ndarray
+    oof_p_headerless: np.ndarray | None
+    stacker: dict[str, Any] | None = None
+
+
+def _fit_plain(
+    options: TrainOptions, featurizer: Featurizer, X: Any, XH: Any, y: np.ndarray, sw: np.ndarray
+) -> Generator[Progress, None, _Fit]:
+    """The logistic head, Platt-calibrated on out-of-fold scores of both copies."""
+    from sklearn.model_selection import StratifiedKFold
+
+    n = len(y)
 
     def fit(rows: np.ndarray) -> LogisticHead:
         from scipy import sparse
@@ -163,77 +220,12 @@ def train_steps(
     final.platt_ = platt_fit(calib_scores, calib_labels)
     priors_used = _apply_priors(final, featurizer, X, dict(options.priors), final.platt_[0])
     yield Progress("final fit", 1, 1)
-
-    groups = [it.group for it in items]
-    cv_metrics = compute_metrics(y, final.calibrate(oof), groups)
-    if XH is not None:
-        cv_metrics["headerless"] = compute_metrics(y, final.calibrate(oof_h), groups)
-    model = _head_model(
-        items,
-        options,
-        featurizer,
+    return _Fit(
         final,
-        y,
-        embeddings,
-        needs_vectors,
-        source,
         priors_used,
-        {"train_cv": cv_metrics},
-        None,
+        final.calibrate(oof),
+        final.calibrate(oof_h) if XH is not None else None,
     )
-    model.oof_p = final.calibrate(oof)
-    return model
-
-
-def _head_model(
-    items: Sequence[LabelledMessage],
-    options: TrainOptions,
-    featurizer: Featurizer,
-    final: LogisticHead,
-    y: np.ndarray,
-    embeddings: np.ndarray | None,
-    needs_vectors: bool,
-    source: str,
-    priors_used: dict[str, float],
-    metrics: dict[str, Any],
-    stacker: dict[str, Any] | None,
-) -> Any:
-    from spamguard.scoring.model import HeadModel
-
-    digest = data_hash(items)
-    version = options.version or (f"head-{_dt.date.today().isoformat()}-{digest[:8]}")
-    training: dict[str, Any] = {
-        "data_hash": digest,
-        "source": source,
-        "n_spam": int(y.sum()),
-        "n_ham": int((~y).sum()),
-        "augment_headerless": options.augment_headerless,
-        "C": options.C,
-        "folds": options.folds,
-        "seed": options.seed,
-        "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "priors": priors_used,
-    }
-    if stacker is not None:
-        training["stacker"] = stacker
-    model = HeadModel(
-        featurizer=featurizer,
-        head=final,
-        version=version,
-        encoder=(
-            {"id": "sentence-transformers/all-MiniLM-L6-v2", "quantization": options.encoder_kind}
-            if needs_vectors
-            else None
-        ),
-        training=training,
-        metrics=metrics,
-    )
-    if options.keep_neighbours and embeddings is not None:
-        model.neighbour_vectors = embeddings
-        model.neighbour_labels = y.astype(np.int8)
-        model.neighbour_subjects = [it.message.subject[:120] for it in items]
-        model.neighbour_refs = [it.ref for it in items]
-    return model
 
 
 # -- the stacked head: logistic regression + token naive Bayes + sender signals ------------------
@@ -262,25 +254,14 @@ def _nb_fit(T: Any, y: np.ndarray, sample_weight: np.ndarray) -> tuple[np.ndarra
     return np.asarray(lr, dtype=np.float64), float(nb.class_log_prior_[1] - nb.class_log_prior_[0])
 
 
-def _train_stacked(
-    items: Sequence[LabelledMessage],
-    options: TrainOptions,
-    featurizer: Featurizer,
-    X: Any,
-    XH: Any,
-    y: np.ndarray,
-    sw: np.ndarray,
-    embeddings: np.ndarray | None,
-    needs_vectors: bool,
-    source: str,
-) -> Generator[Progress, None, Any]:
+def _fit_stacked(
+    options: TrainOptions, featurizer: Featurizer, X: Any, XH: Any, y: np.ndarray, sw: np.ndarray
+) -> Generator[Progress, None, _Fit]:
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    from spamguard.evaluate import metrics as compute_metrics
-
-    n = len(items)
+    n = len(y)
     offsets = featurizer.offsets()
     t_lo, t_hi = offsets["tokens"]
     s_lo, s_hi = offsets.get("sender", (t_hi, t_hi))
@@ -370,10 +351,6 @@ def _train_stacked(
     def calibrated(Zm: np.ndarray) -> np.ndarray:
         return np.asarray(stacker.predict_proba(Zm)[:, 1], dtype=np.float64)
 
-    groups = [it.group for it in items]
-    cv_metrics = compute_metrics(y, calibrated(Z), groups)
-    if ZH is not None:
-        cv_metrics["headerless"] = compute_metrics(y, calibrated(ZH), groups)
     stack_info = {
         "method": "logistic stacker over out-of-fold scores",
         "C": STACKER_C,
@@ -386,21 +363,13 @@ def _train_stacked(
         },
         "intercept": b,
     }
-    model = _head_model(
-        items,
-        options,
-        featurizer,
+    return _Fit(
         final,
-        y,
-        embeddings,
-        needs_vectors,
-        source,
         priors_used,
-        {"train_cv": cv_metrics},
+        calibrated(Z),
+        calibrated(ZH) if ZH is not None else None,
         stack_info,
     )
-    model.oof_p = calibrated(Z)
-    return model
 
 
 def _apply_priors(
