@@ -139,11 +139,11 @@ class MainWindow(QMainWindow):
         header.setStretchLastSection(False)
         for column, width in (
             (MessageModel.DATE, 96),
-            (MessageModel.FROM, 170),
+            (MessageModel.FROM, 150),
             (MessageModel.PROBABILITY, 116),
             (MessageModel.VERDICT, 96),
             (MessageModel.ACTION, 110),
-            (MessageModel.STAGE, 64),
+            (MessageModel.STAGE, 52),
         ):
             self.table.setColumnWidth(column, width)
         self.table.sortByColumn(MessageModel.DATE, Qt.SortOrder.DescendingOrder)

@@ -138,7 +138,18 @@ class MessageModel(QAbstractTableModel):
             return self.verdict_text(row)
         if col == self.ACTION:
             return self.action_text(row)
-        return row.stage
+        return self.stage_text(row)
+
+    def stage_text(self, row: MessageRow) -> str:
+        """Which part of the model decided, in a word: the cascade's names are for logs."""
+        words = {
+            "stage0-cheap": self.tr("quick"),
+            "stage1-head": self.tr("full"),
+            "head": self.tr("full"),
+            "stage2-llm": self.tr("LLM"),
+            "llm": self.tr("LLM"),
+        }
+        return words.get(row.stage, row.stage)
 
     def verdict_text(self, row: MessageRow) -> str:
         if row.label == "spam":
@@ -177,9 +188,14 @@ class MessageModel(QAbstractTableModel):
         if col == self.ACTION and row.plan:
             return row.plan
         if col == self.STAGE:
+            if row.stage == "stage0-cheap":
+                return self.tr(
+                    "Clear enough for the quick stage (words, headers and signals, without "
+                    "the sentence encoder) of model %1"
+                ).replace("%1", row.model_version)
             return (
                 self.tr("Scored by the %1 stage of model %2")
-                .replace("%1", row.stage)
+                .replace("%1", self.stage_text(row))
                 .replace("%2", row.model_version)
             )
         return self._display(row, col)

@@ -276,3 +276,21 @@ def test_the_language_model_explains_the_shown_message_in_the_pane(
     assert len(pane.llm_text.text().split()) > 8
     shown = pane.row
     assert (shown.p_spam, shown.verdict, shown.location) == before  # it never decides
+
+
+def test_stage_column_says_quick_or_full_in_a_word(make_app: Any, qtbot: Any) -> None:
+    from spamguard.scoring.model import default_model_dir
+
+    app = make_app(model_dir=default_model_dir())  # the shipped cascade
+    with qtbot.waitSignal(app.scansFinished, timeout=120_000):
+        app.start(show_window=True)
+    proxy = app.window.proxy
+    shown = {
+        proxy.index(r, MessageModel.STAGE).data(): proxy.index(r, 0).data(ROW_ROLE).stage
+        for r in range(proxy.rowCount())
+    }
+    assert shown == {"quick": "stage0-cheap", "full": "stage1-head"}
+    quick = next(
+        r for r in range(proxy.rowCount()) if proxy.index(r, MessageModel.STAGE).data() == "quick"
+    )
+    assert "quick stage" in proxy.index(quick, MessageModel.STAGE).data(Qt.ItemDataRole.ToolTipRole)
