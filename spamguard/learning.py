@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -192,6 +194,9 @@ def retrain_steps(
     )
     model = result.model
     y = result.y
+    cheap = yield from _cheap_candidate(
+        registry.active_dir(), parent.version, store, labelled, y, weights, options, cancel
+    )
     p_active = parent.head.calibrate(parent.head.decision_function(design[0]))
     new = np.asarray(ids) > watermark
     basis = "labels the active model has not seen"
@@ -235,6 +240,10 @@ def retrain_steps(
         )
     else:
         state, reason = "active", "passed held-back checks; shadow testing is off"
+    cascade_note = None
+    if cheap is not None:
+        cascade_note = _cascade_check(cheap, result.oof_p, y, flag)
+        metrics["cascade"] = cascade_note
     model.metrics.update(metrics)
     info = registry.add(
         model,
@@ -243,11 +252,107 @@ def retrain_steps(
         metrics=metrics,
         reason=reason,
     )
+    if cheap is not None and cascade_note is not None and cascade_note["kept"]:
+        _save_cascade(registry.version_dir(info.version), cheap, model.version, cascade_note)
     if state == "active":
         registry.promote(info.version, reason)
     else:
         registry.update(info.version, state=state, reason=reason)
     return RetrainOutcome(info.version, state, reason, metrics, time.perf_counter() - started)
+
+
+# -- the cascade of a personal version -------------------------------------------------------------
+#
+# The shipped cascade's bands fit the shipped heads only. So that a personal version keeps the
+# cheap stage (several times less CPU per message), its stage 0 is warm-started from the parent's
+# on the same labels and kept beside it with the parent's band edges, but only if, on the
+# user's labels (out-of-fold for both stages), the cascade errs no more often than the full head.
+
+
+@dataclass
+class _CheapFit:
+    result: WarmStart
+    spec: dict[str, Any]
+
+
+def _cheap_candidate(
+    parent_dir: Path,
+    parent_version: str,
+    store: Store,
+    labelled: _Labelled,
+    y: np.ndarray,
+    weights: np.ndarray,
+    options: LearnOptions,
+    cancel: threading.Event | None,
+) -> Generator[Progress, None, _CheapFit | None]:
+    from spamguard.scoring.commands import cascade_parts
+    from spamguard.scoring.model import load_model
+
+    parts = cascade_parts(parent_dir, parent_version)
+    if parts is None:
+        return None
+    cheap_dir, spec = parts
+    cheap_parent = load_model(cheap_dir)
+    design = design_for(
+        cheap_parent.featurizer,
+        _StoredMessages(store, labelled.hashes),
+        hashes=labelled.hashes,
+        headerless=options.warm.augment_headerless,
+        cache=store,
+    )
+    result: WarmStart = yield from fit_labels_steps(
+        cheap_parent,
+        y,
+        design,
+        options.warm,
+        sample_weight=weights,
+        digest=labelled.digest,
+        source=f"{len(y)} user labels (stage 0)",
+        cancel=cancel,
+    )
+    return _CheapFit(result, spec)
+
+
+def _cascade_check(
+    cheap: _CheapFit, oof_full: np.ndarray, y: np.ndarray, flag: float
+) -> dict[str, Any]:
+    from spamguard.scoring.cascade import Band, cascade_probs
+
+    band = Band(**cheap.spec["bands"][0])
+    p, decided = cascade_probs(cheap.result.oof_p, oof_full, band)
+    errors_cascade = int(((p >= flag) != y).sum())
+    errors_full = int(((oof_full >= flag) != y).sum())
+    return {
+        "kept": errors_cascade <= errors_full,
+        "errors_cascade": errors_cascade,
+        "errors_full": errors_full,
+        "decided_by_stage0": float(decided.mean()) if len(decided) else 0.0,
+        "n": len(y),
+        "band": band.to_json(),
+    }
+
+
+def _save_cascade(
+    version_dir: Path, cheap: _CheapFit, full_version: str, note: dict[str, Any]
+) -> None:
+    from spamguard.scoring.commands import CASCADE_FILE
+    from spamguard.scoring.model import save_model
+
+    model = cheap.result.model
+    model.version = f"{full_version}-stage0"
+    save_model(model, version_dir / "stage0")
+    spec = {
+        "for_models": {"cheap": model.version, "full": full_version},
+        "bands": [note["band"]],
+        "stacker": None,
+        "chosen_on": {
+            "inherited_from": cheap.spec.get("for_models"),
+            "checked_on_user_labels": {k: v for k, v in note.items() if k != "band"},
+        },
+    }
+    tmp = version_dir / f".{CASCADE_FILE}.tmp"
+    tmp.write_text(json.dumps(spec, indent=2) + "\n", "utf-8")
+    os.replace(tmp, version_dir / CASCADE_FILE)
 
 
 def _public_auc(public: tuple[Path, Path], active: Any, candidate: Any) -> dict[str, float]:

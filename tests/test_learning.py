@@ -96,3 +96,38 @@ def test_features_are_prepared_between_syncs(
     assert learner.prepare_features(limit=5) == 5
     assert learner.prepare_features() == 7
     assert learner.prepare_features() == 0
+
+
+def test_a_personal_version_of_the_shipped_model_keeps_a_checked_cascade(
+    labelled_store: Store, tmp_path: Path
+) -> None:
+    import json
+
+    from spamguard.scoring.cascade import Cascade
+    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.model import default_model_dir
+
+    reg = ModelRegistry(tmp_path / "shipped-registry")
+    reg.register_dir(default_model_dir(), activate=True)
+    assert isinstance(load_default_scorer(reg.active_dir()), Cascade)  # the shipped bands fit
+    outcome = _run(retrain_steps(labelled_store, reg, LearnOptions(shadow_messages=0)))
+    assert outcome.state == "active"
+    check = outcome.metrics["cascade"]
+    assert check["n"] == 12 and check["errors_cascade"] <= check["errors_full"] and check["kept"]
+    version_dir = reg.active_dir()
+    spec = json.loads((version_dir / "cascade.json").read_text())
+    assert spec["for_models"] == {"cheap": f"{outcome.version}-stage0", "full": outcome.version}
+    scorer = load_default_scorer(version_dir)
+    # The personal head with its own retrained stage 0 in front of it.
+    assert isinstance(scorer, Cascade)
+    assert [s.version for s in scorer.stages] == [f"{outcome.version}-stage0", outcome.version]
+    items = load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")[:20]
+    assert len(scorer.score([it.message for it in items])) == 20
+
+
+def _run(gen):  # type: ignore[no-untyped-def]
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

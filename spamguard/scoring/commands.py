@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "build_cascade",
+    "cascade_parts",
     "default_bands_path",
     "default_cheap_dir",
     "load_default_scorer",
@@ -31,10 +32,13 @@ REMOTE_WARNING = (
 )
 
 
+CASCADE_FILE = "cascade.json"
+
+
 def default_bands_path() -> Path:
     from spamguard_models import HERE
 
-    return Path(HERE) / "cascade.json"
+    return Path(HERE) / CASCADE_FILE
 
 
 def default_cheap_dir() -> Path:
@@ -44,6 +48,24 @@ def default_cheap_dir() -> Path:
     return Path(HERE) / "stage0"
 
 
+def cascade_parts(model_dir: Path, full_version: str) -> tuple[Path, dict[str, Any]] | None:
+    """(stage-0 model directory, bands spec) of a cascade fitted for the model in
+    ``model_dir``: its own (a personal version keeps one beside it, see
+    `spamguard.learning`) or the shipped one. None when no cascade fits that model."""
+    candidates = [(model_dir / "stage0", model_dir / CASCADE_FILE)]
+    candidates.append((default_cheap_dir(), default_bands_path()))
+    for cheap_dir, bands in candidates:
+        try:
+            spec = json.loads(bands.read_text("utf-8"))
+            cheap = json.loads((cheap_dir / "config.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        made_for = spec.get("for_models") or {}
+        if (made_for.get("cheap"), made_for.get("full")) == (cheap.get("version"), full_version):
+            return cheap_dir, spec
+    return None
+
+
 def load_default_scorer(
     model_dir: Path | None = None,
     *,
@@ -51,29 +73,25 @@ def load_default_scorer(
     encoder_kind: str | None = None,
     cascade: bool = True,
 ) -> Any:
-    """What scores mail by default: the cascade when its bands were fitted for these models.
+    """What scores mail by default: the cascade when its bands were fitted for this model.
 
-    The shipped bands (chosen on train-split cross-validation) fit the shipped default head
-    and stage 0; for any other head (a personal model retrained from the user's labels, a
-    model given with --model) the cascade's accuracy is unproven, so the full head scores
-    every message, as it does with ``cascade=False``.
+    The shipped bands (chosen on train-split cross-validation) fit the shipped default head;
+    a personal version carries its own when its cheap stage was retrained with it and passed
+    the check on the user's labels. For any other head the cascade's accuracy is unproven,
+    so the full head scores every message, as it does with ``cascade=False``.
     """
     from spamguard.scoring.cascade import Band, Cascade
     from spamguard.scoring.model import load_scorer
+    from spamguard.versions import active_model_dir
 
+    model_dir = Path(model_dir) if model_dir else active_model_dir()
     full = load_scorer(model_dir, encoder=encoder, encoder_kind=encoder_kind)  # type: ignore[arg-type]
-    bands_file = default_bands_path()
-    if not cascade or not bands_file.is_file():
+    parts = cascade_parts(model_dir, full.version) if cascade else None
+    if parts is None:
+        log.info("no cascade fits %s: the full head scores every message", full.version)
         return full
-    spec = json.loads(bands_file.read_text("utf-8"))
-    made_for = spec.get("for_models") or {}
-    if made_for.get("full") != full.version:
-        log.info("cascade off: its bands fit %s, not %s", made_for.get("full"), full.version)
-        return full
-    cheap = load_scorer(default_cheap_dir())
-    if made_for.get("cheap") != cheap.version:
-        log.info("cascade off: its bands fit %s, not %s", made_for.get("cheap"), cheap.version)
-        return full
+    cheap_dir, spec = parts
+    cheap = load_scorer(cheap_dir)
     return Cascade([cheap, full], [Band(**spec["bands"][0])], names=["stage0-cheap", "stage1-head"])
 
 
