@@ -28,7 +28,7 @@ from spamguard.training import (
     fit_labels_steps,
     recency_weights,
 )
-from spamguard.versions import ModelRegistry, VersionInfo
+from spamguard.versions import CASCADE_FILE, STAGE0_DIR, ModelRegistry, VersionInfo
 
 __all__ = [
     "LearnOptions",
@@ -335,12 +335,11 @@ def _cascade_check(
 def _save_cascade(
     version_dir: Path, cheap: _CheapFit, full_version: str, note: dict[str, Any]
 ) -> None:
-    from spamguard.scoring.commands import CASCADE_FILE
     from spamguard.scoring.model import save_model
 
     model = cheap.result.model
     model.version = f"{full_version}-stage0"
-    save_model(model, version_dir / "stage0")
+    save_model(model, version_dir / STAGE0_DIR)
     spec = {
         "for_models": {"cheap": model.version, "full": full_version},
         "bands": [note["band"]],

@@ -18,7 +18,9 @@ from typing import Any, Literal
 from spamguard.errors import ModelError
 
 __all__ = [
+    "CASCADE_FILE",
     "EXPORT_MANIFEST",
+    "STAGE0_DIR",
     "ModelRegistry",
     "VersionInfo",
     "VersionState",
@@ -30,6 +32,8 @@ VersionState = Literal["candidate", "shadow", "active", "retired", "rejected", "
 REGISTRY = "registry.json"
 EXPORT_MANIFEST = "spamguard-personal-model.json"
 EXPORT_FORMAT = 1
+STAGE0_DIR = "stage0"  # a version's own cascade stage 0 (see spamguard.learning)
+CASCADE_FILE = "cascade.json"
 _LOCK = threading.RLock()
 
 
@@ -276,12 +280,17 @@ class ModelRegistry:
             for path in sorted(src.iterdir()):
                 if path.is_file():
                     zf.write(path, f"model/{path.name}")
+            # The version's own cascade stage 0, when it has one (see spamguard.learning).
+            cheap = src / STAGE0_DIR
+            for path in sorted(cheap.iterdir()) if cheap.is_dir() else ():
+                if path.is_file():
+                    zf.write(path, f"model/{STAGE0_DIR}/{path.name}")
         os.replace(tmp, out)
         return out
 
     def import_file(self, path: Path, *, activate: bool = False) -> VersionInfo:
         """Add the model in an exported zip as a version; its files are checked on load."""
-        from spamguard.scoring.model import load_model
+        from spamguard.scoring.model import load_model, save_model
 
         try:
             zf = zipfile.ZipFile(path)
@@ -300,10 +309,16 @@ class ModelRegistry:
                 if name == EXPORT_MANIFEST:
                     continue
                 base = name.removeprefix("model/")
-                # Only flat file names: nothing can land outside the model directory.
+                sub = ""
+                if base.startswith(f"{STAGE0_DIR}/"):
+                    sub, base = STAGE0_DIR, base.removeprefix(f"{STAGE0_DIR}/")
+                # Only flat file names (in the model or its stage0/ folder): nothing can land
+                # outside the model directory.
                 if not name.startswith("model/") or "/" in base or base in ("", ".", ".."):
                     raise ModelError(f"{path} holds an unexpected entry {name!r}; refused")
-                (model_dir / base).write_bytes(zf.read(name))
+                target = model_dir / sub
+                target.mkdir(exist_ok=True)
+                (target / base).write_bytes(zf.read(name))
             model = load_model(model_dir)
             meta = manifest.get("version", {})
             if model.version in {v.version for v in self.versions()}:
@@ -314,6 +329,11 @@ class ModelRegistry:
                 metrics=dict(meta.get("metrics", {})),
                 reason=f"imported from {path.name}",
             )
+            # Its cascade comes along when it had one; each part is checked as it loads.
+            if (model_dir / STAGE0_DIR).is_dir() and (model_dir / CASCADE_FILE).is_file():
+                dest = self.version_dir(info.version)
+                save_model(load_model(model_dir / STAGE0_DIR), dest / STAGE0_DIR)
+                shutil.copyfile(model_dir / CASCADE_FILE, dest / CASCADE_FILE)
         if activate:
             info = self.promote(info.version, f"imported from {path.name}")
         return info

@@ -123,6 +123,12 @@ def test_a_personal_version_of_the_shipped_model_keeps_a_checked_cascade(
     assert [s.version for s in scorer.stages] == [f"{outcome.version}-stage0", outcome.version]
     items = load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")[:20]
     assert len(scorer.score([it.message for it in items])) == 20
+    # Exported and imported elsewhere, the version brings its cascade along.
+    exported = reg.export(outcome.version, tmp_path / "personal.zip")
+    other = ModelRegistry(tmp_path / "other-machine")
+    info = other.import_file(exported, activate=True)
+    moved = load_default_scorer(other.active_dir())
+    assert isinstance(moved, Cascade) and moved.stages[1].version == info.version
 
 
 def _run(gen):  # type: ignore[no-untyped-def]

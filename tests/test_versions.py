@@ -67,10 +67,13 @@ def test_export_import_round_trip(
     assert (a == b).all()
 
 
-def test_import_refuses_paths_outside_the_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "entry", ["model/../../evil.txt", "model/stage0/../../evil.txt", "model/stage0/sub/x.npz"]
+)
+def test_import_refuses_paths_outside_the_model(tmp_path: Path, entry: str) -> None:
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("spamguard-personal-model.json", '{"format": 1}')
-        zf.writestr("model/../../evil.txt", "x")
+        zf.writestr(entry, "x")
     with pytest.raises(ModelError, match="unexpected entry"):
         ModelRegistry(tmp_path / "r").import_file(bad)

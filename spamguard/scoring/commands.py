@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from spamguard.errors import ModelError
+from spamguard.versions import CASCADE_FILE, STAGE0_DIR
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,6 @@ REMOTE_WARNING = (
 )
 
 
-CASCADE_FILE = "cascade.json"
-
-
 def default_bands_path() -> Path:
     from spamguard_models import HERE
 
@@ -45,14 +43,14 @@ def default_cheap_dir() -> Path:
     """The shipped stage-0 head (the default head's blocks without the sentence encoder)."""
     from spamguard_models import HERE
 
-    return Path(HERE) / "stage0"
+    return Path(HERE) / STAGE0_DIR
 
 
 def cascade_parts(model_dir: Path, full_version: str) -> tuple[Path, dict[str, Any]] | None:
     """(stage-0 model directory, bands spec) of a cascade fitted for the model in
     ``model_dir``: its own (a personal version keeps one beside it, see
     `spamguard.learning`) or the shipped one. None when no cascade fits that model."""
-    candidates = [(model_dir / "stage0", model_dir / CASCADE_FILE)]
+    candidates = [(model_dir / STAGE0_DIR, model_dir / CASCADE_FILE)]
     candidates.append((default_cheap_dir(), default_bands_path()))
     for cheap_dir, bands in candidates:
         try:
