@@ -157,7 +157,8 @@ def retrain_steps(
     from spamguard.scoring.model import load_model
 
     started = time.perf_counter()
-    parent = load_model(registry.active_dir())
+    parent_dir = registry.active_dir()
+    parent = load_model(parent_dir)
     active = registry.active
     watermark = registry.get(active).label_watermark if active else 0
     labelled = labelled_rows(store)
@@ -171,14 +172,7 @@ def retrain_steps(
         min_share=options.warm.min_share,
     )
     yield Progress("features", 0, n)
-    design = design_for(
-        parent.featurizer,
-        _StoredMessages(store, labelled.hashes),
-        hashes=labelled.hashes,
-        headerless=options.warm.augment_headerless,
-        encoder=encoder,
-        cache=store,
-    )
+    design = _label_design(parent.featurizer, store, labelled, options, encoder=encoder)
     yield Progress("features", n, n)
     if cancel is not None and cancel.is_set():
         raise Cancelled("retraining was cancelled")
@@ -195,7 +189,7 @@ def retrain_steps(
     model = result.model
     y = result.y
     cheap = yield from _cheap_candidate(
-        registry.active_dir(), parent.version, store, labelled, y, weights, options, cancel
+        parent_dir, parent.version, store, labelled, y, weights, options, cancel
     )
     p_active = parent.head.calibrate(parent.head.decision_function(design[0]))
     new = np.asarray(ids) > watermark
@@ -275,6 +269,20 @@ class _CheapFit:
     spec: dict[str, Any]
 
 
+def _label_design(
+    featurizer: Any, store: Store, labelled: _Labelled, options: LearnOptions, encoder: Any = None
+) -> tuple[Any, Any]:
+    """The labelled messages' design rows for ``featurizer``, from the store's row cache."""
+    return design_for(
+        featurizer,
+        _StoredMessages(store, labelled.hashes),
+        hashes=labelled.hashes,
+        headerless=options.warm.augment_headerless,
+        encoder=encoder,
+        cache=store,
+    )
+
+
 def _cheap_candidate(
     parent_dir: Path,
     parent_version: str,
@@ -293,13 +301,7 @@ def _cheap_candidate(
         return None
     cheap_dir, spec = parts
     cheap_parent = load_model(cheap_dir)
-    design = design_for(
-        cheap_parent.featurizer,
-        _StoredMessages(store, labelled.hashes),
-        hashes=labelled.hashes,
-        headerless=options.warm.augment_headerless,
-        cache=store,
-    )
+    design = _label_design(cheap_parent.featurizer, store, labelled, options)
     result: WarmStart = yield from fit_labels_steps(
         cheap_parent,
         y,
