@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.header
 import email.utils
@@ -163,20 +164,30 @@ def parse_message(raw: bytes, *, max_parse_bytes: int = MAX_PARSE_BYTES) -> Mess
         defects.append(f"parser failed: {type(exc).__name__}")
         msg = email.message_from_bytes(b"\n\n" + body, policy=_POLICY)
 
+    # The body is read first: the charset its text turned out to be in is how mail clients
+    # read raw 8-bit header bytes too (a Big5 subject over a Big5 body), where a guess from
+    # a dozen header bytes alone is unreliable.
+    body_defects: list[str] = []
+    walker = _BodyWalker(body_defects)
+    walker.walk(msg)
+    hint = walker.charset
+
     items = msg.items()
     headers: list[tuple[str, str]] = []
     for name, value in items[:MAX_HEADERS]:
-        headers.append((_clean_text(str(name)), _decode_header(value, defects)))
+        headers.append((_clean_text(str(name)), _decode_header(value, defects, hint)))
     if len(items) > MAX_HEADERS:
         defects.append(f"more than {MAX_HEADERS} header lines")
+    defects.extend(body_defects)
     hmap = _HeaderMap(headers)
     # Address lists are split before names are decoded: an encoded name may hide a comma.
     raw_map = _HeaderMap(
-        [(_clean_text(str(name)), _clean_text(str(value))) for name, value in items[:MAX_HEADERS]]
+        [
+            (_clean_text(str(name)), _clean_text(str(value), hint))
+            for name, value in items[:MAX_HEADERS]
+        ]
     )
 
-    walker = _BodyWalker(defects)
-    walker.walk(msg)
     if rest:
         for match in _FILENAME_RE.finditer(rest):
             name = bytes(match.group(1)).decode("utf-8", "replace").strip()
@@ -242,8 +253,12 @@ def _looks_like_mail(raw: bytes) -> bool:
     return bool(_HEADER_LINE_RE.match(first))
 
 
-def _clean_text(text: str) -> str:
-    """Undo surrogate escapes from 8-bit bytes: UTF-8 where valid, else Latin-1."""
+def _clean_text(text: str, hint: str | None = None) -> str:
+    """Undo surrogate escapes from raw 8-bit header bytes.
+
+    UTF-8 where valid; else the body's charset (``hint``) if it reads them; else as
+    unlabelled bytes.
+    """
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -251,14 +266,21 @@ def _clean_text(text: str) -> str:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            text = data.decode("latin-1")
+            text = _decode_hinted(data, hint) if hint else _decode_unlabelled(data)[0]
     return text.replace("\x00", "")
 
 
-def _decode_header(value: object, defects: list[str]) -> str:
+def _decode_hinted(data: bytes, hint: str) -> str:
+    try:
+        return data.decode(hint)
+    except (UnicodeError, LookupError):
+        return _decode_unlabelled(data)[0]
+
+
+def _decode_header(value: object, defects: list[str], hint: str | None = None) -> str:
     if isinstance(value, email.header.Header):
         value = str(value)
-    raw = _clean_text(str(value))
+    raw = _clean_text(str(value), hint)
     if "=?" not in raw:
         return " ".join(raw.split())
     try:
@@ -298,34 +320,131 @@ def _unescape_plain(data: bytes) -> str:
     return _UNICODE_ESCAPE_RE.sub(char, data.decode("latin-1"))
 
 
+# Charset labels found in mail that Python does not know or decodes too strictly, mapped as
+# the WHATWG Encoding Standard maps them (what browsers and Thunderbird do): a label names
+# the superset mail software actually writes (GB2312 mail is GBK, Shift_JIS is Windows-31J).
+_CHARSET_ALIASES = {
+    "chinesebig5": "big5",
+    "x-x-big5": "big5",
+    "big5-hkscs": "big5hkscs",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cn-gb": "gb18030",
+    "euc-cn": "gb18030",
+    "x-euc-cn": "gb18030",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "ms_kanji": "cp932",
+    "windows-31j": "cp932",
+    "x-euc-jp": "euc_jp",
+    "euc-kr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "ks_c_5601": "cp949",
+    "tis-620": "cp874",
+    "iso-8859-11": "cp874",
+    "windows-874": "cp874",
+    "iso-8859-9": "cp1254",
+    "x-mac-roman": "mac_roman",
+    "macintosh": "mac_roman",
+    "iso-8859-8-i": "iso8859_8",
+    "unicode-1-1-utf-7": "utf-7",
+    "utf8": "utf-8",
+}
+# Labels that say "Western" or nothing at all. Their 8-bit bytes are read as Windows-1252
+# (curly quotes and dashes, not C1 control codes), as every browser reads ISO-8859-1.
+_WESTERN_LABELS = frozenset(
+    {"", "us-ascii", "ascii", "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1"}
+    | {"l1", "windows-1252", "cp1252", "x-ansi", "unknown-8bit", "x-unknown", "unknown"}
+    | {"8bit", "default", "x-user-defined"}
+)
+# Western text has a few 8-bit bytes in a hundred (accents); text in another script that
+# arrives unlabelled or labelled Western (Chinese, Japanese, Thai, Cyrillic spam) is mostly
+# 8-bit. Past this share the encoding is guessed from the bytes instead.
+_FOREIGN_8BIT_SHARE = 0.3
+_DETECT_SAMPLE = 8192
+_ASCII = bytes(range(0x80))
+_ASCII_SPACE_AND_CONTROLS = bytes(range(0x21))
+
+
 def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
-    cs = (charset or "").strip().lower()
-    if cs in (
-        "",
-        "us-ascii",
-        "ascii",
-        "unknown-8bit",
-        "x-unknown",
-        "unknown",
-        "8bit",
-        "default",
-        "x-user-defined",
-    ):
-        # Undeclared or wrongly declared 8-bit text is UTF-8 today, Latin-1 in older mail.
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return data.decode("latin-1")
+    return _decode_text(data, charset, defects)[0]
+
+
+def _decode_text(data: bytes, charset: str | None, defects: list[str]) -> tuple[str, str]:
+    """Text of ``data`` and the codec that read it, given the declared ``charset``."""
+    cs = (charset or "").strip().strip("\"'").lower()
+    cs = _CHARSET_ALIASES.get(cs, cs)
+    if cs in _WESTERN_LABELS:
+        return _decode_unlabelled(data)
     try:
-        return data.decode(cs, "replace")
+        text = data.decode(cs, "replace")
     except LookupError:
         defects.append(f"unknown charset {cs[:40]!r}")
+        return _decode_unlabelled(data)
     except Exception:
         defects.append(f"charset {cs[:40]!r} failed")
+        return _decode_unlabelled(data)
+    bad = text.count("\ufffd")
+    if bad > 8 and bad * 50 > len(text):
+        # Mostly unreadable under its label (Latin-1 bytes labelled UTF-8, Shift_JIS
+        # labelled EUC-JP): the label is wrong, so read the bytes as if unlabelled.
+        return _decode_unlabelled(data)
+    return text, cs
+
+
+def _decode_unlabelled(data: bytes) -> tuple[str, str]:
+    """8-bit bytes without a usable label: UTF-8 if valid, else Windows-1252 or a guess.
+
+    Undeclared 8-bit text is UTF-8 today and Windows-1252 in older mail. Text in another
+    script is mostly 8-bit bytes; only then is the charset guessed from the bytes (a guess
+    on a few accented letters is worse than Windows-1252).
+    """
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        pass
+    sample = data[:_DETECT_SAMPLE]
+    letters = len(sample.translate(None, _ASCII_SPACE_AND_CONTROLS))
+    high = len(sample.translate(None, _ASCII))
+    if letters and high / letters > _FOREIGN_8BIT_SHARE:
+        guessed = _detect_charset(sample)
+        if guessed:
+            try:
+                return data.decode(guessed, "replace"), guessed
+            except Exception:  # a codec that cannot decode incrementally (rare)
+                pass
+    return data.decode("cp1252", "replace"), "cp1252"
+
+
+def _detect_charset(data: bytes) -> str | None:
+    """The charset ``charset_normalizer`` reads the bytes best with, or None.
+
+    One correction: Shift_JIS bytes also decode as Korean CP949, into syllables from its
+    extension block that real Korean mail (EUC-KR, CP949's core) practically never uses.
+    A CP949 guess that EUC-KR cannot read yields to the next candidate.
+    """
+    try:
+        from charset_normalizer import from_bytes
+
+        for match in from_bytes(data):
+            if match.encoding == "cp949" and not _decodes(data, "euc_kr"):
+                continue
+            return str(match.encoding)
+    except Exception:  # a guess is optional; the caller falls back to Windows-1252
+        return None
+    return None
+
+
+def _decodes(data: bytes, codec: str) -> bool:
+    """True when ``data`` reads as ``codec`` (a character cut at the end is allowed)."""
+    try:
+        codecs.getincrementaldecoder(codec)().decode(data, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _parse_address(value: str, defects: list[str]) -> tuple[str, str]:
@@ -378,6 +497,8 @@ class _BodyWalker:
         self.plain_chars = 0
         self.html_chars = 0
         self.text_truncated = False
+        # The first charset that read 8-bit text in a text part: the hint for raw headers.
+        self.charset: str | None = None
         self._kept = 0
 
     def walk(self, msg: EmailMessage) -> None:
@@ -423,7 +544,9 @@ class _BodyWalker:
         if charset is None:
             param = part.get_param("charset")
             charset = param if isinstance(param, str) else None
-        text = _decode_bytes(payload, charset, self.defects)
+        text, codec = _decode_text(payload, charset, self.defects)
+        if self.charset is None and not payload.isascii():
+            self.charset = codec
         if ctype == "text/html" or (ctype.startswith("text/") and _looks_like_html(text)):
             converted, hrefs = html_to_text(text)
             self.html_chars += len(text)

@@ -286,6 +286,52 @@ def test_unknown_body_charset_falls_back_and_records_defect() -> None:
     assert any("x-unheard-of-8" in d for d in msg.defects)
 
 
+CHINESE = "純商業辦公室出租，交通便利，歡迎來電洽詢。我們提供最優惠的價格與最好的服務。" * 3
+JAPANESE = (
+    "ももがはじけてぶどうがゆれる。ご注文はお早めにお願いいたします。営業時間は未定です。" * 3
+)
+THAI = "เตรียมตัวกับการเปลี่ยนแปลงครั้งใหญ่ พบกับรูปแบบของงานแห่งอนาคต สำหรับคุณ" * 3
+
+
+@pytest.mark.parametrize(
+    ("text", "codec", "label"),
+    [
+        (CHINESE, "big5", None),  # unlabelled
+        (CHINESE, "big5", "iso-8859-1"),  # labelled Western
+        (CHINESE, "big5", "chinesebig5"),  # a label Python does not know
+        (CHINESE, "gb18030", "gb2312"),
+        (JAPANESE, "cp932", None),
+        (JAPANESE, "cp932", "euc-jp"),  # labelled wrong: mostly unreadable under its label
+        (THAI, "cp874", "us-ascii"),
+    ],
+)
+def test_text_in_another_script_is_read_even_when_labelled_wrong(
+    text: str, codec: str, label: str | None
+) -> None:
+    subject = text[:12]
+    ctype = b"text/plain" + (b"; charset=" + label.encode() if label else b"")
+    raw = (
+        b"From: a@example.com\nSubject: " + subject.encode(codec) + b"\n"
+        b"MIME-Version: 1.0\nContent-Type: " + ctype + b"\n"
+        b"Content-Transfer-Encoding: 8bit\n\n" + text.encode(codec) + b"\n"
+    )
+    msg = parse_message(raw)
+    assert msg.text.strip() == text
+    # Raw 8-bit subject bytes are read with the body's charset, as mail clients do.
+    assert msg.subject == subject
+    assert msg.defects == ()
+
+
+@pytest.mark.parametrize("label", [None, "iso-8859-1", "us-ascii", "utf-8"])
+def test_western_8bit_text_reads_as_windows_1252(label: str | None) -> None:
+    text = "Coach’Invest – résumé of the café “deals”, naïve façade " * 4
+    ctype = b"text/plain" + (b"; charset=" + label.encode() if label else b"")
+    raw = b"Subject: x\nContent-Type: " + ctype + b"\n\n" + text.encode("cp1252") + b"\n"
+    msg = parse_message(raw)
+    # Curly quotes and dashes, not C1 control codes, and no guess at an exotic charset.
+    assert msg.text.strip() == text.strip()
+
+
 def test_header_lookup_is_case_insensitive_and_ordered() -> None:
     msg = load("auth_results.eml")
     assert msg.header("MESSAGE-id") == "<stmt-202503@example-bank.com>"
