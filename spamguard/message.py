@@ -295,6 +295,9 @@ def _decode_header(value: object, defects: list[str], hint: str | None = None) -
             (_unescape_plain(chunk) if isinstance(chunk, bytes) and not charset else chunk, charset)
             for chunk, charset in parts
         ]
+    # Encoded words go through the same charset aliases as bodies; one labelled Latin-1
+    # holds Windows-1252 quotes and (TM) signs as often as a body does.
+    parts = [(chunk, _encoded_word_codec(charset)) for chunk, charset in parts]
     try:
         # make_header restores the spaces decode_header drops between encoded words and text.
         return " ".join(str(email.header.make_header(parts)).split())
@@ -305,6 +308,14 @@ def _decode_header(value: object, defects: list[str], hint: str | None = None) -
         for chunk, charset in parts
     ]
     return " ".join("".join(out).split())
+
+
+def _encoded_word_codec(charset: str | None) -> str | None:
+    if not charset:
+        return charset
+    cs = charset.strip().lower()
+    cs = _CHARSET_ALIASES.get(cs, cs)
+    return "cp1252" if cs in _WESTERN_LABELS else cs
 
 
 _UNICODE_ESCAPE_RE = re.compile(r"\\u[0-9a-fA-F]{4}|\\U000[0-9a-fA-F]{5}|\\U0010[0-9a-fA-F]{4}")

@@ -739,3 +739,30 @@ def test_attachment_and_auth_values_are_frozen() -> None:
         att.size = 4  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         AuthSummary().spf = "pass"  # type: ignore[misc]
+
+
+@pytest.mark.corpus
+def test_corpus_text_has_no_wrong_charset_control_codes() -> None:
+    """Every message of the shared corpus reads without C1 control codes (U+0080-U+009F).
+
+    Those appear only when 8-bit bytes are read in the wrong charset: Big5, Shift_JIS or
+    Thai spam sent unlabelled or labelled Latin-1, Windows-1252 quotes labelled ISO-8859-1.
+    """
+    import re
+
+    from tests.conftest import shared_corpus_dir
+
+    corpus = shared_corpus_dir()
+    if corpus is None:
+        pytest.skip(
+            "shared SpamAssassin corpus not fetched (run shared/corpora/fetch-spamassassin)"
+        )
+    c1 = re.compile("[\x80-\x9f]")
+    paths = [p for p in sorted(corpus.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    assert len(paths) > 5000
+    garbled = []
+    for path in paths:
+        msg = parse_message(path.read_bytes())
+        if c1.search(msg.subject) or len(c1.findall(msg.text)) > 3:
+            garbled.append(str(path.relative_to(corpus)))
+    assert garbled == []
