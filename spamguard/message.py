@@ -313,8 +313,7 @@ def _decode_header(value: object, defects: list[str], hint: str | None = None) -
 def _encoded_word_codec(charset: str | None) -> str | None:
     if not charset:
         return charset
-    cs = charset.strip().lower()
-    cs = _CHARSET_ALIASES.get(cs, cs)
+    cs = _charset_label(charset)
     return "cp1252" if cs in _WESTERN_LABELS else cs
 
 
@@ -380,14 +379,19 @@ _ASCII = bytes(range(0x80))
 _ASCII_SPACE_AND_CONTROLS = bytes(range(0x21))
 
 
+def _charset_label(charset: str | None) -> str:
+    """A declared charset, normalised and through the aliases ('' when none)."""
+    cs = (charset or "").strip().strip("\"'").lower()
+    return _CHARSET_ALIASES.get(cs, cs)
+
+
 def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
     return _decode_text(data, charset, defects)[0]
 
 
 def _decode_text(data: bytes, charset: str | None, defects: list[str]) -> tuple[str, str]:
     """Text of ``data`` and the codec that read it, given the declared ``charset``."""
-    cs = (charset or "").strip().strip("\"'").lower()
-    cs = _CHARSET_ALIASES.get(cs, cs)
+    cs = _charset_label(charset)
     if cs in _WESTERN_LABELS:
         return _decode_unlabelled(data)
     try:
@@ -425,7 +429,7 @@ def _decode_unlabelled(data: bytes) -> tuple[str, str]:
         if guessed:
             try:
                 return data.decode(guessed, "replace"), guessed
-            except Exception:  # a codec that cannot decode incrementally (rare)
+            except LookupError:  # a guessed name this Python has no codec for
                 pass
     return data.decode("cp1252", "replace"), "cp1252"
 
