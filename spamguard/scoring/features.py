@@ -147,8 +147,37 @@ class FeatureConfig:
         return cls(**{k: int(v) for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+# Scripts written without spaces between words (Han, kana, Hangul, Thai): a run of them is
+# one "word" to the pattern above, a sentence that never recurs. Such runs are split into
+# overlapping character pairs, as CJK search engines index them, so that words recur.
+_UNSPACED_RUN_RE = re.compile(
+    "[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]+"
+)
+
+
 def _words(text: str) -> list[str]:
-    return [_DIGITS_RE.sub("0", w) if len(w) > 12 else w for w in _WORD_RE.findall(text.lower())]
+    words = []
+    for w in _WORD_RE.findall(text.lower()):
+        if not w.isascii() and _UNSPACED_RUN_RE.search(w):
+            words.extend(_split_unspaced(w))
+        else:
+            words.append(_DIGITS_RE.sub("0", w) if len(w) > 12 else w)
+    return words
+
+
+def _split_unspaced(word: str) -> list[str]:
+    """Character pairs of each unspaced-script run; the rest of the word kept as words."""
+    out: list[str] = []
+    pos = 0
+    for run in _UNSPACED_RUN_RE.finditer(word):
+        if run.start() > pos:
+            out.append(word[pos : run.start()])
+        chars = run.group()
+        out.extend([chars] if len(chars) == 1 else [a + b for a, b in itertools.pairwise(chars)])
+        pos = run.end()
+    if pos < len(word):
+        out.append(word[pos:])
+    return out
 
 
 def word_terms(msg: Message, cfg: FeatureConfig) -> list[str]:

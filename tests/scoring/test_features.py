@@ -73,3 +73,17 @@ def test_non_ascii_survives_the_headerless_round_trip() -> None:
     msg = parse_message(raw.encode("utf-8"))
     again = parse_message(headerless_bytes(msg))
     assert again.subject == "Grüße aus Köln" and "Schöne" in again.text
+
+
+def test_unspaced_scripts_become_recurring_character_pairs() -> None:
+    # Two Chinese offers that share the word 免费 ("free") but no whole sentence.
+    first = parse_message("Subject: 免费试用\n\n今天免费领取礼品 visit now\n".encode())
+    second = parse_message("Subject: 特价\n\n会员免费送货到家\n".encode())
+    cfg = FeatureConfig()
+    a, b = set(word_terms(first, cfg)), set(word_terms(second, cfg))
+    assert "w:免费" in a and "w:免费" in b
+    assert "s:免费" in a and "s:试用" in a
+    assert "w:visit" in a and "b:visit now" in a
+    # Words in spaced scripts are untouched; a word mixing scripts keeps its Latin part.
+    mixed = word_terms(parse_message("Subject: x\n\nGrüße ok版本2\n".encode()), cfg)
+    assert "w:grüße" in mixed and "w:ok" in mixed and "w:版本" in mixed and "w:2" in mixed
