@@ -185,6 +185,8 @@ def nested_scores(
 CANDIDATES: dict[str, tuple[list[int], bool, bool]] = {
     "current head (C=100, e=0.5)": ([0], False, False),
     "head + NB stacker": ([0, 1], False, False),
+    "head + Robinson stacker": ([0, 2], False, False),
+    "head + Robinson + sender stacker": ([0, 2], True, False),
     "head + NB + Robinson stacker": ([0, 1, 2], False, False),
     "head + NB + sender stacker": ([0, 1], True, False),
     "head + NB + Robinson + sender stacker": ([0, 1, 2], True, False),
