@@ -111,10 +111,13 @@ def test_a_personal_version_of_the_shipped_model_keeps_a_checked_cascade(
     reg.register_dir(default_model_dir(), activate=True)
     assert isinstance(load_default_scorer(reg.active_dir()), Cascade)  # the shipped bands fit
     outcome = _run(retrain_steps(labelled_store, reg, LearnOptions(shadow_messages=0)))
-    assert outcome.state == "active"
+    # Whether the candidate is promoted is the held-back check's business (with the shipped
+    # default-2 it errs once more than the active model on these 12 labels and is kept as
+    # rejected); the cascade is checked and kept beside the version either way.
+    assert outcome.state in ("active", "rejected"), outcome
     check = outcome.metrics["cascade"]
     assert check["n"] == 12 and check["errors_cascade"] <= check["errors_full"] and check["kept"]
-    version_dir = reg.active_dir()
+    version_dir = reg.version_dir(outcome.version)
     spec = json.loads((version_dir / "cascade.json").read_text())
     assert spec["for_models"] == {"cheap": f"{outcome.version}-stage0", "full": outcome.version}
     scorer = load_default_scorer(version_dir)
