@@ -30,6 +30,13 @@ VARIANTS: dict[str, dict[str, float]] = {
     "− headers": {"words": 1, "chars": 1, "hand": 1},
     "− chars": {"words": 1, "headers": 1, "hand": 1},
     "− hand": {"words": 1, "headers": 1, "chars": 1},
+    "+ embedding 0.5 (the shipped blocks)": {
+        "words": 1,
+        "headers": 1,
+        "chars": 1,
+        "hand": 1,
+        "embedding": 0.5,
+    },
     "+ embedding": {"words": 1, "headers": 1, "chars": 1, "hand": 1, "embedding": 1},
     "embedding only": {"embedding": 1},
 }
