@@ -116,7 +116,8 @@ def fit_scorer(
 ) -> Scorer:
     """Head, NB and Robinson fitted on ``rows`` and their header-less copies.
 
-    The returned function maps (design rows, token rows) to columns [head, nb, robinson].
+    The returned function maps (design rows, token rows) to columns [head, nb, robinson,
+    robinson mean over all terms, nb mean over all terms].
     """
     from sklearn.naive_bayes import MultinomialNB
 
@@ -126,13 +127,18 @@ def fit_scorer(
     nb = MultinomialNB(alpha=NB_ALPHA).fit(tokens, ya)
     rob = robinson_fit(tokens, ya)
 
+    lr = nb.feature_log_prob_[1] - nb.feature_log_prob_[0]
+
     def score(Xm: sparse.csr_matrix, Tm: sparse.csr_matrix) -> np.ndarray:
         jll = nb.predict_joint_log_proba(Tm)
+        n_terms = np.maximum(np.asarray(Tm.sum(axis=1)).ravel(), 1.0)
         return np.column_stack(
             [
                 head.decision_function(Xm),
                 (jll[:, 1] - jll[:, 0]) / NB_SCALE,
                 robinson_score(rob, Tm),
+                (Tm @ rob[0]) / n_terms,  # Robinson log-odds averaged over all terms
+                (Tm @ lr) / n_terms,  # NB log-ratio averaged over all terms (the product's)
             ]
         )
 
@@ -156,8 +162,8 @@ def nested_scores(
     for k, (train_idx, held_idx) in enumerate(outer.split(np.zeros(n), y)):
         started = time.perf_counter()
         score = fit_scorer(train_idx, y, X, XH, T, TH)
-        inner = np.zeros((len(train_idx), 3))
-        inner_h = np.zeros((len(train_idx), 3))
+        inner = np.zeros((len(train_idx), 5))
+        inner_h = np.zeros((len(train_idx), 5))
         inner_folds = StratifiedKFold(5, shuffle=True, random_state=seed + 1)
         for fit_rows, pred_rows in inner_folds.split(np.zeros(len(train_idx)), y[train_idx]):
             rows = train_idx[pred_rows]
@@ -179,7 +185,8 @@ def nested_scores(
     return folds
 
 
-# Candidates: which score columns (0 head, 1 nb, 2 robinson), whether the sender features
+# Candidates: which score columns (0 head, 1 nb, 2 robinson, 3 robinson mean over all terms,
+# 4 nb mean: what spamguard.training ships as the "tokens" block), whether the sender features
 # enter the stacker, and whether the scores of the message's header-less copy do too (for a
 # header-less copy, its own scores again). "current" is the head's own out-of-fold log-odds.
 CANDIDATES: dict[str, tuple[list[int], bool, bool]] = {
@@ -187,6 +194,8 @@ CANDIDATES: dict[str, tuple[list[int], bool, bool]] = {
     "head + NB stacker": ([0, 1], False, False),
     "head + Robinson stacker": ([0, 2], False, False),
     "head + Robinson + sender stacker": ([0, 2], True, False),
+    "head + Robinson-mean + sender stacker": ([0, 3], True, False),
+    "head + NB-mean + sender stacker (tokens + sender blocks)": ([0, 4], True, False),
     "head + NB + Robinson stacker": ([0, 1, 2], False, False),
     "head + NB + sender stacker": ([0, 1], True, False),
     "head + NB + Robinson + sender stacker": ([0, 1, 2], True, False),

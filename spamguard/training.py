@@ -230,28 +230,31 @@ def _fit_plain(
 
 # -- the stacked head: logistic regression + token naive Bayes + sender signals ------------------
 #
-# Cross-validation on the train half (benchmarks/cv_search.py) found a multinomial naive Bayes
-# over the binary word and header terms complementary to the logistic head (AUC 0.99932 ->
-# 0.99958, recall at 0.1% FPR 0.887 -> 0.944, mean of three seeds), and six sender/link
-# signals useful next to the two scores (ham at p >= 0.90: 4.7 -> 3.3). A logistic stacker
-# over [head log-odds, NB log-ratio / 100, sender signals], fitted on out-of-fold scores,
-# combines them and is the calibration. Every part is linear in the design matrix, so the
-# stacked model is again one weight vector: the head's weights times the stacker's head
-# weight, the NB log-ratios (tokens block) times its NB weight, the sender weights. Scoring,
-# explanations and warm-start retraining treat it like any head.
+# Cross-validation on the train half (benchmarks/cv_search.py, three seeds) found a
+# multinomial naive Bayes over the binary word and header terms complementary to the
+# logistic head, and six sender/link signals useful next to the two scores. The naive Bayes
+# score is the MEAN log-ratio of the message's distinct terms, not their sum: summed, a long
+# message of ordinary words reaches log-odds of -20 and outvotes everything else (that sank
+# the first stacked candidate on held-out mail); averaged, it is bounded by the strongest
+# single term. A logistic stacker over [head log-odds, mean NB log-ratio, sender signals],
+# fitted on out-of-fold scores, combines them and is the calibration. Every part is linear in
+# the design matrix (the tokens block holds presence / number of terms), so the stacked model
+# is again one weight vector: the head's weights times the stacker's head weight, the NB
+# log-ratios (tokens block) times its NB weight, the sender weights. Scoring, explanations
+# and warm-start retraining treat it like any head.
 
 NB_ALPHA = 0.01
-NB_SCALE = 100.0
 STACKER_C = 1.0
 
 
-def _nb_fit(T: Any, y: np.ndarray, sample_weight: np.ndarray) -> tuple[np.ndarray, float]:
-    """(per-column log-ratio log P(term|spam) - log P(term|ham), prior log-ratio)."""
+def _nb_fit(T: Any, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
+    """Per-column log-ratio log P(term|spam) - log P(term|ham), from term presence."""
     from sklearn.naive_bayes import MultinomialNB
 
-    nb = MultinomialNB(alpha=NB_ALPHA).fit(T, y.astype(int), sample_weight=sample_weight)
-    lr = nb.feature_log_prob_[1] - nb.feature_log_prob_[0]
-    return np.asarray(lr, dtype=np.float64), float(nb.class_log_prior_[1] - nb.class_log_prior_[0])
+    present = T.copy()
+    present.data[:] = 1.0
+    nb = MultinomialNB(alpha=NB_ALPHA).fit(present, y.astype(int), sample_weight=sample_weight)
+    return np.asarray(nb.feature_log_prob_[1] - nb.feature_log_prob_[0], dtype=np.float64)
 
 
 def _fit_stacked(
@@ -267,7 +270,7 @@ def _fit_stacked(
     s_lo, s_hi = offsets.get("sender", (t_hi, t_hi))
     stacked_cols = np.r_[t_lo:t_hi, s_lo:s_hi]
     base_cols = np.setdiff1d(np.arange(featurizer.n_columns), stacked_cols)
-    tok_cols = np.arange(t_lo, t_hi - 1)  # presence of each term, not their count
+    tok_cols = np.arange(t_lo, t_hi)
 
     def parts(M: Any) -> tuple[Any, Any, np.ndarray]:
         M = M.tocsc()
@@ -293,25 +296,27 @@ def _fit_stacked(
             np.concatenate([sw[rows], sw[rows]]),
         )
 
-    def fit(rows: np.ndarray) -> tuple[LogisticHead, np.ndarray, float]:
+    def fit(rows: np.ndarray) -> tuple[LogisticHead, np.ndarray]:
         Ba, Ta, ya, wa = stack(rows)
         head = LogisticHead(C=options.C).fit(Ba, ya, sample_weight=wa)
-        lr, prior = _nb_fit(Ta, ya, wa)
-        return head, lr, prior
+        return head, _nb_fit(Ta, ya, wa)
 
-    def nb_score(Tm: Any, lr: np.ndarray, prior: float) -> np.ndarray:
-        return np.asarray(Tm @ lr + prior, dtype=np.float64) / NB_SCALE
+    t_weight = featurizer.weights["tokens"]
+
+    def nb_score(Tm: Any, lr: np.ndarray) -> np.ndarray:
+        # The tokens block is presence / number of terms (times its weight): a mean.
+        return np.asarray(Tm @ lr, dtype=np.float64) / t_weight
 
     oof = np.zeros((n, 2))
     oof_h = np.zeros((n, 2))
     folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
     for k, (train_idx, held_idx) in enumerate(folds.split(np.zeros(n), y)):
-        head, lr, prior = fit(train_idx)
+        head, lr = fit(train_idx)
         oof[held_idx, 0] = head.decision_function(B[held_idx])
-        oof[held_idx, 1] = nb_score(T[held_idx], lr, prior)
+        oof[held_idx, 1] = nb_score(T[held_idx], lr)
         if BH is not None:
             oof_h[held_idx, 0] = head.decision_function(BH[held_idx])
-            oof_h[held_idx, 1] = nb_score(TH[held_idx], lr, prior)
+            oof_h[held_idx, 1] = nb_score(TH[held_idx], lr)
         yield Progress("cross-validation", k + 1, options.folds)
 
     Z = np.column_stack([oof, S])
@@ -327,22 +332,22 @@ def _fit_stacked(
     b = float(stacker.intercept_[0])
 
     yield Progress("final fit", 0, 1)
-    head, lr, prior = fit(np.arange(n))
-    # Terms no training message had share one log-ratio; it is carried by the count column,
-    # so the weights of unseen columns stay exactly 0 (sparse on disk, untouched by warm starts).
+    head, lr = fit(np.arange(n))
+    # Terms no training message had share one log-ratio u. Since the presences of a message
+    # sum to one, mean(lr) = sum(presence * (lr - u)) + u: unseen columns keep weight exactly
+    # 0 (sparse on disk, untouched by warm starts) and u joins the intercept.
     seen = np.asarray(abs(T).sum(axis=0)).ravel() > 0
     if BH is not None:
         seen |= np.asarray(abs(TH).sum(axis=0)).ravel() > 0
     unseen_lr = float(lr[~seen][0]) if (~seen).any() else 0.0
     coef = np.zeros(featurizer.n_columns)
     coef[base_cols] = w_head * head.coef_
-    coef[tok_cols] = np.where(seen, w_nb / NB_SCALE * (lr - unseen_lr), 0.0)
-    coef[t_hi - 1] = w_nb / NB_SCALE * unseen_lr
+    coef[tok_cols] = np.where(seen, w_nb / t_weight * (lr - unseen_lr), 0.0)
     coef[s_lo:s_hi] = w_sender / featurizer.weights.get("sender", 1.0)
     final = LogisticHead(
         C=options.C,
         coef_=coef,
-        intercept_=w_head * head.intercept_ + w_nb / NB_SCALE * prior + b,
+        intercept_=w_head * head.intercept_ + w_nb * unseen_lr + b,
         platt_=(1.0, 0.0),  # the stacker's output is the calibrated probability
     )
     priors_used = _apply_priors(final, featurizer, X, dict(options.priors), 1.0)
@@ -355,7 +360,7 @@ def _fit_stacked(
         "method": "logistic stacker over out-of-fold scores",
         "C": STACKER_C,
         "nb_alpha": NB_ALPHA,
-        "nb_scale": NB_SCALE,
+        "nb_score": "mean log-ratio of the message's distinct word and header terms",
         "weights": {
             "head": w_head,
             "nb": w_nb,

@@ -148,31 +148,43 @@ def test_stacked_head_is_one_linear_model_equal_to_its_stacker(
     from sklearn.naive_bayes import MultinomialNB
 
     from spamguard.scoring.model import save_model
-    from spamguard.training import NB_ALPHA, NB_SCALE
+    from spamguard.training import NB_ALPHA
 
     model = stacked_model
     st = model.training["stacker"]  # type: ignore[attr-defined]
     featurizer = model.featurizer  # type: ignore[attr-defined]
     head = model.head  # type: ignore[attr-defined]
     assert head.platt_ == (1.0, 0.0)  # the stacker is the calibration
-    # Recompute the naive Bayes log-ratio of the test messages from the training data alone
-    # and check that the tokens block of the one weight vector carries w_nb * NB / 100.
+    # Recompute the naive Bayes log-ratios from the training data alone and check that the
+    # tokens block of the one weight vector carries w_nb * (mean log-ratio of the message's
+    # terms - the log-ratio of a term never seen), the latter being in the intercept.
     train_items = load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")
     from spamguard.training import _headerless
 
     msgs = [it.message for it in train_items]
     y = np.asarray([it.is_spam for it in train_items])
     lo, hi = featurizer.offsets()["tokens"]
-    T = featurizer.transform(msgs)[:, lo : hi - 1]
-    TH = featurizer.transform(_headerless(msgs))[:, lo : hi - 1]
     from scipy import sparse
 
-    nb = MultinomialNB(alpha=NB_ALPHA).fit(sparse.vstack([T, TH]), np.r_[y, y].astype(int))
-    Xt = featurizer.transform([it.message for it in test_half])
-    jll = nb.predict_joint_log_proba(Xt[:, lo : hi - 1])
+    T = sparse.vstack(
+        [featurizer.transform(msgs)[:, lo:hi], featurizer.transform(_headerless(msgs))[:, lo:hi]]
+    ).tocsr()
+    present = T.copy()
+    present.data[:] = 1.0
+    nb = MultinomialNB(alpha=NB_ALPHA).fit(present, np.r_[y, y].astype(int))
+    lr = nb.feature_log_prob_[1] - nb.feature_log_prob_[0]
+    unseen = lr[np.asarray(present.sum(axis=0)).ravel() == 0][0]
+    test_msgs = [it.message for it in test_half]
+    Xt = featurizer.transform(test_msgs)
     nb_part = Xt[:, lo:hi] @ head.coef_[lo:hi]
-    prior = nb.class_log_prior_[1] - nb.class_log_prior_[0]
-    expected = st["weights"]["nb"] / NB_SCALE * (jll[:, 1] - jll[:, 0] - prior)
+    # The block is a mean: each message's terms share the block weight equally.
+    block = Xt[:, lo:hi].tocsr()
+    for i in range(block.shape[0]):
+        values = block.data[block.indptr[i] : block.indptr[i + 1]]
+        assert len(values) > 0
+        assert values == pytest.approx(featurizer.weights["tokens"] / len(values))
+    mean_lr = np.asarray(block @ lr).ravel() / featurizer.weights["tokens"]
+    expected = st["weights"]["nb"] * (mean_lr - unseen)
     assert nb_part == pytest.approx(expected, rel=1e-6, abs=1e-9)
     # Saved and loaded, it scores like any head, and explains a term once.
     loaded = load_model(save_model(model, tmp_path / "stacked"))  # type: ignore[arg-type]

@@ -95,8 +95,9 @@ class Featurizer:
         sizes = {
             "hand": len(HAND_FEATURES),
             "embedding": EMBEDDING_DIM,
-            # Presence of each hashed word term, then each header term, then their count.
-            "tokens": 2 * self.config.n_features + 1,
+            # Presence of each hashed word term, then each header term, each divided by the
+            # number of terms present: the naive-Bayes weights on it average, not add up.
+            "tokens": 2 * self.config.n_features,
             "sender": len(SENDER_FEATURES),
         }
         return {b: sizes.get(b, self.config.n_features) for b in self.blocks}
@@ -137,9 +138,9 @@ class Featurizer:
             elif block == "tokens":
                 present = sparse.hstack([hashed("words"), hashed("headers")], format="csr")
                 present = present.astype(np.float64)
-                present.data[:] = 1.0
-                n_terms = np.diff(present.indptr).astype(np.float64).reshape(n, 1)
-                parts.append(sparse.hstack([present, n_terms], format="csr") * weight)
+                n_terms = np.maximum(np.diff(present.indptr), 1).astype(np.float64)
+                present.data = np.repeat(weight / n_terms, np.diff(present.indptr))
+                parts.append(present)
                 continue
             elif block == "sender":
                 parts.append(sparse.csr_matrix(sender_matrix(messages) * weight))

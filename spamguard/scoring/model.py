@@ -375,8 +375,7 @@ def _fold_tokens(
     cols: np.ndarray, pushed: np.ndarray, offsets: dict[str, tuple[int, int]], n_features: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Add each term's naive-Bayes push (tokens block) to the same term's column in the
-    words or headers block, so a term is explained once with its whole weight. The count of
-    terms (the block's last column) stays as it is and is shown as a total."""
+    words or headers block, so a term is explained once with its whole weight."""
     t0, _ = offsets["tokens"]
     targets = cols.copy()
     for i, block in enumerate(("words", "headers")):
@@ -395,7 +394,6 @@ _SUMMED_BLOCKS = {
     # Short: the app shows these beside a bar in a narrow pane.
     "embedding": "overall meaning of the opening",
     "chars": "letter patterns, all together",
-    "tokens": "number of different words",
 }
 
 # Presence of a header nearly every message has: it carries weight (much like the
