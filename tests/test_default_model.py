@@ -53,35 +53,23 @@ def headerless() -> dict[str, Any]:
 
 def test_ranking_beats_every_peer(full: dict[str, Any]) -> None:
     assert full["n"] == 3023
-    assert full["roc_auc"] >= 0.9995  # TF-IDF + LR, the best peer, 0.9995
+    assert full["roc_auc"] >= 0.9997
     assert full["recall_at_0.1pct_fpr"] >= 0.95
 
 
-def test_default_move_threshold_catches_spam(full: dict[str, Any]) -> None:
+def test_default_move_threshold_catches_spam_and_spares_ham(full: dict[str, Any]) -> None:
     at_move = full["at_move"]
     assert at_move["threshold"] == 0.90
     assert at_move["recall"] >= 0.95
-    # Today: 3 ham (0.14%), all from hard-ham-1, at p >= 0.90; the goal below is stricter.
-    assert at_move["false_positives"] <= 3
+    assert at_move["fpr"] <= 0.001
+    assert full["groups"]["hard-ham-1"]["count_at_move"] <= 2
 
 
-# Goals of the foundation issue this model does not reach yet (default-2: AUC 0.99967,
-# recall 99.4% at 1% FPR, 3 hard-ham at the move threshold). strict: the day a model
-# reaches them, these fail as XPASS and the marker has to go.
-@pytest.mark.xfail(strict=True, reason="default-2 ranks at AUC 0.99967, goal 0.9997")
-def test_auc_goal(full: dict[str, Any]) -> None:
-    assert full["roc_auc"] >= 0.9997
-
-
-@pytest.mark.xfail(strict=True, reason="default-2 reaches 99.4% recall at 1% FPR, goal 99.7%")
+# The goal of the foundation issue this model does not reach yet (default-3: recall 99.5%
+# at 1% FPR). strict: the day a model reaches it, this fails as XPASS and the marker goes.
+@pytest.mark.xfail(strict=True, reason="default-3 reaches 99.5% recall at 1% FPR, goal 99.7%")
 def test_recall_at_one_percent_fpr_goal(full: dict[str, Any]) -> None:
     assert full["recall_at_1pct_fpr"] >= 0.997
-
-
-@pytest.mark.xfail(strict=True, reason="default-2 moves 3 hard-ham (0.14%) at 0.90, goal 2")
-def test_move_threshold_fpr_goal(full: dict[str, Any]) -> None:
-    assert full["at_move"]["fpr"] <= 0.001
-    assert full["groups"]["hard-ham-1"]["count_at_move"] <= 2
 
 
 def test_probabilities_are_calibrated(full: dict[str, Any]) -> None:
