@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from spamguard.app_api import MessageRow
 from spamguard.scoring.base import Evidence, Neighbour
 
-from .messages import SPAM_COLOUR, verdict_colour
+from .messages import SPAM_COLOUR, percent, verdict_colour
 
 
 class _WeightBar(QWidget):
@@ -187,7 +187,7 @@ class DetailPane(QWidget):
         verdict = verdicts.get(row.verdict, self.tr("not spam"))
         done = self._done_text(row)
         self.score.setText(
-            f'<span style="font-size:x-large; color:{colour}"><b>{row.p_spam * 100:.0f} %</b>'
+            f'<span style="font-size:x-large; color:{colour}"><b>{percent(row.p_spam)}</b>'
             f"</span> "
             + html.escape(self.tr("likely to be spam: %1").replace("%1", verdict))
             + (f"<br>{html.escape(done)}" if done else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,12 @@ Index = QModelIndex | QPersistentModelIndex
 # Muted colours that read on light and dark palettes alike.
 SPAM_COLOUR = QColor("#c0392b")
 FLAG_COLOUR = QColor("#d68910")
+
+
+def percent(p: float) -> str:
+    """A probability as a whole percentage, rounded down: 0.898 shows as 89 %, never as the
+    90 % of a move threshold it did not reach."""
+    return f"{math.floor(p * 100 + 1e-9)} %"
 
 
 def verdict_colour(verdict: str, palette: QPalette) -> QColor:
@@ -133,7 +140,7 @@ class MessageModel(QAbstractTableModel):
         if col == self.SUBJECT:
             return row.subject or self.tr("(no subject)")
         if col == self.PROBABILITY:
-            return f"{row.p_spam * 100:.0f} %"
+            return percent(row.p_spam)
         if col == self.VERDICT:
             return self.verdict_text(row)
         if col == self.ACTION:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
-from spamguard_ui.messages import ROW_ROLE, MessageFilter, MessageModel
+from spamguard_ui.messages import ROW_ROLE, MessageFilter, MessageModel, percent
 
 from spamguard.app_api import MessageRow
 from spamguard.mail.maildir import MaildirStore
@@ -89,7 +89,7 @@ def test_explanation_pane_shows_evidence(demo_app: Any, qtbot: Any) -> None:
     row = select(demo_app, qtbot, lambda r: r.verdict == "spam")
     pane = demo_app.window.detail
     assert pane.title.text() == row.subject
-    assert f"{row.p_spam * 100:.0f} %" in pane.score.text()
+    assert percent(row.p_spam) in pane.score.text()
     assert pane.evidence_box.count() == len(row.evidence) > 0
     first = pane.evidence_box.itemAt(0).layout().itemAt(1).widget()
     assert first.text() == (row.evidence[0].detail or row.evidence[0].feature)
@@ -294,3 +294,9 @@ def test_stage_column_says_quick_or_full_in_a_word(make_app: Any, qtbot: Any) ->
         r for r in range(proxy.rowCount()) if proxy.index(r, MessageModel.STAGE).data() == "quick"
     )
     assert "quick stage" in proxy.index(quick, MessageModel.STAGE).data(Qt.ItemDataRole.ToolTipRole)
+
+
+def test_percentages_round_down_so_a_score_never_shows_a_threshold_it_missed() -> None:
+    assert percent(0.898) == "89 %"  # below a 0.90 move threshold: not "90 %"
+    assert percent(0.9) == "90 %" and percent(0.29) == "29 %" and percent(1.0) == "100 %"
+    assert percent(0.004) == "0 %"

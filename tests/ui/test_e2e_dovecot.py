@@ -81,6 +81,8 @@ def test_spam_arrives_is_moved_shown_notified_and_rescued(
     )
     # The shipped default model (models/default): not the tests' tiny one, and not a personal
     # version a user of this machine may have promoted (what load_scorer(None) would pick).
+    from spamguard_ui.messages import percent
+
     from spamguard.scoring.model import default_model_dir
 
     app = make_app(demo=False, model_dir=default_model_dir(), config_path=config)
@@ -112,7 +114,7 @@ def test_spam_arrives_is_moved_shown_notified_and_rescued(
     assert app.window.select_key(spam.key)
     pane = app.window.detail
     qtbot.waitUntil(lambda: pane.row is not None and pane.row.key == spam.key, timeout=5000)
-    assert f"{spam.p_spam * 100:.0f} %" in pane.score.text()
+    assert percent(spam.p_spam) in pane.score.text()
     assert pane.evidence_box.count() == len(spam.evidence) > 0
     reasons = " ".join(
         w.text()
