@@ -39,6 +39,23 @@ VARIANTS: dict[str, dict[str, float]] = {
     },
     "+ embedding": {"words": 1, "headers": 1, "chars": 1, "hand": 1, "embedding": 1},
     "embedding only": {"embedding": 1},
+    "stacked: + tokens NB + sender (the shipped default-3)": {
+        "words": 1,
+        "headers": 1,
+        "chars": 1,
+        "hand": 1,
+        "embedding": 0.5,
+        "tokens": 1,
+        "sender": 1,
+    },
+    "stacked − embedding": {
+        "words": 1,
+        "headers": 1,
+        "chars": 1,
+        "hand": 1,
+        "tokens": 1,
+        "sender": 1,
+    },
 }
 
 
@@ -73,10 +90,7 @@ def main() -> int:
             continue
         start = time.perf_counter()
         options = TrainOptions(
-            blocks=tuple(
-                (b, float(blocks.get(b, 0.0)))
-                for b in ("words", "headers", "chars", "hand", "embedding")
-            ),
+            blocks=tuple((b, float(w)) for b, w in blocks.items()),
             keep_neighbours=False,
             folds=3,
         )
