@@ -138,8 +138,8 @@ class Featurizer:
             elif block == "tokens":
                 present = sparse.hstack([hashed("words"), hashed("headers")], format="csr")
                 present = present.astype(np.float64)
-                n_terms = np.maximum(np.diff(present.indptr), 1).astype(np.float64)
-                present.data = np.repeat(weight / n_terms, np.diff(present.indptr))
+                n_terms = np.diff(present.indptr)
+                present.data = np.repeat(weight / np.maximum(n_terms, 1), n_terms)
                 parts.append(present)
                 continue
             elif block == "sender":
