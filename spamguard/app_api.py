@@ -8,7 +8,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -32,6 +32,8 @@ from spamguard.errors import (
     FolderMissingError,
     MailStoreError,
     NotMailError,
+    OAuthError,
+    OAuthUnavailableError,
     SpamGuardError,
     TLSError,
 )
@@ -643,8 +645,14 @@ def add_account(
     provider: str | None = None,
     junk_folder: str | None = None,
     auth: str = "password",
+    oauth: Mapping[str, str] | None = None,
 ) -> Config:
-    """Append ``[accounts.NAME]`` to the config file (created if missing); validated first."""
+    """Append ``[accounts.NAME]`` to the config file (created if missing); validated first.
+
+    ``oauth`` holds the ``oauth_*`` keys of an ``auth = "oauth2"`` account (provider,
+    client_id, client_secret of the app's registration, mechanism, tenant); the user's
+    tokens never go here, they live in the keyring.
+    """
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ConfigError("account names may use letters, digits, - and _ only")
     path = Path(path)
@@ -662,6 +670,9 @@ def add_account(
     ]
     if auth != "password":
         lines.append(f"auth = {_toml_string(auth)}")
+    for key, value in (oauth or {}).items():
+        if value:
+            lines.append(f"oauth_{key} = {_toml_string(value)}")
     if junk_folder and junk_folder != "auto":
         lines.append(f"junk_folder = {_toml_string(junk_folder)}")
     new_text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
@@ -683,6 +694,10 @@ def check_connection(settings: AccountSettings, mail: MailStore | None = None) -
         return ConnectionReport(False, str(exc), "tls", fingerprint=exc.fingerprint)
     except CredentialError as exc:
         return ConnectionReport(False, str(exc), "credentials")
+    except OAuthError as exc:  # its message says how to sign in again
+        return ConnectionReport(False, str(exc), "auth")
+    except OAuthUnavailableError as exc:
+        return ConnectionReport(False, str(exc), "unreachable")
     except AuthError:
         hint = f" {settings.host} needs {preset.note}." if preset and preset.note else ""
         return ConnectionReport(

@@ -65,7 +65,7 @@ PRESETS: dict[str, Preset] = {
             "tls",
             ("[Gmail]/Spam", "[Google Mail]/Spam"),
             oauth2=True,
-            note="an app password or OAuth2",
+            note="an app password or browser sign-in (OAuth2)",
         ),
         Preset(
             "outlook",
@@ -74,7 +74,7 @@ PRESETS: dict[str, Preset] = {
             "tls",
             ("Junk Email", "Junk-E-Mail"),
             oauth2=True,
-            note="Microsoft 365 and Outlook.com need OAuth2",
+            note="browser sign-in (OAuth2)",
         ),
         Preset("fastmail", "imap.fastmail.com", 993, "tls", ("Spam",), note="an app password"),
         Preset(

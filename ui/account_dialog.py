@@ -1,12 +1,16 @@
-"""Account setup: address, provider preset or manual server, password to the keyring, a test."""
+"""Account setup: address, provider preset or manual server, password or browser sign-in
+(OAuth2) to the keyring, a connection test."""
 
 from __future__ import annotations
 
 import html
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -28,6 +32,12 @@ from spamguard.errors import SpamGuardError
 from .messages import SPAM_COLOUR
 
 SECURITY = (("tls", "TLS (port 993)"), ("starttls", "STARTTLS (port 143)"), ("plain", "None"))
+OAUTH_PROVIDERS = (
+    ("google", "Google (Gmail, Workspace)"),
+    ("microsoft", "Microsoft (365, Outlook.com)"),
+)
+# Which OAuth2 provider signs in to a preset's server.
+PRESET_OAUTH = {"gmail": "google", "outlook": "microsoft"}
 
 
 class _Signals(QObject):
@@ -56,6 +66,44 @@ class _TestJob(QRunnable):
         self.signals.done.emit(report)
 
 
+class _SignInSignals(QObject):
+    open_url = Signal(str)
+    done = Signal(object)
+
+
+class _SignInJob(QRunnable):
+    """Browser sign-in (OAuth2 with PKCE and a loopback redirect), then the connection test.
+
+    Runs off the GUI thread: it waits for the browser for up to five minutes, or until
+    ``cancel`` is set (the Cancel button, closing the dialog). The tokens go to the keyring
+    under the account's name.
+    """
+
+    def __init__(self, settings: AccountSettings) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.settings = settings
+        self.cancel = threading.Event()
+        self.signals = _SignInSignals()
+
+    def run(self) -> None:
+        from spamguard.mail import oauth
+        from spamguard.mail.credentials import oauth_settings
+
+        try:
+            oauth.authorize(
+                self.settings.name,
+                oauth_settings(self.settings),
+                open_browser=self.signals.open_url.emit,
+                login_hint=self.settings.username,
+                cancel=self.cancel,
+            )
+            report = check_connection(self.settings)
+        except SpamGuardError as exc:
+            report = ConnectionReport(False, str(exc), "auth")
+        self.signals.done.emit(report)
+
+
 class AccountDialog(QDialog):
     """Adds one account to the config file; the password goes to the system keyring only."""
 
@@ -64,6 +112,10 @@ class AccountDialog(QDialog):
         self.config_path = config_path
         self.report: ConnectionReport | None = None
         self._jobs: list[_TestJob] = []
+        self._sign_in: _SignInJob | None = None
+        self._signed_in_as: str | None = None  # the account name the keyring tokens are under
+        # How the sign-in page is shown; tests put a scripted browser here.
+        self.open_url: Callable[[str], object] = lambda url: QDesktopServices.openUrl(QUrl(url))
         self.setWindowTitle(self.tr("Add a mail account"))
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -87,6 +139,34 @@ class AccountDialog(QDialog):
             self.security.addItem(self.tr(text), key)
         self.security.setToolTip(self.tr("TLS protects your password on the way to the server"))
         self.username = QLineEdit()
+        self.auth = QComboBox()
+        self.auth.addItem(self.tr("Password or app password"), "password")
+        self.auth.addItem(self.tr("Browser sign-in (OAuth2)"), "oauth2")
+        self.auth.setToolTip(
+            self.tr("Gmail and Microsoft accounts can sign in in the browser instead of a password")
+        )
+        self.oauth_provider = QComboBox()
+        for key, text in OAUTH_PROVIDERS:
+            self.oauth_provider.addItem(self.tr(text), key)
+        self.client_id = QLineEdit()
+        self.client_id.setPlaceholderText(self.tr("from your desktop OAuth client registration"))
+        self.client_id.setToolTip(
+            self.tr(
+                "Register a desktop OAuth client with Google Cloud or Microsoft Entra and paste "
+                "its client ID (README: With OAuth2)"
+            )
+        )
+        self.client_secret = QLineEdit()
+        self.client_secret.setToolTip(
+            self.tr(
+                "Google gives desktop clients a secret that is not confidential; it is kept "
+                "in the config file with the client ID. Your own tokens go to the keyring."
+            )
+        )
+        self.sign_in_button = QPushButton(self.tr("&Sign in with browser…"))
+        self.sign_in_button.setToolTip(
+            self.tr("Opens the provider's sign-in page; SpamGuard never sees your password")
+        )
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setToolTip(
@@ -94,6 +174,7 @@ class AccountDialog(QDialog):
         )
         self.provider_note = QLabel()
         self.provider_note.setWordWrap(True)
+        self.provider_note.setMinimumHeight(self.fontMetrics().height() * 2)
         form.addRow(self.tr("&E-mail address:"), self.email)
         form.addRow(self.tr("Account &name:"), self.name)
         form.addRow(self.tr("&Provider:"), self.provider)
@@ -107,7 +188,12 @@ class AccountDialog(QDialog):
         port_label.setBuddy(self.port)
         form.addRow(port_label, server_row)
         form.addRow(self.tr("&User name:"), self.username)
+        form.addRow(self.tr("Sign-&in method:"), self.auth)
         form.addRow(self.tr("Pass&word:"), self.password)
+        form.addRow(self.tr("OAuth pro&vider:"), self.oauth_provider)
+        form.addRow(self.tr("OAuth &client ID:"), self.client_id)
+        form.addRow(self.tr("Client s&ecret:"), self.client_secret)
+        self.form = form
         layout.addLayout(form)
 
         test_row = QHBoxLayout()
@@ -116,10 +202,12 @@ class AccountDialog(QDialog):
             self.tr("Sign in once and look for the Junk folder (saves the password in the keyring)")
         )
         test_row.addWidget(self.test_button)
+        test_row.addWidget(self.sign_in_button)
         test_row.addStretch(1)
         layout.addLayout(test_row)
         self.result = QLabel()
         self.result.setWordWrap(True)
+        self.result.setOpenExternalLinks(True)
         self.result.setMinimumHeight(self.fontMetrics().height() * 3)
         layout.addWidget(self.result)
         junk_form = QFormLayout()
@@ -139,12 +227,15 @@ class AccountDialog(QDialog):
         self.email.textChanged.connect(self._email_changed)
         self.provider.currentIndexChanged.connect(self._provider_changed)
         self.security.currentIndexChanged.connect(self._security_changed)
+        self.auth.currentIndexChanged.connect(self._auth_changed)
+        self.oauth_provider.currentIndexChanged.connect(self._auth_changed)
         self.test_button.clicked.connect(self.test)
+        self.sign_in_button.clicked.connect(self.sign_in)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
-        for widget in (self.email, self.host, self.username, self.name):
+        for widget in (self.email, self.host, self.username, self.name, self.client_id):
             widget.textChanged.connect(self._validate)
-        self._validate()
+        self._auth_changed()
 
     # -- form logic ------------------------------------------------------------------------
 
@@ -174,11 +265,30 @@ class AccountDialog(QDialog):
         notes = []
         if preset.note:
             notes.append(self.tr("This provider needs %1.").replace("%1", preset.note))
-        if preset.oauth2:
-            notes.append(
-                self.tr("Browser sign-in (OAuth2) is set up with `spamguard account login`.")
-            )
+        oauth_provider = PRESET_OAUTH.get(preset.name)
+        if oauth_provider:
+            self.oauth_provider.setCurrentIndex(self.oauth_provider.findData(oauth_provider))
+            if preset.name == "outlook":  # Microsoft turned password sign-in off for IMAP
+                self.auth.setCurrentIndex(self.auth.findData("oauth2"))
         self.provider_note.setText(" ".join(notes))
+        self._fit()
+
+    def _fit(self) -> None:
+        """Grow the dialog to what rows and notes now need (a wrapped note asks for height)."""
+        self.layout().activate()
+        self.resize(self.width(), max(self.height(), self.sizeHint().height()))
+
+    def _auth_changed(self) -> None:
+        oauth2 = self.auth.currentData() == "oauth2"
+        self.form.setRowVisible(self.password, not oauth2)
+        for widget in (self.oauth_provider, self.client_id):
+            self.form.setRowVisible(widget, oauth2)
+        self.form.setRowVisible(
+            self.client_secret, oauth2 and self.oauth_provider.currentData() == "google"
+        )
+        self.sign_in_button.setVisible(oauth2)
+        self._fit()
+        self._validate()
 
     def _security_changed(self) -> None:
         default = {"tls": 993, "starttls": 143, "plain": 143}[self.security.currentData()]
@@ -187,8 +297,24 @@ class AccountDialog(QDialog):
 
     def _validate(self) -> None:
         ready = all(w.text().strip() for w in (self.host, self.username, self.name))
+        if self.auth.currentData() == "oauth2":
+            ready = ready and bool(self.client_id.text().strip())
+            self.sign_in_button.setEnabled(ready or self._sign_in is not None)
+            # The account is added once it has tokens: it could not log in without them.
+            self.test_button.setEnabled(ready and self._signed_in_as is not None)
+            self.ok_button.setEnabled(ready and self._signed_in_as is not None)
+            return
         self.test_button.setEnabled(ready)
         self.ok_button.setEnabled(ready)
+
+    def oauth_keys(self) -> dict[str, str]:
+        """The account's ``oauth_*`` config keys (the app registration, not the user's tokens)."""
+        if self.auth.currentData() != "oauth2":
+            return {}
+        keys = {"provider": self.oauth_provider.currentData(), "client_id": self.client_id.text()}
+        if self.oauth_provider.currentData() == "google" and self.client_secret.text().strip():
+            keys["client_secret"] = self.client_secret.text()
+        return {k: v.strip() for k, v in keys.items()}
 
     def settings(self) -> AccountSettings:
         return AccountSettings(
@@ -197,16 +323,66 @@ class AccountDialog(QDialog):
             port=self.port.value(),
             security=self.security.currentData(),
             username=self.username.text().strip(),
+            auth=self.auth.currentData(),
             provider=self.provider.currentData() or None,
             timeout=15.0,
+            oauth=self.oauth_keys(),
         )
+
+    # -- browser sign-in -------------------------------------------------------------------
+
+    def sign_in(self) -> None:
+        """Start the browser sign-in, or cancel the one that is waiting."""
+        if self._sign_in is not None:
+            self._sign_in.cancel.set()
+            self.sign_in_button.setEnabled(False)  # until the job reports back
+            return
+        job = _SignInJob(self.settings())
+        job.signals.open_url.connect(self._open_sign_in_page)
+        job.signals.done.connect(self._signed_in)
+        self._sign_in = job
+        self._signed_in_as = None
+        self.sign_in_button.setText(self.tr("&Cancel sign-in"))
+        self.result.setText(self.tr("Opening the sign-in page in your browser…"))
+        self._validate()
+        QThreadPool.globalInstance().start(job)
+
+    def _open_sign_in_page(self, url: str) -> None:
+        link = html.escape(url, quote=True)
+        self.result.setText(
+            self.tr("Finish signing in in your browser. If no browser window opened, %1.").replace(
+                "%1", f'<a href="{link}">' + self.tr("open the sign-in page") + "</a>"
+            )
+        )
+        self.open_url(url)
+
+    def _signed_in(self, report: ConnectionReport) -> None:
+        job, self._sign_in = self._sign_in, None
+        self.sign_in_button.setText(self.tr("&Sign in with browser…"))
+        if job is not None and report.ok:
+            self._signed_in_as = job.settings.name
+        elif job is not None and report.kind != "auth":
+            # Signed in, but the server test failed: the tokens are stored all the same.
+            from spamguard.mail.oauth import load_tokens
+
+            if load_tokens(job.settings.name) is not None:
+                self._signed_in_as = job.settings.name
+        self._tested(report)
+        self._validate()
+
+    def done(self, result: int) -> None:
+        # Closing the dialog abandons a sign-in that is still waiting for the browser.
+        if self._sign_in is not None:
+            self._sign_in.cancel.set()
+        super().done(result)
 
     # -- testing ---------------------------------------------------------------------------
 
     def test(self) -> None:
         self.test_button.setEnabled(False)
         self.result.setText(self.tr("Connecting to %1…").replace("%1", self.host.text()))
-        job = _TestJob(self.settings(), self.password.text())
+        settings = self.settings()
+        job = _TestJob(settings, self.password.text() if settings.auth == "password" else "")
         job.signals.done.connect(self._tested)
         self._jobs.append(job)
         QThreadPool.globalInstance().start(job)
@@ -214,7 +390,7 @@ class AccountDialog(QDialog):
     def _tested(self, report: ConnectionReport) -> None:
         self.report = report
         self._jobs = [j for j in self._jobs if j.signals is not self.sender()]
-        self.test_button.setEnabled(True)
+        self._validate()
         if report.ok:
             self.result.setText(
                 f'<span style="color:#2e7d32">✓</span> {html.escape(report.message, quote=False)}'
@@ -237,6 +413,8 @@ class AccountDialog(QDialog):
         settings = self.settings()
         junk = self.junk.currentData() or self.junk.currentText().strip() or "auto"
         try:
+            if settings.auth == "oauth2" and self._signed_in_as not in (None, settings.name):
+                self._move_tokens(str(self._signed_in_as), settings.name)
             add_account(
                 self.config_path,
                 settings.name,
@@ -246,8 +424,14 @@ class AccountDialog(QDialog):
                 security=settings.security,
                 provider=settings.provider,
                 junk_folder=junk,
+                auth=settings.auth,
+                oauth=dict(settings.oauth),
             )
-            if self.password.text() and (self.report is None or not self.report.ok):
+            if (
+                settings.auth == "password"
+                and self.password.text()
+                and (self.report is None or not self.report.ok)
+            ):
                 from spamguard.mail.credentials import store_password
 
                 store_password(settings, self.password.text())
@@ -256,3 +440,13 @@ class AccountDialog(QDialog):
             self.result.setText(f'<span style="color:{SPAM_COLOUR.name()}">✗</span> {problem}')
             return
         super().accept()
+
+    def _move_tokens(self, old: str, new: str) -> None:
+        """The account was renamed after signing in: its keyring tokens follow the name."""
+        from spamguard.mail import oauth
+
+        tokens = oauth.load_tokens(old)
+        if tokens is not None:
+            oauth.save_tokens(new, tokens)
+            oauth.forget_tokens(old)
+        self._signed_in_as = new

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +117,137 @@ def test_duplicate_account_name_is_explained(dialog: AccountDialog, qtbot: Any) 
     dialog.ok_button.click()
     assert "already an account called 'fastmail'" in dialog.result.text()
     assert dialog.isVisible()
+
+
+# -- browser sign-in (OAuth2) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def oauth_servers() -> Iterator[Any]:
+    from oauth_servers import Unavailable, run_oauth_servers
+
+    try:
+        with run_oauth_servers() as servers:
+            yield servers
+    except Unavailable as why:
+        pytest.skip(str(why))
+
+
+@pytest.fixture
+def local_google(oauth_servers: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The "google" OAuth preset pointed at the local authorization server."""
+    from spamguard.mail import oauth
+
+    authz, dovecot = oauth_servers
+    authz.state.reset()
+    local = dataclasses.replace(
+        oauth.GOOGLE,
+        authorize_url=f"{authz.base}/authorize",
+        token_url=f"{authz.base}/token",
+        extra_authorize_params=(),
+    )
+    monkeypatch.setitem(oauth.PRESETS, "google", local)  # type: ignore[index]
+    return authz, dovecot
+
+
+def fill_oauth_account(dialog: AccountDialog, port: int) -> None:
+    from oauth_servers import CLIENT_ID, EMAIL
+
+    dialog.email.setText(EMAIL)
+    dialog.host.setText("127.0.0.1")
+    dialog.security.setCurrentIndex(dialog.security.findData("plain"))
+    dialog.port.setValue(port)
+    dialog.auth.setCurrentIndex(dialog.auth.findData("oauth2"))
+    dialog.oauth_provider.setCurrentIndex(dialog.oauth_provider.findData("google"))
+    dialog.client_id.setText(CLIENT_ID)
+
+
+def sign_in(qtbot: Any, dialog: AccountDialog) -> Any:
+    dialog.report = None
+    dialog.sign_in_button.click()
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=30_000)
+    return dialog.report
+
+
+def test_outlook_address_offers_browser_sign_in(dialog: AccountDialog, qtbot: Any) -> None:
+    qtbot.keyClicks(dialog.email, "someone@outlook.com")
+    assert dialog.auth.currentData() == "oauth2"
+    assert dialog.oauth_provider.currentData() == "microsoft"
+    assert not dialog.form.isRowVisible(dialog.password)
+    assert dialog.form.isRowVisible(dialog.client_id)
+    assert not dialog.form.isRowVisible(dialog.client_secret)  # Microsoft: public client
+    assert dialog.sign_in_button.isVisible() and not dialog.sign_in_button.isEnabled()
+    dialog.client_id.setText("some-client")
+    assert dialog.sign_in_button.isEnabled()
+    assert not dialog.ok_button.isEnabled()  # not signed in yet: it could not log in
+
+
+def test_browser_sign_in_tests_and_adds_the_account(
+    dialog: AccountDialog, qtbot: Any, local_google: Any
+) -> None:
+    from oauth_servers import CLIENT_ID, EMAIL, Browser
+
+    from spamguard.mail import oauth
+
+    authz, dovecot = local_google
+    fill_oauth_account(dialog, dovecot.port)
+    browser = Browser()
+    dialog.open_url = browser
+    report = sign_in(qtbot, dialog)
+    assert report.ok, report.message
+    assert "Signed in to 127.0.0.1" in dialog.result.text()
+    assert "INBOX" in report.folders
+    (callback,) = browser.callbacks  # the provider sent the browser back to our loopback
+    assert callback.startswith("http://127.0.0.1:") and "/callback?" in callback
+    first_name = dialog.name.text()
+    assert oauth.load_tokens(first_name) is not None
+    assert dialog.ok_button.isEnabled()
+
+    dialog.name.setText("work")  # renamed after signing in: the tokens follow
+    dialog.ok_button.click()
+    assert not dialog.isVisible(), dialog.result.text()
+    account = load_config(dialog.config_path).accounts["work"]
+    assert account.auth == "oauth2" and account.username == EMAIL
+    assert dict(account.oauth) == {"provider": "google", "client_id": CLIENT_ID}
+    assert oauth.load_tokens("work") is not None and oauth.load_tokens(first_name) is None
+    text = dialog.config_path.read_text()
+    assert not [s for s in authz.state.secrets if s and s in text]  # no token in the config
+
+
+def test_denied_sign_in_is_explained_and_adds_nothing(
+    dialog: AccountDialog, qtbot: Any, local_google: Any
+) -> None:
+    from oauth_servers import Browser
+
+    from spamguard.mail import oauth
+
+    authz, dovecot = local_google
+    authz.state.deny = True
+    fill_oauth_account(dialog, dovecot.port)
+    dialog.open_url = Browser()
+    report = sign_in(qtbot, dialog)
+    assert not report.ok
+    assert "Access was denied at the provider" in dialog.result.text()
+    assert oauth.load_tokens(dialog.name.text()) is None
+    assert not dialog.ok_button.isEnabled()
+    assert dialog.sign_in_button.text() == "&Sign in with browser…"
+
+
+def test_waiting_sign_in_can_be_cancelled(
+    dialog: AccountDialog, qtbot: Any, local_google: Any
+) -> None:
+    _authz, dovecot = local_google
+    fill_oauth_account(dialog, dovecot.port)
+    opened: list[str] = []
+    dialog.open_url = opened.append  # a browser the user never finishes signing in with
+    dialog.report = None
+    dialog.sign_in_button.click()
+    qtbot.waitUntil(lambda: bool(opened), timeout=10_000)
+    assert "open the sign-in page" in dialog.result.text()
+    assert opened[0] in html.unescape(dialog.result.text())  # the link, for a browser that
+    assert dialog.sign_in_button.text() == "&Cancel sign-in"  # did not open
+    dialog.sign_in_button.click()
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=10_000)
+    assert "cancelled" in dialog.result.text()
+    assert dialog.sign_in_button.text() == "&Sign in with browser…"
+    assert not dialog.ok_button.isEnabled()
