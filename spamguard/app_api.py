@@ -241,13 +241,7 @@ class AccountSession:
     def wait_for_mail(self, timeout: float, should_stop: Callable[[], bool]) -> bool:
         """Block (IDLE or polling) until new mail may be there, ``timeout`` or ``should_stop()``."""
         self.open()
-        watched = self.worker.watched()
-        if not watched:
-            return False
-        try:
-            return self.worker.mail.wait(watched[0], timeout, should_stop)
-        except FolderMissingError:
-            return False
+        return self.worker.wait_for_mail(timeout, should_stop)
 
     # -- rows --------------------------------------------------------------------------------
 

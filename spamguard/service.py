@@ -163,6 +163,67 @@ def open_mailstore(settings: AccountSettings) -> MailStore:
     return ImapMailStore(settings)
 
 
+#: Watched folders beyond the first that get a connection of their own to IDLE on. Servers
+#: limit connections per user (Dovecot 10, Gmail 15); further folders are polled.
+MAX_EXTRA_IDLE = 4
+
+
+class _FolderWatcher(threading.Thread):
+    """IDLEs on one more watched folder over a connection it owns; sets ``wake`` on news.
+
+    An IMAP connection can IDLE on one folder only. The account's worker IDLEs on its first
+    watched folder; each further one (up to `MAX_EXTRA_IDLE`) gets a watcher, which never
+    does anything but wait. The worker still looks at every folder each poll interval, so a
+    watcher that cannot connect costs latency, not mail: its errors are logged, not shown,
+    and it retries with backoff. A refused login or a missing folder ends it.
+    """
+
+    def __init__(
+        self,
+        settings: AccountSettings,
+        folder: str,
+        wake: threading.Event,
+        make_mail: Callable[[AccountSettings], MailStore],
+    ) -> None:
+        super().__init__(name=f"spamguard-{settings.name}-idle-{folder}", daemon=True)
+        self.settings, self.folder, self.wake = settings, folder, wake
+        self._make_mail = make_mail
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        mail: MailStore | None = None
+        backoff = _Backoff()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    on_ready = None
+                    if mail is None:
+                        mail = self._make_mail(self.settings)
+                        mail.connect()
+                        # Mail that came between the worker's last look and this IDLE would
+                        # wake nobody: once IDLE is up, have the worker look once more.
+                        on_ready = self.wake.set
+                    stop = self.stop_event.is_set
+                    if mail.wait(self.folder, self.settings.idle_timeout, stop, on_ready):
+                        self.wake.set()
+                    backoff.reset()
+                except (FolderMissingError, *_PERMANENT) as exc:
+                    log.info("not watching %s of %s: %s", self.folder, self.settings.name, exc)
+                    return
+                except (MailStoreError, OSError) as exc:
+                    log.info("watching %s of %s: %s", self.folder, self.settings.name, exc)
+                    if mail is not None:
+                        mail.close()
+                        mail = None
+                    self.stop_event.wait(backoff.next())
+        finally:
+            if mail is not None:
+                mail.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
 class _Backoff:
     """Exponential backoff with full jitter: 1 s, 2 s, 4 s ... capped, never in lock-step."""
 
@@ -193,11 +254,15 @@ class AccountWorker:
         scorer_lock: threading.Lock | None = None,
         backoff: Callable[[], _Backoff] = _Backoff,
         learner: Learner | None = None,
+        mail_factory: Callable[[AccountSettings], MailStore] = open_mailstore,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.store = store
-        self.mail = mail if mail is not None else open_mailstore(settings)
+        self.mail = mail if mail is not None else mail_factory(settings)
+        self._mail_factory = mail_factory  # for the connections that IDLE on further folders
+        self._watchers: dict[str, _FolderWatcher] = {}
+        self._wake = threading.Event()
         self.events = events if events is not None else EventBus()
         self.dry_run = dry_run
         self._scorer_lock = scorer_lock or threading.Lock()
@@ -283,7 +348,47 @@ class AccountWorker:
             )
 
     def close(self) -> None:
+        self._stop_watchers()
         self.mail.close()
+
+    # -- waiting for mail ------------------------------------------------------------------------
+
+    def wait_for_mail(self, timeout: float, should_stop: Callable[[], bool]) -> bool:
+        """Block until a watched folder may have new mail (True), ``timeout`` passes or
+        ``should_stop()`` turns true (False). IDLE on the first watched folder over this
+        connection and on up to `MAX_EXTRA_IDLE` more over connections of their own."""
+        watched = self.watched()
+        if not watched:
+            return False
+        self._start_watchers(watched[1:])
+        try:
+            changed = self.mail.wait(
+                watched[0], timeout, lambda: should_stop() or self._wake.is_set()
+            )
+        except FolderMissingError:
+            self._missing.add(watched[0])
+            return False
+        if self._wake.is_set():
+            self._wake.clear()
+            return True
+        return changed
+
+    def _start_watchers(self, folders: Sequence[str]) -> None:
+        if "IDLE" not in self.mail.capabilities:
+            return  # a server without IDLE: the wait polls, more connections would not help
+        for folder in folders[:MAX_EXTRA_IDLE]:
+            if folder not in self._watchers:  # an ended watcher stays ended until reconnect
+                watcher = _FolderWatcher(self.settings, folder, self._wake, self._mail_factory)
+                self._watchers[folder] = watcher
+                watcher.start()
+
+    def _stop_watchers(self) -> None:
+        watchers, self._watchers = list(self._watchers.values()), {}
+        for watcher in watchers:
+            watcher.stop()
+        for watcher in watchers:
+            watcher.join(5.0)  # each checks its stop flag at least once a second
+        self._wake.clear()
 
     # -- syncing ---------------------------------------------------------------------------------
 
@@ -578,14 +683,12 @@ class AccountWorker:
                 self.stop_event.wait(s.poll_interval)
                 self._missing.clear()
                 continue
-            # One connection can IDLE on one folder; others are caught up after each wake-up.
+            # Folders past MAX_EXTRA_IDLE + 1 (and any whose watcher failed) are caught up
+            # at least every poll interval.
             timeout = s.idle_timeout if len(watched) == 1 else min(s.idle_timeout, s.poll_interval)
             idle = "IDLE" in self.mail.capabilities
             self._emit(ConnectionState(self.name, "idle" if idle else "polling", watched[0]))
-            try:
-                self.mail.wait(watched[0], timeout, self.stop_event.is_set)
-            except FolderMissingError:
-                self._missing.add(watched[0])
+            self.wait_for_mail(timeout, self.stop_event.is_set)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -612,6 +715,7 @@ class Service:
                 scorer=scorer,
                 store=store,
                 mail=mail_factory(a),
+                mail_factory=mail_factory,
                 events=self.events,
                 dry_run=dry_run,
                 scorer_lock=self._scorer_lock,

@@ -137,6 +137,16 @@ class MailStore(Protocol):
         """Mark ``uid`` \\Deleted and expunge exactly it when the server allows (UIDPLUS)."""
         ...
 
-    def wait(self, folder: str, timeout: float, should_stop: Callable[[], bool]) -> bool: ...
+    def wait(
+        self,
+        folder: str,
+        timeout: float,
+        should_stop: Callable[[], bool],
+        on_ready: Callable[[], None] | None = None,
+    ) -> bool:
+        """Block until ``folder`` may have new mail (True), ``timeout`` or ``should_stop()``
+        (False). ``on_ready`` is called once the store is watching (IDLE accepted): mail that
+        arrives after that call wakes the wait, mail from before it does not."""
+        ...
 
     def noop(self) -> None: ...

@@ -427,17 +427,28 @@ class ImapMailStore:
         with self._guard("keep the connection alive"):
             self._c().noop()
 
-    def wait(self, folder: str, timeout: float, should_stop: Callable[[], bool]) -> bool:
+    def wait(
+        self,
+        folder: str,
+        timeout: float,
+        should_stop: Callable[[], bool],
+        on_ready: Callable[[], None] | None = None,
+    ) -> bool:
         """Block until ``folder`` may have new mail (True), ``timeout`` passes or
-        ``should_stop()`` turns true (False). IDLE when offered, else NOOP polling."""
+        ``should_stop()`` turns true (False). IDLE when offered, else NOOP polling.
+        ``on_ready`` runs once the server has accepted IDLE (or polling has begun)."""
         self._ensure(folder)
         deadline = time.monotonic() + timeout
         if "IDLE" not in self._caps:
+            if on_ready is not None:
+                on_ready()
             return self._poll(folder, deadline, should_stop)
         client = self._c()
         with self._guard(f"wait for mail in {folder!r} (IDLE)", folder):
             client.idle()
         changed = False
+        if on_ready is not None:
+            on_ready()
         try:
             quick_empty = 0
             while not should_stop():

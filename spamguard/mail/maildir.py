@@ -265,13 +265,21 @@ class MaildirStore:
     def noop(self) -> None:
         self._exists("INBOX")
 
-    def wait(self, folder: str, timeout: float, should_stop: Callable[[], bool]) -> bool:
+    def wait(
+        self,
+        folder: str,
+        timeout: float,
+        should_stop: Callable[[], bool],
+        on_ready: Callable[[], None] | None = None,
+    ) -> bool:
         path = self._exists(folder)
 
         def stamp() -> tuple[float, float]:
             return ((path / "new").stat().st_mtime, (path / "cur").stat().st_mtime)
 
         before = stamp()
+        if on_ready is not None:
+            on_ready()
         deadline = time.monotonic() + timeout
         while not should_stop() and time.monotonic() < deadline:
             time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))

@@ -6,6 +6,9 @@ import collections
 import dataclasses
 import os
 import random
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -153,6 +156,48 @@ def test_idle_arrival_is_acted_on(dovecot: DovecotServer, user: str, store: Stor
     finally:
         service.stop()
         service.join(10)
+    assert _by_id(mailbox_snapshot(dovecot, user))[
+        spam.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+    ] == ["Junk"]
+
+
+def test_every_watched_folder_is_idled_on(dovecot: DovecotServer, user: str, store: Store) -> None:
+    """Mail arriving in a second watched folder is acted on at once, not at the next poll."""
+
+    dovecot.doveadm("mailbox", "create", "-u", user, "Lists")
+    # A poll interval far longer than the wait below: only IDLE can explain the move.
+    settings = settings_for(dovecot, user, watch_folders=("INBOX", "Lists"), poll_interval=600.0)
+    service = Service([settings], scorer=HeaderScorer(), store=store)
+    events = Recorder()
+    service.subscribe(events)
+    service.start()
+    try:
+        events.wait_for(
+            lambda ev: any(isinstance(e, ConnectionState) and e.state == "idle" for e in ev)
+        )
+        deadline = time.monotonic() + 10
+        while not any(t.name.endswith("-idle-Lists") for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "no connection IDLEs on Lists"
+            time.sleep(0.05)
+
+        def applied(subject: str) -> Callable[[Sequence[object]], bool]:
+            return lambda ev: any(
+                isinstance(e, ActionApplied) and e.subject == subject and e.state == "applied"
+                for e in ev
+            )
+
+        # Either IDLE reports it or, had it come before IDLE began, the catch-up look the
+        # watcher asks for once its IDLE is up.
+        spam = make_mail(2, 0.98, subject="arrives in Lists")
+        dovecot.save(user, spam, folder="Lists")
+        events.wait_for(applied("arrives in Lists"), timeout=20)
+        # The watcher is idle now and asks for no more catch-ups: only IDLE can report this.
+        dovecot.save(user, make_mail(3, 0.99, subject="later in Lists"), folder="Lists")
+        events.wait_for(applied("later in Lists"), timeout=20)
+    finally:
+        service.stop()
+        service.join(10)
+    assert not [t for t in threading.enumerate() if "-idle-" in t.name]  # watchers stopped
     assert _by_id(mailbox_snapshot(dovecot, user))[
         spam.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
     ] == ["Junk"]
