@@ -104,6 +104,118 @@ class _SignInJob(QRunnable):
         self.signals.done.emit(report)
 
 
+class BrowserSignIn(QObject):
+    """A dialog's browser sign-in: one at a time, cancellable, its link shown as text too.
+
+    ``open_url`` shows the provider's page (the system browser; tests put a scripted
+    browser there). ``linkText`` carries a sentence with the page's link for a label, in
+    case no browser opened; ``finished`` the `ConnectionReport` of the test that follows.
+    """
+
+    linkText = Signal(str)
+    finished = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job: _SignInJob | None = None
+        self.settings: AccountSettings | None = None  # of the last sign-in started
+        self.open_url: Callable[[str], object] = lambda url: QDesktopServices.openUrl(QUrl(url))
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def start(self, settings: AccountSettings) -> None:
+        job = _SignInJob(settings)
+        self.settings = settings
+        job.signals.open_url.connect(self._open)
+        job.signals.done.connect(self._done)
+        self.job = job
+        QThreadPool.globalInstance().start(job)
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel.set()
+
+    def _open(self, url: str) -> None:
+        link = f'<a href="{html.escape(url, quote=True)}">' + self.tr("open the sign-in page")
+        self.linkText.emit(
+            self.tr("Finish signing in in your browser. If no browser window opened, %1.").replace(
+                "%1", link + "</a>"
+            )
+        )
+        self.open_url(url)
+
+    def _done(self, report: ConnectionReport) -> None:
+        self.job = None
+        self.finished.emit(report)
+
+
+class SignInDialog(QDialog):
+    """Signs an OAuth2 account in again when its tokens expired or were revoked."""
+
+    def __init__(self, settings: AccountSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.report: ConnectionReport | None = None
+        self.setWindowTitle(self.tr("Sign in to %1").replace("%1", settings.name))
+        layout = QVBoxLayout(self)
+        intro = QLabel(
+            self.tr(
+                "SpamGuard can no longer read %1 as %2: its sign-in expired or was withdrawn. "
+                "Sign in again in your browser; SpamGuard never sees your password."
+            )
+            .replace("%1", html.escape(settings.name))
+            .replace("%2", html.escape(settings.username))
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        self.sign_in_button = QPushButton(self.tr("&Sign in with browser…"))
+        row = QHBoxLayout()
+        row.addWidget(self.sign_in_button)
+        row.addStretch(1)
+        layout.addLayout(row)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+        self.result.setOpenExternalLinks(True)
+        self.result.setMinimumHeight(self.fontMetrics().height() * 3)
+        layout.addWidget(self.result)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.browser = BrowserSignIn(self)
+        self.browser.linkText.connect(self.result.setText)
+        self.browser.finished.connect(self._finished)
+        self.sign_in_button.clicked.connect(self.sign_in)
+        self.resize(max(self.sizeHint().width(), 460), self.sizeHint().height())
+
+    def sign_in(self) -> None:
+        if self.browser.running:
+            self.browser.cancel()
+            self.sign_in_button.setEnabled(False)  # until the job reports back
+            return
+        self.report = None
+        self.sign_in_button.setText(self.tr("&Cancel sign-in"))
+        self.result.setText(self.tr("Opening the sign-in page in your browser…"))
+        self.browser.start(self.settings)
+
+    def _finished(self, report: ConnectionReport) -> None:
+        self.report = report
+        self.sign_in_button.setText(self.tr("&Sign in with browser…"))
+        self.sign_in_button.setEnabled(True)
+        colour, mark = ("#2e7d32", "✓") if report.ok else (SPAM_COLOUR.name(), "✗")
+        self.result.setText(
+            f'<span style="color:{colour}">{mark}</span> '
+            + html.escape(report.message, quote=False)
+        )
+        if report.ok:
+            self.accept()
+
+    def done(self, result: int) -> None:
+        self.browser.cancel()  # closing abandons a sign-in still waiting for the browser
+        super().done(result)
+
+
 class AccountDialog(QDialog):
     """Adds one account to the config file; the password goes to the system keyring only."""
 
@@ -112,10 +224,8 @@ class AccountDialog(QDialog):
         self.config_path = config_path
         self.report: ConnectionReport | None = None
         self._jobs: list[_TestJob] = []
-        self._sign_in: _SignInJob | None = None
         self._signed_in_as: str | None = None  # the account name the keyring tokens are under
-        # How the sign-in page is shown; tests put a scripted browser here.
-        self.open_url: Callable[[str], object] = lambda url: QDesktopServices.openUrl(QUrl(url))
+        self.browser = BrowserSignIn(self)
         self.setWindowTitle(self.tr("Add a mail account"))
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -231,6 +341,8 @@ class AccountDialog(QDialog):
         self.oauth_provider.currentIndexChanged.connect(self._auth_changed)
         self.test_button.clicked.connect(self.test)
         self.sign_in_button.clicked.connect(self.sign_in)
+        self.browser.linkText.connect(self.result.setText)
+        self.browser.finished.connect(self._signed_in)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         for widget in (self.email, self.host, self.username, self.name, self.client_id):
@@ -299,7 +411,7 @@ class AccountDialog(QDialog):
         ready = all(w.text().strip() for w in (self.host, self.username, self.name))
         if self.auth.currentData() == "oauth2":
             ready = ready and bool(self.client_id.text().strip())
-            self.sign_in_button.setEnabled(ready or self._sign_in is not None)
+            self.sign_in_button.setEnabled(ready or self.browser.running)
             # The account is added once it has tokens: it could not log in without them.
             self.test_button.setEnabled(ready and self._signed_in_as is not None)
             self.ok_button.setEnabled(ready and self._signed_in_as is not None)
@@ -333,47 +445,32 @@ class AccountDialog(QDialog):
 
     def sign_in(self) -> None:
         """Start the browser sign-in, or cancel the one that is waiting."""
-        if self._sign_in is not None:
-            self._sign_in.cancel.set()
+        if self.browser.running:
+            self.browser.cancel()
             self.sign_in_button.setEnabled(False)  # until the job reports back
             return
-        job = _SignInJob(self.settings())
-        job.signals.open_url.connect(self._open_sign_in_page)
-        job.signals.done.connect(self._signed_in)
-        self._sign_in = job
         self._signed_in_as = None
         self.sign_in_button.setText(self.tr("&Cancel sign-in"))
         self.result.setText(self.tr("Opening the sign-in page in your browser…"))
+        self.browser.start(self.settings())
         self._validate()
-        QThreadPool.globalInstance().start(job)
-
-    def _open_sign_in_page(self, url: str) -> None:
-        link = html.escape(url, quote=True)
-        self.result.setText(
-            self.tr("Finish signing in in your browser. If no browser window opened, %1.").replace(
-                "%1", f'<a href="{link}">' + self.tr("open the sign-in page") + "</a>"
-            )
-        )
-        self.open_url(url)
 
     def _signed_in(self, report: ConnectionReport) -> None:
-        job, self._sign_in = self._sign_in, None
         self.sign_in_button.setText(self.tr("&Sign in with browser…"))
-        if job is not None and report.ok:
-            self._signed_in_as = job.settings.name
-        elif job is not None and report.kind != "auth":
+        assert self.browser.settings is not None
+        name = self.browser.settings.name  # the name the tokens went under
+        if report.ok:
+            self._signed_in_as = name
+        elif report.kind != "auth":
             # Signed in, but the server test failed: the tokens are stored all the same.
             from spamguard.mail.oauth import load_tokens
 
-            if load_tokens(job.settings.name) is not None:
-                self._signed_in_as = job.settings.name
+            if load_tokens(name) is not None:
+                self._signed_in_as = name
         self._tested(report)
-        self._validate()
 
     def done(self, result: int) -> None:
-        # Closing the dialog abandons a sign-in that is still waiting for the browser.
-        if self._sign_in is not None:
-            self._sign_in.cancel.set()
+        self.browser.cancel()  # closing abandons a sign-in still waiting for the browser
         super().done(result)
 
     # -- testing ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -78,6 +79,7 @@ class SpamGuardApp(QObject):
         self.runners: dict[str, AccountRunner] = {}
         self.states: dict[str, str] = {}
         self.accounts: dict[str, AccountSettings] = {}
+        self.sign_in_dialog: Any = None  # the last "Sign in again" dialog (tests drive it)
         self._first_scan_pending: set[str] = set()
         self._scan_started: dict[str, float] = {}
         self._scored = 0
@@ -100,6 +102,7 @@ class SpamGuardApp(QObject):
         self.window.scanRequested.connect(self.scan_now)
         self.window.quitRequested.connect(self.quit)
         self.window.addAccountRequested.connect(self.add_account)
+        self.window.signInRequested.connect(self.sign_in_again)
         self.window.demoRequested.connect(self.start_demo)
         self.window.detail.markRequested.connect(self.mark)
         self.window.detail.undoRequested.connect(self.undo)
@@ -242,6 +245,9 @@ class SpamGuardApp(QObject):
             lambda state, detail, n=account.name: self._state(n, state, detail)
         )
         runner.failed.connect(lambda what, text, n=account.name: self._failed(n, what, text))
+        runner.signInNeeded.connect(
+            lambda text, n=account.name: self.window.show_sign_in_banner(n, text)
+        )
         runner.scanFinished.connect(lambda count, n=account.name: self._scan_finished(n, count))
         runner.explained.connect(self._explained)
         runner.rationalePiece.connect(self.window.detail.append_rationale)
@@ -434,6 +440,24 @@ class SpamGuardApp(QObject):
                 if added
                 else self.tr("The account was saved."),
             )
+
+    def sign_in_again(self, account: str) -> None:
+        """Browser sign-in for an OAuth2 account whose tokens expired or were withdrawn."""
+        from .account_dialog import SignInDialog
+
+        settings = self.accounts.get(account)
+        if settings is None:
+            return
+        dialog = SignInDialog(settings, self.window)
+        self.sign_in_dialog = dialog
+        dialog.accepted.connect(lambda: self._signed_in_again(account))
+        dialog.open()
+
+    def _signed_in_again(self, account: str) -> None:
+        self.window.show_banner("")
+        runner = self.runners.get(account)
+        if runner is not None:
+            runner.scan_now()
 
     def watch_new_accounts(self) -> list[str]:
         """Start a worker for every account in the config that has none yet (no restart)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QItemSelection, QModelIndex, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -42,6 +44,7 @@ class MainWindow(QMainWindow):
     demoRequested = Signal()
     quitRequested = Signal()
     closedToTray = Signal()
+    signInRequested = Signal(str)  # an account's "Sign in again…" link in the banner
 
     def __init__(self, settings: QSettings, models_page: ModelsPage, parent: QWidget | None = None):
         super().__init__(parent)
@@ -58,6 +61,11 @@ class MainWindow(QMainWindow):
         self.banner.setContentsMargins(10, 6, 10, 6)
         self.banner.setAutoFillBackground(True)
         self.banner.setBackgroundRole(self.banner.backgroundRole().AlternateBase)
+        self.banner.setTextInteractionFlags(
+            Qt.TextInteractionFlag.LinksAccessibleByMouse
+            | Qt.TextInteractionFlag.LinksAccessibleByKeyboard
+        )
+        self.banner.linkActivated.connect(self._banner_link)
         self.banner.hide()
         outer.addWidget(self.banner)
         # First run, no account yet: the two ways forward, as buttons.
@@ -272,7 +280,30 @@ class MainWindow(QMainWindow):
 
     def show_banner(self, text: str) -> None:
         self.banner.setText(text)
+        self.banner.setToolTip("")
         self.banner.setVisible(bool(text))
+
+    def show_sign_in_banner(self, account: str, detail: str) -> None:
+        """Says ``account`` needs a browser sign-in, with a link that starts it; the engine's
+        message (which names the command-line way) is the tooltip."""
+        link = f'<a href="signin:{html.escape(account, quote=True)}">'
+        self.banner.setText(
+            html.escape(
+                self.tr("%1 can no longer be read: its sign-in expired or was withdrawn.").replace(
+                    "%1", account
+                ),
+                quote=False,
+            )
+            + f" {link}"
+            + self.tr("Sign in again…")
+            + "</a>"
+        )
+        self.banner.setToolTip(detail)
+        self.banner.setVisible(True)
+
+    def _banner_link(self, href: str) -> None:
+        if href.startswith("signin:"):
+            self.signInRequested.emit(href.removeprefix("signin:"))
 
     def show_first_run(self, show: bool) -> None:
         self.first_run.setVisible(show)

@@ -18,6 +18,8 @@ from spamguard.errors import (
     ConfigError,
     CredentialError,
     ModelError,
+    OAuthLoginRefused,
+    OAuthSignInRequired,
     SpamGuardError,
     TLSError,
 )
@@ -46,6 +48,7 @@ class AccountRunner(QThread):
     rowChanged = Signal(object)  # MessageRow
     stateChanged = Signal(str, str)  # "scanning"/"idle"/"paused"/"error"/"stopped", detail
     failed = Signal(str, str)  # what the user tried (or "scan"), the engine's message
+    signInNeeded = Signal(str)  # an OAuth2 account's tokens are gone or refused; the message
     scanFinished = Signal(int)  # messages scored in that scan
     explained = Signal(object, object)  # row key, Score | None
     rationalePiece = Signal(object, str)  # row key, the next piece of the LLM's text
@@ -244,5 +247,7 @@ class AccountRunner(QThread):
     def _report(self, what: str, exc: SpamGuardError) -> None:
         log.info("%s: %s failed: %s", self.name, what, exc)
         self.failed.emit(what, str(exc))
+        if isinstance(exc, OAuthSignInRequired | OAuthLoginRefused):
+            self.signInNeeded.emit(str(exc))
         if what in ("scan", "wait", "start"):
             self.stateChanged.emit("error", str(exc))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtWidgets import QLabel
 from spamguard_ui.account_dialog import AccountDialog
 
 from spamguard.config import load_config
@@ -192,7 +193,7 @@ def test_browser_sign_in_tests_and_adds_the_account(
     authz, dovecot = local_google
     fill_oauth_account(dialog, dovecot.port)
     browser = Browser()
-    dialog.open_url = browser
+    dialog.browser.open_url = browser
     report = sign_in(qtbot, dialog)
     assert report.ok, report.message
     assert "Signed in to 127.0.0.1" in dialog.result.text()
@@ -224,7 +225,7 @@ def test_denied_sign_in_is_explained_and_adds_nothing(
     authz, dovecot = local_google
     authz.state.deny = True
     fill_oauth_account(dialog, dovecot.port)
-    dialog.open_url = Browser()
+    dialog.browser.open_url = Browser()
     report = sign_in(qtbot, dialog)
     assert not report.ok
     assert "Access was denied at the provider" in dialog.result.text()
@@ -239,7 +240,7 @@ def test_waiting_sign_in_can_be_cancelled(
     _authz, dovecot = local_google
     fill_oauth_account(dialog, dovecot.port)
     opened: list[str] = []
-    dialog.open_url = opened.append  # a browser the user never finishes signing in with
+    dialog.browser.open_url = opened.append  # a browser the user never finishes signing in with
     dialog.report = None
     dialog.sign_in_button.click()
     qtbot.waitUntil(lambda: bool(opened), timeout=10_000)
@@ -251,3 +252,39 @@ def test_waiting_sign_in_can_be_cancelled(
     assert "cancelled" in dialog.result.text()
     assert dialog.sign_in_button.text() == "&Sign in with browser…"
     assert not dialog.ok_button.isEnabled()
+
+
+def test_app_asks_to_sign_in_again_and_recovers(
+    local_google: Any, make_app: Any, qtbot: Any, tmp_path: Path, plaintext_keyring: Any
+) -> None:
+    """An OAuth2 account without usable tokens: a banner link, the browser, the scan resumes."""
+    from oauth_servers import CLIENT_ID, EMAIL, Browser
+
+    from spamguard.mail import oauth
+
+    _authz, dovecot = local_google
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        f'[accounts.work]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
+        f'username = "{EMAIL}"\nauth = "oauth2"\noauth_provider = "google"\n'
+        f'oauth_client_id = "{CLIENT_ID}"\n'
+    )
+    app = make_app(demo=False, config_path=config)
+    app.start(show_window=True)
+    banner = app.window.banner
+    qtbot.waitUntil(lambda: "Sign in again…" in banner.text(), timeout=30_000)
+    assert banner.isVisible() and "work can no longer be read" in banner.text()
+    assert "spamguard account login work" in banner.toolTip()  # the engine's own words
+
+    banner.linkActivated.emit("signin:work")  # the user follows the banner's link
+    dialog = app.sign_in_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert EMAIL in dialog.findChildren(QLabel)[0].text()
+    dialog.browser.open_url = Browser()
+    with qtbot.waitSignal(app.scanDone, timeout=30_000) as scanned:
+        dialog.sign_in_button.click()
+    assert scanned.args[0] == "work"
+    assert dialog.report is not None and dialog.report.ok, dialog.report
+    assert not dialog.isVisible() and not banner.isVisible()
+    assert oauth.load_tokens("work") is not None
