@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from spamguard.mail import oauth
 from spamguard.mail.oauth import OAuthSettings
 
@@ -401,3 +403,13 @@ class Browser:
     def code(self) -> str:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.callbacks[-1]).query)
         return query["code"][0]
+
+
+@pytest.fixture(scope="module", name="oauth_servers")
+def oauth_servers_fixture() -> Iterator[tuple[Authz, Dovecot]]:
+    """`run_oauth_servers` for one test module: import it there, use it as ``oauth_servers``."""
+    try:
+        with run_oauth_servers() as servers:
+            yield servers
+    except Unavailable as why:
+        pytest.skip(str(why))

@@ -53,6 +53,18 @@ def _by_id(snapshot: dict[str, list[tuple[str, str, frozenset[str]]]]) -> dict[s
     return where
 
 
+def _idle(events: Sequence[object]) -> bool:
+    return any(isinstance(e, ConnectionState) and e.state == "idle" for e in events)
+
+
+def _applied(subject: str) -> Callable[[Sequence[object]], bool]:
+    """The worker has moved (or flagged) the message with this subject on the server."""
+    return lambda events: any(
+        isinstance(e, ActionApplied) and e.subject == subject and e.state == "applied"
+        for e in events
+    )
+
+
 def _run_backlog(
     server: DovecotServer, user: str, store: Store, messages: list[bytes], expected: dict[str, str]
 ) -> None:
@@ -139,20 +151,10 @@ def test_idle_arrival_is_acted_on(dovecot: DovecotServer, user: str, store: Stor
     service.subscribe(events)
     service.start()
     try:
-        events.wait_for(
-            lambda ev: any(isinstance(e, ConnectionState) and e.state == "idle" for e in ev)
-        )
+        events.wait_for(_idle)
         spam = make_mail(1, 0.97, subject="arrives while idle")
         dovecot.save(user, spam)
-        events.wait_for(
-            lambda ev: any(
-                isinstance(e, ActionApplied)
-                and e.subject == "arrives while idle"
-                and e.state == "applied"
-                for e in ev
-            ),
-            timeout=10,
-        )
+        events.wait_for(_applied("arrives while idle"), timeout=10)
     finally:
         service.stop()
         service.join(10)
@@ -172,28 +174,19 @@ def test_every_watched_folder_is_idled_on(dovecot: DovecotServer, user: str, sto
     service.subscribe(events)
     service.start()
     try:
-        events.wait_for(
-            lambda ev: any(isinstance(e, ConnectionState) and e.state == "idle" for e in ev)
-        )
+        events.wait_for(_idle)
         deadline = time.monotonic() + 10
         while not any(t.name.endswith("-idle-Lists") for t in threading.enumerate()):
             assert time.monotonic() < deadline, "no connection IDLEs on Lists"
             time.sleep(0.05)
-
-        def applied(subject: str) -> Callable[[Sequence[object]], bool]:
-            return lambda ev: any(
-                isinstance(e, ActionApplied) and e.subject == subject and e.state == "applied"
-                for e in ev
-            )
-
         # Either IDLE reports it or, had it come before IDLE began, the catch-up look the
         # watcher asks for once its IDLE is up.
         spam = make_mail(2, 0.98, subject="arrives in Lists")
         dovecot.save(user, spam, folder="Lists")
-        events.wait_for(applied("arrives in Lists"), timeout=20)
+        events.wait_for(_applied("arrives in Lists"), timeout=20)
         # The watcher is idle now and asks for no more catch-ups: only IDLE can report this.
         dovecot.save(user, make_mail(3, 0.99, subject="later in Lists"), folder="Lists")
-        events.wait_for(applied("later in Lists"), timeout=20)
+        events.wait_for(_applied("later in Lists"), timeout=20)
     finally:
         service.stop()
         service.join(10)

@@ -22,8 +22,7 @@ from oauth_servers import (
     Authz,
     Browser,
     Dovecot,
-    Unavailable,
-    run_oauth_servers,
+    oauth_servers_fixture,  # noqa: F401  (the oauth_servers fixture)
 )
 
 from spamguard.errors import (
@@ -37,15 +36,6 @@ from spamguard.mail import oauth
 from spamguard.mail.oauth import OAuthSettings
 
 pytestmark = pytest.mark.imap
-
-
-@pytest.fixture(scope="module")
-def oauth_servers() -> Iterator[tuple[Authz, Dovecot]]:
-    try:
-        with run_oauth_servers() as servers:
-            yield servers
-    except Unavailable as why:
-        pytest.skip(str(why))
 
 
 @pytest.fixture

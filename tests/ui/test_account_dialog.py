@@ -6,7 +6,6 @@ import dataclasses
 import html
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ from spamguard_ui.account_dialog import AccountDialog
 from spamguard.config import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mail"))
+
+from oauth_servers import oauth_servers_fixture  # noqa: F401  (the oauth_servers fixture)
 
 
 def closed_port() -> int:
@@ -33,9 +34,9 @@ def dialog(qtbot: Any, tmp_path: Path, plaintext_keyring: Any) -> AccountDialog:
     return d
 
 
-def wait_report(qtbot: Any, dialog: AccountDialog) -> Any:
+def wait_report(qtbot: Any, dialog: AccountDialog, button: Any = None) -> Any:
     dialog.report = None
-    dialog.test_button.click()
+    (button or dialog.test_button).click()
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=30_000)
     return dialog.report
 
@@ -123,17 +124,6 @@ def test_duplicate_account_name_is_explained(dialog: AccountDialog, qtbot: Any) 
 # -- browser sign-in (OAuth2) ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def oauth_servers() -> Iterator[Any]:
-    from oauth_servers import Unavailable, run_oauth_servers
-
-    try:
-        with run_oauth_servers() as servers:
-            yield servers
-    except Unavailable as why:
-        pytest.skip(str(why))
-
-
 @pytest.fixture
 def local_google(oauth_servers: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The "google" OAuth preset pointed at the local authorization server."""
@@ -164,10 +154,7 @@ def fill_oauth_account(dialog: AccountDialog, port: int) -> None:
 
 
 def sign_in(qtbot: Any, dialog: AccountDialog) -> Any:
-    dialog.report = None
-    dialog.sign_in_button.click()
-    qtbot.waitUntil(lambda: dialog.report is not None, timeout=30_000)
-    return dialog.report
+    return wait_report(qtbot, dialog, dialog.sign_in_button)
 
 
 def test_outlook_address_offers_browser_sign_in(dialog: AccountDialog, qtbot: Any) -> None:
