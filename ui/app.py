@@ -448,6 +448,9 @@ class SpamGuardApp(QObject):
         settings = self.accounts.get(account)
         if settings is None:
             return
+        if self.sign_in_dialog is not None and self.sign_in_dialog.isVisible():
+            self.sign_in_dialog.raise_()  # one sign-in at a time: the link was pressed twice
+            return
         dialog = SignInDialog(settings, self.window)
         self.sign_in_dialog = dialog
         dialog.accepted.connect(lambda: self._signed_in_again(account))
