@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/peer_cv.py --embeddings ~/.cache/spamguard/work/emb_cache.npz \
         [--split SPLIT.tsv] [--corpus DIR] [--seed 0] [--json OUT.json]
 
+Results for seeds 0, 1, 2: benchmarks/results/issue3-peer-cv-bogofilter-seed{0,1,2}.json.
+
 The peer table in issue 3 measures each filter once on the test half. At 1% FPR that column
 is decided by a handful of messages (1% of the test ham is 20 messages; 0.1 points of recall
 is one spam), so this script asks the question again where a model may be compared as often
