@@ -40,6 +40,21 @@ OAUTH_PROVIDERS = (
 PRESET_OAUTH = {"gmail": "google", "outlook": "microsoft"}
 
 
+def _result_label(parent: QWidget) -> QLabel:
+    """Where a dialog says how connecting or signing in went: room for three lines, links."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setOpenExternalLinks(True)
+    label.setMinimumHeight(parent.fontMetrics().height() * 3)
+    return label
+
+
+def _outcome(ok: bool, text_html: str) -> str:
+    """A green tick or a red cross before ``text_html`` (already escaped)."""
+    colour, mark = ("#2e7d32", "✓") if ok else (SPAM_COLOUR.name(), "✗")
+    return f'<span style="color:{colour}">{mark}</span> {text_html}'
+
+
 class _Signals(QObject):
     done = Signal(object)
 
@@ -105,18 +120,18 @@ class _SignInJob(QRunnable):
 
 
 class BrowserSignIn(QObject):
-    """A dialog's browser sign-in: one at a time, cancellable, its link shown as text too.
+    """A dialog's browser sign-in: one at a time, its button doubling as Cancel, the link of
+    the sign-in page shown in the dialog's result label in case no browser opened.
 
     ``open_url`` shows the provider's page (the system browser; tests put a scripted
-    browser there). ``linkText`` carries a sentence with the page's link for a label, in
-    case no browser opened; ``finished`` the `ConnectionReport` of the test that follows.
+    browser there). ``finished`` carries the `ConnectionReport` of the test that follows.
     """
 
-    linkText = Signal(str)
     finished = Signal(object)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, button: QPushButton, result: QLabel, parent: QObject) -> None:
         super().__init__(parent)
+        self.button, self.result = button, result
         self.job: _SignInJob | None = None
         self.settings: AccountSettings | None = None  # of the last sign-in started
         self.open_url: Callable[[str], object] = lambda url: QDesktopServices.openUrl(QUrl(url))
@@ -125,13 +140,22 @@ class BrowserSignIn(QObject):
     def running(self) -> bool:
         return self.job is not None
 
-    def start(self, settings: AccountSettings) -> None:
+    def toggle(self, settings: AccountSettings) -> bool:
+        """Start signing in with ``settings``, or cancel the sign-in that is waiting.
+        True when one started."""
+        if self.job is not None:
+            self.cancel()
+            self.button.setEnabled(False)  # until the job reports back
+            return False
         job = _SignInJob(settings)
         self.settings = settings
         job.signals.open_url.connect(self._open)
         job.signals.done.connect(self._done)
         self.job = job
+        self.button.setText(self.tr("&Cancel sign-in"))
+        self.result.setText(self.tr("Opening the sign-in page in your browser…"))
         QThreadPool.globalInstance().start(job)
+        return True
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -139,7 +163,7 @@ class BrowserSignIn(QObject):
 
     def _open(self, url: str) -> None:
         link = f'<a href="{html.escape(url, quote=True)}">' + self.tr("open the sign-in page")
-        self.linkText.emit(
+        self.result.setText(
             self.tr("Finish signing in in your browser. If no browser window opened, %1.").replace(
                 "%1", link + "</a>"
             )
@@ -148,6 +172,8 @@ class BrowserSignIn(QObject):
 
     def _done(self, report: ConnectionReport) -> None:
         self.job = None
+        self.button.setText(self.tr("&Sign in with browser…"))
+        self.button.setEnabled(True)
         self.finished.emit(report)
 
 
@@ -175,39 +201,23 @@ class SignInDialog(QDialog):
         row.addWidget(self.sign_in_button)
         row.addStretch(1)
         layout.addLayout(row)
-        self.result = QLabel()
-        self.result.setWordWrap(True)
-        self.result.setOpenExternalLinks(True)
-        self.result.setMinimumHeight(self.fontMetrics().height() * 3)
+        self.result = _result_label(self)
         layout.addWidget(self.result)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self.browser = BrowserSignIn(self)
-        self.browser.linkText.connect(self.result.setText)
+        self.browser = BrowserSignIn(self.sign_in_button, self.result, self)
         self.browser.finished.connect(self._finished)
         self.sign_in_button.clicked.connect(self.sign_in)
         self.resize(max(self.sizeHint().width(), 460), self.sizeHint().height())
 
     def sign_in(self) -> None:
-        if self.browser.running:
-            self.browser.cancel()
-            self.sign_in_button.setEnabled(False)  # until the job reports back
-            return
-        self.report = None
-        self.sign_in_button.setText(self.tr("&Cancel sign-in"))
-        self.result.setText(self.tr("Opening the sign-in page in your browser…"))
-        self.browser.start(self.settings)
+        if self.browser.toggle(self.settings):
+            self.report = None
 
     def _finished(self, report: ConnectionReport) -> None:
         self.report = report
-        self.sign_in_button.setText(self.tr("&Sign in with browser…"))
-        self.sign_in_button.setEnabled(True)
-        colour, mark = ("#2e7d32", "✓") if report.ok else (SPAM_COLOUR.name(), "✗")
-        self.result.setText(
-            f'<span style="color:{colour}">{mark}</span> '
-            + html.escape(report.message, quote=False)
-        )
+        self.result.setText(_outcome(report.ok, html.escape(report.message, quote=False)))
         if report.ok:
             self.accept()
 
@@ -225,7 +235,6 @@ class AccountDialog(QDialog):
         self.report: ConnectionReport | None = None
         self._jobs: list[_TestJob] = []
         self._signed_in_as: str | None = None  # the account name the keyring tokens are under
-        self.browser = BrowserSignIn(self)
         self.setWindowTitle(self.tr("Add a mail account"))
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -315,11 +324,9 @@ class AccountDialog(QDialog):
         test_row.addWidget(self.sign_in_button)
         test_row.addStretch(1)
         layout.addLayout(test_row)
-        self.result = QLabel()
-        self.result.setWordWrap(True)
-        self.result.setOpenExternalLinks(True)
-        self.result.setMinimumHeight(self.fontMetrics().height() * 3)
+        self.result = _result_label(self)
         layout.addWidget(self.result)
+        self.browser = BrowserSignIn(self.sign_in_button, self.result, self)
         junk_form = QFormLayout()
         self.junk = QComboBox()
         self.junk.setEditable(True)
@@ -341,7 +348,6 @@ class AccountDialog(QDialog):
         self.oauth_provider.currentIndexChanged.connect(self._auth_changed)
         self.test_button.clicked.connect(self.test)
         self.sign_in_button.clicked.connect(self.sign_in)
-        self.browser.linkText.connect(self.result.setText)
         self.browser.finished.connect(self._signed_in)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
@@ -445,18 +451,11 @@ class AccountDialog(QDialog):
 
     def sign_in(self) -> None:
         """Start the browser sign-in, or cancel the one that is waiting."""
-        if self.browser.running:
-            self.browser.cancel()
-            self.sign_in_button.setEnabled(False)  # until the job reports back
-            return
-        self._signed_in_as = None
-        self.sign_in_button.setText(self.tr("&Cancel sign-in"))
-        self.result.setText(self.tr("Opening the sign-in page in your browser…"))
-        self.browser.start(self.settings())
-        self._validate()
+        if self.browser.toggle(self.settings()):
+            self._signed_in_as = None
+            self._validate()
 
     def _signed_in(self, report: ConnectionReport) -> None:
-        self.sign_in_button.setText(self.tr("&Sign in with browser…"))
         assert self.browser.settings is not None
         name = self.browser.settings.name  # the name the tokens went under
         if report.ok:
@@ -489,9 +488,7 @@ class AccountDialog(QDialog):
         self._jobs = [j for j in self._jobs if j.signals is not self.sender()]
         self._validate()
         if report.ok:
-            self.result.setText(
-                f'<span style="color:#2e7d32">✓</span> {html.escape(report.message, quote=False)}'
-            )
+            self.result.setText(_outcome(True, html.escape(report.message, quote=False)))
             self.junk.clear()
             self.junk.addItem(self.tr("Find it automatically"), "auto")
             for folder in report.folders:
@@ -504,7 +501,7 @@ class AccountDialog(QDialog):
             text += "<br>" + html.escape(
                 self.tr("Certificate fingerprint: %1").replace("%1", report.fingerprint)
             )
-        self.result.setText(f'<span style="color:{SPAM_COLOUR.name()}">✗</span> {text}')
+        self.result.setText(_outcome(False, text))
 
     def accept(self) -> None:
         settings = self.settings()
@@ -533,8 +530,7 @@ class AccountDialog(QDialog):
 
                 store_password(settings, self.password.text())
         except SpamGuardError as exc:
-            problem = html.escape(str(exc), quote=False)
-            self.result.setText(f'<span style="color:{SPAM_COLOUR.name()}">✗</span> {problem}')
+            self.result.setText(_outcome(False, html.escape(str(exc), quote=False)))
             return
         super().accept()
 
