@@ -613,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spamguard.scoring.commands",
         "spamguard.learning_commands",
         "spamguard.doctor",
+        "spamguard.thunderbird",
     ):
         try:
             importlib.import_module(module).register(sub)
