@@ -31,6 +31,7 @@ from spamguard.training import (
 from spamguard.versions import CASCADE_FILE, STAGE0_DIR, ModelRegistry, VersionInfo
 
 __all__ = [
+    "ImplicitLabels",
     "LearnOptions",
     "Learner",
     "RetrainOutcome",
@@ -82,6 +83,40 @@ class _Labelled:
         for key in sorted(f"{h}:{int(s)}" for h, s in zip(self.hashes, self.spam, strict=True)):
             digest.update(key.encode())
         return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ImplicitLabels:
+    """Labels the user did not give but their mail implies (first-sync learning: Junk as spam,
+    mail they read and kept as ham). Each has its own weight, below an explicit label's 1.0;
+    the active model never saw any of them, so all count as held-back in the checks."""
+
+    hashes: list[str]
+    spam: list[bool]
+    weights: list[float]
+    source: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _with_implicit(labelled: _Labelled, implicit: ImplicitLabels) -> tuple[_Labelled, np.ndarray]:
+    """Explicit labels, then the implicit ones whose message has no explicit label; the
+    weight of each (explicit 1.0) before recency."""
+    known = set(labelled.hashes)
+    out = _Labelled(
+        list(labelled.ids), list(labelled.times), list(labelled.spam), list(labelled.hashes)
+    )
+    weights = [1.0] * len(labelled.ids)
+    now = time.time()
+    for h, spam, w in zip(implicit.hashes, implicit.spam, implicit.weights, strict=True):
+        if h in known:
+            continue
+        known.add(h)
+        out.ids.append(0)  # 0: not a feedback row, so new to every version
+        out.times.append(now)
+        out.spam.append(spam)
+        out.hashes.append(h)
+        weights.append(w)
+    return out, np.asarray(weights, dtype=np.float64)
 
 
 def labelled_rows(store: Store, account: str | None = None) -> _Labelled:
@@ -144,6 +179,7 @@ def retrain_steps(
     *,
     cancel: threading.Event | None = None,
     encoder: Any = None,
+    implicit: ImplicitLabels | None = None,
 ) -> Generator[Progress, None, RetrainOutcome]:
     """Warm-start a new version from the active one on every kept label, check it, store it.
 
@@ -162,15 +198,22 @@ def retrain_steps(
     active = registry.active
     watermark = registry.get(active).label_watermark if active else 0
     labelled = labelled_rows(store)
+    n_explicit = len(labelled.ids)
+    kind = np.ones(n_explicit)
+    if implicit is not None:
+        labelled, kind = _with_implicit(labelled, implicit)
     n = len(labelled.ids)
     if not n:
         raise SpamGuardError("no labelled messages to learn from yet")
     ids = labelled.ids
-    weights = recency_weights(
+    weights = kind * recency_weights(
         np.asarray(labelled.times),
         half_life_days=options.warm.half_life_days,
         min_share=options.warm.min_share,
     )
+    source = f"{n} user labels"
+    if implicit is not None:
+        source = f"{n_explicit} user labels and {n - n_explicit} {implicit.source}"
     yield Progress("features", 0, n)
     design = _label_design(parent.featurizer, store, labelled, options, encoder=encoder)
     yield Progress("features", n, n)
@@ -183,7 +226,7 @@ def retrain_steps(
         options.warm,
         sample_weight=weights,
         digest=labelled.digest,
-        source=f"{n} user labels",
+        source=source,
         cancel=cancel,
     )
     model = result.model
@@ -192,7 +235,7 @@ def retrain_steps(
         parent_dir, parent.version, store, labelled, y, weights, options, cancel
     )
     p_active = parent.head.calibrate(parent.head.decision_function(design[0]))
-    new = np.asarray(ids) > watermark
+    new = (np.asarray(ids) > watermark) | (np.asarray(ids) == 0)
     basis = "labels the active model has not seen"
     if not new.any():
         new = np.ones(len(ids), dtype=bool)
@@ -201,6 +244,8 @@ def retrain_steps(
     held = compare_on_labels(y[new], result.oof_p[new], p_active[new], flag=flag)
     held["basis"] = basis
     metrics: dict[str, Any] = {"held_back": held, "user_cv": model.metrics.get("user_cv", {})}
+    if implicit is not None:
+        metrics["implicit"] = dict(implicit.summary, n=int(n - n_explicit))
     problems: list[str] = []
     if held["logloss_candidate"] > held["logloss_active"] + options.logloss_tolerance:
         problems.append(
@@ -242,7 +287,7 @@ def retrain_steps(
     info = registry.add(
         model,
         state="candidate",
-        label_watermark=max(ids),
+        label_watermark=max(max(ids), watermark),
         metrics=metrics,
         reason=reason,
     )

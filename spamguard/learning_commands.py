@@ -1,5 +1,6 @@
-"""Learning commands: `spamguard label`, `models list|promote|rollback|retrain|export|import`,
-`adapt`, and `--from` on `spamguard train`. Registered by `spamguard.cli` via `register()`.
+"""Learning commands: `spamguard label`, `models list|promote|rollback|retrain|export|
+import`, `learn existing`, `adapt`, and `--from` on `spamguard train`. Registered by
+`spamguard.cli` via `register()`.
 
 Everything heavy is imported inside the command functions, so `spamguard --help` stays fast.
 """
@@ -200,6 +201,92 @@ def cmd_models_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- spamguard learn existing --------------------------------------------------------------------
+
+
+def first_sync_options(args: argparse.Namespace) -> Any:
+    from spamguard.first_sync import FirstSyncOptions
+
+    defaults = FirstSyncOptions()
+    return FirstSyncOptions(
+        max_spam=getattr(args, "max_spam", None) or defaults.max_spam,
+        max_ham=getattr(args, "max_ham", None) or defaults.max_ham,
+        min_age_days=(
+            args.min_age_days
+            if getattr(args, "min_age_days", None) is not None
+            else defaults.min_age_days
+        ),
+        shadow_messages=getattr(args, "shadow", None) or 0,
+    )
+
+
+def run_first_sync(args: argparse.Namespace, account: str) -> int:
+    """Learn from ``account``'s existing mail with a progress bar; Ctrl-C stops it, and the
+    next run continues where it stopped (`spamguard learn existing`, `account add`)."""
+    from spamguard.cli import ProgressBar
+    from spamguard.first_sync import learn_existing
+    from spamguard.service import open_mailstore
+
+    config = _config(args)
+    settings = config.account(account)
+    registry = _registry(args)
+    options = first_sync_options(args)
+    steps = {
+        "looking": "looking at the folders",
+        "reading": "reading (nothing is moved)",
+        "features": "reading the messages' features",
+    }
+    with _store(args) as store:
+        mail = open_mailstore(settings, read_only=True)
+        mail.connect()
+        bar = ProgressBar("learning from existing mail", None)
+        try:
+            result = learn_existing(
+                mail,
+                settings,
+                store,
+                registry,
+                options,
+                on_progress=lambda p: bar.update(
+                    p.done, p.total, f"{account}: {steps.get(p.step, 'learning: ' + p.step)}"
+                ),
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            kept = store.first_sync_count(account)
+            _say(
+                f"{account}: stopped; {kept:,} messages read so far are kept, and "
+                f"`spamguard learn existing --account {account}` continues from there"
+            )
+            return 130
+        finally:
+            bar.close()
+            mail.close()
+    print(f"{account}: {result.message}", flush=True)
+    if result.state == "too little":
+        return 3
+    return 1 if result.state == "rejected" else 0
+
+
+def cmd_learn_existing(args: argparse.Namespace) -> int:
+    return run_first_sync(args, args.account)
+
+
+def add_first_sync_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-spam", type=int, metavar="N", help="the newest N in Junk at most (default 2000)"
+    )
+    p.add_argument(
+        "--max-ham", type=int, metavar="N", help="the newest N read messages at most (2000)"
+    )
+    p.add_argument(
+        "--min-age-days",
+        type=int,
+        metavar="D",
+        help="only read mail older than D days counts as not spam (default 3)",
+    )
+
+
 # -- spamguard train --from ----------------------------------------------------------------------
 
 
@@ -313,6 +400,25 @@ def register(sub: Any) -> None:
     p.add_argument("file", metavar="FILE.zip")
     p.add_argument("--activate", action="store_true")
     p.set_defaults(func=cmd_models_import)
+
+    learn = sub.add_parser("learn", help="learn from mail an account already holds")
+    lsub = learn.add_subparsers(dest="learn_command", metavar="ACTION", required=True)
+    p = lsub.add_parser(
+        "existing",
+        help="learn from an account's Junk (spam) and the mail you read (not spam); "
+        "read-only, resumable",
+    )
+    p.add_argument("--account", required=True, metavar="NAME")
+    add_first_sync_args(p)
+    p.add_argument(
+        "--shadow",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the new version in shadow for N messages before it takes over (default 0: "
+        "promote once the held-back checks pass)",
+    )
+    p.set_defaults(func=cmd_learn_existing)
 
     p = sub.add_parser(
         "adapt", help="adaptation curve: K labels from a mailbox, metrics on the rest"

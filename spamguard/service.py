@@ -152,15 +152,17 @@ class EventBus:
 _PERMANENT = (AuthError, TLSError, CredentialError, ConfigError)
 
 
-def open_mailstore(settings: AccountSettings) -> MailStore:
-    """The default backend for an account: IMAP (Maildir when the config names one)."""
+def open_mailstore(settings: AccountSettings, *, read_only: bool = False) -> MailStore:
+    """The default backend for an account: IMAP (Maildir when the config names one).
+
+    ``read_only``: IMAP folders are opened with EXAMINE, so the server refuses any change."""
     if settings.maildir is not None:
         from spamguard.mail.maildir import MaildirStore
 
         return MaildirStore(settings.maildir)
     from spamguard.mail.imap import ImapMailStore
 
-    return ImapMailStore(settings)
+    return ImapMailStore(settings, read_only=read_only)
 
 
 #: Watched folders beyond the first that get a connection of their own to IDLE on. Servers

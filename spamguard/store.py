@@ -17,6 +17,7 @@ from spamguard.scoring.base import Evidence, Score
 __all__ = [
     "SCHEMA_VERSION",
     "FeedbackRow",
+    "FirstSyncRow",
     "FolderState",
     "JournalDraft",
     "JournalEntry",
@@ -108,6 +109,19 @@ _MIGRATIONS: tuple[str, ...] = (
         account TEXT NOT NULL, folder TEXT NOT NULL,
         uidvalidity INTEGER NOT NULL, highestmodseq INTEGER,
         PRIMARY KEY (account, folder)
+    )
+    """,
+    # 3: learning from an account's existing mail at first sync (first_sync.py): what was read
+    # from which folder, so a cancelled run resumes without fetching a message twice. The bytes
+    # go to label_message like every label's.
+    """
+    CREATE TABLE first_sync (
+        account TEXT NOT NULL, folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+        message_id TEXT NOT NULL, content_hash TEXT NOT NULL,
+        label TEXT NOT NULL CHECK (label IN ('spam', 'ham')),
+        provider_spam INTEGER NOT NULL DEFAULT 0, fetched_at REAL NOT NULL,
+        PRIMARY KEY (account, folder, uidvalidity, uid)
     )
     """,
 )
@@ -207,6 +221,17 @@ class FeedbackRow:
     created_at: float
     from_addr: str = ""
     folder: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSyncRow:
+    """One message first-sync learning read from an account's folder (not a user's label)."""
+
+    uid: int
+    message_id: str
+    content_hash: str
+    label: Literal["spam", "ham"]
+    provider_spam: bool = False  # the account's own server had marked it spam
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,6 +710,81 @@ class Store:
                 "INSERT OR IGNORE INTO label_message VALUES (?, ?, ?)",
                 (content_hash, sqlite3.Binary(raw), time.time()),
             )
+
+    # -- first-sync learning (first_sync.py) ------------------------------------------------------
+
+    def first_sync_read(
+        self, account: str, folder: str, uidvalidity: int
+    ) -> dict[int, FirstSyncRow]:
+        """UID -> what first-sync learning already read from ``folder`` (this UIDVALIDITY)."""
+        rows = self._query(
+            "SELECT * FROM first_sync WHERE account = ? AND folder = ? AND uidvalidity = ?",
+            (account, folder, uidvalidity),
+        )
+        return {
+            int(r["uid"]): FirstSyncRow(
+                int(r["uid"]),
+                r["message_id"],
+                r["content_hash"],
+                r["label"],
+                bool(r["provider_spam"]),
+            )
+            for r in rows
+        }
+
+    def save_first_sync(
+        self,
+        account: str,
+        folder: str,
+        uidvalidity: int,
+        rows: Iterable[tuple[FirstSyncRow, bytes]],
+    ) -> None:
+        """Record one batch of messages read at first sync, with their bytes, in one step."""
+        now = time.time()
+        with self._tx() as db:
+            # Rows of an older UIDVALIDITY name messages that are gone or renumbered.
+            db.execute(
+                "DELETE FROM first_sync WHERE account = ? AND folder = ? AND uidvalidity != ?",
+                (account, folder, uidvalidity),
+            )
+            for row, raw in rows:
+                db.execute(
+                    "INSERT OR REPLACE INTO first_sync VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        account,
+                        folder,
+                        uidvalidity,
+                        row.uid,
+                        row.message_id,
+                        row.content_hash,
+                        row.label,
+                        int(row.provider_spam),
+                        now,
+                    ),
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO label_message VALUES (?, ?, ?)",
+                    (row.content_hash, sqlite3.Binary(raw), now),
+                )
+
+    def first_sync_count(self, account: str | None = None) -> int:
+        rows = self._query(
+            "SELECT COUNT(*) FROM first_sync WHERE ? IS NULL OR account = ?", (account, account)
+        )
+        return int(rows[0][0])
+
+    def junk_history(self, account: str) -> tuple[set[str], set[str]]:
+        """(Message-IDs SpamGuard moved to Junk, Message-IDs the user labelled spam)."""
+        moved = self._query(
+            "SELECT DISTINCT message_id FROM journal WHERE account = ? AND action = 'move_junk' "
+            "AND state IN ('applied', 'undone')",
+            (account,),
+        )
+        labelled = self._query(
+            "SELECT DISTINCT message_id FROM feedback WHERE account = ? AND label = 'spam'",
+            (account,),
+        )
+        return {r[0] for r in moved if r[0]}, {r[0] for r in labelled if r[0]}
 
     def rescued_count(self, account: str, from_addr: str) -> int:
         """How many distinct messages from ``from_addr`` the user took out of Junk."""

@@ -64,6 +64,15 @@ def register(subparsers: Any) -> None:
         help="read the password from standard input instead of prompting",
     )
     a.add_argument("--no-test", action="store_true", help="do not try to log in")
+    consent = a.add_mutually_exclusive_group()
+    consent.add_argument(
+        "--learn-existing",
+        action="store_true",
+        default=None,
+        help="learn from the mail the account already holds: Junk as spam, mail you read "
+        "as not spam (read-only; asked when neither option is given, default no)",
+    )
+    consent.add_argument("--no-learn-existing", dest="learn_existing", action="store_false")
     a.set_defaults(func=cmd_account_add)
     a = sub.add_parser("list", help="list accounts")
     a.set_defaults(func=cmd_account_list)
@@ -372,7 +381,8 @@ def cmd_account_add(args: argparse.Namespace) -> int:
         _say(f"added account {args.name!r} to {path}")
     settings = config.account(args.name)
     if settings.auth == "oauth2":
-        return cmd_account_login(args)
+        status = cmd_account_login(args)
+        return status if status else _offer_first_sync(args)
     if settings.password_command:
         _say(f"account {args.name!r} uses password_command; nothing to store")
     else:
@@ -385,9 +395,28 @@ def cmd_account_add(args: argparse.Namespace) -> int:
         store_password(settings, secret)
         del secret
         _say(f'password for {args.name!r} stored in the system keyring (service "spamguard")')
-    if args.no_test:
+    status = 0 if args.no_test else _test_account(settings)
+    return status if status else _offer_first_sync(args)
+
+
+def _offer_first_sync(args: argparse.Namespace) -> int:
+    """Learning from the account's existing mail: only when the user says yes."""
+    wanted = getattr(args, "learn_existing", None)
+    if wanted is None:
+        if getattr(args, "password_stdin", False) or not sys.stdin.isatty():
+            return 0  # nobody to ask: the answer is no
+        answer = input(
+            f"Learn from the mail {args.name!r} already holds? SpamGuard reads its Junk "
+            "folder as spam and the mail you read as not spam (read-only; the newest 2,000 "
+            "of each). [y/N] "
+        )
+        wanted = answer.strip().lower() in ("y", "yes")
+    if not wanted:
         return 0
-    return _test_account(settings)
+    from spamguard.learning_commands import run_first_sync
+
+    status = run_first_sync(args, args.name)
+    return 0 if status == 3 else status  # too little to learn from is not a failed add
 
 
 def cmd_account_list(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from spamguard.config import AccountSettings
 from spamguard.errors import FolderMissingError
 from spamguard.mail.base import JUNK_NAMES, SENT_NAMES, FolderInfo, MailStore
 
-__all__ = ["find_junk_folder", "find_sent_folder"]
+__all__ = ["find_archive_folder", "find_junk_folder", "find_sent_folder", "locate_junk_folder"]
 
 
 def _pick(folders: list[FolderInfo], special: str, names: tuple[str, ...]) -> str | None:
@@ -59,3 +59,20 @@ def find_sent_folder(mail: MailStore, settings: AccountSettings) -> str | None:
             settings.sent_folder if any(f.name == settings.sent_folder for f in folders) else None
         )
     return _pick(folders, "\\Sent", SENT_NAMES)
+
+
+ARCHIVE_NAMES = ("Archive", "Archives", "INBOX/Archive", "INBOX.Archive", "Archiv")
+
+
+def locate_junk_folder(mail: MailStore, settings: AccountSettings) -> str | None:
+    """The Junk folder's name, or None when there is none; never creates one."""
+    folders = mail.list_folders()
+    if settings.junk_folder != "auto":
+        known = any(f.name == settings.junk_folder for f in folders)
+        return settings.junk_folder if known else None
+    return _pick(folders, "\\Junk", settings.junk_candidates + JUNK_NAMES)
+
+
+def find_archive_folder(mail: MailStore) -> str | None:
+    """The folder marked \\Archive (RFC 6154), else one with a usual name; None without."""
+    return _pick(mail.list_folders(), "\\Archive", ARCHIVE_NAMES)

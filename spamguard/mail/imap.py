@@ -53,9 +53,15 @@ class ImapMailStore:
     """
 
     def __init__(
-        self, settings: AccountSettings, *, client_factory: Callable[..., Any] | None = None
+        self,
+        settings: AccountSettings,
+        *,
+        client_factory: Callable[..., Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         self.settings = settings
+        # EXAMINE instead of SELECT: the server refuses any change (first-sync learning reads).
+        self.read_only = read_only
         self._client_factory = client_factory
         self._client: Any = None
         self._caps: frozenset[str] = frozenset()
@@ -266,7 +272,7 @@ class ImapMailStore:
 
     def select(self, folder: str) -> FolderStatus:
         with self._guard(f"open folder {folder!r}", folder):
-            info = self._c().select_folder(folder, readonly=False)
+            info = self._c().select_folder(folder, readonly=self.read_only)
         self._selected = folder
         status = FolderStatus(
             name=folder,
