@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -334,6 +335,20 @@ class AccountDialog(QDialog):
         self.junk.setToolTip(self.tr("Where messages above the move threshold go"))
         junk_form.addRow(self.tr("&Junk folder:"), self.junk)
         layout.addLayout(junk_form)
+        # Off unless the user says yes: reading their mailbox to learn is their choice.
+        self.learn_existing = QCheckBox(
+            self.tr("&Learn from the mail already in this account (read-only)")
+        )
+        self.learn_existing.setChecked(False)
+        self.learn_existing.setToolTip(
+            self.tr(
+                "After adding the account, SpamGuard reads the newest 2,000 messages in its "
+                "Junk folder as spam and up to 2,000 messages you have read or answered as not "
+                "spam, and learns from them. Nothing is moved or marked; you can stop it, and "
+                "undo what it learned with one rollback."
+            )
+        )
+        layout.addWidget(self.learn_existing)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )

@@ -80,6 +80,7 @@ class SpamGuardApp(QObject):
         self.states: dict[str, str] = {}
         self.accounts: dict[str, AccountSettings] = {}
         self.sign_in_dialog: Any = None  # the last "Sign in again" dialog (tests drive it)
+        self.first_sync_dialog: Any = None  # learning from an added account's existing mail
         self._first_scan_pending: set[str] = set()
         self._scan_started: dict[str, float] = {}
         self._scored = 0
@@ -440,6 +441,24 @@ class SpamGuardApp(QObject):
                 if added
                 else self.tr("The account was saved."),
             )
+            if dialog.learn_existing.isChecked() and self.store is not None:
+                self.learn_existing(dialog.settings().name)
+
+    def learn_existing(self, account: str, *, start: bool = True) -> Any:
+        """Learn from ``account``'s existing mail, in a dialog with progress and Cancel."""
+        from .first_sync import dialog_for
+
+        assert self.store is not None
+        try:
+            dialog = dialog_for(self.config_path, account, self.store, self.window)
+        except SpamGuardError as exc:
+            self.window.show_banner(str(exc))
+            return None
+        self.first_sync_dialog = dialog
+        dialog.open()
+        if start:
+            dialog.start()
+        return dialog
 
     def sign_in_again(self, account: str) -> None:
         """Browser sign-in for an OAuth2 account whose tokens expired or were withdrawn."""
