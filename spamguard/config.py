@@ -25,7 +25,9 @@ __all__ = [
     "Thresholds",
     "default_config_path",
     "default_data_dir",
+    "describe_backlog",
     "load_config",
+    "parse_backlog",
     "parse_config",
 ]
 
@@ -145,6 +147,9 @@ class AccountSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     allow: tuple[str, ...] = ()
     block: tuple[str, ...] = ()
+    # The first sync (and a resync after UIDVALIDITY changed) looks at the newest
+    # `backlog_messages` of the last `backlog_days` days; 0 means no limit, never "nothing".
+    # `backlog = "newest 500" | "last 30 days" | "everything"` in the config sets both.
     backlog_messages: int = 500
     backlog_days: int = 30
     batch_size: int = 50
@@ -458,6 +463,7 @@ class _Validator:
                 "thresholds",
                 "allow",
                 "block",
+                "backlog",
                 "backlog_messages",
                 "backlog_days",
                 "batch_size",
@@ -564,6 +570,17 @@ class _Validator:
             counts[key] = self.get(raw, p, key, int, count_default)
             if counts[key] < (1 if key in ("batch_size", "max_fetch_bytes") else 0):
                 raise self.fail((*p, key), f"must be a positive number, not {counts[key]}")
+        if "backlog" in raw:
+            if "backlog_messages" in raw or "backlog_days" in raw:
+                raise self.fail(
+                    (*p, "backlog"),
+                    "is given together with backlog_messages/backlog_days; keep only backlog",
+                )
+            text: str = self.get(raw, p, "backlog", str, "")
+            try:
+                counts["backlog_messages"], counts["backlog_days"] = parse_backlog(text)
+            except ValueError as exc:
+                raise self.fail((*p, "backlog"), str(exc)) from None
         if counts["max_fetch_bytes"] < 1024:
             raise self.fail(
                 (*p, "max_fetch_bytes"), "must be at least 1024 bytes to see the headers"
@@ -698,6 +715,48 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
         dict: "a table",
     }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+_DAYS = r"(?:the\s+)?last\s+(?:(?P<{0}>\d+)\s+days?|(?P<{0}_one>day))"
+_BACKLOG_RE = re.compile(
+    r"(?:the\s+)?(?:newest|latest|last)\s+(?P<n>\d+)(?:\s+messages?)?"
+    r"(?:\s+(?:of|from|in)\s+" + _DAYS.format("d1") + ")?"
+    r"|(?:the\s+messages\s+of\s+)?"
+    + _DAYS.format("d2")
+    + r"|(?P<all>everything|all|all\s+messages|every\s+message)",
+    re.IGNORECASE,
+)
+
+
+def parse_backlog(text: str) -> tuple[int, int]:
+    """(messages, days) from a readable first-sync choice; 0 is no limit.
+
+    "newest 500" -> (500, 0); "last 30 days" -> (0, 30); "everything" -> (0, 0);
+    "newest 500 of the last 30 days" -> (500, 30). Raises `ValueError` with what to write.
+    """
+    match = _BACKLOG_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f'must read like "newest 500", "last 30 days" or "everything", not {text!r}'
+        )
+    g = match.groupdict()
+    messages = int(g["n"] or 0)
+    days = int(g["d1"] or g["d2"] or 0) or (1 if g["d1_one"] or g["d2_one"] else 0)
+    if not g["all"] and messages == 0 and days == 0:
+        raise ValueError(f'{text!r} would scan nothing; write a number above 0, or "everything"')
+    return messages, days
+
+
+def describe_backlog(messages: int, days: int) -> str:
+    """What a first sync with these limits looks at, in words (the inverse of parse_backlog)."""
+    period = "the last day" if days == 1 else f"the last {days} days"
+    if messages and days:
+        return f"the newest {messages} messages of {period}"
+    if messages:
+        return f"the newest {messages} messages"
+    if days:
+        return f"the messages of {period}"
+    return "every message"
 
 
 def _is_keyword(word: str) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from spamguard.config import AccountSettings
+from spamguard.config import AccountSettings, describe_backlog
 from spamguard.errors import (
     AuthError,
     ConfigError,
@@ -48,6 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# What `AccountWorker.timings` measures, in the order a batch goes through them.
+PHASES = ("fetch", "parse", "score", "learn", "plan", "actions")
+
 
 # -- events -------------------------------------------------------------------------------------
 
@@ -69,6 +72,7 @@ class MessageScored:
     plan: str
     cached: bool
     dry_run: bool = False
+    planned: int = 0  # actions the plan holds that change the mailbox (0 for "leave")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class Progress:
     done: int
     total: int
     phase: Literal["backlog", "new mail", "resync"] = "backlog"
+    scope: str = ""  # what a backlog scan looks at, e.g. "the newest 500 messages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +280,8 @@ class AccountWorker:
         self.stop_event = threading.Event()
         # Labels from other clients' moves and keywords, retraining, shadow (learning.py).
         self.learner = learner
+        # Wall seconds per phase of `process_batch` since the worker was made (bench --imap).
+        self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
     @property
     def name(self) -> str:
@@ -433,7 +440,8 @@ class AccountWorker:
             phase = "backlog" if state is None else "resync"
             since = date.today() - timedelta(days=s.backlog_days) if s.backlog_days else None
             uids = self.mail.uids(folder, since=since)
-            uids = uids[-s.backlog_messages :] if s.backlog_messages else []
+            if s.backlog_messages:  # 0 is no limit, as for backlog_days
+                uids = uids[-s.backlog_messages :]
             start = uids[0] if uids else status.uidnext
             if state is not None:
                 self._emit(
@@ -453,8 +461,9 @@ class AccountWorker:
             uids = self.mail.uids(folder, min_uid=state.uidnext)
         total = len(uids)
         done = 0
+        scope = describe_backlog(s.backlog_messages, s.backlog_days) if phase != "new mail" else ""
         if total:
-            yield Progress(self.name, folder, 0, total, phase)
+            yield Progress(self.name, folder, 0, total, phase, scope)
         for i in range(0, total, s.batch_size):
             batch = uids[i : i + s.batch_size]
             self.process_batch(folder, status.uidvalidity, batch)
@@ -469,10 +478,17 @@ class AccountWorker:
             )
             if not self.dry_run:
                 self.store.save_folder_state(state)
-            yield Progress(self.name, folder, done, total, phase)
+            yield Progress(self.name, folder, done, total, phase, scope)
+
+    def _tick(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[phase] += now - since
+        return now
 
     def process_batch(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> None:
+        started = time.perf_counter()
         fetched = self.mail.fetch(folder, uids, self.settings.max_fetch_bytes)
+        started = self._tick("fetch", started)
         todo: list[tuple[FetchedMessage, Message]] = []
         for item in fetched:
             try:
@@ -494,11 +510,15 @@ class AccountWorker:
                     self._note_rescue(folder, msg, item.raw)
                 continue
             todo.append((item, msg))
+        started = self._tick("parse", started)
         if not todo:
             return
         scores = self._scores([m for _, m in todo])
+        started = self._tick("score", started)
         if self.learner is not None and not self.dry_run:
             self.learner.observe(self, [m for _, m in todo])
+            started = self._tick("learn", started)
+        pending: list[tuple[ScoredMessage, Plan, frozenset[str]]] = []
         for (item, msg), (score, cached) in zip(todo, scores, strict=True):
             context = PolicyContext(
                 folder=folder,
@@ -523,13 +543,19 @@ class AccountWorker:
                     plan.describe(),
                     cached,
                     self.dry_run,
+                    planned=sum(a.kind != "leave" for a in plan.actions),
                 )
             )
-            if self.dry_run:
-                continue
-            self._apply(folder, uidvalidity, item, msg, score, plan)
+            if not self.dry_run:
+                pending.append(
+                    (self._scored(folder, uidvalidity, item, msg, score, plan), plan, item.flags)
+                )
+        started = self._tick("plan", started)
+        if pending:
+            self._apply(pending)
+            self._tick("actions", started)
 
-    def _apply(
+    def _scored(
         self,
         folder: str,
         uidvalidity: int,
@@ -537,9 +563,8 @@ class AccountWorker:
         msg: Message,
         score: Score,
         plan: Plan,
-    ) -> None:
-        assert self.executor is not None
-        scored = ScoredMessage(
+    ) -> ScoredMessage:
+        return ScoredMessage(
             account=self.name,
             folder=folder,
             uidvalidity=uidvalidity,
@@ -557,7 +582,11 @@ class AccountWorker:
             plan=plan.describe(),
             scored_at=time.time(),
         )
-        for result in self.executor.apply(scored, plan, item.flags):
+
+    def _apply(self, pending: Sequence[tuple[ScoredMessage, Plan, frozenset[str]]]) -> None:
+        """Journal and send a batch's actions: one server command per folder and action."""
+        assert self.executor is not None
+        for scored, result in self.executor.apply_batch(pending):
             self._emit(
                 ActionApplied(
                     self.name,
@@ -565,8 +594,8 @@ class AccountWorker:
                     result.action,
                     result.src,
                     result.dst,
-                    msg.message_id,
-                    msg.subject,
+                    scored.message_id,
+                    scored.subject,
                     result.reason,
                     result.state,
                     result.error,

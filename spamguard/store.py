@@ -24,6 +24,7 @@ __all__ = [
     "JournalState",
     "ScoredMessage",
     "SeenMessage",
+    "Settlement",
     "Store",
     "default_store_path",
 ]
@@ -180,6 +181,17 @@ class JournalDraft:
     detail: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     undo_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one journalled action ended: applied (``error`` None) or failed with ``error``."""
+
+    entry_id: int
+    error: str | None = None
+    dst_uidvalidity: int | None = None
+    dst_uid: int | None = None
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,55 +442,70 @@ class Store:
 
         Called before anything is sent: after a crash the journal says what may have happened.
         """
+        return self.record_plans([(scored, drafts)])[0]
+
+    def record_plans(
+        self, plans: Sequence[tuple[ScoredMessage, Sequence[JournalDraft]]]
+    ) -> list[list[int]]:
+        """`record_plan` for a whole batch of messages in one transaction (one fsync)."""
         now = time.time()
-        ids: list[int] = []
+        out: list[list[int]] = []
         with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO messages (account, folder, uidvalidity, uid, message_id, "
-                "content_hash, p_spam, verdict, stage, model_version, evidence, subject, "
-                "from_addr, "
-                "date, plan, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            for scored, drafts in plans:
+                out.append(self._insert_plan(db, scored, drafts, now))
+        return out
+
+    @staticmethod
+    def _insert_plan(
+        db: sqlite3.Connection, scored: ScoredMessage, drafts: Sequence[JournalDraft], now: float
+    ) -> list[int]:
+        ids: list[int] = []
+        db.execute(
+            "INSERT OR IGNORE INTO messages (account, folder, uidvalidity, uid, message_id, "
+            "content_hash, p_spam, verdict, stage, model_version, evidence, subject, "
+            "from_addr, "
+            "date, plan, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                scored.account,
+                scored.folder,
+                scored.uidvalidity,
+                scored.uid,
+                scored.message_id,
+                scored.content_hash,
+                scored.p_spam,
+                scored.verdict,
+                scored.stage,
+                scored.model_version,
+                _evidence_to_json(scored.evidence),
+                scored.subject,
+                scored.from_addr,
+                scored.date,
+                scored.plan,
+                scored.scored_at or now,
+            ),
+        )
+        for d in drafts:
+            cur = db.execute(
+                "INSERT INTO journal (account, message_id, content_hash, subject, action, src, "
+                "src_uidvalidity, src_uid, dst, detail, reason, state, undo_of, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
                 (
                     scored.account,
-                    scored.folder,
-                    scored.uidvalidity,
-                    scored.uid,
                     scored.message_id,
                     scored.content_hash,
-                    scored.p_spam,
-                    scored.verdict,
-                    scored.stage,
-                    scored.model_version,
-                    _evidence_to_json(scored.evidence),
                     scored.subject,
-                    scored.from_addr,
-                    scored.date,
-                    scored.plan,
-                    scored.scored_at or now,
+                    d.action,
+                    d.src,
+                    d.src_uidvalidity,
+                    d.src_uid,
+                    d.dst,
+                    json.dumps(d.detail),
+                    d.reason,
+                    d.undo_of,
+                    now,
                 ),
             )
-            for d in drafts:
-                cur = db.execute(
-                    "INSERT INTO journal (account, message_id, content_hash, subject, action, src, "
-                    "src_uidvalidity, src_uid, dst, detail, reason, state, undo_of, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
-                    (
-                        scored.account,
-                        scored.message_id,
-                        scored.content_hash,
-                        scored.subject,
-                        d.action,
-                        d.src,
-                        d.src_uidvalidity,
-                        d.src_uid,
-                        d.dst,
-                        json.dumps(d.detail),
-                        d.reason,
-                        d.undo_of,
-                        now,
-                    ),
-                )
-                ids.append(int(cur.lastrowid or 0))
+            ids.append(int(cur.lastrowid or 0))
         return ids
 
     def add_journal(
@@ -550,6 +577,30 @@ class Store:
                 "UPDATE journal SET state = 'undone', undone_at = ? WHERE id = ?",
                 (time.time(), entry_id),
             )
+
+    def settle(self, outcomes: Sequence[Settlement]) -> None:
+        """Mark many journal rows applied or failed in one transaction (a batch's results)."""
+        now = time.time()
+        with self._tx() as db:
+            for o in outcomes:
+                if o.error is not None:
+                    db.execute(
+                        "UPDATE journal SET state = 'failed', error = ? WHERE id = ?",
+                        (o.error, o.entry_id),
+                    )
+                    continue
+                db.execute(
+                    "UPDATE journal SET state = 'applied', applied_at = ?, error = NULL, "
+                    "dst_uidvalidity = COALESCE(?, dst_uidvalidity), "
+                    "dst_uid = COALESCE(?, dst_uid), detail = COALESCE(?, detail) WHERE id = ?",
+                    (
+                        now,
+                        o.dst_uidvalidity,
+                        o.dst_uid,
+                        json.dumps(o.detail) if o.detail is not None else None,
+                        o.entry_id,
+                    ),
+                )
 
     def journal_entry(self, entry_id: int) -> JournalEntry | None:
         rows = self._query("SELECT * FROM journal WHERE id = ?", (entry_id,))

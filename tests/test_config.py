@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from spamguard.config import PRESETS, load_config, parse_config
+from spamguard.config import (
+    PRESETS,
+    describe_backlog,
+    load_config,
+    parse_backlog,
+    parse_config,
+)
 from spamguard.errors import ConfigError
 
 MINIMAL = """\
@@ -190,3 +196,57 @@ def test_llm_section_errors_name_the_key_and_line(body: str, key: str, words: st
     with pytest.raises(ConfigError) as err:
         parse_config(f"# SpamGuard\n[llm]\n{body}\n", path=Path("config.toml"))
     assert f"config.toml line 3: {key}" in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text,limits,words",
+    [
+        ("newest 500", (500, 0), "the newest 500 messages"),
+        ("the newest 2000 messages", (2000, 0), "the newest 2000 messages"),
+        ("last 30 days", (0, 30), "the messages of the last 30 days"),
+        ("the last 1 day", (0, 1), "the messages of the last day"),
+        ("Everything", (0, 0), "every message"),
+        (
+            "newest 500 of the last 30 days",
+            (500, 30),
+            "the newest 500 messages of the last 30 days",
+        ),
+    ],
+)
+def test_backlog_reads_as_a_person_writes_it(
+    text: str, limits: tuple[int, int], words: str
+) -> None:
+    a = parse_config(MINIMAL + f'backlog = "{text}"\n').accounts["work"]
+    assert (a.backlog_messages, a.backlog_days) == limits
+    assert describe_backlog(*limits) == words
+    # What the words say reads back as the same limits.
+    assert parse_backlog(words) == limits
+
+
+def test_backlog_default_and_old_keys_keep_working() -> None:
+    a = parse_config(MINIMAL).accounts["work"]
+    # Unchanged default: the newest 500 of the last 30 days.
+    assert (a.backlog_messages, a.backlog_days) == (500, 30)
+    # Old configs load as before; their 0 is "no limit" (the engine no longer reads it as
+    # "scan nothing": tests/mail/test_imap.py checks that on a server).
+    old = parse_config(MINIMAL + "backlog_messages = 0\nbacklog_days = 0\n").accounts["work"]
+    assert (old.backlog_messages, old.backlog_days) == (0, 0)
+    assert describe_backlog(old.backlog_messages, old.backlog_days) == "every message"
+
+
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        ('backlog = "nothing"\n', 'must read like "newest 500"'),
+        ('backlog = "newest 0"\n', "would scan nothing"),
+        ('backlog = "last 0 days"\n', "would scan nothing"),
+        ('backlog = "500"\n', 'must read like "newest 500"'),
+        ("backlog = 500\n", "must be"),
+        ('backlog = "everything"\nbacklog_messages = 10\n', "keep only backlog"),
+        ("backlog_messages = -1\n", "must be a positive number"),
+    ],
+)
+def test_backlog_errors_say_what_to_write(extra: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL + extra, path=Path("spamguard.toml"))
+    assert "accounts.work.backlog" in str(err.value) and words in str(err.value), str(err.value)

@@ -11,12 +11,15 @@ from typing import Literal, Protocol, runtime_checkable
 __all__ = [
     "JUNK_NAMES",
     "SENT_NAMES",
+    "BatchMoveResult",
+    "BatchMoves",
     "FetchedMessage",
     "FolderInfo",
     "FolderStatus",
     "MailStore",
     "MoveResult",
     "content_hash",
+    "failpoint",
 ]
 
 # Tried in order when no folder carries the SPECIAL-USE flag (RFC 6154).
@@ -52,6 +55,22 @@ SENT_NAMES = (
 DELETED = "\\Deleted"
 SEEN = "\\Seen"
 FLAGGED = "\\Flagged"
+
+
+def failpoint(name: str) -> None:
+    """Test-only crash injection (SPAMGUARD_FAILPOINT=name[:n]): die like a SIGKILL here."""
+    import os
+
+    spec = os.environ.get("SPAMGUARD_FAILPOINT")
+    if not spec:
+        return
+    point, _, count = spec.partition(":")
+    if point != name:
+        return
+    left = int(count or "1") - 1
+    os.environ["SPAMGUARD_FAILPOINT"] = f"{point}:{left}"
+    if left <= 0:
+        os._exit(137)
 
 
 def content_hash(raw: bytes) -> str:
@@ -96,6 +115,29 @@ class MoveResult:
     dst_uid: int | None
     dst_uidvalidity: int | None
     source_removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMoveResult:
+    """How a move of many messages went. ``dst_uids`` maps source UID -> destination UID for
+    the messages the server's COPYUID (UIDPLUS) named; ``copyuid`` says whether the server
+    answered with one at all (without it, nothing maps and the messages are found by
+    Message-ID when needed)."""
+
+    method: Literal["move", "copy+expunge", "copy+deleted"]
+    dst_uids: dict[int, int]
+    dst_uidvalidity: int | None
+    copyuid: bool
+    source_removed: bool
+
+
+@runtime_checkable
+class BatchMoves(Protocol):
+    """A `MailStore` that moves and flags many messages of one folder in one command."""
+
+    def move_many(self, folder: str, uids: Sequence[int], dst: str) -> BatchMoveResult: ...
+
+    def add_flags_many(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None: ...
 
 
 @runtime_checkable

@@ -170,11 +170,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     accounts = _accounts(config, args.account)
     scorer = _scorer(config, args.model)
     fatal: list[Error] = []
-    counts = {"scored": 0, "applied": 0, "failed": 0}
+    counts = {"scored": 0, "applied": 0, "failed": 0, "planned": 0}
 
     def show(event: Event) -> None:
         if isinstance(event, MessageScored):
             counts["scored"] += 1
+            counts["planned"] += event.planned
             if args.dry_run:
                 _say(
                     f"[{event.account}] {event.folder} {event.uid}: p={event.p_spam:.2f} "
@@ -194,6 +195,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             _warn(
                 f"spamguard: [{event.account}] {'error' if event.fatal else 'warning'}: "
                 f"{event.message}"
+            )
+        elif isinstance(event, Progress) and event.total and event.done == 0 and event.scope:
+            # A first sync says what it looks at: the `backlog` setting in words.
+            _warn(
+                f"[{event.account}] {event.folder}: {event.phase} scan of {event.scope}: "
+                f"{event.total} messages"
             )
         elif isinstance(event, Progress) and event.total and args.verbose:
             _warn(f"[{event.account}] {event.folder}: {event.done}/{event.total} ({event.phase})")
@@ -226,12 +233,39 @@ def cmd_run(args: argparse.Namespace) -> int:
                 service.stop()
                 service.join(60)
                 ok = not fatal
-    verb = "would act on" if args.dry_run else "acted on"
-    _warn(
-        f"spamguard: scored {counts['scored']} messages, {verb} "
-        f"{counts['applied']}, {counts['failed']} refused"
-    )
+    if args.dry_run:
+        # Nothing reaches the server in a dry run: the summary counts what was planned.
+        _warn(
+            f"spamguard: scored {counts['scored']} messages, would act on {counts['planned']} "
+            "(dry run: nothing changed)"
+        )
+    else:
+        _warn(
+            f"spamguard: scored {counts['scored']} messages, acted on "
+            f"{counts['applied']}, {counts['failed']} refused"
+        )
     return 0 if ok and not fatal else 1
+
+
+# -- bench --imap ---------------------------------------------------------------------------------
+
+
+def cmd_bench_imap(args: argparse.Namespace) -> int:
+    """`spamguard bench --imap NAME`: a first sync of a scratch copy, timed per phase."""
+    import json
+
+    from spamguard.mail.bench import format_imap_bench, run_imap_bench
+
+    if args.n < 1:
+        raise ConfigError(f"-n must be at least 1, not {args.n}")
+    config = _config(args)
+    settings = _accounts(config, [args.imap])[0]
+    scorer = _scorer(config, args.model)
+    figures = run_imap_bench(settings, scorer, folder=args.folder, n=args.n)
+    _say(format_imap_bench(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0
 
 
 # -- undo -----------------------------------------------------------------------------------------

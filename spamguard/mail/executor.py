@@ -9,13 +9,15 @@ from typing import Literal
 
 from spamguard.config import AccountSettings
 from spamguard.errors import ConnectionLostError, FolderMissingError, MailStoreError
-from spamguard.mail.base import DELETED, MailStore, content_hash
+from spamguard.mail.base import DELETED, BatchMoves, MailStore, content_hash, failpoint
 from spamguard.policy import Plan
-from spamguard.store import JournalDraft, JournalEntry, ScoredMessage, Store
+from spamguard.store import JournalDraft, JournalEntry, ScoredMessage, Settlement, Store
 
 __all__ = ["Applied", "Executor", "UndoResult"]
 
 log = logging.getLogger(__name__)
+
+_GONE = "message no longer in its folder (moved or deleted by another client)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,28 @@ class _Target:
     flags: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One journalled action of a batch, with the message it is for."""
+
+    entry_id: int
+    draft: JournalDraft
+    scored: ScoredMessage
+
+    @property
+    def uid(self) -> int:
+        assert self.draft.src_uid is not None
+        return self.draft.src_uid
+
+    def applied(self, state: Literal["applied", "failed"], error: str = "") -> Applied:
+        d = self.draft
+        return Applied(self.entry_id, d.action, d.src, d.dst, state, d.reason, error)
+
+
+def _chunks(rows: list[_Row], size: int) -> list[list[_Row]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
 class Executor:
     """Carries out plans for one account over its (single-owner) `MailStore`.
 
@@ -60,6 +84,8 @@ class Executor:
         self.store = store
         self.settings = settings
         self.junk_folder = junk_folder
+        # Actions per server command in `apply_batch`; the IMAP store chunks again at its cap.
+        self.batch_chunk = 500
 
     # -- apply -----------------------------------------------------------------------------------
 
@@ -112,6 +138,121 @@ class Executor:
         for entry_id, draft in zip(ids, drafts, strict=True):
             results.append(self._send(entry_id, draft))
         return results
+
+    def apply_batch(
+        self, items: Sequence[tuple[ScoredMessage, Plan, frozenset[str]]]
+    ) -> list[tuple[ScoredMessage, Applied]]:
+        """`apply` for many messages at once: one UID STORE per folder and flag set, one UID
+        MOVE per source and destination (in chunks of `batch_chunk`), the whole batch
+        journalled as planned in one transaction before anything is sent, and each group's
+        results settled in one transaction after the server answered.
+
+        The server's COPYUID maps each message to its new UID; a message it leaves out (another
+        client expunged it meanwhile) is looked for by Message-ID and settled on what is found.
+        Without UIDPLUS the moved messages are found by Message-ID when undone, as for single
+        moves. A crash anywhere leaves rows planned that `reconcile()` settles one by one.
+        Raises `ConnectionLostError` with entries left planned, like `apply`.
+        """
+        if not isinstance(self.mail, BatchMoves):
+            return [(s, a) for s, plan, flags in items for a in self.apply(s, plan, flags)]
+        drafts = [self.drafts_for(p, s.folder, s.uidvalidity, s.uid, f) for s, p, f in items]
+        ids = self.store.record_plans([(s, d) for (s, _, _), d in zip(items, drafts, strict=True)])
+        failpoint("batch_after_journal")
+        flag_groups: dict[tuple[str, tuple[str, ...]], list[_Row]] = {}
+        move_groups: dict[tuple[str, str], list[_Row]] = {}
+        order: list[_Row] = []
+        for (scored, _, _), entry_ids, message_drafts in zip(items, ids, drafts, strict=True):
+            for entry_id, d in zip(entry_ids, message_drafts, strict=True):
+                row = _Row(entry_id, d, scored)
+                order.append(row)
+                if d.action in ("move_junk", "move"):
+                    assert d.dst is not None
+                    move_groups.setdefault((d.src, d.dst), []).append(row)
+                else:
+                    key = (d.src, tuple(d.detail["flags"]))
+                    flag_groups.setdefault(key, []).append(row)
+        done: dict[int, Applied] = {}
+        # Flags first: a flag is set on the UID a message has before any move of it.
+        for (src, flags), rows in flag_groups.items():
+            for chunk in _chunks(rows, self.batch_chunk):
+                self._send_flags(src, flags, chunk, done)
+                failpoint("batch_mid_settle")
+        for (src, dst), rows in move_groups.items():
+            for chunk in _chunks(rows, self.batch_chunk):
+                self._send_moves(src, dst, chunk, done)
+                failpoint("batch_mid_settle")
+        return [(row.scored, done[row.entry_id]) for row in order]
+
+    def _send_flags(
+        self, src: str, flags: tuple[str, ...], rows: list[_Row], done: dict[int, Applied]
+    ) -> None:
+        assert isinstance(self.mail, BatchMoves)
+        error: str | None = None
+        try:
+            self.mail.add_flags_many(src, [r.uid for r in rows], flags)
+        except ConnectionLostError:
+            raise
+        except MailStoreError as exc:
+            error = str(exc)  # STORE changes nothing when refused: the messages stay as they were
+        self.store.settle([Settlement(r.entry_id, error) for r in rows])
+        for r in rows:
+            done[r.entry_id] = r.applied("failed" if error else "applied", error or "")
+
+    def _send_moves(self, src: str, dst: str, rows: list[_Row], done: dict[int, Applied]) -> None:
+        assert isinstance(self.mail, BatchMoves)
+        try:
+            result = self.mail.move_many(src, [r.uid for r in rows], dst)
+        except ConnectionLostError:
+            raise
+        except MailStoreError as exc:
+            # Refused as a whole: Dovecot says NO [EXPUNGEISSUED] when another client expunged
+            # one message of the set. One by one, as `apply` would: each message where it is.
+            log.info("batch move of %d refused (%s); moving one at a time", len(rows), exc)
+            for r in rows:
+                done[r.entry_id] = self._send_one_after_refusal(r)
+            return
+        failpoint("batch_after_move")
+        by_id = {r.entry_id: r for r in rows}
+        settled: list[Settlement] = []
+        unconfirmed: list[_Row] = []
+        for r in rows:
+            dst_uid = result.dst_uids.get(r.uid)
+            if dst_uid is None and result.copyuid:
+                unconfirmed.append(r)  # the server moved the others but not this one
+                continue
+            detail = {**r.draft.detail, "method": result.method, "batch": len(rows)}
+            settled.append(Settlement(r.entry_id, None, result.dst_uidvalidity, dst_uid, detail))
+        self.store.settle(settled)
+        for s in settled:
+            done[s.entry_id] = by_id[s.entry_id].applied("applied")
+        for r in unconfirmed:
+            done[r.entry_id] = self._settle_unconfirmed(r, _GONE)
+
+    def _send_one_after_refusal(self, row: _Row) -> Applied:
+        d, s = row.draft, row.scored
+        assert d.dst is not None
+        if self.locate(d.dst, s.message_id, s.content_hash, s.subject):
+            # A copy got through before the refusal: finish it as after a crash.
+            return self._settle_unconfirmed(row, "")
+        if not self.locate(
+            d.src, s.message_id, s.content_hash, s.subject, d.src_uid, d.src_uidvalidity
+        ):
+            self.store.mark_failed(row.entry_id, _GONE)
+            return row.applied("failed", _GONE)
+        return self._send(row.entry_id, d)
+
+    def _settle_unconfirmed(self, row: _Row, error: str) -> Applied:
+        """A move the server did not confirm: applied if the message is in its destination
+        (finished like after a crash), else failed with ``error`` and the message left put."""
+        d, s = row.draft, row.scored
+        assert d.dst is not None
+        if self.locate(d.dst, s.message_id, s.content_hash, s.subject):
+            entry = self.store.journal_entry(row.entry_id)
+            assert entry is not None
+            self._reconcile_one(entry)
+            return row.applied("applied")
+        self.store.mark_failed(row.entry_id, error)
+        return row.applied("failed", error)
 
     def _send(self, entry_id: int, d: JournalDraft) -> Applied:
         assert d.src_uid is not None

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from spamguard.config import AccountSettings, format_fingerprint
 from spamguard.errors import (
@@ -25,10 +25,12 @@ from spamguard.errors import (
 )
 from spamguard.mail.base import (
     DELETED,
+    BatchMoveResult,
     FetchedMessage,
     FolderInfo,
     FolderStatus,
     MoveResult,
+    failpoint,
 )
 
 __all__ = ["ImapMailStore"]
@@ -42,6 +44,8 @@ _MISSING_RE = re.compile(
     re.IGNORECASE,
 )
 _TRANSIENT = (imaplib.IMAP4.abort, OSError, EOFError, ssl.SSLError)
+# UIDs per MOVE/COPY/STORE command: servers cap the command line (Dovecot at 64 KB).
+BATCH_CHUNK = 500
 
 
 class ImapMailStore:
@@ -395,11 +399,11 @@ class ImapMailStore:
         imap.untagged_responses.pop("COPYUID", None)
         with self._guard(f"copy a message to {dst!r}", dst):
             response = client.copy([uid], dst)
-        _failpoint("after_copy")
+        failpoint("after_copy")
         copyuid = _copyuid(response, imap.untagged_responses.pop("COPYUID", None) or [], uid)
         with self._guard(f"mark a copied message \\Deleted in {folder!r}", folder):
             client.add_flags([uid], [DELETED], silent=True)
-        _failpoint("after_mark_deleted")
+        failpoint("after_mark_deleted")
         if copyuid is not None and "UIDPLUS" in self._caps:
             with self._guard(f"expunge the moved message from {folder!r}", folder):
                 client.uid_expunge([uid])
@@ -407,6 +411,71 @@ class ImapMailStore:
         return MoveResult(
             "copy+deleted", copyuid[1] if copyuid else None, copyuid[0] if copyuid else None, False
         )
+
+    def move_many(self, folder: str, uids: Sequence[int], dst: str) -> BatchMoveResult:
+        """`move` for many messages of one folder: one UID MOVE (or UID COPY, STORE \\Deleted,
+        UID EXPUNGE) per `BATCH_CHUNK` UIDs. UIDs another client expunged meanwhile are
+        skipped by the server and are missing from ``dst_uids``."""
+        self._ensure(folder)
+        client = self._c()
+        imap = client._imap
+        wanted = sorted(set(uids))
+        mapped: dict[int, int] = {}
+        dst_uidvalidity: int | None = None
+        copyuid = False
+        method: Literal["move", "copy+expunge", "copy+deleted"] = (
+            "move" if "MOVE" in self._caps else "copy+expunge"
+        )
+        for i in range(0, len(wanted), BATCH_CHUNK):
+            chunk = wanted[i : i + BATCH_CHUNK]
+            imap.untagged_responses.pop("COPYUID", None)
+            if method == "move":
+                with self._guard(f"move {len(chunk)} messages to {dst!r}", dst):
+                    response = client.move(chunk, dst)
+            else:
+                with self._guard(f"copy {len(chunk)} messages to {dst!r}", dst):
+                    response = client.copy(chunk, dst)
+                failpoint("after_copy")
+            found = _copyuid_map(response, imap.untagged_responses.pop("COPYUID", None) or [])
+            if found is not None:
+                copyuid = True
+                dst_uidvalidity = found[0]
+                mapped.update((u, d) for u, d in found[1].items() if u in chunk)
+            if method != "move":
+                with self._guard(f"mark copied messages \\Deleted in {folder!r}", folder):
+                    client.add_flags(chunk, [DELETED], silent=True)
+                failpoint("after_mark_deleted")
+                if found is not None and "UIDPLUS" in self._caps:
+                    with self._guard(f"expunge the moved messages from {folder!r}", folder):
+                        client.uid_expunge(chunk)
+                else:
+                    method = "copy+deleted"
+        return BatchMoveResult(method, mapped, dst_uidvalidity, copyuid, method != "copy+deleted")
+
+    def copy_many(self, folder: str, uids: Sequence[int], dst: str) -> None:
+        """UID COPY, `BATCH_CHUNK` UIDs per command (the IMAP bench's scratch copy)."""
+        self._ensure(folder)
+        wanted = sorted(set(uids))
+        for i in range(0, len(wanted), BATCH_CHUNK):
+            with self._guard(f"copy messages to {dst!r}", dst):
+                self._c().copy(wanted[i : i + BATCH_CHUNK], dst)
+
+    def delete_folder(self, name: str) -> None:
+        """Delete a folder SpamGuard made (the bench's scratch folders), mail and all."""
+        if self._selected == name:
+            with self._guard(f"close folder {name!r}", name):
+                self._c().close_folder()
+            self._selected = None
+        with self._guard(f"delete folder {name!r}", name):
+            self._c().delete_folder(name)
+
+    def add_flags_many(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None:
+        """STORE +FLAGS.SILENT over many UIDs, `BATCH_CHUNK` per command."""
+        self._ensure(folder)
+        wanted = sorted(set(uids))
+        for i in range(0, len(wanted), BATCH_CHUNK):
+            with self._guard(f"set flags in {folder!r}", folder):
+                self._c().add_flags(wanted[i : i + BATCH_CHUNK], list(flags), silent=True)
 
     def expunge_one(self, folder: str, uid: int) -> bool:
         self._ensure(folder)
@@ -521,6 +590,29 @@ def _copyuid(response: Any, untagged: list[Any], uid: int) -> tuple[int, int] | 
     return None
 
 
+def _copyuid_map(response: Any, untagged: list[Any]) -> tuple[int, dict[int, int]] | None:
+    """(dst uidvalidity, {src uid: dst uid}) from every COPYUID response code of a command."""
+    texts = [response if isinstance(response, bytes) else str(response).encode()]
+    texts += [u if isinstance(u, bytes) else str(u).encode() for u in untagged]
+    uidvalidity: int | None = None
+    mapping: dict[int, int] = {}
+    for text in texts:
+        match = _COPYUID_RE.search(text) or re.match(rb"\s*(\d+)\s+(\S+)\s+(\S+)", text)
+        if not match:
+            continue
+        try:
+            src = _uid_set(match.group(2))
+            dst = _uid_set(match.group(3))
+        except ValueError:
+            continue
+        if len(src) != len(dst):
+            continue
+        uidvalidity = int(match.group(1))
+        # RFC 4315: the two sets list the messages in the same order.
+        mapping.update(zip(src, dst, strict=True))
+    return None if uidvalidity is None else (uidvalidity, mapping)
+
+
 def _uid_set(text: bytes) -> list[int]:
     out: list[int] = []
     for part in text.decode("ascii").strip("]").split(","):
@@ -554,19 +646,3 @@ def _why(exc: BaseException) -> str:
 def _shutdown_quietly(client: Any) -> None:
     with suppress(Exception):
         client.shutdown()
-
-
-def _failpoint(name: str) -> None:
-    """Test-only crash injection (SPAMGUARD_FAILPOINT=name[:n]): die like a SIGKILL here."""
-    import os
-
-    spec = os.environ.get("SPAMGUARD_FAILPOINT")
-    if not spec:
-        return
-    point, _, count = spec.partition(":")
-    if point != name:
-        return
-    left = int(count or "1") - 1
-    os.environ["SPAMGUARD_FAILPOINT"] = f"{point}:{left}"
-    if left <= 0:
-        os._exit(137)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spamguard.errors import ModelError
+from spamguard.errors import ConfigError, ModelError
 from spamguard.versions import CASCADE_FILE, STAGE0_DIR
 
 log = logging.getLogger(__name__)
@@ -325,6 +325,12 @@ def _train_embeddings(model: Any, items: Any) -> Any:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.imap:
+        from spamguard.mail.commands import cmd_bench_imap
+
+        return cmd_bench_imap(args)
+    if not args.split or not args.corpus:
+        raise ConfigError("bench needs --split TSV and --corpus DIR (or --imap ACCOUNT)")
     from spamguard.scoring.bench import (
         BenchConfig,
         format_table,
@@ -428,9 +434,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure speed, memory and energy of each scorer and peers")
-    p.add_argument("--split", metavar="TSV", required=True)
-    p.add_argument("--corpus", metavar="DIR", required=True)
-    p.add_argument("-n", type=int, default=300, help="test-half messages to score (default 300)")
+    p.add_argument("--split", metavar="TSV", help="the corpus split (needed without --imap)")
+    p.add_argument("--corpus", metavar="DIR", help="the corpus folder (needed without --imap)")
+    p.add_argument(
+        "--imap",
+        metavar="ACCOUNT",
+        help="instead: a first sync of a copy of ACCOUNT's newest -n messages, per phase "
+        "(copied to a scratch folder that is deleted afterwards; your mail is not touched)",
+    )
+    p.add_argument("--folder", default="INBOX", help="with --imap: the folder to copy from")
+    p.add_argument("--model", metavar="DIR", help="with --imap: model directory")
+    p.add_argument(
+        "-n", type=int, default=300, help="test-half (or --imap) messages to score (default 300)"
+    )
     p.add_argument("--cheap", metavar="DIR", help="stage-0 model (default: the shipped one)")
     p.add_argument("--full", metavar="DIR", help="stage-1 model (default: the shipped one)")
     p.add_argument("--bands", metavar="FILE", help="cascade bands (default: models/cascade.json)")

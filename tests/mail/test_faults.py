@@ -484,3 +484,183 @@ def test_cli_run_stops_cleanly_on_sigterm(
             proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+_BATCH_POINTS = [
+    # point, how many times it is passed before the kill
+    ("batch_after_journal", 1),  # every row planned, nothing sent
+    ("batch_after_move", 1),  # the server moved the whole set, nothing settled
+    ("batch_mid_settle", 1),  # the flags settled, the moves planned and not yet sent
+    ("batch_mid_settle", 2),  # the first batch settled, its progress not yet saved
+]
+
+
+@pytest.mark.parametrize(
+    "capabilities",
+    [None, _NO_MOVE, "IMAP4rev1 LITERAL+ SASL-IR IDLE SPECIAL-USE"],
+    ids=["MOVE", "COPY+UIDPLUS", "COPY-only"],
+)
+@pytest.mark.parametrize("point,count", _BATCH_POINTS, ids=[f"{p}:{n}" for p, n in _BATCH_POINTS])
+def test_batch_killed_at_each_crash_point_leaves_every_message_once(
+    dovecot_factory, tmp_path: Path, capabilities: str | None, point: str, count: int
+) -> None:  # type: ignore[no-untyped-def]
+    """A batch is journalled before one UID MOVE/STORE is sent and settled after: killed at
+    each point inside it, the next run settles it, every message exists exactly once, nothing
+    is read as a rescue, and undo brings every message back."""
+    from spamguard.mail.executor import Executor
+    from spamguard.mail.imap import ImapMailStore
+
+    server = dovecot_factory(capabilities=capabilities)
+    user = server.add_user()
+    spam = [make_mail(i, 0.99, subject=f"spam {i}") for i in range(12)]
+    flagged = [make_mail(100 + i, 0.7, subject=f"maybe {i}") for i in range(4)]
+    ham = [make_mail(200 + i, 0.05, subject=f"ham {i}") for i in range(4)]
+    # Two batches of ten, each with moves, flags and mail left alone.
+    first, second = spam[:6] + flagged[:2] + ham[:2], spam[6:] + flagged[2:] + ham[2:]
+    random.Random(7).shuffle(first)
+    random.Random(8).shuffle(second)
+    everything = first + second
+    append_all(server, user, everything)
+    config = _write_config(tmp_path, server, user, extra="batch_size = 10\n")
+    cmd = [sys.executable, "-m", "spamguard", "--config", str(config), "run", "--once"]
+    killed = subprocess.run(
+        cmd,
+        env=_cli_env(tmp_path, SPAMGUARD_FAILPOINT=f"{point}:{count}"),
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode in (137, -9), killed.stderr.decode()
+    where = _where(server, user)
+    assert sorted(where) == sorted(_mid(r) for r in everything)
+    assert all(len(folders) == 1 for folders in where.values()), where
+    with Store(tmp_path / "data" / "spamguard.sqlite3") as store:
+        planned = store.journal(states=["planned"])
+        # Killed after a whole batch settled, nothing is left planned: the next run re-reads
+        # that batch (its progress was not saved) and must not act twice or see rescues.
+        assert bool(planned) == ((point, count) != ("batch_mid_settle", 2)), planned
+    if point == "batch_after_move":
+        # The server did its part: the batch's spam is in Junk, though the journal says planned.
+        assert any(folders == ["Junk"] for folders in where.values())
+    finished = subprocess.run(cmd, env=_cli_env(tmp_path), capture_output=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr.decode()
+    where = _where(server, user)
+    for raw in spam:
+        assert where[_mid(raw)] == ["Junk"], _mid(raw)
+    for raw in flagged + ham:
+        assert where[_mid(raw)] == ["INBOX"], _mid(raw)
+    flags = {mid: f for mid, _, f in mailbox_snapshot(server, user, ("INBOX",))["INBOX"]}
+    assert all("\\Flagged" in flags[_mid(r)] for r in flagged)
+    assert not any("\\Flagged" in flags[_mid(r)] for r in ham)
+    with Store(tmp_path / "data" / "spamguard.sqlite3") as store:
+        assert store.journal(states=["planned"]) == []
+        assert store.journal(states=["failed"]) == []
+        moves = collections.Counter(e.message_id for e in store.journal(actions=["move_junk"]))
+        assert set(moves) == {_mid(r) for r in spam} and set(moves.values()) == {1}
+        marks = collections.Counter(e.message_id for e in store.journal(actions=["flag"]))
+        assert set(marks) == {_mid(r) for r in flagged} and set(marks.values()) == {1}
+        assert store.counts("work")["rescued"] == 0 and store.feedback_rows("work") == []
+        if capabilities is None or "UIDPLUS" in capabilities:
+            _check_journal_matches_server(server, user, store)
+        # Undo, as `spamguard undo` does it: everything back where it was, unmarked.
+        settings = settings_for(server, user)
+        with ImapMailStore(settings) as mail:
+            executor = Executor(mail, store, settings, junk_folder="Junk")
+            results = executor.undo(store.journal(account="work", states=["applied"]))
+        assert [r.outcome for r in results] == ["undone"] * (len(spam) + len(flagged)), results
+    where = _where(server, user)
+    assert all(where[_mid(r)] == ["INBOX"] for r in everything), where
+    flags = {mid: f for mid, _, f in mailbox_snapshot(server, user, ("INBOX",))["INBOX"]}
+    assert not any("\\Flagged" in f for f in flags.values())
+
+
+def test_batch_settles_a_message_another_client_expunged_meanwhile(
+    dovecot: DovecotServer, user: str, store: Store
+) -> None:
+    """One UID MOVE over a set whose one message another client deleted after our FETCH: the
+    server moves the rest (COPYUID maps each to its new UID), the gone one is settled failed,
+    and nothing else is touched."""
+    from imapclient import IMAPClient
+
+    from spamguard.mail.base import content_hash
+    from spamguard.mail.executor import Executor
+    from spamguard.mail.imap import ImapMailStore
+    from spamguard.message import parse_message
+    from spamguard.policy import Action, Plan
+    from spamguard.store import ScoredMessage
+
+    spam = [make_mail(i, 0.99, subject=f"spam {i}") for i in range(5)]
+    append_all(dovecot, user, spam)
+    settings = settings_for(dovecot, user)
+    plan = Plan(0.99, "spam", (Action("junk", "test"),))
+    with ImapMailStore(settings) as mail:
+        uidvalidity = mail.select("INBOX").uidvalidity
+        items = []
+        for fetched in mail.fetch("INBOX", mail.uids("INBOX"), 256 * 1024):
+            msg = parse_message(fetched.raw)
+            scored = ScoredMessage(
+                "work",
+                "INBOX",
+                uidvalidity,
+                fetched.uid,
+                msg.message_id,
+                content_hash(fetched.raw),
+                0.99,
+                "spam",
+                "test",
+                "test-1",
+                (),
+                subject=msg.subject,
+            )
+            items.append((scored, plan, fetched.flags))
+        gone = items[2][0]
+        with IMAPClient("127.0.0.1", port=dovecot.port, ssl=False) as other:
+            other.login(user, PASSWORD)
+            other.select_folder("INBOX")
+            other.delete_messages([gone.uid])
+            other.expunge()
+        results = Executor(mail, store, settings, junk_folder="Junk").apply_batch(items)
+    states = {s.message_id: a.state for s, a in results}
+    assert states.pop(gone.message_id) == "failed"
+    assert set(states.values()) == {"applied"}
+    where = _where(dovecot, user)
+    assert gone.message_id not in where
+    assert all(where[m] == ["Junk"] for m in states)
+    entries = store.journal(account="work")
+    assert {e.state for e in entries if e.message_id != gone.message_id} == {"applied"}
+    assert next(e.error for e in entries if e.message_id == gone.message_id).startswith(
+        "message no longer in its folder"
+    )
+    # Every applied row's COPYUID points at those very bytes in Junk.
+    applied = [e for e in entries if e.state == "applied"]
+    assert all(e.dst_uid is not None for e in applied)
+    with IMAPClient("127.0.0.1", port=dovecot.port, ssl=False) as other:
+        other.login(user, PASSWORD)
+        other.select_folder("Junk", readonly=True)
+        data = other.fetch([e.dst_uid for e in applied], ["BODY.PEEK[]"])
+        for e in applied:
+            raw = data[e.dst_uid][b"BODY[]"]
+            assert hashlib.sha256(raw).hexdigest() == e.content_hash
+
+
+def test_cli_dry_run_summary_counts_what_it_planned(dovecot_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`run --dry-run` used to end with "would act on 0" after listing every planned move."""
+    server = dovecot_factory()
+    user = server.add_user()
+    messages = [make_mail(i, p) for i, p in enumerate([0.99] * 5 + [0.7] * 3 + [0.1] * 4)]
+    append_all(server, user, messages)
+    config = _write_config(tmp_path, server, user, extra="batch_size = 5\n")
+    cmd = [sys.executable, "-m", "spamguard", "--config", str(config), "run", "--once"]
+    dry = subprocess.run(
+        [*cmd, "--dry-run"], env=_cli_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
+    assert dry.returncode == 0, dry.stderr
+    lines = [line for line in dry.stdout.splitlines() if " -> " in line]
+    planned = [line for line in lines if "-> leave" not in line]
+    assert len(lines) == 12 and len(planned) == 8, dry.stdout
+    assert "scored 12 messages, would act on 8 (dry run: nothing changed)" in dry.stderr, dry.stderr
+    assert "backlog scan of the newest 500 messages of the last 30 days" in dry.stderr
+    assert all(folders == ["INBOX"] for folders in _where(server, user).values())
+    done = subprocess.run(cmd, env=_cli_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "scored 12 messages, acted on 8, 0 refused" in done.stderr, done.stderr
+    assert done.stdout.count(": applied") == 8, done.stdout

@@ -342,3 +342,57 @@ def test_dry_run_changes_nothing(dovecot: DovecotServer, user: str, store: Store
     )
     assert mailbox_snapshot(dovecot, user) == before
     assert store.journal() == [] and store.folder_states() == []
+
+
+@pytest.mark.parametrize(
+    "setting,scanned,scope",
+    [
+        ('backlog = "newest 2"', {"new 3", "new 4"}, "the newest 2 messages"),
+        (
+            'backlog = "last 30 days"',
+            {f"new {i}" for i in range(5)},
+            "the messages of the last 30 days",
+        ),
+        (
+            'backlog = "everything"',
+            {f"new {i}" for i in range(5)} | {"old 0", "old 1"},
+            "every message",
+        ),
+        # An old config's 0 is "no limit" (it used to scan nothing), for messages as for days.
+        (
+            "backlog_messages = 0\nbacklog_days = 0",
+            {f"new {i}" for i in range(5)} | {"old 0", "old 1"},
+            "every message",
+        ),
+        (
+            "backlog_messages = 0",
+            {f"new {i}" for i in range(5)},
+            "the messages of the last 30 days",
+        ),
+    ],
+)
+def test_first_sync_scans_what_the_backlog_setting_says(
+    dovecot: DovecotServer, user: str, store: Store, setting: str, scanned: set[str], scope: str
+) -> None:
+    import datetime as dt
+
+    from imap_helpers import account_toml
+    from imapclient import IMAPClient
+
+    from spamguard.config import parse_config
+
+    with IMAPClient("127.0.0.1", port=dovecot.port, ssl=False) as client:
+        client.login(user, PASSWORD)
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
+        for i in range(2):  # arrived 90 days ago (the server's INTERNALDATE)
+            client.append("INBOX", make_mail(i, 0.1, subject=f"old {i}"), msg_time=long_ago)
+        for i in range(5):
+            client.append("INBOX", make_mail(10 + i, 0.1, subject=f"new {i}"))
+    settings = parse_config(account_toml(dovecot, user, extra=setting + "\n")).accounts["work"]
+    worker = AccountWorker(settings, scorer=HeaderScorer(), store=store)
+    events = Recorder()
+    worker.events.subscribe(events)
+    assert worker.run_once(), events.of(Error)
+    assert {e.subject for e in events.of(MessageScored)} == scanned
+    progress = events.of(Progress)
+    assert {(p.phase, p.scope, p.total) for p in progress} == {("backlog", scope, len(scanned))}
