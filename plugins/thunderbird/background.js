@@ -38,11 +38,7 @@ function connect() {
 
 function client() {
   if (!state.client || state.client.closed) {
-    // The same entry the popup and the banner use, for the end-to-end test (Marionette reaches
-// the background page; web content cannot).
-window.spamguard = { handle };
-
-connect();
+    connect();
   }
   return state.client;
 }
@@ -135,9 +131,5 @@ messenger.messageDisplayScripts.register({
   js: [{ file: "display/banner.js" }],
   css: [{ file: "display/banner.css" }],
 });
-
-// The same entry the popup and the banner use, for the end-to-end test (Marionette reaches
-// the background page; web content cannot).
-window.spamguard = { handle };
 
 connect();
