@@ -61,6 +61,8 @@ def test_bench_imap_times_each_phase_on_a_copy(
     assert (figures["moved"], figures["flagged"], figures["refused"]) == (7, 7, 0)
     assert all(figures["phases"][p] > 0 for p in ("fetch", "parse", "score", "actions"))
     assert sum(figures["phases"].values()) < figures["wall_seconds"]
+    assert set(figures["phases_cpu"]) == set(figures["phases"])
+    assert "CPU ms/msg" in result.stdout
     assert "messages/s end to end" in result.stdout and "actions" in result.stdout
     # The account's own mail and folders are exactly as they were.
     assert mailbox_snapshot(dovecot, user) == before
