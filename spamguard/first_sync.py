@@ -17,6 +17,7 @@ version that `ModelRegistry.rollback` undoes in one step.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ class FirstSyncOptions:
 @dataclass(frozen=True, slots=True)
 class FirstSyncResult:
     account: str
-    state: Literal["learned", "rejected", "shadow", "too little"]
+    state: Literal["learned", "rejected", "shadow", "too little", "unchanged"]
     message: str  # one line for the user
     n_spam: int = 0
     n_ham: int = 0
@@ -266,6 +267,13 @@ def first_sync_steps(
     if too_little:
         return FirstSyncResult(state="too little", message=too_little, **base)
 
+    if fetched == 0 and _already_learned(registry, account, implicit):
+        message = (
+            f"already learned from this mail ({n_spam:,} spam in {junk}, {n_ham:,} read "
+            f"messages) in the active model {registry.active}; nothing new to learn"
+        )
+        return FirstSyncResult(state="unchanged", message=message, **base)
+
     # -- features in chunks (cached in the store: a resumed run does not redo them) ----------
     from spamguard.learning import _StoredMessages
     from spamguard.scoring.model import load_model
@@ -321,6 +329,17 @@ def first_sync_steps(
         f"on {held.get('n', '?')} held-back messages; `spamguard models rollback` undoes it)"
     )
     return FirstSyncResult(state="learned", message=message, outcome=outcome, **base)
+
+
+def _already_learned(registry: ModelRegistry, account: str, implicit: ImplicitLabels) -> bool:
+    """Whether the active version was made by first sync from exactly these messages."""
+    active = registry.active
+    if active is None:
+        return False
+    done = registry.get(active).metrics.get("implicit", {})
+    return bool(
+        done.get("account") == account and done.get("digest") == implicit.summary.get("digest")
+    )
 
 
 def _message_id(raw: bytes) -> str:
@@ -405,12 +424,19 @@ def _implicit(
             weights.append(options.provider_weight)
         else:
             weights.append(options.weight)
+    labels = sorted(f"{h}:{int(s)}" for h, s in zip(hashes, spam, strict=True))
+    digest = hashlib.sha256("\n".join(labels).encode()).hexdigest()
     return ImplicitLabels(
         hashes,
         spam,
         weights,
         f"from {account}'s existing mail",
-        summary={"account": account, "provider_spam": provider, "skipped": skipped},
+        summary={
+            "account": account,
+            "provider_spam": provider,
+            "skipped": skipped,
+            "digest": digest,
+        },
     )
 
 

@@ -124,6 +124,13 @@ def test_junk_and_read_mail_make_a_promoted_version_and_rollback_undoes_it(
     assert held["n"] == 130 and held["errors_candidate"] <= held["errors_active"]
     assert info.metrics["implicit"]["n"] == 130
 
+    # Again, with nothing new on the server: nothing is fetched and no version is made.
+    served = bodies_served(dovecot, user)
+    assert main(["--config", str(config), "learn", "existing", "--account", "work"]) == 0
+    assert "already learned from this mail" in capsys.readouterr().out
+    assert bodies_served(dovecot, user) == served
+    assert registry.active == active and len(registry.versions()) == 2
+
     assert main(["--config", str(config), "models", "rollback"]) == 0
     assert registry.active == "fixture-head"
     assert registry.get(active).state == "rolled back"
@@ -274,3 +281,40 @@ def test_the_provider_verdict_counts_only_above_the_servers_received_line() -> N
     assert provider_says_spam(own)
     assert not provider_says_spam(forged)  # written by the sender, below the server's line
     assert not provider_says_spam(no_trace)
+
+
+def test_archive_counts_as_kept_mail_and_the_providers_own_verdict_is_counted(
+    dovecot: DovecotServer, user: str, tmp_path: Path, workspace: tuple[Path, ModelRegistry]
+) -> None:
+    from imapclient import IMAPClient
+
+    from spamguard.first_sync import learn_existing
+
+    _, registry = workspace
+    trace = b"Received: from mx.example.net by imap.example.net; Mon, 1 Dec 2025 10:00:00 +0000\r\n"
+    verdict = b"X-Spam-Flag: YES\r\n"
+    junk = spam(12, "pv")
+    junk = (
+        [verdict + trace + raw for raw in junk[:3]]
+        + [
+            trace + verdict + raw
+            for raw in junk[3:4]  # below the server's line: the sender's
+        ]
+        + junk[4:]
+    )
+    with IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=60) as client:
+        client.login(user, PASSWORD)
+        client.create_folder("Archive")
+    append(dovecot, user, "Junk", junk)
+    append(dovecot, user, "INBOX", ham(6, "inbox"), flags=("\\Seen",))
+    append(dovecot, user, "Archive", ham(6, "archive"), flags=("\\Seen",))
+    settings = settings_for(dovecot, user)
+    with Store(tmp_path / "s.sqlite3") as store:
+        mail = open_mailstore(settings, read_only=True)
+        mail.connect()
+        result = learn_existing(mail, settings, store, registry)
+        mail.close()
+    assert result.ham_folders == ("INBOX", "Archive")
+    assert (result.n_spam, result.n_ham, result.n_provider_spam) == (12, 12, 3)
+    assert result.state == "learned", result.message
+    assert registry.get(str(registry.active)).metrics["implicit"]["provider_spam"] == 3
