@@ -16,12 +16,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from spamguard import __version__
+from spamguard import __version__, doctor, learning_commands, thunderbird
 from spamguard.errors import SpamGuardError
+from spamguard.mail import commands as mail_commands
+from spamguard.scoring import commands as scoring_commands
 
 __all__ = ["build_parser", "main"]
 
 BATCH = 64
+# Modules that add their own commands through `register(subparsers)`.
+COMMAND_GROUPS = (mail_commands, scoring_commands, learning_commands, doctor, thunderbird)
 
 
 class ProgressBar:
@@ -605,21 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_demo)
 
-    # Rooms that own more commands register them here (each module's `register(sub)`).
-    import importlib
-
-    for module in (
-        "spamguard.mail.commands",
-        "spamguard.scoring.commands",
-        "spamguard.learning_commands",
-        "spamguard.doctor",
-        "spamguard.thunderbird",
-    ):
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    # Rooms that own more commands register them here, imported by name so a module missing
+    # from an install or a bundle fails loudly instead of its commands quietly vanishing.
+    for group in COMMAND_GROUPS:
+        group.register(sub)
     return parser
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-__all__ = ["MIN_DEMO_AUC", "Step", "main", "run"]
+__all__ = ["MIN_DEMO_AUC", "Step", "command_paths", "main", "run"]
 
 Status = Literal["OK", "WARN", "FAIL"]
 
@@ -119,6 +119,43 @@ def _auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return wins / (len(pos) * len(neg))
 
 
+def command_paths(parser: argparse.ArgumentParser) -> list[tuple[str, ...]]:
+    """Every command of ``parser`` and its sub-commands, e.g. ("label",), ("models", "list")."""
+    paths: list[tuple[str, ...]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths.append((name,))
+                paths.extend((name, *rest) for rest in command_paths(sub))
+    return paths
+
+
+def _commands() -> tuple[Status, str, dict[str, Any]]:
+    """`--help` of every command group: a command module missing from a bundle shows here."""
+    import contextlib
+    import io
+
+    from spamguard.cli import build_parser, main
+
+    paths = command_paths(build_parser())
+    failed: list[str] = []
+    for path in paths:
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                main([*path, "--help"])
+            code: object = 0
+        except SystemExit as exc:
+            code = exc.code
+        if code not in (0, None) or "usage:" not in sink.getvalue():
+            failed.append(f"{' '.join(path)} (exit {code}: {sink.getvalue().strip()[-120:]})")
+    groups = sorted({p[0] for p in paths})
+    data = {"commands": [" ".join(p) for p in paths], "failed": failed}
+    if failed:
+        return "FAIL", f"--help failed for {'; '.join(failed)}", data
+    return "OK", f"--help of {len(paths)} commands answers ({', '.join(groups)})", data
+
+
 def _llm() -> tuple[Status, str, dict[str, Any]]:
     import importlib.util
 
@@ -154,10 +191,12 @@ def run(
     *,
     out: IO[str] | None = None,
     extra: Sequence[Callable[[], Step]] = (),
+    only: Sequence[str] | None = None,
 ) -> int:
     """Run the self-test, print its report; 0 when nothing failed.
 
-    ``extra`` lets the front end (which may import Qt) add its own steps to the report.
+    ``extra`` lets the front end (which may import Qt) add its own steps to the report;
+    ``only`` names the engine steps to run (all, and the extra ones, when None).
     """
     parser = argparse.ArgumentParser(prog="spamguard --self-test")
     parser.add_argument("--self-test", action="store_true", help=argparse.SUPPRESS)
@@ -171,11 +210,17 @@ def run(
 
     # The encoder is checked even for a head that does not use it: the bundle ships it and
     # a retrained head (or the user's own) may need it.
-    steps = [_timed("head model", lambda: _head(model_dir)), _timed("sentence encoder", _encoder)]
-    steps.append(_timed("demo mailbox", lambda: _demo(model_dir)))
+    planned: list[tuple[str, Callable[[], tuple[Status, str, dict[str, Any]]]]] = [
+        ("head model", lambda: _head(model_dir)),
+        ("sentence encoder", _encoder),
+        ("demo mailbox", lambda: _demo(model_dir)),
+        ("commands", _commands),
+    ]
     if not args.no_llm:
-        steps.append(_timed("LLM", _llm))
-    steps.extend(step() for step in extra)
+        planned.append(("LLM", _llm))
+    steps = [_timed(name, fn) for name, fn in planned if only is None or name in only]
+    if only is None:
+        steps.extend(step() for step in extra)
     total = time.perf_counter() - started
     failed = [s for s in steps if s.status == "FAIL"]
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import shutil
 import struct
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -160,6 +163,62 @@ def test_uninstall_without_install_is_a_no_op(tmp_path: Path) -> None:
     assert done.returncode == 0 and "nothing to do" in done.stderr
 
 
+# ---------------------------------------------------------------------------- command groups
+
+
+def test_spec_names_every_command_module_the_cli_imports() -> None:
+    """A command module the bundle lacks takes its commands with it (`label` was missing)."""
+    from spamguard import cli
+
+    spec = (ROOT / "packaging" / "spamguard.spec").read_text("utf-8")
+    hidden = spec[spec.index("hiddenimports=[") : spec.index("],", spec.index("hiddenimports=["))]
+    listed = set(re.findall(r'"([\w.]+)"', hidden))
+    for module in cli.COMMAND_GROUPS:
+        assert module.__name__ in listed, f"{module.__name__} is not in the spec's hiddenimports"
+
+
+def test_a_missing_command_module_fails_loudly() -> None:
+    """Not `invalid choice: 'label'`: the import error names the module that is missing."""
+    code = (
+        "import sys; sys.modules['spamguard.learning_commands'] = None\n"
+        "from spamguard.cli import main\n"
+        "sys.exit(main(['label', '--help']))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode != 0
+    assert "spamguard.learning_commands" in done.stderr, done.stderr[-2000:]
+
+
+def test_self_test_runs_every_command_groups_help() -> None:
+    from spamguard.selftest import Step, run
+
+    out = io.StringIO()
+    code = run(["--json", "--no-llm"], out=out, extra=(), only=("commands",))
+    report = json.loads(out.getvalue())
+    [step] = [Step(**s) for s in report["steps"]]
+    assert code == 0 and step.status == "OK", step.detail
+    commands = step.data["commands"]
+    for name in ("score", "run", "label", "models", "adapt", "doctor", "cascade", "account"):
+        assert name in commands, commands
+    assert "models retrain" in commands and "account add" in commands
+
+
+def test_self_test_reports_a_command_whose_help_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spamguard import learning_commands
+    from spamguard.selftest import run
+
+    def broken(sub: object) -> None:
+        raise ImportError("the label command could not load its model registry")
+
+    monkeypatch.setattr(learning_commands, "register", broken)
+    out = io.StringIO()
+    assert run(["--no-llm"], out=out, only=("commands",)) == 1
+    assert re.search(r"^\s+FAIL\s+commands\s.*ImportError", out.getvalue(), re.M), out.getvalue()
+
+
 # ---------------------------------------------------------------------------- the bundle
 
 
@@ -185,6 +244,12 @@ def test_build_bundle_and_self_test() -> None:
     elapsed = time.monotonic() - started
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert "self-test passed" in smoke.stdout
-    for step in ("head model", "sentence encoder", "demo mailbox", "LLM", "Qt"):
+    for step in ("head model", "sentence encoder", "demo mailbox", "commands", "LLM", "Qt"):
         assert re.search(rf"^\s+OK\s+{re.escape(step)}\s", smoke.stdout, re.M), smoke.stdout
     print(f"bundle self-test in {elapsed:.1f} s")
+    # Each group the issue found missing, straight from the bundle's command line.
+    for group in ("label", "models", "adapt"):
+        helped = subprocess.run(
+            [str(exe), "cli", group, "--help"], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert helped.returncode == 0 and "usage:" in helped.stdout, helped.stderr
