@@ -39,7 +39,6 @@ from spamguard.errors import (
 )
 from spamguard.mail.base import MailStore
 from spamguard.message import Message, parse_message
-from spamguard.policy import Action, Plan
 from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
 from spamguard.service import AccountWorker, Event, EventBus, MessageScored, Progress
 from spamguard.store import JournalEntry, ScoredMessage, Store
@@ -358,56 +357,21 @@ class AccountSession:
 
     def mark(self, key: tuple[str, str, str], label: Label) -> MessageRow:
         """Spam: move it to Junk. Not spam: undo our move or flag and never touch it again.
-        Either way the label is recorded for training."""
+        Either way the label is recorded for training, through the same `apply_label` as
+        `spamguard label` (the bytes, sender and folder are kept with it)."""
+        from spamguard.feedback import apply_label
+
         self.open()
         executor = self.worker.executor
         assert executor is not None
-        row = self.row(key)
-        if row is None:
-            raise MailStoreError("SpamGuard has no record of that message; scan again")
         _, message_id, content = key
-        if label == "spam":
-            junk = self.worker.junk_folder
-            if junk is None:
-                raise FolderMissingError(
-                    f"account {self.name!r} has no Junk folder to move the message to; "
-                    "choose one in the account settings",
-                    folder="Junk",
-                )
-            if row.location != junk:
-                status = self.worker.mail.select(row.location)
-                found = executor.locate(row.location, message_id, content, row.subject)
-                if not found:
-                    raise MailStoreError(
-                        f"the message is no longer in {row.location!r} (moved or deleted "
-                        "in another mail program)"
-                    )
-                scored = self.store.scored_message(self.name, message_id, content)
-                assert scored is not None
-                from dataclasses import replace
-
-                here = replace(
-                    scored, folder=row.location, uid=found[0].uid, uidvalidity=status.uidvalidity
-                )
-                plan = Plan(row.p_spam, "spam", (Action("junk", "you marked it as spam"),))
-                for applied in executor.apply(here, plan, found[0].flags):
-                    if applied.state != "applied":
-                        raise MailStoreError(applied.error or "the server refused the move")
-        else:
-            ours = [
-                e
-                for e in self.store.journal(
-                    account=self.name, states=["applied"], message=(message_id, content)
-                )
-                if e.action in _USER_ACTIONS
-            ]
-            for result in executor.undo(ours):
-                if result.outcome == "not found":
-                    raise MailStoreError(result.detail or "the message could not be found")
-            # The user overruled the filter: never move or flag this message again.
-            self.store.add_rescued(self.name, message_id, content, row.folder)
-        self.store.add_feedback(self.name, message_id, content, label, "app button")
-        return self.row(key) or row
+        scored = self.store.scored_message(self.name, message_id, content)
+        if scored is None:
+            raise MailStoreError("SpamGuard has no record of that message; scan again")
+        apply_label(self.worker, executor, scored, label, source="app button")
+        row = self.row(key)
+        assert row is not None
+        return row
 
     def undo(self, key: tuple[str, str, str]) -> MessageRow | None:
         """Undo the newest action on this message (ours or a button's)."""

@@ -472,8 +472,8 @@ def apply_label(
         junk = ctx.junk_folder
         if junk is None:
             raise FolderMissingError(
-                f"account {account!r} has no Junk folder to move the message to; "
-                'set junk_folder = "..." in the config',
+                f"account {account!r} has no Junk folder to move the message to; choose "
+                'one in the account settings (junk_folder = "..." in the config)',
                 folder="Junk",
             )
         if location != junk:

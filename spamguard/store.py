@@ -673,22 +673,6 @@ class Store:
             )
         )
 
-    def add_feedback(
-        self,
-        account: str,
-        message_id: str,
-        content_hash: str,
-        label: Literal["spam", "ham"],
-        source: str,
-    ) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO feedback (account, message_id, content_hash, label, source, "
-                "created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (account, message_id, content_hash, label, source, time.time()),
-            )
-
     # -- learning from the user (feedback.py, training.py) ---------------------------------------
 
     def record_feedback(
