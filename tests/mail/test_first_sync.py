@@ -318,3 +318,59 @@ def test_archive_counts_as_kept_mail_and_the_providers_own_verdict_is_counted(
     assert (result.n_spam, result.n_ham, result.n_provider_spam) == (12, 12, 3)
     assert result.state == "learned", result.message
     assert registry.get(str(registry.active)).metrics["implicit"]["provider_spam"] == 3
+
+
+def _add_on_a_terminal(config: Path, answer: bytes) -> tuple[int, str]:
+    """`spamguard account add work` on a pseudo-terminal, answering its question."""
+    import os
+    import pty
+    import sys
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI as a user runs it
+        argv = [sys.executable, "-m", "spamguard", "--config", str(config), "account", "add"]
+        try:
+            os.execv(sys.executable, [*argv, "work"])
+        finally:
+            os._exit(127)  # never back into pytest in the child
+    out = b""
+    asked = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal: it has exited
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not asked and b"[y/N]" in out:
+            os.write(fd, answer)
+            asked = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert asked, out.decode(errors="replace")
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "learns"), [(b"\n", False), (b"y\n", True)])
+def test_on_a_terminal_account_add_asks_and_enter_means_no(
+    dovecot: DovecotServer,
+    user: str,
+    tmp_path: Path,
+    workspace: tuple[Path, ModelRegistry],
+    answer: bytes,
+    learns: bool,
+) -> None:
+    data, registry = workspace
+    append(dovecot, user, "Junk", spam(30))
+    append(dovecot, user, "INBOX", ham(40), flags=("\\Seen",))
+    config = write_config(tmp_path, data, dovecot, user)
+
+    status, out = _add_on_a_terminal(config, answer)
+
+    assert status == 0, out
+    assert "Learn from the mail 'work' already holds?" in out
+    assert ("learned from 30 spam in Junk and 40 read messages" in out) is learns
+    assert bodies_served(dovecot, user) == (70 if learns else 0)
+    assert (registry.active != "fixture-head") is learns
