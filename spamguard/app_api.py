@@ -94,6 +94,7 @@ class MessageRow:
     plan: str = ""
     evidence: tuple[Evidence, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
+    protected: str = ""  # why it is never moved to Junk (a rescue, the allow list, a known sender)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -307,6 +308,7 @@ class AccountSession:
             plan=s.plan,
             evidence=s.evidence,
             neighbours=self._scorer.neighbours.get(s.content_hash, ()),
+            protected=s.protected,
         )
 
     def explain(self, key: tuple[str, str, str]) -> Score | None:
@@ -349,7 +351,10 @@ class AccountSession:
             row.location, [found[0].uid], self.settings.max_fetch_bytes
         )
         try:
-            return parse_message(fetched[0].raw) if fetched else None
+            if not fetched:
+                return None
+            # Read as the worker reads it: the account's own server's A-R only.
+            return parse_message(fetched[0].raw, authserv_id=self.worker.authserv_id)
         except NotMailError:
             return None
 

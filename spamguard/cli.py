@@ -187,7 +187,7 @@ def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[d
                 yield {"path": path, "error": f"cannot read: {data}"}
                 continue
             try:
-                msg = parse_message(data)
+                msg = parse_message(data, authserv_id=getattr(args, "authserv_id", None))
             except MessageError as exc:
                 yield {"path": path, "error": str(exc)}
                 continue
@@ -234,6 +234,7 @@ def _scored_records_parallel(
         model_dir=Path(model) if model else None,
         encoder_kind=getattr(args, "encoder", None),
         cascade=not getattr(args, "no_cascade", False),
+        authserv_id=getattr(args, "authserv_id", None),
     ) as pool:
         try:
             for result in pool.score_raw(raws()):
@@ -289,6 +290,17 @@ def _print_table(records: Sequence[dict[str, Any]], out: IO[str]) -> None:
 # ---------------------------------------------------------------------------- explain
 
 
+def _explain_account(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """(settings, store) of ``--account``, or None without it."""
+    if not args.account:
+        return None
+    from spamguard.config import load_config
+    from spamguard.store import Store
+
+    config = load_config(args.config)
+    return config.account(args.account), Store(config.state_path)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from spamguard.errors import MessageError
     from spamguard.message import parse_message
@@ -299,14 +311,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     data = first[1]
     if isinstance(data, Exception):
         raise SpamGuardError(f"{args.file}: cannot read: {data}")
+    account = _explain_account(args)
+    authserv_id = args.authserv_id
+    if account is not None and authserv_id is None:
+        authserv_id = account[1].authserv_id(account[0].name)
     try:
-        msg = parse_message(data)
+        msg = parse_message(data, authserv_id=authserv_id)
     except MessageError as exc:
         raise SpamGuardError(f"{args.file}: {exc}") from exc
     scorer = _load_scorer(args)
     move, flag = _thresholds(args, scorer)
     score = scorer.score([msg])[0]
     rec = _score_record(args.file, msg, score, move, flag)
+    rec["authserv_id"] = authserv_id or None
+    if account is not None:
+        from spamguard.policy import plan_for
+        from spamguard.service import policy_context
+
+        settings, store = account
+        with store:
+            plan = plan_for(msg, score, settings, policy_context(store, settings.name, msg))
+        rec["account"] = settings.name
+        rec["plan"] = plan.describe()
+        rec["protected"] = plan.protected
     if args.json:
         json.dump(rec, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -319,8 +346,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     }
     out.write(f"{rec['path']}\n")
     out.write(f"  Subject: {rec['subject']}\n  From:    {rec['from']}\n")
-    out.write(f"  Spam probability {rec['p_spam']:.3f} → {verdict_words[rec['verdict']]}\n")
-    out.write(f"  (model {rec['model_version']}, stage {rec['stage']})\n\n")
+    if account is None:
+        out.write(f"  Spam probability {rec['p_spam']:.3f} → {verdict_words[rec['verdict']]}\n")
+    else:
+        out.write(f"  Spam probability {rec['p_spam']:.3f} → in {rec['account']}: {rec['plan']}\n")
+        if rec["protected"]:
+            out.write(f"  Protected from Junk: {rec['protected']}\n")
+    out.write(f"  (model {rec['model_version']}, stage {rec['stage']})\n")
+    if authserv_id:
+        out.write(f"  Authentication results trusted from: {authserv_id}\n")
+    else:
+        out.write(
+            "  Authentication results: not read (no trusted server; give --account or "
+            "--authserv-id)\n"
+        )
+    out.write("\n")
     out.write("  What pushed the score (log-odds; + towards spam, − towards not spam):\n")
     for ev in rec["evidence"]:
         out.write(f"    {ev['weight']:+6.2f}  {ev['detail']}\n")
@@ -490,10 +530,27 @@ def _print_eval(r: dict[str, Any], out: IO[str]) -> None:
 # ---------------------------------------------------------------------------- demo
 
 
+def _mailbox_authserv_id(root: Path) -> str | None:
+    from spamguard.corpus import iter_message_files
+    from spamguard.errors import MessageError
+    from spamguard.message import learn_authserv_id, parse_message
+
+    messages = []
+    for path in iter_message_files(root):
+        try:
+            messages.append(parse_message(path.read_bytes()))
+        except (MessageError, OSError):
+            continue
+    return learn_authserv_id(messages)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from spamguard.demo import demo_mailbox_path
 
     mailbox = demo_mailbox_path()
+    # The demo mailbox is an account's Inbox: its server's authserv-id is learnt from it,
+    # as `run` learns each account's.
+    args.authserv_id = _mailbox_authserv_id(mailbox)
     records = list(scored_records(args, [str(mailbox)]))
     for rec in records:
         rec["path"] = rec["path"].replace(str(mailbox) + "/", "")
@@ -528,6 +585,17 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flag", type=float, help="flag threshold (default 0.50)")
 
 
+def _add_authserv_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--authserv-id",
+        metavar="ID",
+        help="trust the Authentication-Results (SPF, DKIM, DMARC) that this receiving server "
+        "(its authserv-id, e.g. mx.example.com) added at the top of the message. Without it a "
+        "message file has no trusted results: any header in it could have been written by "
+        "the sender, so authentication signals are left out",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spamguard",
@@ -557,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="score in N worker processes (a large backlog on N cores; default 1)",
     )
+    _add_authserv_arg(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("explain", help="show a message's score and what drove it")
@@ -565,6 +634,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--llm", action="store_true", help="also ask the local LLM for a short rationale (streamed)"
+    )
+    _add_authserv_arg(p)
+    p.add_argument(
+        "--account",
+        metavar="NAME",
+        help="explain as this account would act: its learnt authserv-id, its correspondents "
+        "and kept senders, its thresholds and rules (what would be done, and any protection)",
     )
     p.set_defaults(func=cmd_explain)
 

@@ -157,6 +157,9 @@ class AccountSettings:
     flag_style: FlagStyle = "both"
     flag_keyword: str = DEFAULT_FLAG_KEYWORD
     rules: tuple[FolderRule, ...] = ()
+    # Mail from someone the user has written to, or from an authenticated sender whose
+    # earlier mail the user kept, is flagged at most, never moved to Junk.
+    protect_known_senders: bool = True
     idle_timeout: float = 25 * 60.0  # RFC 2177: re-issue IDLE well before 29 minutes
     poll_interval: float = 60.0
     timeout: float = 60.0
@@ -202,6 +205,11 @@ class Config:
     data_dir: Path | None = None
     model_dir: Path | None = None
     llm: LLMConfig = field(default_factory=LLMConfig)
+
+    @property
+    def state_path(self) -> Path:
+        """The SQLite state file (`spamguard.store`): in data_dir when one is set."""
+        return (self.data_dir or default_data_dir()) / "spamguard.sqlite3"
 
     def account(self, name: str) -> AccountSettings:
         try:
@@ -471,6 +479,7 @@ class _Validator:
                 "flag_style",
                 "flag_keyword",
                 "rules",
+                "protect_known_senders",
                 "idle_timeout",
                 "poll_interval",
                 "timeout",
@@ -625,6 +634,7 @@ class _Validator:
             flag_style=self.choice(raw, p, "flag_style", ("keyword", "flagged", "both"), "both"),  # type: ignore[arg-type]
             flag_keyword=flag_keyword,
             rules=rules,
+            protect_known_senders=self.get(raw, p, "protect_known_senders", bool, True),
             idle_timeout=seconds["idle_timeout"],
             poll_interval=seconds["poll_interval"],
             timeout=seconds["timeout"],

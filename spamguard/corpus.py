@@ -9,9 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spamguard.errors import CorpusError, MessageError
-from spamguard.message import Message, parse_message
+from spamguard.message import Message, learn_authserv_id, parse_message, with_authserv_id
 
-__all__ = ["LabelledMessage", "data_hash", "iter_message_files", "load_folders", "load_split"]
+__all__ = [
+    "LabelledMessage",
+    "data_hash",
+    "iter_message_files",
+    "load_folders",
+    "load_split",
+    "trust_receiving_servers",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,7 @@ def load_split(
             break
     if not out:
         raise CorpusError(f"no '{which}' messages found in {split_tsv}")
-    return out
+    return trust_receiving_servers(out)
 
 
 def load_folders(ham: Iterable[Path], spam: Iterable[Path]) -> list[LabelledMessage]:
@@ -87,13 +94,42 @@ def load_folders(ham: Iterable[Path], spam: Iterable[Path]) -> list[LabelledMess
         for root in roots:
             if not root.exists():
                 raise CorpusError(f"{root} does not exist")
+            found: list[LabelledMessage] = []
             for path in iter_message_files(root):
                 msg = _read(path)
                 if msg is not None:
-                    out.append(
+                    found.append(
                         LabelledMessage(str(path), is_spam, "spam" if is_spam else "ham", msg)
                     )
+            # Each folder is a mailbox of its own: its receiving server is learnt from it.
+            out.extend(_trusted(found, learn_authserv_id(it.message for it in found)))
     return out
+
+
+def trust_receiving_servers(items: list[LabelledMessage]) -> list[LabelledMessage]:
+    """Read each message's Authentication-Results as an account would: only those of the
+    receiving server of its group (a source, or a mailbox), whose authserv-id is learnt
+    from the group's messages as an account's is from its Inbox (`learn_authserv_id`).
+    A group with no clear receiving server keeps no authentication results at all."""
+    groups: dict[str, list[LabelledMessage]] = {}
+    for it in items:
+        groups.setdefault(it.group, []).append(it)
+    trusted = {
+        group: learn_authserv_id(it.message for it in members) for group, members in groups.items()
+    }
+    return [
+        LabelledMessage(
+            it.ref, it.is_spam, it.group, with_authserv_id(it.message, trusted[it.group])
+        )
+        for it in items
+    ]
+
+
+def _trusted(items: list[LabelledMessage], authserv_id: str | None) -> list[LabelledMessage]:
+    return [
+        LabelledMessage(it.ref, it.is_spam, it.group, with_authserv_id(it.message, authserv_id))
+        for it in items
+    ]
 
 
 def data_hash(items: Iterable[LabelledMessage]) -> str:

@@ -9,7 +9,8 @@ import email.utils
 import hashlib
 import html
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from email.message import Message as EmailMessage
 from email.policy import Compat32
 from html.parser import HTMLParser
@@ -19,10 +20,15 @@ from spamguard.errors import NotMailError
 __all__ = [
     "MAX_PARSE_BYTES",
     "MAX_TEXT_CHARS",
+    "NO_AUTHSERV_ID",
     "Attachment",
     "AuthSummary",
     "Message",
+    "authserv_ids",
+    "learn_authserv_id",
     "parse_message",
+    "read_auth",
+    "with_authserv_id",
 ]
 
 # A message is parsed from at most this many bytes: a 30 MB attachment must cost no more
@@ -36,8 +42,11 @@ MAX_HEADERS = 500
 _URL_RE = re.compile(r"""(?i)\b(?:https?://|www\.)[^\s<>"'`{}|\\^\[\]]{2,2000}""")
 _TRAILING_PUNCT = ".,;:!?)]}'\""
 _FILENAME_RE = re.compile(rb"""(?i)\bfilename\*?=\s*"?([^"\r\n;]{1,255})"?""")
-_AUTH_RESULT_RE = re.compile(r"(?i)\b(spf|dkim|dmarc)\s*=\s*([a-z]+)")
-_RECEIVED_SPF_RE = re.compile(r"(?i)^\s*([a-z]+)")
+_AUTH_METHOD_RE = re.compile(r"(?i)^\s*(spf|dkim|dmarc)\s*(?:/\s*\d+)?\s*=\s*([a-z]+)")
+_AUTH_PROPERTY_RE = re.compile(
+    r"(?i)\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*(\S+)"
+)
+_AUTHSERV_ID_RE = re.compile(r"^\s*([^\s;]+)")
 # What the stdlib decodes; anything else is kept as the raw bytes.
 _KNOWN_CTES = frozenset(
     {"7bit", "8bit", "binary", "base64", "quoted-printable"}
@@ -71,15 +80,23 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class AuthSummary:
-    """Results of sender authentication as the receiving server recorded them.
+    """Results of sender authentication as the account's own receiving server recorded them.
 
-    Each field is a lower-case result such as ``"pass"``, ``"fail"``, ``"softfail"``,
-    ``"none"``, or ``None`` when the message carries no such result.
+    Read only from the Authentication-Results headers at the top of the message that carry
+    ``authserv_id``, the id of the account's receiving server (learned from its Inbox, see
+    `learn_authserv_id`). Without a trusted id every field is empty: anything below or under
+    another id could have been written by the sender.
+
+    Each result is a lower-case word such as ``"pass"``, ``"fail"``, ``"softfail"``,
+    ``"none"``, or ``None`` when the trusted header gives no such result. ``dkim_domains``
+    are the d= domains of the DKIM signatures that passed.
     """
 
     spf: str | None = None
     dkim: str | None = None
     dmarc: str | None = None
+    dkim_domains: tuple[str, ...] = ()
+    authserv_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +145,13 @@ class Message:
         return self.html_chars > 0
 
 
-def parse_message(raw: bytes, *, max_parse_bytes: int = MAX_PARSE_BYTES) -> Message:
+def parse_message(
+    raw: bytes, *, max_parse_bytes: int = MAX_PARSE_BYTES, authserv_id: str | None = None
+) -> Message:
     """Parse ``raw`` RFC 822 bytes.
+
+    ``authserv_id`` names the receiving server whose Authentication-Results are trusted
+    (see `read_auth`); without it ``Message.auth`` is empty.
 
     Never raises for malformed MIME: problems are listed in ``Message.defects``. Raises
     `NotMailError` only when the bytes have no recognisable header block at all.
@@ -211,7 +233,7 @@ def parse_message(raw: bytes, *, max_parse_bytes: int = MAX_PARSE_BYTES) -> Mess
         urls=urls,
         url_domains=tuple(dict.fromkeys(d for d in (_url_domain(u) for u in urls) if d)),
         attachments=tuple(walker.attachments[:200]),
-        auth=_auth_summary(hmap),
+        auth=read_auth(headers, authserv_id),
         size=size,
         content_hash=content_hash,
         defects=tuple(dict.fromkeys(defects)),
@@ -478,19 +500,162 @@ def _address_list(values: list[str]) -> tuple[str, ...]:
     return tuple(addr for _, addr in pairs if addr)[:100]
 
 
-def _auth_summary(hmap: _HeaderMap) -> AuthSummary:
+# -- Authentication-Results (RFC 8601) -----------------------------------------------------------
+#
+# Anyone can write an Authentication-Results header into the mail they send. Only the one the
+# account's own receiving server added is evidence: it carries that server's authserv-id and
+# sits at the top, above everything the sender wrote (RFC 8601 section 5; a conforming server
+# also removes A-R headers bearing its own id from incoming mail, but not every server does).
+# Received-SPF carries no id at all and is not read.
+
+
+def _strip_comments(value: str) -> str:
+    """The header value without RFC 5322 (comments), which may nest."""
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    for ch in value:
+        if ch == '"' and not depth:
+            quoted = not quoted
+        if not quoted and ch == "(":
+            depth += 1
+            continue
+        if not quoted and ch == ")" and depth:
+            depth -= 1
+            continue
+        if not depth:
+            out.append(ch)
+    return "".join(out)
+
+
+#: What stands for the id of a header written without one. Microsoft 365 and Outlook.com
+#: write theirs so ("Authentication-Results: spf=pass (sender IP is ...) ..."), so for
+#: their accounts this is the receiving server's id.
+NO_AUTHSERV_ID = "(none)"
+
+
+def _authserv_id(value: str) -> str:
+    text = _strip_comments(value)
+    if _AUTH_METHOD_RE.match(text.split(";", 1)[0]):
+        return NO_AUTHSERV_ID
+    match = _AUTHSERV_ID_RE.match(text)
+    return match.group(1).strip('"').lower() if match else ""
+
+
+def _resinfos(value: str) -> list[str]:
+    """The result parts of an A-R value (what follows the authserv-id, when it has one)."""
+    parts = _strip_comments(value).split(";")
+    return parts if _AUTH_METHOD_RE.match(parts[0]) else parts[1:]
+
+
+def authserv_ids(headers: Sequence[tuple[str, str]]) -> list[str]:
+    """The authserv-id of every Authentication-Results header, top to bottom."""
+    return [_authserv_id(v) for k, v in headers if k.lower() == "authentication-results"]
+
+
+def read_auth(headers: Sequence[tuple[str, str]], authserv_id: str | None) -> AuthSummary:
+    """Results from the Authentication-Results the trusted server ``authserv_id`` added.
+
+    Read: the topmost Authentication-Results header, if it carries ``authserv_id``, and the
+    A-R headers with the same id directly beneath it (servers that run one milter per method
+    write one header each, one after another). Everything else is ignored: a header under
+    another id, and any A-R further down, past some other header, which is where the
+    sender's own headers start. Each method is read from the first header reporting it.
+
+    Limit: a server that adds no A-R to some message leaves a sender's header bearing its
+    id on top of that message. RFC 8601 section 5 has servers remove such headers; the
+    account's id is only learnt from a server that adds A-R to most of its mail.
+    """
+    trusted = (authserv_id or "").strip().lower()
+    if not trusted:
+        return AuthSummary()
+    block: list[str] = []
+    started = False
+    for name, value in headers:
+        is_ar = name.lower() == "authentication-results"
+        if not started:
+            if not is_ar:
+                continue
+            if _authserv_id(value) != trusted:
+                return AuthSummary()  # the topmost A-R is someone else's
+            started = True
+            block.append(value)
+            continue
+        if not is_ar or _authserv_id(value) != trusted:
+            break
+        block.append(value)
+    if not block:
+        return AuthSummary()
     found: dict[str, str] = {}
-    # The topmost Authentication-Results was added by the receiving server; trust it first.
-    for value in hmap.all("authentication-results") + hmap.all("arc-authentication-results"):
-        for method, result in _AUTH_RESULT_RE.findall(value):
-            found.setdefault(method.lower(), result.lower())
-    if "spf" not in found:
-        for value in hmap.all("received-spf"):
-            match = _RECEIVED_SPF_RE.match(value)
-            if match:
-                found["spf"] = match.group(1).lower()
-                break
-    return AuthSummary(spf=found.get("spf"), dkim=found.get("dkim"), dmarc=found.get("dmarc"))
+    reported_in: dict[str, int] = {}  # method -> the header that first reported it
+    dkim_domains: list[str] = []
+    for index, value in enumerate(block):
+        for resinfo in _resinfos(value):
+            match = _AUTH_METHOD_RE.match(resinfo)
+            if not match:
+                continue
+            method, result = match.group(1).lower(), match.group(2).lower()
+            # A method counts from the first header that reports it (several DKIM
+            # signatures in it included); a later header cannot add to it.
+            if reported_in.setdefault(method, index) != index:
+                continue
+            found.setdefault(method, result)
+            if method == "dkim" and result == "pass":
+                found["dkim"] = "pass"  # one verified signature is a DKIM pass
+                props = {
+                    k.lower(): v.strip('"').lower() for k, v in _AUTH_PROPERTY_RE.findall(resinfo)
+                }
+                domain = props.get("header.d") or props.get("header.i", "").rpartition("@")[2]
+                domain = domain.strip(".")
+                if domain and domain not in dkim_domains:
+                    dkim_domains.append(domain)
+    return AuthSummary(
+        spf=found.get("spf"),
+        dkim=found.get("dkim"),
+        dmarc=found.get("dmarc"),
+        dkim_domains=tuple(dkim_domains[:10]),
+        authserv_id=trusted,
+    )
+
+
+def with_authserv_id(message: Message, authserv_id: str | None) -> Message:
+    """``message`` with its authentication results read under ``authserv_id`` (no re-parse)."""
+    auth = read_auth(message.headers, authserv_id)
+    return message if auth == message.auth else replace(message, auth=auth)
+
+
+#: Messages the id must be topmost on before it is trusted, and the share of the sample.
+MIN_AUTHSERV_MESSAGES = 3
+MIN_AUTHSERV_SHARE = 0.5
+
+
+def learn_authserv_id(
+    messages: Iterable[Message],
+    *,
+    min_messages: int = MIN_AUTHSERV_MESSAGES,
+    min_share: float = MIN_AUTHSERV_SHARE,
+) -> str | None:
+    """The authserv-id of the account's receiving server, from mail it delivered.
+
+    A server that writes Authentication-Results writes one at the top of every message it
+    accepts, so its id is the most common topmost id in the account's Inbox. Required: on at
+    least ``min_messages`` messages and ``min_share`` of all of them, so a few spams that
+    arrived with a forged header of their own cannot make their id the trusted one.
+    None when the sample says nothing (a server that adds no A-R, or too little mail).
+    """
+    counts: dict[str, int] = {}
+    total = 0
+    for msg in messages:
+        total += 1
+        ids = authserv_ids(msg.headers)
+        if ids and ids[0]:
+            counts[ids[0]] = counts.get(ids[0], 0) + 1
+    if not counts:
+        return None
+    best, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    if n < min_messages or n < min_share * total:
+        return None
+    return best
 
 
 def _guess_type(filename: str) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "PolicyContext",
     "matches_address",
     "plan_for",
+    "sender_authenticated",
 ]
 
 ActionKind = Literal["junk", "move", "flag", "keyword", "leave"]
@@ -51,6 +52,9 @@ class PolicyContext:
     folder: str = "INBOX"
     rescued: bool = False  # the user moved it out of Junk (or undid our move)
     known_correspondent: bool = False  # its sender is someone the user has written to
+    # The message authenticated as its sender's domain (aligned DKIM or DMARC pass, as the
+    # account's own server recorded it) and the user kept that sender's earlier mail.
+    kept_sender: bool = False
     junk_available: bool = True  # False while the account has no Junk folder: flag instead
 
 
@@ -80,22 +84,34 @@ def plan_for(
 ) -> Plan:
     """The plan for ``message`` given its ``score`` and the account's settings.
 
-    Order: protections (rescued, allow list, known correspondent) decide what may happen;
-    then the first matching folder rule; then the block list; then the two thresholds.
-    A rescued message is never moved by anything. Allow-listed and known senders are
-    never moved to Junk; a user's own "move to folder" rule still applies to them.
+    Order: protections (rescued, allow list, known sender) decide what may happen; then
+    the first matching folder rule; then the block list; then the two thresholds.
+    A rescued message is never moved by anything. Allow-listed senders are never moved to
+    Junk; a user's own "move to folder" rule still applies to them. Known senders (someone
+    the user wrote to, or an authenticated sender whose earlier mail the user kept) are
+    flagged at most, never moved to Junk, while ``protect_known_senders`` is on (the
+    default): a correspondent's hacked account still gets a warning.
     """
     p = score.p_spam
     th = settings.thresholds
     verdict = verdict_for(p, th.move, th.flag)
     sender = message.from_addr.lower()
     protected = ""
+    known_sender = False
     if context.rescued:
         protected = "you rescued it from Junk"
     elif sender and matches_address(sender, settings.allow):
         protected = f"{sender} is on your allow list"
-    elif sender and context.known_correspondent:
-        protected = f"you have written to {sender}"
+    elif sender and settings.protect_known_senders:
+        known_sender = True
+        if context.known_correspondent:
+            protected = f"you have written to {sender}"
+        elif context.kept_sender:
+            protected = (
+                f"{sender} is an authenticated sender (DKIM/DMARC) whose earlier mail you kept"
+            )
+        else:
+            known_sender = False
 
     def plan(*actions: Action) -> Plan:
         return Plan(p, verdict, actions, protected)
@@ -131,7 +147,7 @@ def plan_for(
     if verdict == "spam":
         if not protected:
             return junk(f"p_spam {p:.2f} ≥ move threshold {th.move:.2f}")
-        if context.known_correspondent and not context.rescued and "allow list" not in protected:
+        if known_sender:
             # A correspondent's hacked account is a classic spam source: warn, don't move.
             return plan(
                 Action(
@@ -142,7 +158,7 @@ def plan_for(
             )
         return plan(Action("leave", f"p_spam {p:.2f} ≥ move threshold, but {protected}"))
     if verdict == "flag":
-        if context.rescued or "allow list" in protected:
+        if protected and not known_sender:
             return plan(Action("leave", f"p_spam {p:.2f} in the flag band, but {protected}"))
         return plan(
             Action(
@@ -150,6 +166,14 @@ def plan_for(
             )
         )
     return plan(Action("leave", f"p_spam {p:.2f} < flag threshold {th.flag:.2f}"))
+
+
+def sender_authenticated(message: Message) -> bool:
+    """The account's own server vouched for the sender's domain: DMARC passed, or a DKIM
+    signature of the From domain verified (`Message.auth` holds only trusted results)."""
+    from spamguard.scoring.features import dkim_aligned
+
+    return bool(message.from_addr) and (message.auth.dmarc == "pass" or dkim_aligned(message))
 
 
 def flag_flags(settings: AccountSettings) -> tuple[str, ...]:

@@ -25,8 +25,8 @@ from spamguard.errors import (
 from spamguard.mail.base import DELETED, FetchedMessage, MailStore
 from spamguard.mail.executor import Executor
 from spamguard.mail.folders import find_junk_folder, find_sent_folder
-from spamguard.message import Message, parse_message
-from spamguard.policy import Plan, PolicyContext, plan_for
+from spamguard.message import Message, learn_authserv_id, parse_message
+from spamguard.policy import Plan, PolicyContext, plan_for, sender_authenticated
 from spamguard.scoring.base import Score, Scorer
 from spamguard.store import FolderState, ScoredMessage, Store
 
@@ -44,6 +44,7 @@ __all__ = [
     "Progress",
     "Service",
     "open_mailstore",
+    "policy_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,40 @@ class EventBus:
                 callback(event)
             except Exception:
                 log.exception("event subscriber %r failed", callback)
+
+
+# -- what the account knows about a message's sender ------------------------------------------
+
+#: A sender's earlier message counts as kept once it has sat this long without the user
+#: moving it to Junk (a message scored minutes ago has not been judged by anyone yet).
+KEPT_AFTER = 24 * 3600.0
+#: Inbox messages read (newest first, headers only) to learn the receiving server's
+#: authserv-id each time the account connects.
+AUTHSERV_SAMPLE = 50
+
+
+def policy_context(
+    store: Store,
+    account: str,
+    msg: Message,
+    *,
+    folder: str = "INBOX",
+    junk_available: bool = True,
+    now: float | None = None,
+) -> PolicyContext:
+    """What the account's history says about ``msg``: rescued, a known correspondent, or an
+    authenticated sender whose earlier mail the user kept. ``msg.auth`` must have been read
+    under the account's authserv-id (`with_authserv_id`)."""
+    now = time.time() if now is None else now
+    sender = msg.from_addr
+    return PolicyContext(
+        folder=folder,
+        rescued=store.is_rescued(account, msg.message_id, msg.content_hash),
+        known_correspondent=bool(sender) and store.is_correspondent(account, sender),
+        kept_sender=sender_authenticated(msg)
+        and store.kept_count(account, sender, now - KEPT_AFTER) > 0,
+        junk_available=junk_available,
+    )
 
 
 # -- the worker ---------------------------------------------------------------------------------
@@ -280,6 +315,7 @@ class AccountWorker:
         self.stop_event = threading.Event()
         # Labels from other clients' moves and keywords, retraining, shadow (learning.py).
         self.learner = learner
+        self._authserv_id: str | None = None  # read from the store on first use
         # Wall and process CPU seconds per phase of `process_batch` (bench --imap).
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.cpu_timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
@@ -321,6 +357,7 @@ class AccountWorker:
                     )
                 )
         self._learn_correspondents()
+        self._learn_authserv_id()
         self._missing.clear()
         self._emit(ConnectionState(self.name, "connected", self.settings.host))
 
@@ -357,6 +394,37 @@ class AccountWorker:
                     time.time(),
                 )
             )
+
+    def _learn_authserv_id(self) -> None:
+        """Which receiving server's Authentication-Results to trust: the authserv-id topmost
+        on most of the newest Inbox messages. Kept in the store; an Inbox that says nothing
+        (empty, or a server that writes no A-R) leaves what was learnt before."""
+        try:
+            status = self.mail.select("INBOX")
+        except FolderMissingError:
+            return
+        if not status.exists:
+            return
+        uids = self.mail.uids("INBOX")[-AUTHSERV_SAMPLE:]
+        messages: list[Message] = []
+        for fetched in self.mail.fetch("INBOX", uids, 16 * 1024):
+            try:
+                messages.append(parse_message(fetched.raw))
+            except NotMailError:
+                continue
+        learnt = learn_authserv_id(messages)
+        if learnt and learnt != self.authserv_id:
+            log.info("%s: trusting Authentication-Results from %s", self.name, learnt)
+            if not self.dry_run:
+                self.store.save_authserv_id(self.name, learnt)
+            self._authserv_id = learnt
+
+    @property
+    def authserv_id(self) -> str | None:
+        """The authserv-id whose Authentication-Results this account trusts (None: none)."""
+        if self._authserv_id is None:
+            self._authserv_id = self.store.authserv_id(self.name) or ""
+        return self._authserv_id or None
 
     def close(self) -> None:
         self._stop_watchers()
@@ -496,7 +564,7 @@ class AccountWorker:
         todo: list[tuple[FetchedMessage, Message]] = []
         for item in fetched:
             try:
-                msg = parse_message(item.raw)
+                msg = parse_message(item.raw, authserv_id=self.authserv_id)
             except NotMailError:
                 self._emit(
                     Error(
@@ -524,11 +592,11 @@ class AccountWorker:
             started = self._tick("learn", started)
         pending: list[tuple[ScoredMessage, Plan, frozenset[str]]] = []
         for (item, msg), (score, cached) in zip(todo, scores, strict=True):
-            context = PolicyContext(
+            context = policy_context(
+                self.store,
+                self.name,
+                msg,
                 folder=folder,
-                rescued=self.store.is_rescued(self.name, msg.message_id, msg.content_hash),
-                known_correspondent=bool(msg.from_addr)
-                and self.store.is_correspondent(self.name, msg.from_addr),
                 junk_available=self.junk_folder is not None,
             )
             plan = plan_for(msg, score, self.settings, context)
@@ -585,6 +653,7 @@ class AccountWorker:
             date=msg.date,
             plan=plan.describe(),
             scored_at=time.time(),
+            protected=plan.protected,
         )
 
     def _apply(self, pending: Sequence[tuple[ScoredMessage, Plan, frozenset[str]]]) -> None:
@@ -637,10 +706,12 @@ class AccountWorker:
     def _scores(self, messages: Sequence[Message]) -> list[tuple[Score, bool]]:
         """Scores from the cache (content hash + model version), the rest from the scorer."""
         version = self.scorer.version
+        # A score depends on which Authentication-Results were trusted, not only the bytes.
+        context = f"authserv-id={self.authserv_id}" if self.authserv_id else ""
         out: list[tuple[Score, bool] | None] = []
         missing: list[int] = []
         for i, msg in enumerate(messages):
-            cached = self.store.cached_score(msg.content_hash, version)
+            cached = self.store.cached_score(msg.content_hash, version, context)
             out.append((cached, True) if cached else None)
             if cached is None:
                 missing.append(i)
@@ -652,7 +723,8 @@ class AccountWorker:
                     f"the scorer returned {len(fresh)} scores for {len(missing)} messages"
                 )
             self.store.cache_scores(
-                (messages[i].content_hash, s) for i, s in zip(missing, fresh, strict=True)
+                ((messages[i].content_hash, s) for i, s in zip(missing, fresh, strict=True)),
+                context,
             )
             for i, s in zip(missing, fresh, strict=True):
                 out[i] = (s, False)

@@ -125,6 +125,18 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account, folder, uidvalidity, uid)
     )
     """,
+    # 4: what SpamGuard learnt about an account itself, such as the authserv-id of its
+    # receiving server (whose Authentication-Results are the only ones trusted); an index to
+    # find a sender's earlier mail; why a message was protected from Junk, for its
+    # explanation.
+    """
+    ALTER TABLE messages ADD COLUMN protected TEXT NOT NULL DEFAULT '';
+    CREATE TABLE account_fact (
+        account TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at REAL NOT NULL,
+        PRIMARY KEY (account, key)
+    );
+    CREATE INDEX messages_sender ON messages (account, from_addr)
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -167,6 +179,7 @@ class ScoredMessage:
     date: str = ""
     plan: str = ""
     scored_at: float = 0.0
+    protected: str = ""  # why it is never moved to Junk, when a protection applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,23 +389,34 @@ class Store:
 
     # -- scores ----------------------------------------------------------------------------------
 
-    def cached_score(self, content_hash: str, model_version: str) -> Score | None:
+    def cached_score(
+        self, content_hash: str, model_version: str, context: str = ""
+    ) -> Score | None:
+        """The cached score of these bytes under this model; ``context`` is whatever else
+        the score depended on (the authserv-id whose results were trusted)."""
         rows = self._query(
             "SELECT * FROM score_cache WHERE content_hash = ? AND model_version = ?",
-            (content_hash, model_version),
+            (content_hash, _cache_key(model_version, context)),
         )
         if not rows:
             return None
         r = rows[0]
         return Score(r["p_spam"], r["stage"], model_version, _evidence_from_json(r["evidence"]))
 
-    def cache_scores(self, items: Iterable[tuple[str, Score]]) -> None:
+    def cache_scores(self, items: Iterable[tuple[str, Score]], context: str = "") -> None:
         now = time.time()
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO score_cache VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (h, s.model_version, s.p_spam, s.stage, _evidence_to_json(s.evidence), now)
+                    (
+                        h,
+                        _cache_key(s.model_version, context),
+                        s.p_spam,
+                        s.stage,
+                        _evidence_to_json(s.evidence),
+                        now,
+                    )
                     for h, s in items
                 ],
             )
@@ -463,8 +487,8 @@ class Store:
         db.execute(
             "INSERT OR IGNORE INTO messages (account, folder, uidvalidity, uid, message_id, "
             "content_hash, p_spam, verdict, stage, model_version, evidence, subject, "
-            "from_addr, "
-            "date, plan, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "from_addr, date, plan, scored_at, protected) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 scored.account,
                 scored.folder,
@@ -482,6 +506,7 @@ class Store:
                 scored.date,
                 scored.plan,
                 scored.scored_at or now,
+                scored.protected,
             ),
         )
         for d in drafts:
@@ -821,6 +846,52 @@ class Store:
         )
         return {r[0] for r in moved if r[0]}, {r[0] for r in labelled if r[0]}
 
+    # -- what SpamGuard learnt about the account ------------------------------------------------
+
+    def account_fact(self, account: str, key: str) -> str | None:
+        rows = self._query(
+            "SELECT value FROM account_fact WHERE account = ? AND key = ?", (account, key)
+        )
+        return str(rows[0]["value"]) if rows else None
+
+    def save_account_fact(self, account: str, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO account_fact VALUES (?, ?, ?, ?)",
+                (account, key, value, time.time()),
+            )
+
+    def authserv_id(self, account: str) -> str | None:
+        """The authserv-id of the account's receiving server, once learnt from its Inbox."""
+        return self.account_fact(account, "authserv_id") or None
+
+    def save_authserv_id(self, account: str, authserv_id: str) -> None:
+        self.save_account_fact(account, "authserv_id", authserv_id.lower())
+
+    def kept_count(self, account: str, from_addr: str, before: float) -> int:
+        """How many distinct messages from ``from_addr``, scored before ``before``, the
+        user kept: rescued from Junk, or still where they were, never moved to Junk by
+        SpamGuard (unless undone) and never labelled spam. Zero once the user has labelled
+        anything from this sender as spam."""
+        sender = from_addr.lower()
+        if not sender:
+            return 0
+        spam = self._query(
+            "SELECT 1 FROM feedback WHERE account = ? AND from_addr = ? AND label = 'spam' LIMIT 1",
+            (account, sender),
+        )
+        if spam:
+            return 0
+        rows = self._query(
+            "SELECT COUNT(DISTINCT m.content_hash) FROM messages m WHERE m.account = ? "
+            "AND m.from_addr = ? AND m.scored_at < ? AND NOT EXISTS ("
+            "  SELECT 1 FROM journal j WHERE j.account = m.account "
+            "  AND j.message_id = m.message_id AND j.content_hash = m.content_hash "
+            "  AND j.action = 'move_junk' AND j.state = 'applied')",
+            (account, sender, before),
+        )
+        return int(rows[0][0]) + self.rescued_count(account, sender)
+
     def rescued_count(self, account: str, from_addr: str) -> int:
         """How many distinct messages from ``from_addr`` the user took out of Junk."""
         rows = self._query(
@@ -951,6 +1022,11 @@ class Store:
         return out
 
 
+def _cache_key(model_version: str, context: str) -> str:
+    # Without a context the key is the bare version, as before the context existed.
+    return f"{model_version} | {context}" if context else model_version
+
+
 def _evidence_to_json(evidence: Sequence[Evidence]) -> str:
     return json.dumps([e.to_json() for e in evidence])
 
@@ -983,6 +1059,7 @@ def _scored_from_row(r: sqlite3.Row) -> ScoredMessage:
         date=r["date"],
         plan=r["plan"],
         scored_at=r["scored_at"],
+        protected=r["protected"],
     )
 
 

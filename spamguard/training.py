@@ -16,7 +16,12 @@ import numpy as np
 from spamguard.corpus import LabelledMessage, data_hash
 from spamguard.errors import CorpusError
 from spamguard.message import Message, parse_message
-from spamguard.scoring.features import SENDER_FEATURES, FeatureConfig, headerless_bytes
+from spamguard.scoring.features import (
+    LEGACY_HAND_FEATURES,
+    LEGACY_SENDER_FEATURES,
+    FeatureConfig,
+    headerless_bytes,
+)
 from spamguard.scoring.head import Featurizer, LogisticHead, platt_fit
 
 __all__ = [
@@ -364,7 +369,7 @@ def _fit_stacked(
         "weights": {
             "head": w_head,
             "nb": w_nb,
-            **{name: float(v) for (name, _), v in zip(SENDER_FEATURES, w_sender, strict=True)},
+            **{name: float(v) for name, v in zip(featurizer.sender_names, w_sender, strict=True)},
         },
         "intercept": b,
     }
@@ -389,16 +394,16 @@ def _apply_priors(
     The prior is expressed on the calibrated scale, so it is divided by the Platt slope
     and by the hand block's weight to land on the raw weight.
     """
-    from spamguard.scoring.features import HAND_FEATURES
-
     offsets = featurizer.offsets()
     if "hand" not in offsets or not priors or platt_a <= 0:
         return {}
     start, _ = offsets["hand"]
     block_weight = featurizer.weights["hand"]
-    names = [name for name, _ in HAND_FEATURES]
+    names = list(featurizer.hand_names)
     used: dict[str, float] = {}
     for name, log_odds in priors.items():
+        if name not in names:
+            continue
         col = start + names.index(name)
         if X[:, col].count_nonzero() == 0:
             head.coef_[col] = log_odds / platt_a / block_weight
@@ -461,7 +466,11 @@ def featurizer_key(featurizer: Featurizer) -> str:
     import hashlib
     import json
 
-    spec = {"features": featurizer.config.to_json(), "blocks": featurizer.weights}
+    spec: dict[str, Any] = {"features": featurizer.config.to_json(), "blocks": featurizer.weights}
+    if featurizer.hand_names != LEGACY_HAND_FEATURES:
+        spec["hand"] = list(featurizer.hand_names)
+    if featurizer.sender_names != LEGACY_SENDER_FEATURES:
+        spec["sender"] = list(featurizer.sender_names)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -250,3 +250,34 @@ def test_explain_llm_follows_the_config_and_says_when_text_would_leave(
     # The dead server does not stop the explanation: the local model writes it.
     reading = out.split("The local LLM's reading", 1)[1]
     assert len(reading.split()) > 8
+
+
+def test_score_reads_authentication_results_only_under_authserv_id(
+    fixture_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A message file has no account: its Authentication-Results are read only when the
+    user names the server that wrote them, in one process or in several."""
+    raw = (
+        b"Authentication-Results: mx.test.example; spf=pass smtp.mailfrom=shop.example;\r\n"
+        b" dkim=pass header.d=shop.example; dmarc=pass header.from=shop.example\r\n"
+        b"From: Shop <news@shop.example>\r\nTo: you@test.example\r\nSubject: Your receipt\r\n"
+        b"Message-ID: <r@shop.example>\r\n\r\nThank you for your order.\r\n"
+    )
+    path = tmp_path / "receipt.eml"
+    path.write_bytes(raw)
+    base = ["score", "--model", str(fixture_model), "--jsonl", str(path)]
+
+    def record(*extra: str) -> dict:
+        assert main([*base, *extra]) == 0
+        (rec,) = _jsonl(capsys)
+        return rec
+
+    untrusted = record()
+    trusted = record("--authserv-id", "mx.test.example")
+    other = record("--authserv-id", "mx.elsewhere.example")
+    in_two = record("--authserv-id", "mx.test.example", "--jobs", "2")
+    features = {e["feature"] for e in trusted["evidence"]}
+    assert "signal:auth_pass" in features
+    assert "signal:auth_pass" not in {e["feature"] for e in untrusted["evidence"]}
+    assert trusted["p_spam"] < untrusted["p_spam"] == other["p_spam"]
+    assert in_two["p_spam"] == trusted["p_spam"]

@@ -380,14 +380,25 @@ def test_url_domains_strip_userinfo_and_port() -> None:
 # --- authentication results ----------------------------------------------------------------
 
 
-def test_authentication_results_topmost_header_wins() -> None:
-    msg = load("auth_results.eml")
-    assert msg.auth == AuthSummary(spf="pass", dkim="pass", dmarc="pass")
+def test_authentication_results_of_the_trusted_server_only() -> None:
+    # The receiving server's header is on top; one from a relay (another id) follows.
+    raw = (MAIL / "auth_results.eml").read_bytes()
+    msg = parse_message(raw, authserv_id="mx.example.com")
+    assert msg.auth == AuthSummary(
+        spf="pass",
+        dkim="pass",
+        dmarc="pass",
+        dkim_domains=("example-bank.com",),
+        authserv_id="mx.example.com",
+    )
+    assert parse_message(raw, authserv_id="relay.example.net").auth == AuthSummary()
+    assert parse_message(raw).auth == AuthSummary()  # no trusted server: nothing read
 
 
-def test_received_spf_only() -> None:
-    msg = load("received_spf_only.eml")
-    assert msg.auth == AuthSummary(spf="softfail", dkim=None, dmarc=None)
+def test_received_spf_is_not_read() -> None:
+    # It names no server, so a sender could have written it (see `read_auth`).
+    raw = (MAIL / "received_spf_only.eml").read_bytes()
+    assert parse_message(raw, authserv_id="mx.example.com").auth == AuthSummary()
 
 
 def test_no_auth_headers() -> None:

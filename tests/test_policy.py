@@ -134,3 +134,76 @@ def test_protected_messages_are_never_moved_to_junk(
         assert kinds == ["flag"]
     else:
         assert kinds == ["leave"]
+
+
+# -- protect_known_senders: flagged at most, never moved ------------------------------------------
+
+TRUSTED = "mx.receiver.example"
+
+
+def _authenticated(auth: str = "dkim=pass header.d=shop.example; dmarc=pass") -> object:
+    raw = (
+        f"Authentication-Results: {TRUSTED}; {auth}\r\n"
+        "From: Shop <news@shop.example>\r\nSubject: Your statement\r\nMessage-ID: <s@t>\r\n"
+        "\r\nYour statement is ready.\r\n"
+    ).encode()
+    return parse_message(raw, authserv_id=TRUSTED)
+
+
+@pytest.mark.parametrize(
+    ("ctx", "why"),
+    [
+        ({"known_correspondent": True}, "you have written to news@shop.example"),
+        (
+            {"kept_sender": True},
+            "news@shop.example is an authenticated sender (DKIM/DMARC) whose earlier mail you kept",
+        ),
+    ],
+)
+def test_known_senders_are_flagged_at_most(ctx: dict[str, bool], why: str) -> None:
+    msg = _authenticated()
+    plan = _plan(0.99, msg=msg, **ctx)
+    assert [a.kind for a in plan.actions] == ["flag"] and plan.protected == why
+    assert why in plan.describe() and "move threshold" in plan.describe()
+    # In the flag band they are flagged as anyone is; below it, left alone.
+    assert [a.kind for a in _plan(0.6, msg=msg, **ctx).actions] == ["flag"]
+    assert [a.kind for a in _plan(0.1, msg=msg, **ctx).actions] == ["leave"]
+    # A rule that would send them to Junk does not either.
+    rule = '[[accounts.a.rules]]\nname = "shops"\nfrom = ["shop.example"]\naction = "junk"\n'
+    assert not _plan(0.2, _settings(rule), msg=msg, **ctx).moves
+
+
+def test_the_protection_is_a_setting_on_by_default() -> None:
+    assert _settings().protect_known_senders is True
+    off = _settings("protect_known_senders = false\n")
+    msg = _authenticated()
+    for ctx in ({"known_correspondent": True}, {"kept_sender": True}):
+        plan = _plan(0.99, off, msg=msg, **ctx)
+        assert [a.kind for a in plan.actions] == ["junk"] and plan.protected == ""
+    # Rescued mail and the allow list do not depend on it.
+    assert not _plan(0.99, off, msg=msg, rescued=True).moves
+    allow = _settings('protect_known_senders = false\nallow = ["shop.example"]\n')
+    assert not _plan(0.99, allow, msg=msg).moves
+
+
+def test_the_setting_must_be_true_or_false() -> None:
+    from spamguard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="protect_known_senders"):
+        _settings('protect_known_senders = "yes"\n')
+
+
+def test_sender_authenticated_reads_only_trusted_aligned_results() -> None:
+    from spamguard.policy import sender_authenticated
+
+    assert sender_authenticated(_authenticated())
+    assert sender_authenticated(_authenticated("dkim=pass header.d=mail.shop.example"))
+    assert sender_authenticated(_authenticated("dmarc=pass; dkim=fail"))
+    assert not sender_authenticated(_authenticated("dkim=pass header.d=bulk.example"))
+    assert not sender_authenticated(_authenticated("dkim=fail; dmarc=fail"))
+    untrusted = parse_message(
+        b"Authentication-Results: mx.receiver.example; dkim=pass header.d=shop.example; "
+        b"dmarc=pass\r\n"
+        b"From: news@shop.example\r\nSubject: s\r\n\r\nb\r\n"
+    )
+    assert not sender_authenticated(untrusted)  # read without the account's id: nothing trusted

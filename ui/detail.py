@@ -216,6 +216,8 @@ class DetailPane(QWidget):
                     "unflagged": self.tr("Its flag was removed."),
                 }.get(row.action, row.action)
             )
+        if row.protected:
+            parts.append(self.tr("Never moved to Junk: %1.").replace("%1", row.protected))
         if row.label:
             parts.append(
                 self.tr("You marked it as spam.")

@@ -104,10 +104,9 @@ def _accounts(config: Config, names: list[str] | None) -> list[AccountSettings]:
 
 
 def _store(config: Config) -> Any:
-    from spamguard.store import Store, default_store_path
+    from spamguard.store import Store
 
-    path = config.data_dir / "spamguard.sqlite3" if config.data_dir else default_store_path()
-    return Store(path)
+    return Store(config.state_path)
 
 
 def _scorer(config: Config, model: str | None) -> Scorer:
@@ -188,7 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"[{event.account}] #{event.journal_id} {event.action} {event.src}{where} "
                 f"{event.subject[:60]!r}: {event.state}"
             )
-            _say(line + (f" ({event.error})" if event.error else ""))
+            line += f" ({event.error})" if event.error else ""
+            # Why, so a protected message's flag says what kept it out of Junk.
+            _say(line + (f" — {event.reason}" if event.reason else ""))
         elif isinstance(event, Error):
             if event.fatal:
                 fatal.append(event)

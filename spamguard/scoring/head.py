@@ -65,13 +65,18 @@ class Featurizer:
     """Builds the sparse design matrix from messages (and their embeddings).
 
     ``weights`` scales each block after its rows are L2-normalised; a weight of 0 (or a
-    missing block) leaves the block out entirely.
+    missing block) leaves the block out entirely. ``hand_names`` and ``sender_names`` are
+    the signals of the hand and sender blocks, by name and in column order: a model reads
+    the list it was trained with (its config.json), so signals added later leave it as it
+    was.
     """
 
     config: FeatureConfig = field(default_factory=FeatureConfig)
     weights: dict[str, float] = field(
         default_factory=lambda: {"words": 1.0, "headers": 1.0, "chars": 1.0, "hand": 1.0}
     )
+    hand_names: tuple[str, ...] = tuple(name for name, _ in HAND_FEATURES)
+    sender_names: tuple[str, ...] = tuple(name for name, _ in SENDER_FEATURES)
 
     @property
     def blocks(self) -> list[str]:
@@ -89,16 +94,21 @@ class Featurizer:
     def base(self) -> Featurizer:
         """The same featurizer without the stacked blocks (what the regression is fit on)."""
         weights = {b: w for b, w in self.weights.items() if b not in STACKED_BLOCKS}
-        return Featurizer(config=self.config, weights=weights)
+        return Featurizer(
+            config=self.config,
+            weights=weights,
+            hand_names=self.hand_names,
+            sender_names=self.sender_names,
+        )
 
     def block_sizes(self) -> dict[str, int]:
         sizes = {
-            "hand": len(HAND_FEATURES),
+            "hand": len(self.hand_names),
             "embedding": EMBEDDING_DIM,
             # Presence of each hashed word term, then each header term, each divided by the
             # number of terms present: the naive-Bayes weights on it average, not add up.
             "tokens": 2 * self.config.n_features,
-            "sender": len(SENDER_FEATURES),
+            "sender": len(self.sender_names),
         }
         return {b: sizes.get(b, self.config.n_features) for b in self.blocks}
 
@@ -143,10 +153,10 @@ class Featurizer:
                 parts.append(present)
                 continue
             elif block == "sender":
-                parts.append(sparse.csr_matrix(sender_matrix(messages) * weight))
+                parts.append(sparse.csr_matrix(sender_matrix(messages, self.sender_names) * weight))
                 continue
             elif block == "hand":
-                parts.append(sparse.csr_matrix(hand_matrix(messages) * weight))
+                parts.append(sparse.csr_matrix(hand_matrix(messages, self.hand_names) * weight))
                 continue
             else:
                 if embeddings is None or embeddings.shape != (n, EMBEDDING_DIM):

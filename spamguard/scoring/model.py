@@ -16,7 +16,15 @@ import numpy as np
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.scoring.base import Evidence, Neighbour, Score
-from spamguard.scoring.features import HAND_FEATURES, SENDER_FEATURES, FeatureConfig
+from spamguard.scoring.features import (
+    HAND_FEATURES,
+    LEGACY_HAND_FEATURES,
+    LEGACY_SENDER_FEATURES,
+    SENDER_FEATURES,
+    FeatureConfig,
+    feature_description,
+    select_names,
+)
 from spamguard.scoring.head import BLOCKS, Featurizer, LogisticHead
 
 __all__ = [
@@ -107,8 +115,8 @@ def save_model(model: HeadModel, out_dir: Path) -> Path:
         "encoder": model.encoder,
         "features": model.featurizer.config.to_json(),
         "blocks": model.featurizer.weights,
-        "hand_features": [name for name, _ in HAND_FEATURES],
-        "sender_features": [name for name, _ in SENDER_FEATURES],
+        "hand_features": list(model.featurizer.hand_names),
+        "sender_features": list(model.featurizer.sender_names),
         "head": {
             "kind": "logistic",
             "C": model.head.C,
@@ -172,6 +180,13 @@ def load_model(model_dir: Path | str) -> HeadModel:
         featurizer = Featurizer(
             config=FeatureConfig.from_json(config["features"]),
             weights={k: float(v) for k, v in config["blocks"].items() if k in BLOCKS},
+            # By the names the model was trained with: newer signals stay out of older models.
+            hand_names=select_names(
+                HAND_FEATURES, config.get("hand_features", LEGACY_HAND_FEATURES), "hand"
+            ),
+            sender_names=select_names(
+                SENDER_FEATURES, config.get("sender_features", LEGACY_SENDER_FEATURES), "sender"
+            ),
         )
         head_cfg = config["head"]
         with np.load(model_dir / HEAD) as arrays:
@@ -327,11 +342,11 @@ class HeadScorer:
         seen: set[str] = set()
         for col, weight in top:
             if hand and hand[0] <= col < hand[1]:
-                key, description = HAND_FEATURES[col - hand[0]]
-                feature, detail = f"signal:{key}", description
+                key = featurizer.hand_names[col - hand[0]]
+                feature, detail = f"signal:{key}", feature_description(key)
             elif sender and sender[0] <= col < sender[1]:
-                key, description = SENDER_FEATURES[col - sender[0]]
-                feature, detail = f"sender:{key}", description
+                key = featurizer.sender_names[col - sender[0]]
+                feature, detail = f"sender:{key}", feature_description(key)
             elif col in names:
                 block, term = names[col]
                 if term in _UNINFORMATIVE_TERMS:

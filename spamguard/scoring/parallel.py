@@ -31,10 +31,18 @@ class Parsed:
 
 
 _scorer: Any = None
+_authserv_id: str | None = None
 
 
-def _init(model_dir: str | None, encoder_kind: str | None, cascade: bool, threads: int) -> None:
-    global _scorer
+def _init(
+    model_dir: str | None,
+    encoder_kind: str | None,
+    cascade: bool,
+    threads: int,
+    authserv_id: str | None = None,
+) -> None:
+    global _scorer, _authserv_id
+    _authserv_id = authserv_id
     from spamguard.scoring.commands import load_default_scorer
 
     _scorer = load_default_scorer(
@@ -53,7 +61,7 @@ def _score_chunk(raws: Sequence[bytes]) -> list[tuple[Parsed, Score] | str]:
     parsed: list[Any] = []
     for raw in raws:
         try:
-            parsed.append(parse_message(raw))
+            parsed.append(parse_message(raw, authserv_id=_authserv_id))
         except MessageError as exc:
             parsed.append(str(exc))
     messages = [m for m in parsed if not isinstance(m, str)]
@@ -80,7 +88,9 @@ class WorkerPool:
         model_dir: Path | None = None,
         encoder_kind: str | None = None,
         cascade: bool = True,
+        authserv_id: str | None = None,
     ) -> None:
+        """``authserv_id``: whose Authentication-Results to trust (`parse_message`)."""
         import multiprocessing
 
         from spamguard.metrics import cpu_count
@@ -93,7 +103,13 @@ class WorkerPool:
             jobs,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init,
-            initargs=(str(model_dir) if model_dir else None, encoder_kind, cascade, threads),
+            initargs=(
+                str(model_dir) if model_dir else None,
+                encoder_kind,
+                cascade,
+                threads,
+                authserv_id,
+            ),
         )
 
     def warm_up(self, raw: bytes) -> None:

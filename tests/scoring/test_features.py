@@ -31,7 +31,8 @@ or <a href="https://bit.ly/x">here</a>.</p><script>evil()</script></body></html>
 
 
 def _signals(raw: bytes) -> dict[str, float]:
-    values = hand_features(parse_message(raw))
+    # Read as the account whose server (mx.example.org) delivered it.
+    values = hand_features(parse_message(raw, authserv_id="mx.example.org"))
     return dict(zip([name for name, _ in HAND_FEATURES], values, strict=True))
 
 
