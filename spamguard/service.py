@@ -161,6 +161,7 @@ KEPT_AFTER = 24 * 3600.0
 #: Inbox messages read (newest first, headers only) to learn the receiving server's
 #: authserv-id each time the account connects.
 AUTHSERV_SAMPLE = 50
+AUTHSERV_RECHECK = 24 * 3600.0
 
 
 def policy_context(
@@ -398,7 +399,11 @@ class AccountWorker:
     def _learn_authserv_id(self) -> None:
         """Which receiving server's Authentication-Results to trust: the authserv-id topmost
         on most of the newest Inbox messages. Kept in the store; an Inbox that says nothing
-        (empty, or a server that writes no A-R) leaves what was learnt before."""
+        (empty, or a server that writes no A-R) leaves what was learnt before. Looked at
+        once every `AUTHSERV_RECHECK` seconds, not on every reconnect."""
+        checked = self.store.account_fact(self.name, "authserv_checked_at")
+        if checked and time.time() - float(checked) < AUTHSERV_RECHECK:
+            return
         try:
             status = self.mail.select("INBOX")
         except FolderMissingError:
@@ -407,12 +412,16 @@ class AccountWorker:
             return
         uids = self.mail.uids("INBOX")[-AUTHSERV_SAMPLE:]
         messages: list[Message] = []
-        for fetched in self.mail.fetch("INBOX", uids, 16 * 1024):
+        # The receiving server's headers are the first ones: 8 KB holds them.
+        for fetched in self.mail.fetch("INBOX", uids, 8 * 1024):
             try:
                 messages.append(parse_message(fetched.raw))
             except NotMailError:
                 continue
         learnt = learn_authserv_id(messages)
+        if not self.dry_run and (learnt or len(uids) >= AUTHSERV_SAMPLE):
+            # A small Inbox that says nothing yet is asked again on the next connect.
+            self.store.save_account_fact(self.name, "authserv_checked_at", str(time.time()))
         if learnt and learnt != self.authserv_id:
             log.info("%s: trusting Authentication-Results from %s", self.name, learnt)
             if not self.dry_run:
