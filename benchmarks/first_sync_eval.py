@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -128,6 +129,7 @@ def main() -> int:
     ap.add_argument("--held", type=float, default=0.5, help="share of each class the account holds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--keep", action="store_true", help="keep the temp store and versions")
     args = ap.parse_args()
     if not (
         (args.ham and args.spam)
@@ -266,6 +268,10 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
         print(f"wrote {args.json}")
+    if args.keep:
+        print(f"kept the store and model versions in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
