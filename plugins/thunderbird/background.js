@@ -119,6 +119,14 @@ messenger.runtime.onMessage.addListener((request, sender) => {
   );
 });
 
+// Selecting a message starts the lookup while Thunderbird is still fetching the message
+// itself, so the score is usually ready when the message shows.
+messenger.mailTabs.onSelectedMessagesChanged.addListener((tab, selected) => {
+  if (selected?.messages?.length === 1) {
+    showBadge(tab, selected.messages[0]);
+  }
+});
+
 messenger.messageDisplay.onMessageDisplayed.addListener((tab, message) => {
   // Thunderbird 128+ passes a list when several messages are shown; one is what we score.
   const one = Array.isArray(message?.messages) ? message.messages[0] : message;

@@ -111,7 +111,24 @@ export function bannerFor(result, folder) {
   return null;
 }
 
-export async function accountHint(messenger, accountId) {
+const hintsByApi = new WeakMap();
+
+// Who the message belongs to, for SpamGuard to pick its account (cached: accounts rarely
+// change, and this runs for every message shown).
+export function accountHint(messenger, accountId) {
+  if (!hintsByApi.has(messenger)) {
+    hintsByApi.set(messenger, new Map());
+  }
+  const hints = hintsByApi.get(messenger);
+  if (!hints.has(accountId)) {
+    const pending = readAccountHint(messenger, accountId);
+    hints.set(accountId, pending);
+    pending.then((hint) => hint.type || hints.delete(accountId));
+  }
+  return hints.get(accountId);
+}
+
+async function readAccountHint(messenger, accountId) {
   try {
     const account = await messenger.accounts.get(accountId, false);
     if (!account) {

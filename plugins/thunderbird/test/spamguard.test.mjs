@@ -251,3 +251,20 @@ test("the manifest asks for exactly the permissions the code uses", () => {
     assert.ok(!code.includes(banned), `the add-on's code uses ${banned}`);
   }
 });
+
+test("the account is read once, not for every message shown", async () => {
+  const port = fakePort((req) => [{ id: req.id, ok: true, found: true, result: { band: "fine" } }]);
+  const m = mockMessenger();
+  let reads = 0;
+  const get = m.accounts.get;
+  m.accounts.get = async (...args) => {
+    reads += 1;
+    return get(...args);
+  };
+  const client = createClient(port);
+  for (const id of [1, 2, 3]) {
+    await analyse(m, client, { id, headerMessageId: `m${id}@x`, folder: INBOX });
+  }
+  assert.equal(reads, 1);
+  assert.deepEqual(port.sent.map((r) => r.account.name), ["Work", "Work", "Work"]);
+});
