@@ -96,6 +96,10 @@ class SpamGuardApp(QObject):
 
         self.models_page = ModelsPage(model_dir)
         self.window = MainWindow(self.settings, self.models_page)
+        from ui.thunderbird_panel import ThunderbirdPanel
+
+        self.thunderbird_panel = ThunderbirdPanel(self.config_path)
+        self.window.tabs.addTab(self.thunderbird_panel, self.tr("T&hunderbird"))
         self.tray = Tray(self)
         self.tray_available = use_tray and Tray.available()
         self.window.keep_running_in_tray = self.tray_available
