@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,29 +107,30 @@ def load_folders(ham: Iterable[Path], spam: Iterable[Path]) -> list[LabelledMess
     return out
 
 
-def trust_receiving_servers(items: list[LabelledMessage]) -> list[LabelledMessage]:
+def trust_receiving_servers(
+    items: Sequence[LabelledMessage], sources: Sequence[str] | None = None
+) -> list[LabelledMessage]:
     """Read each message's Authentication-Results as an account would: only those of the
-    receiving server of its group (a source, or a mailbox), whose authserv-id is learnt
-    from the group's messages as an account's is from its Inbox (`learn_authserv_id`).
-    A group with no clear receiving server keeps no authentication results at all."""
-    groups: dict[str, list[LabelledMessage]] = {}
-    for it in items:
-        groups.setdefault(it.group, []).append(it)
-    trusted = {
-        group: learn_authserv_id(it.message for it in members) for group, members in groups.items()
-    }
+    receiving server of its source (one mailbox, one archive, one honeypot), whose
+    authserv-id is learnt from that source's messages as an account's is from its Inbox
+    (`learn_authserv_id`). ``sources`` names each item's source (default: its group); a
+    source with no clear receiving server keeps no authentication results at all."""
+    keys = list(sources) if sources is not None else [it.group for it in items]
+    if len(keys) != len(items):
+        raise ValueError("one source per item")
+    members: dict[str, list[Message]] = {}
+    for key, it in zip(keys, items, strict=True):
+        members.setdefault(key, []).append(it.message)
+    trusted = {key: learn_authserv_id(msgs) for key, msgs in members.items()}
     return [
-        LabelledMessage(
-            it.ref, it.is_spam, it.group, with_authserv_id(it.message, trusted[it.group])
-        )
-        for it in items
+        dataclasses.replace(it, message=with_authserv_id(it.message, trusted[key]))
+        for key, it in zip(keys, items, strict=True)
     ]
 
 
 def _trusted(items: list[LabelledMessage], authserv_id: str | None) -> list[LabelledMessage]:
     return [
-        LabelledMessage(it.ref, it.is_spam, it.group, with_authserv_id(it.message, authserv_id))
-        for it in items
+        dataclasses.replace(it, message=with_authserv_id(it.message, authserv_id)) for it in items
     ]
 
 
