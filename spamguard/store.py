@@ -869,9 +869,9 @@ class Store:
         self.save_account_fact(account, "authserv_id", authserv_id.lower())
 
     def kept_count(self, account: str, from_addr: str, before: float) -> int:
-        """How many distinct messages from ``from_addr``, scored before ``before``, the
-        user kept: rescued from Junk, or still where they were, never moved to Junk by
-        SpamGuard (unless undone) and never labelled spam. Zero once the user has labelled
+        """How many distinct messages from ``from_addr`` the user kept: scored before
+        ``before`` and never moved to Junk by SpamGuard, or labelled not spam (rescued
+        from Junk, a $NotJunk keyword, the app's button). Zero once the user has labelled
         anything from this sender as spam."""
         sender = from_addr.lower()
         if not sender:
@@ -890,7 +890,12 @@ class Store:
             "  AND j.action = 'move_junk' AND j.state = 'applied')",
             (account, sender, before),
         )
-        return int(rows[0][0]) + self.rescued_count(account, sender)
+        ham = self._query(
+            "SELECT COUNT(DISTINCT content_hash) FROM feedback WHERE account = ? "
+            "AND from_addr = ? AND label = 'ham'",
+            (account, sender),
+        )
+        return int(rows[0][0]) + int(ham[0][0])
 
     def rescued_count(self, account: str, from_addr: str) -> int:
         """How many distinct messages from ``from_addr`` the user took out of Junk."""

@@ -110,3 +110,43 @@ def test_correspondents(tmp_path: Path) -> None:
         store.add_correspondents("a", ["Bob@Example.com", ""])
         assert store.is_correspondent("a", "bob@example.com")
         assert not store.is_correspondent("b", "bob@example.com")
+
+
+def test_score_cache_context_keeps_trusted_and_untrusted_scores_apart(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        plain, trusted = Score(0.8, "head", "v1"), Score(0.3, "head", "v1")
+        store.cache_scores([("h", plain)])
+        store.cache_scores([("h", trusted)], "authserv-id=mx.example")
+        assert store.cached_score("h", "v1") == plain
+        assert store.cached_score("h", "v1", "authserv-id=mx.example") == trusted
+        assert store.cached_score("h", "v1", "authserv-id=mx.other.example") is None
+
+
+def test_account_facts_and_kept_senders(tmp_path: Path) -> None:
+    import dataclasses
+
+    with Store(tmp_path / "s.db") as store:
+        assert store.authserv_id("a") is None
+        store.save_authserv_id("a", "MX.Example.COM")
+        assert store.authserv_id("a") == "mx.example.com" and store.authserv_id("b") is None
+
+        def scored(i: int, at: float) -> ScoredMessage:
+            return dataclasses.replace(_scored(i), from_addr="news@shop.example", scored_at=at)
+
+        store.record_plan(scored(1, 100.0), [])  # kept: left where it was
+        draft = JournalDraft("move_junk", "INBOX", 7, 2, dst="Junk")
+        moved = store.record_plan(scored(2, 100.0), [draft])
+        store.mark_applied(moved[0])  # moved by SpamGuard, never rescued
+        store.record_plan(scored(3, 500.0), [])  # too recent to have been judged
+        assert store.kept_count("a", "news@shop.example", before=200.0) == 1
+        assert store.kept_count("a", "NEWS@shop.example", before=600.0) == 2
+        assert store.kept_count("a", "other@shop.example", before=600.0) == 0
+        assert store.kept_count("b", "news@shop.example", before=600.0) == 0
+        # Said "not spam" about one, by any path: it counts as kept.
+        store.record_feedback("a", "<9@t>", "hash9", "ham", "button", from_addr="news@shop.example")
+        assert store.kept_count("a", "news@shop.example", before=200.0) == 2
+        # Once the user called anything of theirs spam, nothing of theirs counts as kept.
+        store.record_feedback(
+            "a", "<3@t>", "hash3", "spam", "button", from_addr="news@shop.example"
+        )
+        assert store.kept_count("a", "news@shop.example", before=600.0) == 0
