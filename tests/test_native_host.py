@@ -4,6 +4,7 @@ Thunderbird runs it: length-prefixed JSON on stdin/stdout, the add-on's ID as an
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import struct
@@ -255,3 +256,19 @@ def test_labels_for_mail_spamguard_does_not_watch_are_recorded_with_their_bytes(
         ]
         assert store.label_raw(rows[0].content_hash) == SPAM
         assert store.is_rescued("thunderbird:Home POP", rows[0].message_id, rows[0].content_hash)
+
+
+@pytest.mark.llm
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
+    reason="llama_cpp is not importable: pip install llama-cpp-python (see README)",
+)
+def test_explain_streams_the_local_llms_reading_then_the_whole_text(config: Path) -> None:
+    out, rc, err = host(config, frames({"id": 9, "type": "explain", "raw": b64(SPAM)}), timeout=300)
+    assert rc == 0, err
+    *pieces, final = out
+    assert final["id"] == 9 and final["ok"] is True, final
+    assert pieces and all(p["id"] == 9 and p["partial"] is True for p in pieces)
+    assert "".join(p["text"] for p in pieces).strip() == final["text"]
+    assert len(final["text"].split()) > 8
+    assert final["note"] == ""  # the local model: nothing leaves the machine

@@ -89,6 +89,19 @@ class Setup:
         finally:
             client.logout()
 
+    def set_keyword(self, message_id: str, keyword: str) -> None:
+        from imapclient import IMAPClient
+
+        client = IMAPClient("127.0.0.1", port=self.dovecot.port, ssl=False, timeout=30)
+        client.login(self.user, "secret")
+        try:
+            client.select_folder("INBOX")
+            uids = client.search(["HEADER", "Message-ID", message_id])
+            assert len(uids) == 1
+            client.add_flags(uids, [keyword])
+        finally:
+            client.logout()
+
     def close(self) -> None:
         self.tb.cleanup()
         self.dovecot.cleanup()
@@ -140,6 +153,21 @@ const badge = button ? button.getAttribute("badge") : null;
 return badge && badge !== "…" ? badge : null;
 """
 
+JS_TAG_OF = """
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const server = MailServices.accounts.getAccount("account1").incomingServer;
+const inbox = server.rootFolder.getChildNamed("INBOX");
+for (const hdr of inbox.messages) {
+  if (hdr.messageId !== arguments[0]) continue;
+  const keywords = (hdr.getStringProperty("keywords") || "").split(" ").filter(Boolean);
+  for (const k of keywords) {
+    if (MailServices.tags.isValidKey(k)) return MailServices.tags.getTagForKey(k);
+  }
+  return null;
+}
+return null;
+"""
+
 JS_CLICK_BUTTON = """
 const win = Services.wm.getMostRecentWindow("mail:3pane");
 const about3Pane = win.document.getElementById("tabmail").currentAbout3Pane;
@@ -188,6 +216,10 @@ def test_open_spam_see_the_score_press_not_spam_back_in_inbox(setup: Setup) -> N
     with Store(setup.data / "spamguard.sqlite3") as store:
         scored = store.find_scored(spam_id, "work")
     assert scored is not None and scored.p_spam >= 0.9
+
+    # SpamGuard's "suspicious" keyword on the ham, as its flag band leaves it.
+    ham_id = HAM.read_text().split("Message-ID:", 1)[1].split()[0]
+    setup.set_keyword(ham_id, "$SpamGuardFlag")
 
     setup.spamguard("thunderbird", "install", home=setup.tb.home)
     manifest = setup.tb.home / ".mozilla" / "native-messaging-hosts" / "spamguard.json"
@@ -256,6 +288,11 @@ def test_open_spam_see_the_score_press_not_spam_back_in_inbox(setup: Setup) -> N
             (spam_id, "ham", "thunderbird add-on")
         ]
         assert store.is_rescued("work", spam_id, scored.content_hash)
+    # SpamGuard's keyword shows as a named Thunderbird tag on the message that carries it.
+    m.js(JS_OPEN_FOLDER, "INBOX")
+    tag = m.wait(JS_TAG_OF, ham_id.strip("<>"), timeout=60, what="the keyword as a tag")
+    assert tag == "SpamGuard: suspicious"
+
     # SpamGuard's next run leaves the rescued message in the Inbox.
     setup.spamguard("run", "--once")
     assert setup.folders_of(spam_id) == ["INBOX"]
