@@ -11,6 +11,7 @@ from pathlib import Path
 
 from spamguard.errors import CorpusError, MessageError
 from spamguard.message import Message, learn_authserv_id, parse_message, with_authserv_id
+from spamguard.scoring.rules import is_gtube
 
 __all__ = [
     "LabelledMessage",
@@ -48,10 +49,13 @@ def iter_message_files(root: Path) -> Iterator[Path]:
 
 
 def _read(path: Path) -> Message | None:
+    """The parsed message, or None when it cannot be read or must not be trained on (the
+    GTUBE test line: a filter check, not an example of spam)."""
     try:
-        return parse_message(path.read_bytes())
+        msg = parse_message(path.read_bytes())
     except (MessageError, OSError):
         return None
+    return None if is_gtube(msg) else msg
 
 
 def load_split(

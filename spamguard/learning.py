@@ -38,6 +38,7 @@ __all__ = [
     "compare_on_labels",
     "labelled_rows",
     "retrain_steps",
+    "training_labels",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,44 @@ def _with_implicit(labelled: _Labelled, implicit: ImplicitLabels) -> tuple[_Labe
     return out, np.asarray(weights, dtype=np.float64)
 
 
+def training_labels(
+    store: Store, implicit: ImplicitLabels | None = None
+) -> tuple[_Labelled, np.ndarray, int]:
+    """What a retrain learns from: the user's labels, then the implied ones, each message's
+    weight before recency, and how many are the user's. Test messages (GTUBE) are left out
+    however their bytes were kept (a label, a backfill, a first sync)."""
+    labelled = labelled_rows(store)
+    n_explicit = len(labelled.ids)
+    kind = np.ones(n_explicit)
+    if implicit is not None:
+        labelled, kind = _with_implicit(labelled, implicit)
+    keep = [i for i, h in enumerate(labelled.hashes) if not _is_test_message(store, h)]
+    out = _Labelled(
+        [labelled.ids[i] for i in keep],
+        [labelled.times[i] for i in keep],
+        [labelled.spam[i] for i in keep],
+        [labelled.hashes[i] for i in keep],
+    )
+    return out, kind[keep], sum(1 for i in keep if i < n_explicit)
+
+
+def _is_test_message(store: Store, content_hash: str) -> bool:
+    """Whether the kept bytes carry the GTUBE line, as written or inside an encoded body
+    (parsed only when an encoding may hide it)."""
+    from spamguard.scoring.rules import GTUBE, is_gtube
+
+    raw = store.label_raw(content_hash) or b""
+    if GTUBE.encode() in raw:
+        return True
+    lowered = raw[:65536].lower()
+    if b"base64" not in lowered and b"quoted-printable" not in lowered:
+        return False
+    try:
+        return is_gtube(parse_message(raw))
+    except SpamGuardError:
+        return False
+
+
 def labelled_rows(store: Store, account: str | None = None) -> _Labelled:
     """The newest label of every message whose bytes we kept (a user may change their mind)."""
     out = _Labelled([], [], [], [])
@@ -197,11 +236,7 @@ def retrain_steps(
     parent = load_model(parent_dir)
     active = registry.active
     watermark = registry.get(active).label_watermark if active else 0
-    labelled = labelled_rows(store)
-    n_explicit = len(labelled.ids)
-    kind = np.ones(n_explicit)
-    if implicit is not None:
-        labelled, kind = _with_implicit(labelled, implicit)
+    labelled, kind, n_explicit = training_labels(store, implicit)
     n = len(labelled.ids)
     if not n:
         raise SpamGuardError("no labelled messages to learn from yet")

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from spamguard.errors import NotMailError
 
 __all__ = [
+    "MAX_MULTIPARTS",
     "MAX_PARSE_BYTES",
     "MAX_TEXT_CHARS",
     "NO_AUTHSERV_ID",
@@ -25,6 +26,7 @@ __all__ = [
     "AuthSummary",
     "Message",
     "authserv_ids",
+    "flatten_mime",
     "learn_authserv_id",
     "parse_message",
     "read_auth",
@@ -121,6 +123,11 @@ class Message:
     content_hash: str
     defects: tuple[str, ...] = field(default=())
     truncated: bool = False
+    # The text a reader sees, when it differs from `text`: HTML can hide words (display:none,
+    # white on white, zero-size fonts) that only a filter would read. None: nothing hidden.
+    visible: str | None = None
+    # Characters of HTML text hidden from the reader.
+    hidden_chars: int = 0
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), decoded, or None."""
@@ -139,6 +146,11 @@ class Message:
     def from_domain(self) -> str:
         _, _, domain = self.from_addr.rpartition("@")
         return domain.lower()
+
+    @property
+    def visible_text(self) -> str:
+        """The text without what HTML hides from a reader (`text` when nothing is hidden)."""
+        return self.text if self.visible is None else self.visible
 
     @property
     def had_html(self) -> bool:
@@ -180,18 +192,31 @@ def parse_message(
     if truncated:
         defects.append(f"message larger than {max_parse_bytes} bytes: parsed the first part only")
 
+    # The standard library's parser recurses once per level of MIME nesting and fails on
+    # deep trees (about 1,000 levels, 14 KB). Messages declaring more multiparts than any
+    # real mail nests are flattened first: every leaf part under the top headers.
+    declared = len(_BOUNDARY_RE.findall(body))
+    if declared > MAX_MULTIPARTS:
+        flat = flatten_mime(body)
+        if flat is not None:
+            defects.append(f"{declared} nested multiparts: flattened")
+            body = flat
+    body_defects: list[str] = []
     try:
         msg = email.message_from_bytes(body, policy=_POLICY)
+        # The body is read first: the charset its text turned out to be in is how mail
+        # clients read raw 8-bit header bytes too (a Big5 subject over a Big5 body), where a
+        # guess from a dozen header bytes alone is unreliable.
+        walker = _BodyWalker(body_defects)
+        walker.walk(msg)
     except Exception as exc:  # the stdlib parser is meant not to raise; be sure anyway
+        # Keep the top headers (Subject, From: what the user and the model read first);
+        # the body becomes one plain-text part.
         defects.append(f"parser failed: {type(exc).__name__}")
-        msg = email.message_from_bytes(b"\n\n" + body, policy=_POLICY)
-
-    # The body is read first: the charset its text turned out to be in is how mail clients
-    # read raw 8-bit header bytes too (a Big5 subject over a Big5 body), where a guess from
-    # a dozen header bytes alone is unreliable.
-    body_defects: list[str] = []
-    walker = _BodyWalker(body_defects)
-    walker.walk(msg)
+        body_defects = []
+        msg = email.message_from_bytes(_as_plain_text(body), policy=_POLICY)
+        walker = _BodyWalker(body_defects)
+        walker.walk(msg)
     hint = walker.charset
 
     items = msg.items()
@@ -215,7 +240,7 @@ def parse_message(
             name = bytes(match.group(1)).decode("utf-8", "replace").strip()
             walker.attachments.append(Attachment(name, _guess_type(name), 0))
 
-    text = walker.text()
+    text, visible = walker.texts()
     urls = _extract_urls(text, walker.hrefs)
     from_name, from_addr = _parse_address(raw_map.get("from"), defects)
     to_addrs = _address_list(raw_map.all("to") + raw_map.all("cc"))
@@ -238,7 +263,100 @@ def parse_message(
         content_hash=content_hash,
         defects=tuple(dict.fromkeys(defects)),
         truncated=truncated or walker.text_truncated,
+        visible=visible,
+        hidden_chars=walker.hidden_chars,
     )
+
+
+# More multipart declarations than this and a message is flattened before parsing: real
+# mail nests a few levels (a forwarded message inside a reply inside an alternative).
+MAX_MULTIPARTS = 100
+_BOUNDARY_RE = re.compile(rb"""(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))""")
+_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+_PART_TYPE_RE = re.compile(rb"(?im)^content-type:\s*([a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)")
+_CONTENT_FIELD_RE = re.compile(rb"(?i)^(?:content-type|content-transfer-encoding)\s*:")
+
+
+def _split_header_block(data: bytes) -> tuple[bytes, bytes]:
+    """(header block, rest) split at the first blank line."""
+    match = _HEAD_END_RE.search(data)
+    if match is None:
+        return data, b""
+    return data[: match.start()], data[match.end() :]
+
+
+def _without_content_fields(head: bytes) -> list[bytes]:
+    """The header lines of ``head`` minus Content-Type/-Transfer-Encoding (and their folds)."""
+    out: list[bytes] = []
+    dropping = False
+    for line in head.splitlines():
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                out.append(line)
+            continue
+        dropping = bool(_CONTENT_FIELD_RE.match(line))
+        if not dropping:
+            out.append(line)
+    return out
+
+
+def flatten_mime(data: bytes) -> bytes | None:
+    """The message with its MIME tree flattened: the top headers over one multipart/mixed of
+    every leaf part, in order; None when no leaf part is found.
+
+    Parts are found by their delimiter lines ("--" + a boundary some part declared), so any
+    depth costs one pass over the bytes and no recursion. Multipart and message/* parts
+    hold nothing of their own but a preamble and are left out; so are epilogues.
+    """
+    head, rest = _split_header_block(data)
+    boundaries = {a or b for a, b in _BOUNDARY_RE.findall(data)}
+    leaves: list[bytes] = []
+    current: list[bytes] | None = None  # None: between a closing delimiter and the next
+
+    def close(segment: list[bytes] | None) -> None:
+        if not segment:
+            return
+        part = b"".join(segment)
+        # The line break before a delimiter belongs to the delimiter.
+        part = part[:-2] if part.endswith(b"\r\n") else part[:-1] if part.endswith(b"\n") else part
+        part_head, _ = _split_header_block(part)
+        if not part.strip(b"\r\n"):
+            return
+        match = _PART_TYPE_RE.search(part_head) if part[:1] not in (b"\r", b"\n") else None
+        kind = match.group(1).lower() if match else b"text/plain"
+        if not kind.startswith((b"multipart/", b"message/")):
+            leaves.append(part)
+
+    for line in rest.splitlines(keepends=True):
+        stripped = line.rstrip(b"\r\n\t ")
+        if stripped.startswith(b"--"):
+            name = stripped[2:]
+            closing = name.endswith(b"--") and name[:-2] in boundaries
+            if closing or name in boundaries:
+                close(current)
+                current = None if closing else []
+                continue
+        if current is not None:
+            current.append(line)
+    close(current)
+    if not leaves:
+        return None
+    boundary = b"=_spamguard_flat_" + hashlib.sha256(data).hexdigest()[:16].encode()
+    top = _without_content_fields(head)
+    top.append(b'Content-Type: multipart/mixed; boundary="' + boundary + b'"')
+    out = [b"\n".join(top), b"\n\n"]
+    for part in leaves:
+        out += [b"--", boundary, b"\n", part, b"\n"]
+    out += [b"--", boundary, b"--\n"]
+    return b"".join(out)
+
+
+def _as_plain_text(data: bytes) -> bytes:
+    """The top headers over the rest of the bytes as one plain-text body."""
+    head, rest = _split_header_block(data)
+    top = _without_content_fields(head)
+    top.append(b"Content-Type: text/plain")
+    return b"\n".join(top) + b"\n\n" + rest
 
 
 class _HeaderMap:
@@ -676,6 +794,9 @@ class _BodyWalker:
         self.attachments: list[Attachment] = []
         self.plain_chars = 0
         self.html_chars = 0
+        # The visible text of each HTML part, in order (None for the plain parts).
+        self.html_visible: list[str | None] = []
+        self.hidden_chars = 0
         self.text_truncated = False
         # The first charset that read 8-bit text in a text part: the hint for raw headers.
         self.charset: str | None = None
@@ -728,28 +849,39 @@ class _BodyWalker:
         if self.charset is None and not payload.isascii():
             self.charset = codec
         if ctype == "text/html" or (ctype.startswith("text/") and _looks_like_html(text)):
-            converted, hrefs = html_to_text(text)
+            converted, visible, hrefs = html_to_texts(text)
             self.html_chars += len(text)
             self.hrefs.extend(hrefs[:500])
-            self._keep(self.html, converted)
+            if self._keep(self.html, converted):
+                self.html_visible.append(visible[: len(self.html[-1])])
+                self.hidden_chars += len(converted) - len(visible)
         else:
             self.plain_chars += len(text)
-            self._keep(self.plain, text)
+            if self._keep(self.plain, text):
+                self.html_visible.append(None)
 
-    def _keep(self, sink: list[str], text: str) -> None:
+    def _keep(self, sink: list[str], text: str) -> bool:
         room = MAX_TEXT_CHARS - self._kept
         if room <= 0:
             self.text_truncated = True
-            return
+            return False
         if len(text) > room:
             text = text[:room]
             self.text_truncated = True
         self._kept += len(text)
         sink.append(text)
+        return True
 
-    def text(self) -> str:
+    def texts(self) -> tuple[str, str | None]:
+        """(the text, the text a reader sees or None when nothing was hidden)."""
         # Prefer the plain alternative; fall back to HTML converted to text.
-        chosen = self.plain if any(t.strip() for t in self.plain) else self.html
+        use_plain = any(t.strip() for t in self.plain)
+        text = self._join(self.plain if use_plain else self.html)
+        if use_plain or not self.hidden_chars:
+            return text, None
+        return text, self._join([t for t in self.html_visible if t is not None])
+
+    def _join(self, chosen: list[str]) -> str:
         text = "\n".join(chosen).replace("\r\n", "\n").replace("\x00", "")
         if len(text) > MAX_TEXT_CHARS:  # the newlines joining the parts can pass the cap
             self.text_truncated = True
@@ -787,11 +919,23 @@ class _HTMLText(HTMLParser):
         }
     )
 
+    # Elements without content: they never close, so they never hide what follows.
+    _VOID = frozenset(
+        {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param"}
+        | {"source", "track", "wbr"}
+    )
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.hrefs: list[str] = []
+        # The same text without what a reader does not see (`_Style.hides`).
+        self.visible: list[str] = []
+        self.hidden_chars = 0
         self._skip = 0
+        # Open elements and the style each one sets: (tag, hides, foreground, background).
+        self._open: list[tuple[str, bool, str | None, str | None]] = []
+        self._hidden = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":
@@ -801,36 +945,171 @@ class _HTMLText(HTMLParser):
         if tag in self._SKIP:
             self._skip += 1
         elif tag in self._BLOCK:
-            self.out.append("\n")
+            self._emit("\n")
         if tag in ("a", "area", "form", "img", "iframe"):
             for key, value in attrs:
                 if key in ("href", "action", "src") and value:
                     self.hrefs.append(value.strip())
+        if tag not in self._VOID and len(self._open) < _MAX_OPEN:
+            self._open.append((tag, *_element_style(tag, attrs)))
+            self._hidden = _hides(self._open)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP and self._skip:
             self._skip -= 1
         elif tag in self._BLOCK:
-            self.out.append("\n")
+            self._emit("\n")
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i][0] == tag:  # closes it and whatever was left open inside it
+                del self._open[i:]
+                self._hidden = _hides(self._open)
+                break
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
-            self.out.append(data)
+            self._emit(data)
+
+    def _emit(self, data: str) -> None:
+        self.out.append(data)
+        if self._hidden:
+            self.hidden_chars += len(data.strip())
+        else:
+            self.visible.append(data)
+
+
+# Deeper HTML than this is not tracked for hiding (the innermost elements inherit).
+_MAX_OPEN = 512
+_STYLE_PROP_RE = re.compile(r"(?i)([a-z-]+)\s*:\s*([^;]+)")
+_FONT_SIZE_RE = re.compile(r"(?i)^\s*(\d*\.?\d+)\s*(px|pt|em|rem|%)?")
+_NAMED_COLOURS = {
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "snow": (255, 250, 250),
+    "ivory": (255, 255, 240),
+    "whitesmoke": (245, 245, 245),
+}
+
+
+def _colour(value: str | None) -> tuple[int, int, int] | None:
+    """An RGB triple from a CSS/HTML colour (#fff, #ffffff, rgb(...), a few names)."""
+    if not value:
+        return None
+    v = value.strip().lower().replace(" ", "")
+    if v in _NAMED_COLOURS:
+        return _NAMED_COLOURS[v]
+    if v.startswith("rgb(") and v.endswith(")"):
+        try:
+            r, g, b = (int(float(x.rstrip("%"))) for x in v[4:-1].split(",")[:3])
+        except ValueError:
+            return None
+        return r, g, b
+    v = v.lstrip("#")
+    if len(v) == 3:
+        v = "".join(c * 2 for c in v)
+    if len(v) == 6:
+        try:
+            return int(v[0:2], 16), int(v[2:4], 16), int(v[4:6], 16)
+        except ValueError:
+            return None
+    return None
+
+
+def _element_style(
+    tag: str, attrs: list[tuple[str, str | None]]
+) -> tuple[bool, str | None, str | None]:
+    """(hides its content, foreground colour, background colour) set by one element."""
+    hides = False
+    fg: str | None = None
+    bg: str | None = None
+    for key, value in attrs:
+        if key == "hidden":
+            hides = True
+        elif key == "color" and tag == "font":
+            fg = value
+        elif key == "bgcolor":
+            bg = value
+        elif key == "size" and tag == "font" and value and value.strip() in ("0", "-7"):
+            hides = True
+        elif key == "style" and value:
+            for prop, val in _STYLE_PROP_RE.findall(value):
+                prop, val = prop.lower(), val.strip().lower()
+                if (prop == "display" and val.startswith("none")) or (
+                    prop == "visibility" and val.startswith(("hidden", "collapse"))
+                ):
+                    hides = True
+                elif prop == "font-size":
+                    size = _FONT_SIZE_RE.match(val)
+                    if size and _tiny(float(size.group(1)), (size.group(2) or "px").lower()):
+                        hides = True
+                elif prop == "opacity" and _transparent(val):
+                    hides = True
+                elif prop == "color":
+                    fg = val
+                elif prop in ("background-color", "background"):
+                    bg = val.split()[0] if val else None
+    return hides, fg, bg
+
+
+def _transparent(opacity: str) -> bool:
+    match = _FONT_SIZE_RE.match(opacity)
+    if match is None:
+        return False
+    return float(match.group(1)) <= (5.0 if match.group(2) == "%" else 0.05)
+
+
+def _tiny(size: float, unit: str) -> bool:
+    """Text this small cannot be read: under 2 px (or the same in other units)."""
+    limit = {"px": 2.0, "pt": 1.5, "em": 0.125, "rem": 0.125, "%": 12.5}.get(unit, 2.0)
+    return size < limit
+
+
+def _hides(open_elements: list[tuple[str, bool, str | None, str | None]]) -> bool:
+    """Whether text inside these open elements is invisible: an element hides it, or its
+    colour is (nearly) the colour of the background behind it (white by default)."""
+    fg: tuple[int, int, int] | None = (0, 0, 0)
+    bg: tuple[int, int, int] | None = (255, 255, 255)
+    for _, hides, fg_value, bg_value in open_elements:
+        if hides:
+            return True
+        if fg_value is not None:
+            fg = _colour(fg_value)
+        if bg_value is not None:
+            bg = _colour(bg_value)
+    if fg is None or bg is None:
+        return False
+    return max(abs(a - b) for a, b in zip(fg, bg, strict=True)) <= 24
 
 
 def html_to_text(markup: str) -> tuple[str, list[str]]:
-    """Visible text of an HTML document and the link targets it contains."""
+    """Text of an HTML document (outside scripts and styles) and the link targets it holds."""
+    text, _, hrefs = html_to_texts(markup)
+    return text, hrefs
+
+
+def html_to_texts(markup: str) -> tuple[str, str, list[str]]:
+    """(all text, the text a reader sees, link targets) of an HTML document.
+
+    The text a reader sees leaves out elements that hide their content: display:none,
+    visibility:hidden, the hidden attribute, fonts under 2 px, text coloured like its
+    background (white on the default white, or on a set background colour).
+    """
     parser = _HTMLText()
     try:
         parser.feed(markup)
         parser.close()
     except Exception:
         # HTMLParser is lenient, but assertion errors on broken markup exist in old versions.
-        return html.unescape(re.sub(r"<[^>]*>", " ", markup)), parser.hrefs
-    text = "".join(parser.out)
+        text = html.unescape(re.sub(r"<[^>]*>", " ", markup))
+        return text, text, parser.hrefs
+    text = _tidy("".join(parser.out))
+    visible = _tidy("".join(parser.visible)) if parser.hidden_chars else text
+    return text, visible, parser.hrefs
+
+
+def _tidy(text: str) -> str:
     text = re.sub(r"[ \t\r\f\v]+", " ", text)
     text = re.sub(r"\n\s*\n+", "\n\n", text)
-    return text.strip(), parser.hrefs
+    return text.strip()
 
 
 def _extract_urls(text: str, hrefs: list[str]) -> tuple[str, ...]:

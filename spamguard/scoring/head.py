@@ -15,7 +15,7 @@ from scipy import sparse
 
 from spamguard.message import Message
 from spamguard.scoring.features import (
-    HAND_FEATURES,
+    DEFAULT_HAND_FEATURES,
     SENDER_FEATURES,
     FeatureConfig,
     char_terms,
@@ -75,7 +75,7 @@ class Featurizer:
     weights: dict[str, float] = field(
         default_factory=lambda: {"words": 1.0, "headers": 1.0, "chars": 1.0, "hand": 1.0}
     )
-    hand_names: tuple[str, ...] = tuple(name for name, _ in HAND_FEATURES)
+    hand_names: tuple[str, ...] = DEFAULT_HAND_FEATURES
     sender_names: tuple[str, ...] = tuple(name for name, _ in SENDER_FEATURES)
 
     @property
@@ -156,7 +156,8 @@ class Featurizer:
                 parts.append(sparse.csr_matrix(sender_matrix(messages, self.sender_names) * weight))
                 continue
             elif block == "hand":
-                parts.append(sparse.csr_matrix(hand_matrix(messages, self.hand_names) * weight))
+                hand = hand_matrix(messages, self.hand_names, self.config)
+                parts.append(sparse.csr_matrix(hand * weight))
                 continue
             else:
                 if embeddings is None or embeddings.shape != (n, EMBEDDING_DIM):
@@ -207,7 +208,7 @@ class Featurizer:
 
 _TERMS: dict[str, Callable[[Message, FeatureConfig], list[str]]] = {
     "words": word_terms,
-    "headers": lambda m, _cfg: header_terms(m),
+    "headers": header_terms,
     "chars": char_terms,
 }
 
