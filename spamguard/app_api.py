@@ -609,12 +609,14 @@ def add_account(
     junk_folder: str | None = None,
     auth: str = "password",
     oauth: Mapping[str, str] | None = None,
+    backlog: str | None = None,
 ) -> Config:
     """Append ``[accounts.NAME]`` to the config file (created if missing); validated first.
 
     ``oauth`` holds the ``oauth_*`` keys of an ``auth = "oauth2"`` account (provider,
     client_id, client_secret of the app's registration, mechanism, tenant); the user's
-    tokens never go here, they live in the keyring.
+    tokens never go here, they live in the keyring. ``backlog`` is the first scan's reach
+    in words ("newest 500", "last 30 days", "everything"; None: the default).
     """
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ConfigError("account names may use letters, digits, - and _ only")
@@ -638,6 +640,8 @@ def add_account(
             lines.append(f"oauth_{key} = {_toml_string(value)}")
     if junk_folder and junk_folder != "auto":
         lines.append(f"junk_folder = {_toml_string(junk_folder)}")
+    if backlog:
+        lines.append(f"backlog = {_toml_string(backlog)}")
     new_text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
     config = parse_config(new_text, path=path)
     _write_atomic(path, new_text)

@@ -334,6 +334,22 @@ class AccountDialog(QDialog):
         self.junk.addItem(self.tr("Find it automatically"), "auto")
         self.junk.setToolTip(self.tr("Where messages above the move threshold go"))
         junk_form.addRow(self.tr("&Junk folder:"), self.junk)
+        # How much old mail the first scan looks at: the config's `backlog`, in words.
+        self.backlog = QComboBox()
+        for label, value in (
+            (self.tr("The newest 500 messages of the last 30 days"), ""),
+            (self.tr("The newest 500 messages"), "newest 500"),
+            (self.tr("The last 30 days"), "last 30 days"),
+            (self.tr("Everything (a large mailbox takes a while)"), "everything"),
+        ):
+            self.backlog.addItem(label, value)
+        self.backlog.setToolTip(
+            self.tr(
+                "Which of the messages already in the account SpamGuard scores and sorts when "
+                "it first connects; new mail is always scanned"
+            )
+        )
+        junk_form.addRow(self.tr("&First scan:"), self.backlog)
         layout.addLayout(junk_form)
         # Off unless the user says yes: reading their mailbox to learn is their choice.
         self.learn_existing = QCheckBox(
@@ -533,6 +549,7 @@ class AccountDialog(QDialog):
                 security=settings.security,
                 provider=settings.provider,
                 junk_folder=junk,
+                backlog=self.backlog.currentData() or None,
                 auth=settings.auth,
                 oauth=dict(settings.oauth),
             )

@@ -275,3 +275,23 @@ def test_app_asks_to_sign_in_again_and_recovers(
     assert dialog.report is not None and dialog.report.ok, dialog.report
     assert not dialog.isVisible() and not banner.isVisible()
     assert oauth.load_tokens("work") is not None
+
+
+@pytest.mark.parametrize(
+    "index,limits",
+    [(0, (500, 30)), (1, (500, 0)), (2, (0, 30)), (3, (0, 0))],
+)
+def test_first_scan_choice_goes_to_the_config_in_words(
+    dialog: AccountDialog, qtbot: Any, index: int, limits: tuple[int, int]
+) -> None:
+    qtbot.keyClicks(dialog.email, "me@fastmail.com")
+    qtbot.keyClicks(dialog.password, "app-password")
+    dialog.backlog.setCurrentIndex(index)
+    dialog.ok_button.click()
+    account = load_config(dialog.config_path).accounts["fastmail"]
+    assert (account.backlog_messages, account.backlog_days) == limits
+    text = dialog.config_path.read_text()
+    # The default writes nothing; a choice is written as the words a person would read.
+    assert ("backlog" in text) == (index != 0)
+    if index:
+        assert f'backlog = "{dialog.backlog.itemData(index)}"' in text
