@@ -188,10 +188,12 @@ class _StoredMessages(Sequence[Message]):
     def __getitem__(self, i: int | slice) -> Message | Sequence[Message]:
         if isinstance(i, slice):
             return [self[j] for j in range(len(self))[i]]
-        raw = self.store.label_raw(self.hashes[i])
+        h = self.hashes[i]
+        raw = self.store.label_raw(h)
         if raw is None:
             raise SpamGuardError("a labelled message's bytes vanished from the store")
-        return parse_message(raw)
+        # Its account's own server's Authentication-Results, as when it was scored.
+        return parse_message(raw, authserv_id=self.store.label_authserv_id(h))
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:

@@ -868,6 +868,18 @@ class Store:
     def save_authserv_id(self, account: str, authserv_id: str) -> None:
         self.save_account_fact(account, "authserv_id", authserv_id.lower())
 
+    def label_authserv_id(self, content_hash: str) -> str | None:
+        """The authserv-id of the account a labelled message came from (None: none learnt),
+        so that retraining reads its Authentication-Results as scoring did."""
+        rows = self._query(
+            "SELECT value FROM account_fact WHERE key = 'authserv_id' AND account IN ("
+            "SELECT account FROM feedback WHERE content_hash = ? "
+            "UNION SELECT account FROM first_sync WHERE content_hash = ?) "
+            "ORDER BY account LIMIT 1",
+            (content_hash, content_hash),
+        )
+        return str(rows[0]["value"]) if rows else None
+
     def kept_count(self, account: str, from_addr: str, before: float) -> int:
         """How many distinct messages from ``from_addr`` the user kept: scored before
         ``before`` and never moved to Junk by SpamGuard, or labelled not spam (rescued

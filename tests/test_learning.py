@@ -140,3 +140,22 @@ def _run(gen):  # type: ignore[no-untyped-def]
             next(gen)
         except StopIteration as stop:
             return stop.value
+
+
+def test_labelled_messages_are_reread_with_their_accounts_trusted_results(
+    tmp_path: Path,
+) -> None:
+    """Retraining reads a labelled message's Authentication-Results as scoring it did:
+    only those of its account's own server."""
+    from spamguard.learning import _StoredMessages
+
+    raw = (
+        b"Authentication-Results: mx.a.example; dkim=pass header.d=shop.example; dmarc=pass\r\n"
+        b"From: news@shop.example\r\nSubject: receipt\r\n\r\nThanks.\r\n"
+    )
+    with Store(tmp_path / "s.db") as store:
+        store.record_feedback("a", "<r@t>", "h-r", "ham", "button", raw=raw)
+        assert _StoredMessages(store, ["h-r"])[0].auth.dkim is None  # nothing learnt yet
+        store.save_authserv_id("a", "mx.a.example")
+        msg = _StoredMessages(store, ["h-r"])[0]
+        assert msg.auth.dkim == "pass" and msg.auth.dkim_domains == ("shop.example",)

@@ -150,3 +150,13 @@ def test_account_facts_and_kept_senders(tmp_path: Path) -> None:
             "a", "<3@t>", "hash3", "spam", "button", from_addr="news@shop.example"
         )
         assert store.kept_count("a", "news@shop.example", before=600.0) == 0
+
+
+def test_a_labelled_message_is_read_under_its_accounts_authserv_id(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        store.record_feedback("a", "<1@t>", "hash1", "spam", "button", raw=b"From: x@y\r\n\r\nb")
+        assert store.label_authserv_id("hash1") is None  # account a has learnt none yet
+        store.save_authserv_id("a", "mx.a.example")
+        store.save_authserv_id("b", "mx.b.example")
+        assert store.label_authserv_id("hash1") == "mx.a.example"
+        assert store.label_authserv_id("unknown") is None
