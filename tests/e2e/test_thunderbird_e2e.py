@@ -9,6 +9,7 @@ Set SPAMGUARD_SCREENSHOTS=DIR to keep the pictures (scripts/screenshots-thunderb
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -310,3 +311,78 @@ def _screenshots(setup: Setup, out: Path) -> None:
     )
     out.mkdir(parents=True, exist_ok=True)
     ImageGrab.grab(xdisplay=setup.tb.display).crop(tuple(box)).save(out / "thunderbird-popup.png")
+
+
+JS_OPEN_LOCAL = """
+const [name] = arguments;
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const root = MailServices.accounts.getAccount("account2").incomingServer.rootFolder;
+const win = Services.wm.getMostRecentWindow("mail:3pane");
+const about3Pane = win.document.getElementById("tabmail").currentAbout3Pane;
+const folder = root.getChildNamed(name);
+about3Pane.displayFolder(folder.URI);
+return [folder.URI, folder.getFlag(Ci.nsMsgFolderFlags.Junk)];
+"""
+
+JS_LOCAL_COUNT = """
+const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
+const root = MailServices.accounts.getAccount("account2").incomingServer.rootFolder;
+return root.getChildNamed(arguments[0]).getTotalMessages(false);
+"""
+
+
+def test_a_local_folder_message_is_scored_from_its_bytes_and_spam_moves_it(
+    setup: Setup,
+) -> None:
+    """Mail SpamGuard has never seen (a local folder, as POP mail lands): the add-on sends the
+    message's bytes, the host scores them, and Spam records the label and moves it to Junk."""
+    raw = (ROOT / "tests" / "fixtures" / "corpus" / "spam-a" / "00008.eml").read_bytes()
+    local = setup.tb.profile / "Mail" / "Local Folders"
+    local.mkdir(parents=True)
+    (local / "Inbox").write_bytes(b"From - Mon Dec 07 00:00:00 2026\n" + raw + b"\n")
+    (local / "Junk").write_bytes(b"")
+    setup.data.mkdir()
+    explained = json.loads(
+        setup.spamguard("explain", "--json", str(ROOT / "tests/fixtures/corpus/spam-a/00008.eml"))
+    )
+    expected = f"{math.floor(explained['p_spam'] * 100)}%"
+    setup.spamguard("thunderbird", "install", home=setup.tb.home)
+
+    m = setup.tb.start()
+    xpi = subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "build-xpi"), str(setup.tb.root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    m.install_addon(Path(xpi))
+    _, junk_flagged = m.js(JS_OPEN_LOCAL, "Junk")
+    assert junk_flagged is True  # Thunderbird's Local Folders know their Junk folder
+    m.js(JS_OPEN_LOCAL, "Inbox")
+    m.wait(JS_SELECT_FIRST, timeout=60, what="the local message listed")
+    badge = m.wait(JS_BADGE, ADDON_WIDGET, timeout=120, what="the SpamGuard badge")
+    assert badge == expected
+
+    m.js(JS_CLICK_BUTTON, ADDON_WIDGET)
+    source = popup(
+        m,
+        'return document.getElementById("reasons").children.length ? '
+        'document.getElementById("source").textContent : "";',
+        "the popup to show the score",
+    )
+    assert source.startswith("scored now")
+    popup(m, 'document.getElementById("spam").click(); return "clicked";', "Spam pressed")
+    # The message leaves the folder on display, so the popup closes with it.
+    assert m.wait(JS_LOCAL_COUNT, "Junk", timeout=120, what="the message in Junk") == 1
+    assert m.js(JS_LOCAL_COUNT, "Inbox") == 0
+
+    from spamguard.store import Store
+
+    with Store(setup.data / "spamguard.sqlite3") as store:
+        rows = store.feedback_rows("thunderbird:Local Folders")
+        assert [(r.label, r.source) for r in rows] == [("spam", "thunderbird add-on")]
+        stored = store.label_raw(rows[0].content_hash)
+        assert stored is not None
+        # Thunderbird's bytes of the message, as the user has it.
+        for line in raw.splitlines()[:5] + raw.splitlines()[-2:]:
+            assert line in stored
