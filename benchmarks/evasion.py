@@ -9,9 +9,10 @@ spam it applies to, recall at the move (0.90) and flag (0.50) thresholds on thos
 untouched and tricked, and the change at the move threshold. The acceptance rule of issue 21:
 under every trick, recall at the move threshold stays within 5 points of untouched.
 
-The split is any TSV with `path`, `label` and `split` columns (the shared SpamAssassin split,
-or a manifest of the same shape). Reading a test half is measurement only: nothing here is
-chosen on it.
+The split is any TSV with `path`, `label` and `split` columns: the shared SpamAssassin split,
+or the modern corpus manifest (data/modern/manifest.tsv with --corpus the folder
+scripts/fetch-modern-corpus printed and --half dev). Reading a test half is measurement only:
+nothing here is chosen on it.
 
 Tricks (each one a function of the raw bytes; a message a trick cannot apply to is left out
 of that trick's row, and the row says how many it applied to):
@@ -548,9 +549,18 @@ def spam_of(
     """The spam of one half, in split order; every ``every``-th one, at most ``limit``."""
     with split.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == half]
-    spam = [r["path"] for r in rows if r["label"] == "spam"][::every]
+    spam = [_local_path(r) for r in rows if r["label"] == "spam"][::every]
     out = [(p, (corpus / p).read_bytes()) for p in spam]
     return out[:limit] if limit else out
+
+
+def _local_path(row: dict[str, str]) -> str:
+    """Where a row's message lies below the corpus folder: the split's path, or for the
+    modern corpus manifest (source and commit columns) where scripts/fetch-modern-corpus
+    puts it."""
+    if row.get("source") and row.get("commit"):
+        return f"{row['source'].replace('/', '+')}/{row['commit']}/{row['path']}"
+    return row["path"]
 
 
 def score_raw(scorer: object, raws: list[bytes]) -> np.ndarray:

@@ -120,12 +120,10 @@ def train_steps(
             from spamguard.scoring.encoder import load_encoder
 
             encoder = load_encoder(options.encoder_kind)  # type: ignore[arg-type]
-        from spamguard.scoring.encoder import encoder_text
-
         chunks: list[np.ndarray] = []
         batch = 64
         for start in range(0, n, batch):
-            texts = [encoder_text(m.subject, m.text) for m in messages[start : start + batch]]
+            texts = [featurizer.encoder_input(m) for m in messages[start : start + batch]]
             chunks.append(np.asarray(encoder.encode(texts), dtype=np.float32))
             yield Progress("embedding", min(start + batch, n), n)
         embeddings = np.vstack(chunks)
@@ -519,10 +517,8 @@ def design_for(
                 from spamguard.scoring.encoder import load_encoder
 
                 encoder = load_encoder("int8")
-            from spamguard.scoring.encoder import encoder_text
-
             emb = np.asarray(
-                encoder.encode([encoder_text(m.subject, m.text) for m in todo]), np.float32
+                encoder.encode([featurizer.encoder_input(m) for m in todo]), np.float32
             )
         fresh = [featurizer.transform(todo, emb)]
         if headerless:

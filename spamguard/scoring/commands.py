@@ -312,11 +312,11 @@ def _train_embeddings(model: Any, items: Any) -> Any:
         index = {r: i for i, r in enumerate(model.neighbour_refs)}
         if all(it.ref in index for it in items):
             return model.neighbour_vectors[[index[it.ref] for it in items]].astype(np.float32)
-    from spamguard.scoring.encoder import encoder_text, load_encoder
+    from spamguard.scoring.encoder import load_encoder
 
     enc = load_encoder("int8")
     return np.asarray(
-        enc.encode([encoder_text(it.message.subject, it.message.text) for it in items]),
+        enc.encode([model.featurizer.encoder_input(it.message) for it in items]),
         dtype=np.float32,
     )
 

@@ -29,6 +29,7 @@ __all__ = [
     "SENDER_FEATURES",
     "FeatureConfig",
     "body_text",
+    "subject_text",
     "char_terms",
     "dkim_aligned",
     "feature_description",

@@ -18,10 +18,12 @@ from spamguard.scoring.features import (
     DEFAULT_HAND_FEATURES,
     SENDER_FEATURES,
     FeatureConfig,
+    body_text,
     char_terms,
     hand_matrix,
     header_terms,
     sender_matrix,
+    subject_text,
     word_terms,
 )
 
@@ -85,6 +87,15 @@ class Featurizer:
     @property
     def uses_embedding(self) -> bool:
         return "embedding" in self.blocks
+
+    def encoder_input(self, message: Message) -> str:
+        """What the sentence encoder reads of a message: subject and opening, as the other
+        blocks read them (with text version 2, what a reader sees)."""
+        from spamguard.scoring.encoder import encoder_text
+
+        if self.config.text_version < 2:
+            return encoder_text(message.subject, message.text)
+        return encoder_text(subject_text(message, self.config), body_text(message, self.config))
 
     @property
     def stacked(self) -> bool:

@@ -268,9 +268,7 @@ class HeadScorer:
         wants_neighbours = self.n_neighbours > 0 and self.model.neighbour_vectors is not None
         if not messages or not (self.model.featurizer.uses_embedding or wants_neighbours):
             return None
-        from spamguard.scoring.encoder import encoder_text
-
-        texts = [encoder_text(m.subject, m.text) for m in messages]
+        texts = [self.model.featurizer.encoder_input(m) for m in messages]
         # int8 dynamic quantisation scales activations per batch, so a message's vector
         # would depend on its batch-mates; one text per call makes a score a function of
         # the message alone (streaming = backlog, and the score cache stays valid).
