@@ -350,6 +350,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 else f"{a.username}@{a.host}:{a.port} ({a.security})"
             )
             _say(f"{name}: {where}; move ≥ {a.thresholds.move:.2f}, flag ≥ {a.thresholds.flag:.2f}")
+            server = store.authserv_id(name)
+            _say(
+                f"  authentication results trusted from: {server}"
+                if server
+                else "  authentication results: not read yet (no receiving server learnt "
+                "from the Inbox)"
+            )
+            if not a.protect_known_senders:
+                _say("  known senders are not protected from Junk (protect_known_senders = false)")
             for state in store.folder_states(name):
                 when = dt.datetime.fromtimestamp(state.last_sync).strftime("%Y-%m-%d %H:%M:%S")
                 _say(f"  {state.folder}: last sync {when}, next UID {state.uidnext}")
