@@ -202,12 +202,33 @@ def status(
 # -- CLI ------------------------------------------------------------------------------------
 
 
+def build_addon(config_path: str | None = None) -> Path | None:
+    """Build the add-on's .xpi into SpamGuard's data folder when this is a source checkout
+    (plugins/thunderbird next to the package); None otherwise."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    script = root / "packaging" / "build-xpi"
+    if not (root / "plugins" / "thunderbird" / "manifest.json").exists() or not script.exists():
+        return None
+    out = subprocess.run(
+        [sys.executable, str(script), str(_data_dir(config_path))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SpamGuardError(f"cannot build the add-on: {out.stderr.strip()[-300:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     target = Path(args.dir) if args.dir else None
     manifest = install(args.config, target=target)
     print(f"wrote {manifest}")
-    print("Now install the add-on in Thunderbird: Add-ons and Themes > gear > Install Add-on")
-    print("From File... > spamguard-thunderbird.xpi (packaging/thunderbird/build-xpi makes it).")
+    xpi = build_addon(args.config)
+    where = str(xpi) if xpi else "spamguard-thunderbird-VERSION.xpi (packaging/build-xpi makes it)"
+    print("Now, in Thunderbird: Add-ons and Themes > gear > Install Add-on From File... > " + where)
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,10 @@ def test_install_then_the_launcher_answers_and_status_sees_the_contact(home: Pat
     assert done.returncode == 0, done.stderr
     manifest_path = home / ".mozilla" / "native-messaging-hosts" / "spamguard.json"
     assert f"wrote {manifest_path}" in done.stdout
+    # From a source checkout it also builds the add-on and says where it is.
+    xpi = home.parent / "data" / "spamguard-thunderbird-0.1.0.xpi"
+    assert f"Install Add-on From File... > {xpi}" in done.stdout
+    assert zipfile.ZipFile(xpi).namelist()[0] == "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     assert manifest["name"] == "spamguard" and manifest["type"] == "stdio"
     assert manifest["allowed_extensions"] == [ADDON_ID]

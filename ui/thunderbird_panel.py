@@ -10,7 +10,7 @@ from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from spamguard.errors import SpamGuardError
-from spamguard.thunderbird import install, status
+from spamguard.thunderbird import build_addon, install, status
 
 REFRESH_MS = 5000
 
@@ -24,6 +24,7 @@ class ThunderbirdPanel(QWidget):
         super().__init__(parent)
         self.config_path = config_path
         self.target = target  # the manifest folder; None: where Thunderbird looks
+        self.xpi: Path | None = None
         layout = QVBoxLayout(self)
         intro = QLabel(
             self.tr(
@@ -71,9 +72,8 @@ class ThunderbirdPanel(QWidget):
         else:
             self.state.setText(self.tr("✘ Not connected."))
         how = self.tr(
-            "In Thunderbird: Add-ons and Themes → ⚙ → Install Add-on From File… and pick "
-            "spamguard-thunderbird.xpi (packaging/build-xpi makes it)."
-        )
+            "In Thunderbird: Add-ons and Themes → ⚙ → Install Add-on From File… and pick %1"
+        ).replace("%1", str(self.xpi) if self.xpi else "spamguard-thunderbird.xpi")
         self.detail.setText(f"{st.summary()}\n{st.manifest}\n\n{how}")
         self.install_button.setText(
             self.tr("Re&install for Thunderbird")
@@ -84,6 +84,7 @@ class ThunderbirdPanel(QWidget):
     def install(self) -> None:
         try:
             install(self._config(), target=self.target)
+            self.xpi = build_addon(self._config())
         except SpamGuardError as exc:
             self.state.setText(self.tr("Could not install: %1").replace("%1", str(exc)))
             return

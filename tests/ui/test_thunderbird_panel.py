@@ -28,6 +28,8 @@ def test_install_then_connected(qtbot: Any, tmp_path: Path) -> None:
     assert manifest["allowed_extensions"] == [ADDON_ID]
     assert panel.state.text() == "Installed; waiting for the add-on to connect."
     assert panel.install_button.text() == "Re&install for Thunderbird"
+    xpi = tmp_path / "data" / "spamguard-thunderbird-0.1.0.xpi"
+    assert xpi.exists() and f"Install Add-on From File… and pick {xpi}" in panel.detail.text()
 
     record_contact(tmp_path / "data", "0.1.0")  # what the host does on the add-on's hello
     qtbot.waitUntil(lambda: panel.state.text() == "✔ The add-on is connected.", timeout=10_000)
