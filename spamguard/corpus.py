@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,16 @@ from spamguard.message import Message, learn_authserv_id, parse_message, with_au
 from spamguard.scoring.rules import is_gtube
 
 __all__ = [
+    "MANIFEST_COLUMNS",
     "LabelledMessage",
+    "ManifestEntry",
     "data_hash",
     "iter_message_files",
     "load_folders",
+    "load_manifest",
     "load_split",
+    "read_manifest",
+    "scrub_placeholders",
     "trust_receiving_servers",
 ]
 
@@ -144,3 +150,148 @@ def data_hash(items: Iterable[LabelledMessage]) -> str:
     for key in sorted(f"{it.message.content_hash}:{int(it.is_spam)}" for it in items):
         digest.update(key.encode())
     return digest.hexdigest()
+
+
+MANIFEST_COLUMNS = (
+    "source",
+    "commit",
+    "path",
+    "sha256",
+    "label",
+    "category",
+    "language",
+    "year",
+    "label_how",
+    "split",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One row of the modern corpus manifest (data/modern/manifest.tsv)."""
+
+    source: str
+    commit: str
+    path: str
+    sha256: str
+    is_spam: bool
+    category: str
+    language: str
+    year: int | None
+    label_how: str
+    split: str
+
+    @property
+    def local_path(self) -> str:
+        """Where scripts/fetch-modern-corpus puts the message, below its target folder."""
+        return f"{self.source.replace('/', '+')}/{self.commit}/{self.path}"
+
+
+def read_manifest(manifest: Path) -> list[ManifestEntry]:
+    if not manifest.is_file():
+        raise CorpusError(f"manifest {manifest} not found")
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    missing = set(MANIFEST_COLUMNS) - set(rows[0] if rows else {})
+    if missing:
+        raise CorpusError(f"{manifest} lacks columns {sorted(missing)}")
+    out = []
+    for row in rows:
+        if row["label"] not in ("spam", "ham") or row["split"] not in ("train", "dev"):
+            raise CorpusError(
+                f"{manifest}: {row['source']} {row['path']} has label {row['label']!r} "
+                f"and split {row['split']!r} (want spam/ham and train/dev)"
+            )
+        out.append(
+            ManifestEntry(
+                row["source"],
+                row["commit"],
+                row["path"],
+                row["sha256"],
+                row["label"] == "spam",
+                row["category"],
+                row["language"],
+                int(row["year"]) if row["year"].isdigit() else None,
+                row["label_how"],
+                row["split"],
+            )
+        )
+    return out
+
+
+# phishing_pot's contributors replaced the honeypot's own address with "phishing@pot" (and
+# a few samples still name its owner). Left in, these constants would mark every sample
+# of that one source: a model would learn the placeholder, not phishing. Each message gets
+# a stand-in address and name of its own instead, derived from its hash, so no token recurs.
+_HONEYPOT_ADDR = re.compile(r"(?i)phishing@pot\b|rodrigo[-_.]?f[-_.]?p@[\w.-]+")
+_HONEYPOT_NAME = re.compile(
+    r"(?i)\b(rodrigo(\s+f\.?\s*p\.?\b|\s+ferreira\s+peixoto)?|ferreira\s+peixoto)\b"
+)
+_SCRUB_SOURCES = frozenset({"rf-peixoto/phishing_pot"})
+_DOMAINS = ("gmail.com", "outlook.com", "hotmail.com", "yahoo.com", "gmx.de", "uol.com.br")
+_NAMES = ("Maria", "Daniel", "Anna", "Lukas", "Sofia", "Pedro", "Emma", "Thomas")
+
+
+def scrub_placeholders(msg: Message) -> Message:
+    """The message with a honeypot's anonymisation placeholders replaced (see above)."""
+    digest = hashlib.sha256(msg.content_hash.encode()).hexdigest()
+    addr = f"{digest[:10]}@{_DOMAINS[int(digest[10:12], 16) % len(_DOMAINS)]}"
+    name = _NAMES[int(digest[12:14], 16) % len(_NAMES)]
+
+    def fix(text: str) -> str:
+        return _HONEYPOT_NAME.sub(name, _HONEYPOT_ADDR.sub(addr, text))
+
+    return dataclasses.replace(
+        msg,
+        headers=tuple((k, fix(v)) for k, v in msg.headers),
+        subject=fix(msg.subject),
+        from_addr=fix(msg.from_addr),
+        from_name=fix(msg.from_name),
+        to=tuple(fix(t) for t in msg.to),
+        text=fix(msg.text),
+        urls=tuple(fix(u) for u in msg.urls),
+        content_hash=hashlib.sha256(f"{msg.content_hash}:scrubbed".encode()).hexdigest(),
+    )
+
+
+def load_manifest(
+    manifest: Path, corpus_dir: Path, which: str | None = None, *, sources: Iterable[str] = ()
+) -> list[tuple[ManifestEntry, LabelledMessage]]:
+    """Messages of the modern corpus (one split, or all), each with its manifest row.
+
+    ``corpus_dir`` is the folder scripts/fetch-modern-corpus printed. A message whose bytes
+    no longer match the manifest's sha256 is an error (re-fetch), never silently used.
+    """
+    if not corpus_dir.is_dir():
+        raise CorpusError(
+            f"modern corpus folder {corpus_dir} not found; fetch it with "
+            "scripts/fetch-modern-corpus (prints the folder to pass)"
+        )
+    wanted = set(sources)
+    out = []
+    for entry in read_manifest(manifest):
+        if (which and entry.split != which) or (wanted and entry.source not in wanted):
+            continue
+        path = corpus_dir / entry.local_path
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            raise CorpusError(
+                f"{path} listed in {manifest} is missing; run scripts/fetch-modern-corpus"
+            ) from None
+        if hashlib.sha256(raw).hexdigest() != entry.sha256:
+            raise CorpusError(f"{path} does not match its sha256 in {manifest}; re-fetch it")
+        try:
+            msg = parse_message(raw)
+        except MessageError:
+            continue
+        if entry.source in _SCRUB_SOURCES:
+            msg = scrub_placeholders(msg)
+        ref = f"{entry.source}@{entry.commit[:12]}:{entry.path}"
+        out.append((entry, LabelledMessage(ref, entry.is_spam, entry.category, msg)))
+    if not out:
+        raise CorpusError(f"no {which or ''} messages found in {manifest}".replace("  ", " "))
+    # Each source is read as one account would read it: Authentication-Results count only
+    # under the authserv-id of that source's own receiving server (learnt from its messages).
+    trusted = trust_receiving_servers([it for _, it in out], [e.source for e, _ in out])
+    return [(e, it) for (e, _), it in zip(out, trusted, strict=True)]

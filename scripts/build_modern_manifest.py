@@ -1,0 +1,261 @@
+"""Select and label the modern corpus from local git mirrors; write data/modern/manifest.tsv.
+
+    python scripts/build_modern_manifest.py --mirror /work/.mirror [--out data/modern/manifest.tsv]
+
+This is how the committed manifest was made, kept so the selection can be checked and
+redone; users never need it (they run scripts/fetch-modern-corpus, which reads the
+manifest). Python standard library only; needs `git`.
+
+Selection: a fixed-seed sample of each source's messages at its pinned commit.
+Labels: phishing_pot's own label (every file is a phishing sample caught by a honeypot),
+minus the files read by hand and found not to be phishing; mailing-list archives are ham
+when the message is list traffic by its subject (patch, bug, reply, list tag) and the
+rest was read by hand (data/modern/hand_labels.tsv: spam, ham or drop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import email
+import email.header
+import email.utils
+import hashlib
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HAND = ROOT / "data" / "modern" / "hand_labels.tsv"
+
+# (source, pinned commit, kind, sample size, split, ham category)
+SOURCES = [
+    (
+        "rf-peixoto/phishing_pot",
+        "8e207b5f465bf72c2326551b1a9b2ba67f3b4ef6",
+        "files",
+        None,
+        None,
+        None,
+    ),
+    (
+        "linux-mailinglist-archives/openbmc.lists.ozlabs.org.0",
+        "8175e7ec37d6632ea7fe789d77257dd195bc0c4f",
+        "public-inbox",
+        500,
+        "train",
+        "correspondence/developer-list",
+    ),
+    (
+        "linux-mailinglist-archives/cip-testing-results.lists.cip-project.org.0",
+        "7d762a10a7ad58043cddbd0feaec1ba073fc1837",
+        "public-inbox",
+        200,
+        "train",
+        "notification/ci-report",
+    ),
+    (
+        "linux-mailinglist-archives/kasan-dev.googlegroups.com.0",
+        "93a690373100c9019489f8dceb94a4b0f1a74a3c",
+        "public-inbox",
+        600,
+        "dev",
+        "correspondence/developer-list",
+    ),
+    (
+        "linux-mailinglist-archives/usrp-users.lists.ettus.com.0",
+        "ca763a0eab9f857948f294e78103c609e477dc34",
+        "public-inbox",
+        500,
+        "dev",
+        "correspondence/user-support-list",
+    ),
+]
+# phishing_pot is the one large modern spam source, so it is split by time (the Date
+# header's year): earlier samples train, 2025 and later are the dev half's spam.
+PHISHING_DEV_FROM_YEAR = 2025
+
+LIST_TRAFFIC = re.compile(
+    r"(?i)^\s*((re|aw|fwd?|antw)\s*:\s*)*\s*(\[(patch|rfc|bug|syzbot|pull|git|announce|"
+    r"usrp-users|cip-testing-results)[^\]]*\]|(re|aw)\s*:)"
+)
+BOT_SENDERS = re.compile(r"(?i)(syzbot|bugzilla-daemon|noreply@ciplatform\.org|lkp@intel\.com)")
+
+_STOPWORDS = {
+    "en": "the and you your for with this that are have please from will account",
+    "pt": "voce você para com seu sua não nao uma dos das está conta por",
+    "es": "usted para con por los las una del está cuenta su que",
+    "fr": "vous votre pour avec les des une est dans sur compte",
+    "de": "sie und der die das ihr ihre mit für ist nicht konto",
+    "it": "il di che per con della sono suo tuo conto gli",
+    "nl": "uw de het een van voor met niet wordt",
+}
+STOPWORDS = {lang: set(words.split(" ")) for lang, words in _STOPWORDS.items()}
+
+
+def git(gd: Path, *args: str) -> bytes:
+    return subprocess.run(
+        ["git", "--git-dir", str(gd), *args], capture_output=True, check=True
+    ).stdout
+
+
+def decode(value: object) -> str:
+    if not value:
+        return ""
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))
+    except Exception:
+        return str(value)
+
+
+def body_text(msg: email.message.Message, limit: int = 4000) -> str:
+    out = []
+    for part in msg.walk():
+        if part.get_content_maintype() == "text":
+            try:
+                payload = part.get_payload(decode=True) or b""
+                out.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+            except Exception:
+                continue
+        if sum(map(len, out)) > limit:
+            break
+    text = " ".join(out)
+    return re.sub(r"<[^>]+>", " ", text)[:limit]
+
+
+def language(subject: str, text: str) -> str:
+    sample = (subject + " " + text).lower()
+    scripts = [
+        ("ar", r"[\u0600-\u06ff]"),
+        ("ru", r"[\u0400-\u04ff]"),
+        ("ja", r"[\u3040-\u30ff]"),
+        ("zh", r"[\u4e00-\u9fff]"),
+        ("ko", r"[\uac00-\ud7af]"),
+    ]
+    letters = len(re.findall(r"\w", sample)) or 1
+    for code, pattern in scripts:
+        if len(re.findall(pattern, sample)) / letters > 0.2:
+            return code
+    words = re.findall(r"[a-zà-ÿ]+", sample)
+    counts = {lang: sum(w in sw for w in words) for lang, sw in STOPWORDS.items()}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] >= 3 else "und"
+
+
+def year_of(msg: email.message.Message) -> int | None:
+    try:
+        dt = email.utils.parsedate_to_datetime(str(msg.get("Date", "")))
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return None
+    return dt.year if dt and 1990 < dt.year < 2100 else None
+
+
+def load_hand() -> dict[tuple[str, str], tuple[str, str]]:
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    if HAND.is_file():
+        with HAND.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh, delimiter="\t"):
+                out[(row["source"], row["key"])] = (row["label"], row["category"])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--mirror", required=True, type=Path)
+    ap.add_argument("--out", type=Path, default=ROOT / "data" / "modern" / "manifest.tsv")
+    ap.add_argument("--review", type=Path, help="write the messages that need reading by hand here")
+    args = ap.parse_args()
+    hand = load_hand()
+    rows = []
+    review = []
+    for source, commit, kind, n, split, category in SOURCES:
+        gd = args.mirror / source.replace("/", "+") / "repo"
+        if kind == "files":
+            names = git(gd, "ls-tree", "-r", "--name-only", commit, "email/").decode().split()
+            keys = [(commit, p) for p in sorted(names) if p.endswith(".eml")]
+        else:
+            revs = git(gd, "rev-list", commit).decode().split()
+            random.Random(17).shuffle(revs)
+            keys = []
+            for rev in revs:
+                if len(keys) >= (n or 0):
+                    break
+                if b"\tm\n" in git(gd, "ls-tree", rev) + b"\n":
+                    keys.append((rev, "m"))
+        for rev, path in keys:
+            try:
+                raw = git(gd, "show", f"{rev}:{path}")
+            except subprocess.CalledProcessError:
+                # the mirror lacks files of 4 MiB and more; they are left out
+                print(f"skipped (not in the mirror): {source} {rev} {path}", file=sys.stderr)
+                continue
+            msg = email.message_from_bytes(raw)
+            subject = decode(msg.get("Subject"))
+            sender = decode(msg.get("From"))
+            text = body_text(msg)
+            year = year_of(msg)
+            lang = language(subject, text)
+            key = path if kind == "files" else rev
+            label, cat, how = None, None, None
+            if (source, key) in hand:
+                label, cat = hand[(source, key)]
+                how = "read by hand"
+            elif kind == "files":
+                label, cat, how = "spam", "spam/honeypot", "source label (honeypot)"
+            elif BOT_SENDERS.search(sender):
+                label, cat, how = "ham", "notification/bot-report", "list archive, bot sender"
+            elif LIST_TRAFFIC.search(subject) and lang not in ("ar", "ru", "zh", "ja", "ko"):
+                label, cat, how = "ham", category, "list archive, list-traffic subject"
+            else:
+                review.append((source, key, sender[:60], subject[:90], text[:160]))
+                continue
+            if label == "drop":
+                continue
+            if kind == "files":
+                split_of = "dev" if (year or 0) >= PHISHING_DEV_FROM_YEAR else "train"
+            else:
+                split_of = split
+            rows.append(
+                {
+                    "source": source,
+                    "commit": rev,
+                    "path": path,
+                    "sha256": hashlib.sha256(raw).hexdigest(),
+                    "label": label,
+                    "category": cat,
+                    "language": lang,
+                    "year": year or "",
+                    "label_how": how,
+                    "split": split_of,
+                }
+            )
+    if args.review:
+        with args.review.open("w", encoding="utf-8") as fh:
+            for r in review:
+                fh.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in r) + "\n")
+        print(f"{len(review)} messages to read by hand -> {args.review}", file=sys.stderr)
+    cols = [
+        "source",
+        "commit",
+        "path",
+        "sha256",
+        "label",
+        "category",
+        "language",
+        "year",
+        "label_how",
+        "split",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, cols, delimiter="\t", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    print(f"{len(rows)} messages -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
