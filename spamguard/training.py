@@ -6,6 +6,7 @@ same code, and either can stop it between steps.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from spamguard.corpus import LabelledMessage, data_hash
 from spamguard.errors import CorpusError
 from spamguard.message import Message, parse_message
 from spamguard.scoring.features import (
+    HAND_FEATURES,
     LEGACY_HAND_FEATURES,
     LEGACY_SENDER_FEATURES,
+    SENDER_FEATURES,
     FeatureConfig,
     headerless_bytes,
+    select_names,
 )
 from spamguard.scoring.head import Featurizer, LogisticHead, platt_fit
 
@@ -79,6 +83,11 @@ class TrainOptions:
     # a prior those signals would weigh nothing. Kept only while the data stays silent:
     # once a user's own labelled mail carries them, the fitted weight replaces the prior.
     priors: tuple[tuple[str, float], ...] = (("auth_pass", -1.0), ("auth_fail", 1.5))
+    # The hand and sender signals to train with, by name (None: the defaults of this
+    # version). A signal that turns out to mark a corpus source rather than spam can be
+    # left out; the model's config.json records the list it was trained with.
+    hand_names: tuple[str, ...] | None = None
+    sender_names: tuple[str, ...] | None = None
 
 
 def _headerless(messages: Sequence[Message]) -> list[Message]:
@@ -108,6 +117,15 @@ def train_steps(
         raise CorpusError(f"training needs at least {options.folds} messages of each class")
     weights = dict(options.blocks)
     featurizer = Featurizer(config=FeatureConfig(), weights={k: v for k, v in weights.items()})
+    try:
+        if options.hand_names is not None:
+            names = select_names(HAND_FEATURES, options.hand_names, "hand")
+            featurizer = dataclasses.replace(featurizer, hand_names=names)
+        if options.sender_names is not None:
+            names = select_names(SENDER_FEATURES, options.sender_names, "sender")
+            featurizer = dataclasses.replace(featurizer, sender_names=names)
+    except ValueError as exc:
+        raise CorpusError(f"cannot train with these signals: {exc}") from exc
     messages = [it.message for it in items]
     n = len(messages)
     sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)

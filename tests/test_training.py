@@ -210,3 +210,30 @@ def test_warm_start_carries_a_stacked_parent(
     after = [s.p_spam for s in HeadScorer(result.model, top_evidence=0).score(messages)]
     assert np.mean(after) > np.mean(before) + 0.2
     assert result.model.featurizer.weights == stacked_model.featurizer.weights  # type: ignore[attr-defined]
+
+
+def test_training_with_a_chosen_signal_list(tmp_path: Path) -> None:
+    """A retrain can leave out a signal that marks a corpus source; the model records the
+    list it was trained with and scores through it after loading."""
+    from spamguard.errors import CorpusError
+    from spamguard.scoring.features import SENDER_FEATURES
+    from spamguard.scoring.model import save_model
+    from spamguard.training import TrainOptions, train
+
+    items = load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")
+    sender = tuple(n for n, _ in SENDER_FEATURES if n not in ("feedback_id", "dkim_pass"))
+    options = TrainOptions(
+        blocks=(("words", 1.0), ("hand", 1.0), ("tokens", 1.0), ("sender", 1.0)),
+        keep_neighbours=False,
+        folds=3,
+        sender_names=sender,
+        hand_names=("html_only", "auth_pass", "auth_fail"),
+    )
+    model = train(items, options)
+    loaded = load_model(save_model(model, tmp_path / "m"))
+    assert loaded.featurizer.sender_names == sender
+    assert loaded.featurizer.hand_names == ("html_only", "auth_pass", "auth_fail")
+    assert set(loaded.training["stacker"]["weights"]) == {"head", "nb", *sender}
+    assert loaded.head.coef_.shape[0] == loaded.featurizer.n_columns
+    with pytest.raises(CorpusError, match="'bimi_pass'"):
+        train(items, TrainOptions(keep_neighbours=False, folds=3, sender_names=("bimi_pass",)))
