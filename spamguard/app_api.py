@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from spamguard.config import (
     PRESETS,
@@ -42,7 +42,10 @@ from spamguard.message import Message, parse_message
 from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
 from spamguard.service import AccountWorker, Event, EventBus, MessageScored, Progress
 from spamguard.store import JournalEntry, ScoredMessage, Store
-from spamguard.versions import VersionInfo
+from spamguard.versions import ModelRegistry, VersionInfo
+
+if TYPE_CHECKING:
+    from spamguard.learning import Learner
 
 __all__ = [
     "DEMO_ACCOUNT",
@@ -147,14 +150,26 @@ class _RememberingScorer:
     """Passes scoring through and keeps the last scores' nearest neighbours, which the store
     does not keep, so the detail pane can show them without scoring again."""
 
-    def __init__(self, scorer: Scorer, keep: int = 5000) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        keep: int = 5000,
+        neighbours: OrderedDict[str, tuple[Neighbour, ...]] | None = None,
+    ) -> None:
         self.inner = scorer
         self.keep = keep
-        self.neighbours: OrderedDict[str, tuple[Neighbour, ...]] = OrderedDict()
+        self.neighbours: OrderedDict[str, tuple[Neighbour, ...]] = (
+            neighbours if neighbours is not None else OrderedDict()
+        )
 
     @property
     def version(self) -> str:
         return self.inner.version
+
+    @property
+    def model(self) -> object:
+        """The head model, for the learner's "is the active version loaded?" check."""
+        return getattr(self.inner, "model", None)
 
     def score(self, messages: Sequence[Message]) -> list[Score]:
         scores = self.inner.score(messages)
@@ -182,21 +197,33 @@ class AccountSession:
         store: Store,
         mail: MailStore | None = None,
         scorer_lock: threading.Lock | None = None,
+        learner: Learner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self._scorer = _RememberingScorer(scorer)
         self._scorer_lock = scorer_lock or threading.Lock()
+        self._neighbours: OrderedDict[str, tuple[Neighbour, ...]] = OrderedDict()
         # One model shared by every account: pass the same lock to each session.
+        # The learner (from `runtime.Runtime`) turns labels into retrained versions.
         self.worker = AccountWorker(
             settings,
-            scorer=self._scorer,
+            scorer=_RememberingScorer(scorer, neighbours=self._neighbours),
             store=store,
             mail=mail,
             events=EventBus(),
             scorer_lock=self._scorer_lock,
+            learner=learner,
         )
         self._open = False
+
+    @property
+    def _scorer(self) -> _RememberingScorer:
+        """The worker's scorer, wrapped again after the learner swapped in a new version."""
+        current = self.worker.scorer
+        if not isinstance(current, _RememberingScorer):
+            current = _RememberingScorer(current, neighbours=self._neighbours)
+            self.worker.scorer = current
+        return current
 
     @property
     def name(self) -> str:
@@ -232,6 +259,7 @@ class AccountSession:
         unsubscribe = self.worker.events.subscribe(events.append)
         try:
             for progress in self.worker.sync():
+                self.worker.scorer = self._scorer  # re-wrapped if the learner swapped it
                 batch, events[:] = list(events), []
                 scored = [e for e in batch if isinstance(e, MessageScored)]
                 yield ScanUpdate(progress, tuple(self._rows_for(scored)), tuple(batch))
@@ -744,11 +772,10 @@ def model_info(model_dir: Path | None = None) -> ModelInfo:
     )
 
 
-def model_versions() -> list[VersionInfo]:
+def model_versions(registry: ModelRegistry | None = None) -> list[VersionInfo]:
     """The user's model versions, newest first (empty until the first retraining)."""
-    from spamguard.versions import ModelRegistry
-
-    return sorted(ModelRegistry().versions(), key=lambda v: v.created_at, reverse=True)
+    registry = registry if registry is not None else ModelRegistry()
+    return sorted(registry.versions(), key=lambda v: v.created_at, reverse=True)
 
 
 def today_start(now: float | None = None) -> float:

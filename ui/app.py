@@ -34,6 +34,7 @@ from spamguard.config import (
     parse_config,
 )
 from spamguard.errors import SpamGuardError
+from spamguard.runtime import Runtime
 from spamguard.service import ActionApplied
 from spamguard.store import Store
 
@@ -59,6 +60,10 @@ class SpamGuardApp(QObject):
     # this, not on `AccountRunner.scanFinished`, whose emits cross threads (see test_tray).
     scanDone = Signal(str, int)
     quitting = Signal()
+    # A learning event (a label found, a version retrained, promoted or rejected), emitted
+    # from the learner's thread; `modelChanged` follows in the GUI thread for new versions.
+    learned = Signal(object)
+    modelChanged = Signal(str)  # the version retrained, promoted or rejected
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class SpamGuardApp(QObject):
         settings: QSettings | None = None,
         workdir: Path | None = None,
         use_tray: bool = True,
+        learn_options: Any = None,
     ) -> None:
         super().__init__()
         self.settings = settings or QSettings()
@@ -91,6 +97,11 @@ class SpamGuardApp(QObject):
         self._scorer_load_lock = threading.Lock()
         self._loaded_scorer: object | None = None
         self._llm = LLMConfig()  # [llm] of the config (the demo uses the defaults)
+        # The user's accounts run on `runtime` (store, model registry, scorer, learner); the
+        # demo mailbox on a runtime of its own that never learns (its labels are examples).
+        self.runtime: Runtime | None = None
+        self._demo_runtime: Runtime | None = None
+        self._learn_options = learn_options
         self.store: Store | None = None
         self._demo_store: Store | None = None
 
@@ -122,6 +133,7 @@ class SpamGuardApp(QObject):
         self.tray.settingsRequested.connect(self.open_settings)
         self.tray.quitRequested.connect(self.quit)
         self.tray.undoRequested.connect(self.undo_batch)
+        self.learned.connect(self._learned)
 
     # -- start-up --------------------------------------------------------------------------
 
@@ -153,7 +165,6 @@ class SpamGuardApp(QObject):
         with self._scorer_load_lock:
             if self._loaded_scorer is None:
                 from spamguard.message import parse_message
-                from spamguard.scoring.commands import load_default_scorer
 
                 # Imports and the model make objects by the hundred thousand; a full collection
                 # over the growing heap mid-load is another GIL-held pause, and none of it is
@@ -161,7 +172,9 @@ class SpamGuardApp(QObject):
                 collecting = gc.isenabled()
                 gc.disable()
                 try:
-                    scorer = load_default_scorer(self.model_dir)
+                    runtime = self.runtime or self._demo_runtime
+                    assert runtime is not None  # made before any account worker starts
+                    scorer = runtime.scorer()
                     # One message through it loads what the model loads lazily (the encoder).
                     scorer.score([parse_message(_WARM_UP)])
                 finally:
@@ -181,7 +194,8 @@ class SpamGuardApp(QObject):
             self._tmp = tempfile.TemporaryDirectory(prefix="spamguard-demo-")
             work = Path(self._tmp.name)
             root = prepare_demo_mailbox(work)
-            self.store = Store(work / "demo.sqlite3")
+            self._demo_runtime = self._make_runtime(parse_config(""), work / "demo.sqlite3")
+            self.store = self._demo_runtime.store
             accounts = [demo_settings(root, self._saved_thresholds(DEMO_ACCOUNT))]
             self.window.show_banner(
                 self.window.banner.text()
@@ -197,8 +211,9 @@ class SpamGuardApp(QObject):
             config = load_config(self.config_path) if exists else parse_config("")
             self.models_page.set_llm(config.llm)
             self._llm = config.llm
-            data_dir = config.data_dir
-            self.store = Store(data_dir / "spamguard.sqlite3" if data_dir else None)
+            self.runtime = self._make_runtime(config)
+            self.store = self.runtime.store
+            self.models_page.set_registry(self.runtime.registry)
             accounts = list(config.accounts.values())
             if not accounts:
                 self.window.show_first_run(True)
@@ -213,7 +228,8 @@ class SpamGuardApp(QObject):
         self._tmp = tempfile.TemporaryDirectory(prefix="spamguard-demo-")
         work = Path(self._tmp.name)
         root = prepare_demo_mailbox(work)
-        self._demo_store = Store(work / "demo.sqlite3")
+        self._demo_runtime = self._make_runtime(parse_config(""), work / "demo.sqlite3")
+        self._demo_store = self._demo_runtime.store
         self.window.show_banner(
             self.tr(
                 "This is the demo mailbox: a copy of 36 example messages in a temporary "
@@ -231,10 +247,18 @@ class SpamGuardApp(QObject):
         store = store or self.store
         assert store is not None
         lock = self._scorer_lock
+        runtime = self.runtime if store is getattr(self.runtime, "store", None) else None
+        learner = runtime.learner if runtime is not None else None
 
         def make_session() -> AccountSession:
             model = scorer if scorer is not None else self._scorer()
-            return AccountSession(account, scorer=model, store=store, scorer_lock=lock)  # type: ignore[arg-type]
+            return AccountSession(
+                account,
+                scorer=model,  # type: ignore[arg-type]
+                store=store,
+                scorer_lock=lock,
+                learner=learner,
+            )
 
         runner = AccountRunner(
             account.name,
@@ -266,6 +290,32 @@ class SpamGuardApp(QObject):
         if self.settings.value("paused", False, type=bool):
             runner.set_paused(True)
         runner.start()
+
+    def _make_runtime(self, config: Any, store: Path | None = None) -> Runtime:
+        """The composition root (`spamguard.runtime`): store, registry, scorer, learner.
+        ``store`` given: the demo mailbox's own database, and no learning from it."""
+        return Runtime(
+            config,
+            model_dir=self.model_dir,
+            learn=store is None,
+            learn_options=self._learn_options,
+            store=store,
+            on_learning_event=self.learned.emit,
+        )
+
+    def _close_runtimes(self) -> None:
+        for runtime in (self.runtime, self._demo_runtime):
+            if runtime is not None:
+                runtime.close(wait=1.0)
+
+    def _learned(self, event: object) -> None:
+        """A retrain finished or a version was promoted: the Models page shows it at once."""
+        from spamguard.learning import RetrainOutcome
+
+        if self._quitting or self.runtime is None or not isinstance(event, RetrainOutcome):
+            return
+        self.models_page.show_model(self.runtime.active_model_dir())
+        self.modelChanged.emit(event.version)
 
     def _saved_thresholds(self, account: str) -> Thresholds:
         s = self.settings
@@ -494,9 +544,10 @@ class SpamGuardApp(QObject):
         except SpamGuardError as exc:
             self.window.show_banner(str(exc))
             return []
-        if self.store is None:
-            data_dir = config.data_dir
-            self.store = Store(data_dir / "spamguard.sqlite3" if data_dir else None)
+        if self.runtime is None:
+            self.runtime = self._make_runtime(config)
+            self.store = self.runtime.store
+            self.models_page.set_registry(self.runtime.registry)
         added = [a for name, a in config.accounts.items() if name not in self.runners]
         for account in added:
             self._add_runner(account, None)
@@ -547,9 +598,7 @@ class SpamGuardApp(QObject):
         self.tray.hide()
         self.window.hide()
         if clean:
-            for store in (self.store, self._demo_store):
-                if store is not None:
-                    store.close()
+            self._close_runtimes()
         if clean and self._tmp is not None:
             self._tmp.cleanup()
         return clean
@@ -562,9 +611,7 @@ class SpamGuardApp(QObject):
             # (so its journal stays settled) before the process may end.
             for runner in self.runners.values():
                 runner.wait()
-            for store in (self.store, self._demo_store):
-                if store is not None:
-                    store.close()
+            self._close_runtimes()
         app = QApplication.instance()
         if app is not None:
             app.quit()

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidg
 from spamguard.app_api import ModelInfo, model_info, model_versions
 from spamguard.config import LLMConfig
 from spamguard.errors import SpamGuardError
+from spamguard.versions import ModelRegistry
 
 
 def _pct(value: float | None) -> str:
@@ -70,7 +71,14 @@ class ModelsPage(QWidget):
         # Filled when first shown: reading the model's card imports the scoring stack
         # (numpy, scipy: most of a second), which must not stand between launch and the tray.
         self._model_dir = model_dir
+        self._registry: ModelRegistry | None = None  # the app's runtime's; None: the default
         self._filled = False
+
+    def set_registry(self, registry: ModelRegistry) -> None:
+        """The registry the app's learner writes to (the config's data_dir may move it)."""
+        self._registry = registry
+        if self._filled:
+            self._fill_versions()
 
     def showEvent(self, event: QShowEvent) -> None:
         if not self._filled:
@@ -83,6 +91,8 @@ class ModelsPage(QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         try:
+            if model_dir is None and self._registry is not None:
+                model_dir = self._registry.active_dir()  # the version scoring mail now
             info = model_info(model_dir)
         except SpamGuardError as exc:
             label = QLabel(html.escape(str(exc)))
@@ -94,7 +104,7 @@ class ModelsPage(QWidget):
 
     def _fill_versions(self) -> None:
         try:
-            versions = model_versions()
+            versions = model_versions(self._registry)
         except (SpamGuardError, OSError, ValueError) as exc:
             self.versions_note.setText(html.escape(str(exc)))
             return

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
-import importlib
-import os
 import re
 import signal
 import sys
@@ -20,12 +18,8 @@ from typing import Any
 
 from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
 from spamguard.errors import ConfigError, FolderMissingError, SpamGuardError
-from spamguard.scoring.base import Scorer
 
 __all__ = ["register"]
-
-# Tests and experiments plug a scorer in without a model: "module:factory".
-SCORER_ENV = "SPAMGUARD_SCORER"
 
 
 def register(subparsers: Any) -> None:
@@ -109,17 +103,10 @@ def _store(config: Config) -> Any:
     return Store(config.state_path)
 
 
-def _scorer(config: Config, model: str | None) -> Scorer:
-    spec = os.environ.get(SCORER_ENV)
-    if spec:
-        module, _, attr = spec.partition(":")
-        factory = getattr(importlib.import_module(module), attr or "factory")
-        scorer: Scorer = factory()
-        return scorer
-    from spamguard.scoring.commands import load_default_scorer
+def _scorer(config: Config, model: str | None) -> Any:
+    from spamguard.runtime import load_scorer
 
-    loaded: Scorer = load_default_scorer(Path(model) if model else config.model_dir)
-    return loaded
+    return load_scorer(Path(model) if model else config.model_dir)
 
 
 def _say(text: str) -> None:
@@ -167,7 +154,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     accounts = _accounts(config, args.account)
-    scorer = _scorer(config, args.model)
+    from spamguard.runtime import Runtime
+
+    runtime = Runtime(config, model_dir=Path(args.model) if args.model else None)
+    try:
+        scorer = runtime.scorer()
+    except BaseException:
+        runtime.close()
+        raise
     fatal: list[Error] = []
     counts = {"scored": 0, "applied": 0, "failed": 0, "planned": 0}
 
@@ -208,19 +202,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif isinstance(event, ConnectionState) and args.verbose:
             _warn(f"[{event.account}] {event.state} {event.detail}")
 
-    with _store(config) as store:
-        from spamguard.learning import Learner, LearnOptions
-        from spamguard.versions import ModelRegistry
-
-        registry = ModelRegistry(config.data_dir / "models" if config.data_dir else None)
-        learner = Learner(
-            store,
-            registry=registry,
-            # A model the user named on the command line or in the config stays fixed.
-            options=LearnOptions(manage_scorer=not (args.model or config.model_dir)),
-        )
+    with runtime:
         service = Service(
-            accounts, scorer=scorer, store=store, dry_run=args.dry_run, learner=learner
+            accounts,
+            scorer=scorer,
+            store=runtime.store,
+            dry_run=args.dry_run,
+            learner=runtime.learner,
         )
         service.subscribe(show)
         with _stop_on_signals(service.stop) as asked:
