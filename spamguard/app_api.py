@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from spamguard.config import (
     PRESETS,
@@ -39,13 +39,14 @@ from spamguard.errors import (
 )
 from spamguard.mail.base import MailStore
 from spamguard.message import Message, parse_message
-from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
+from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer, Verdict
 from spamguard.service import AccountWorker, Event, EventBus, MessageScored, Progress
 from spamguard.store import JournalEntry, ScoredMessage, Store
 from spamguard.versions import ModelRegistry, VersionInfo
 
 if TYPE_CHECKING:
     from spamguard.learning import Learner
+    from spamguard.scoring.llm import Outcome
 
 __all__ = [
     "DEMO_ACCOUNT",
@@ -352,20 +353,23 @@ class AccountSession:
             return full.score([msg])[0]
 
     def rationale(self, key: tuple[str, str, str], llm: LLMConfig) -> Iterator[str]:
-        """The LLM's short rationale for a message's score, piece by piece as it is written.
+        """The LLM's short rationale for a message's score and what was done with it.
 
-        It reads the score and evidence SpamGuard already has; it changes neither. A missing
-        or damaged model is a `ModelError` naming what to install.
+        It reads the score and evidence SpamGuard already has; it changes neither. It is told
+        what was actually done (this account's thresholds, allow list and rules, from the
+        journal). A missing or damaged model is a `ModelError` naming what to install.
         """
         from spamguard.scoring.llm import LLMSettings, stream_rationale
 
         row = self.row(key)
         msg = self._fetch(row) if row else None
-        if msg is None:
+        if row is None or msg is None:
             raise MailStoreError("the message is no longer on the server")
         with self._scorer_lock:
             score = self._scorer.score([msg])[0]
-        yield from stream_rationale(msg, score, settings=LLMSettings.from_config(llm))
+        yield from stream_rationale(
+            msg, score, settings=LLMSettings.from_config(llm), outcome=outcome_of(row)
+        )
 
     def _fetch(self, row: MessageRow) -> Message | None:
         self.open()
@@ -432,6 +436,42 @@ class AccountSession:
         entries = [e for e in (self.store.journal_entry(i) for i in ids) if e is not None]
         entries.sort(key=lambda e: -e.id)
         return sum(r.outcome == "undone" for r in executor.undo(entries))
+
+
+def outcome_of(row: MessageRow) -> Outcome:
+    """What SpamGuard did with a row's message, in the words the LLM is given and checked
+    against: the journal's last action, else the plan's reason for leaving it alone."""
+    from spamguard.scoring.llm import Outcome
+
+    verdict = cast(Verdict, row.verdict if row.verdict in ("spam", "flag", "ham") else "ham")
+    action = row.action
+    if action == "moved to Junk":
+        return Outcome(verdict, "moved it to Junk", moved_to_junk=True)
+    if action == "flagged":
+        return Outcome(verdict, "flagged it and left it where it was", flagged=True)
+    if action == "moved back":
+        return Outcome(verdict, "moved it to Junk, then it was moved back out (by you or Undo)")
+    if action == "unflagged":
+        return Outcome(verdict, "flagged it, then the flag was undone")
+    if action.startswith("moved to "):
+        return Outcome(verdict, f"{action} (one of your rules)")
+    if action.startswith("failed") or action == "pending":
+        return Outcome(verdict, f"nothing yet: the planned action is {action}")
+    where = f"left it in {row.location}" if row.location else "left it alone"
+    return Outcome(verdict, f"{where}, because {_why_left(row.plan)}")
+
+
+def _why_left(plan: str) -> str:
+    """The policy's reason for leaving a message alone, as a clause (`policy.plan_for`)."""
+    plan = plan.strip()
+    reason = plan[len("leave (") : -1] if plan.startswith("leave (") and plan.endswith(")") else ""
+    if ", but " in reason:
+        return reason.split(", but ", 1)[1]  # "... ≥ move threshold, but X is on your allow list"
+    if reason.startswith("rule "):
+        return f"of your {reason}"
+    if "<" in reason and "threshold" in reason:
+        return "its score is below the flag threshold"
+    return reason or "no rule or threshold asked for anything else"
 
 
 def _whereabouts(folder: str, entries: Sequence[JournalEntry]) -> tuple[str, str, float | None]:

@@ -301,6 +301,22 @@ def _explain_account(args: argparse.Namespace) -> tuple[Any, Any] | None:
     return config.account(args.account), Store(config.state_path)
 
 
+def _would(plan: Any) -> Any:
+    """`llm.Outcome` of what an account's `policy.Plan` would do with a message."""
+    from spamguard.scoring.llm import Outcome
+
+    kinds = {a.kind for a in plan.actions}
+    reason = plan.protected or "; ".join(a.reason for a in plan.actions)
+    if "junk" in kinds:
+        return Outcome(plan.verdict, "it would be moved to Junk", moved_to_junk=True)
+    if "move" in kinds:
+        folder = next(a.folder for a in plan.actions if a.kind == "move")
+        return Outcome(plan.verdict, f"it would be moved to {folder} by your rule")
+    if kinds & {"flag", "keyword"}:
+        return Outcome(plan.verdict, "it would be flagged and left where it is", flagged=True)
+    return Outcome(plan.verdict, f"it would be left alone, because {reason}")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from spamguard.errors import MessageError
     from spamguard.message import parse_message
@@ -324,6 +340,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     score = scorer.score([msg])[0]
     rec = _score_record(args.file, msg, score, move, flag)
     rec["authserv_id"] = authserv_id or None
+    # A file on disk has not been acted on: the LLM is told what would be done (at these
+    # thresholds, or by the account's policy with --account).
+    from spamguard.scoring.llm import Outcome
+
+    outcome = Outcome.would(score.p_spam, move, flag)
     if account is not None:
         from spamguard.policy import plan_for
         from spamguard.service import policy_context
@@ -331,6 +352,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         settings, store = account
         with store:
             plan = plan_for(msg, score, settings, policy_context(store, settings.name, msg))
+        outcome = _would(plan)
         rec["account"] = settings.name
         rec["plan"] = plan.describe()
         rec["protected"] = plan.protected
@@ -381,7 +403,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             )
         out.write("\n  The local LLM's reading (it explains; it never decides):\n    ")
         out.flush()
-        for token in stream_rationale(msg, score, settings=settings):
+        for token in stream_rationale(msg, score, settings=settings, outcome=outcome):
             out.write(token)
             out.flush()
         out.write("\n")

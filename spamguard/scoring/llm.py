@@ -34,7 +34,14 @@ from spamguard.config import LLMConfig
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.metrics import IdleCores
-from spamguard.scoring.base import Evidence, Score, verdict_for
+from spamguard.scoring.base import (
+    DEFAULT_FLAG_THRESHOLD,
+    DEFAULT_MOVE_THRESHOLD,
+    Evidence,
+    Score,
+    Verdict,
+    verdict_for,
+)
 from spamguard.scoring.cache import LRUScoreCache, ScoreCache
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "LLMEngine",
     "LLMScorer",
     "LLMSettings",
+    "Outcome",
     "Prompt",
     "add_user_model",
     "classify_prompt_text",
@@ -383,14 +391,44 @@ def mail_for_prompt(message: Message, max_chars: int = 6000) -> str:
     return _clean("\n".join(lines) + "\n\n" + text)
 
 
-def _evidence_lines(score: Score) -> str:
-    verdict = verdict_for(score.p_spam)
-    words = {
-        "spam": "spam (moved to Junk)",
-        "flag": "suspicious (flagged, left in the Inbox)",
-        "ham": "not spam (left alone)",
-    }
-    lines = [f"The filter's verdict: {words[verdict]}, spam probability {score.p_spam:.2f}."]
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What SpamGuard decided and did with one message, as the LLM must be told it.
+
+    ``verdict`` is at the account's thresholds; ``done`` says in words what happened to the
+    message (or would happen, for a file scored on disk), including why a protected message
+    was left alone.
+    """
+
+    verdict: Verdict
+    done: str
+    moved_to_junk: bool = False
+    flagged: bool = False
+
+    @classmethod
+    def would(cls, p_spam: float, move: float, flag: float) -> Outcome:
+        """For a message on disk: what SpamGuard would do at these thresholds."""
+        verdict = verdict_for(p_spam, move, flag)
+        if verdict == "spam":
+            return cls(verdict, "it would be moved to Junk", moved_to_junk=True)
+        if verdict == "flag":
+            return cls(verdict, "it would be flagged and left where it is", flagged=True)
+        return cls(verdict, "it would be left alone")
+
+
+_VERDICT_WORDS: Final = {"spam": "spam", "flag": "suspicious", "ham": "not spam"}
+
+
+def _evidence_lines(score: Score, outcome: Outcome | None = None) -> str:
+    if outcome is None:
+        outcome = Outcome.would(score.p_spam, DEFAULT_MOVE_THRESHOLD, DEFAULT_FLAG_THRESHOLD)
+    lines = [
+        f"The filter's verdict: {_VERDICT_WORDS[outcome.verdict]}, spam probability "
+        f"{score.p_spam:.2f}.",
+        f"What SpamGuard did: {_clean(outcome.done)}.",
+    ]
+    if not outcome.moved_to_junk:
+        lines.append("The message was not moved to Junk.")
     if score.evidence:
         lines.append("What pushed the score (+ towards spam, - towards not spam):")
         for ev in score.evidence[:6]:
@@ -410,16 +448,24 @@ def classify_prompt_text(prompt: Prompt, mail: str) -> str:
     return prompt.prefix + mail + prompt.suffix
 
 
-def rationale_prompt_parts(prompt: Prompt, score: Score) -> tuple[str, str]:
-    """(text before the quoted mail, text after it) of the rationale prompt."""
+def rationale_prompt_parts(
+    prompt: Prompt, score: Score, outcome: Outcome | None = None
+) -> tuple[str, str]:
+    """(text before the quoted mail, text after it) of the rationale prompt.
+
+    The filter's findings and what was done come first, as facts; the mail follows inside
+    its delimiters, as untrusted data written by its sender.
+    """
     return (
-        prompt.prefix + _evidence_lines(score) + "\n\nThe e-mail:\n<email>\n",
+        prompt.prefix + _evidence_lines(score, outcome) + "\n\nThe e-mail:\n<email>\n",
         "\n</email>" + prompt.suffix,
     )
 
 
-def rationale_prompt_text(prompt: Prompt, score: Score, mail: str) -> str:
-    before, after = rationale_prompt_parts(prompt, score)
+def rationale_prompt_text(
+    prompt: Prompt, score: Score, mail: str, outcome: Outcome | None = None
+) -> str:
+    before, after = rationale_prompt_parts(prompt, score, outcome)
     return before + mail + after
 
 
@@ -995,22 +1041,27 @@ _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 
 
 def stream_rationale(
-    message: Message, score: Score, *, settings: LLMSettings | None = None
+    message: Message,
+    score: Score,
+    *,
+    settings: LLMSettings | None = None,
+    outcome: Outcome | None = None,
 ) -> Iterator[str]:
     """Stream a 1–3 sentence explanation of ``score`` for ``message``, token by token.
 
     The filter's findings (verdict, evidence, neighbours) are given in the prompt and the
     mail is quoted between delimiters, truncated. The text is for the reader only: nothing
-    here changes ``score`` or any action taken on the message.
+    here changes ``score`` or any action taken on the message. ``outcome`` is what was
+    actually done (the default: what the default thresholds would do).
     """
     settings = settings or LLMSettings()
     if settings.remote_url:
-        yield from _remote_rationale(message, score, settings)
+        yield from _remote_rationale(message, score, settings, outcome)
         return
     engine = shared_engine(settings)
     prompt = engine.rationale_prompt
     mail = mail_for_prompt(message, max_chars=3000)
-    before, after = rationale_prompt_parts(prompt, score)
+    before, after = rationale_prompt_parts(prompt, score, outcome)
     sentences = 0
     text = ""
     for piece in engine.generate(
@@ -1027,7 +1078,9 @@ def stream_rationale(
             return
 
 
-def _remote_rationale(message: Message, score: Score, settings: LLMSettings) -> Iterator[str]:
+def _remote_rationale(
+    message: Message, score: Score, settings: LLMSettings, outcome: Outcome | None = None
+) -> Iterator[str]:
     """The rationale from the remote server; the local model if it fails before answering."""
     import urllib.error
 
@@ -1035,7 +1088,7 @@ def _remote_rationale(message: Message, score: Score, settings: LLMSettings) -> 
 
     assert settings.remote_url is not None
     prompt = load_prompt("rationale-chatml")
-    before, after = rationale_prompt_parts(prompt, score)
+    before, after = rationale_prompt_parts(prompt, score, outcome)
     text = before + mail_for_prompt(message, max_chars=800) + after
     started = False
     try:
@@ -1056,4 +1109,6 @@ def _remote_rationale(message: Message, score: Score, settings: LLMSettings) -> 
         if started:
             return
         log.warning("remote LLM failed (%s); explaining with the local model", exc)
-        yield from stream_rationale(message, score, settings=replace(settings, remote_url=None))
+        yield from stream_rationale(
+            message, score, settings=replace(settings, remote_url=None), outcome=outcome
+        )
