@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from spamguard import __version__, doctor, learning_commands, thunderbird
+from spamguard.argtypes import count, non_negative_float, positive_float, probability
 from spamguard.errors import SpamGuardError
 from spamguard.mail import commands as mail_commands
 from spamguard.scoring import commands as scoring_commands
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "fail", "main"]
 
 BATCH = 64
 # Modules that add their own commands through `register(subparsers)`.
 COMMAND_GROUPS = (mail_commands, scoring_commands, learning_commands, doctor, thunderbird)
+# `score` and `explain` read at most this much of a file: the engine fetches far less from a
+# server, and a 1.5 GB file must not take 1.5 GB of memory to be called spam.
+MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
 class ProgressBar:
@@ -75,7 +79,7 @@ def _iter_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes | Exception]
 
     for given in paths:
         if given == "-":
-            yield "-", sys.stdin.buffer.read()
+            yield "-", _read_stdin()
             continue
         root = Path(given)
         if root.is_dir():
@@ -93,9 +97,20 @@ def _join(given: str, rel: Path) -> str:
 
 def _read_bytes(path: Path) -> bytes | Exception:
     try:
-        return path.read_bytes()
+        with path.open("rb") as fh:
+            return fh.read(MAX_INPUT_BYTES)
     except OSError as exc:
         return exc
+
+
+def _read_stdin() -> bytes | Exception:
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        return OSError("standard input is closed; pipe a message into it or give a file")
+    try:
+        return bytes(stream.read(MAX_INPUT_BYTES))
+    except (OSError, ValueError) as exc:
+        return OSError(f"cannot read standard input ({exc}); give a file instead")
 
 
 def _count_inputs(paths: Sequence[str]) -> int | None:
@@ -116,10 +131,20 @@ def _load_scorer(args: argparse.Namespace, *, cascade: bool = False) -> Any:
     from spamguard.scoring.commands import load_default_scorer
 
     return load_default_scorer(
-        getattr(args, "model", None),
+        _model_dir(args),
         encoder_kind=getattr(args, "encoder", None),
         cascade=cascade and not getattr(args, "no_cascade", False),
     )
+
+
+def _model_dir(args: argparse.Namespace) -> Path | None:
+    """``--model``, else the config's ``model_dir`` (what `run` scores with), else None (the
+    active model). A configured folder that is missing is an error, not a silent fallback."""
+    if getattr(args, "model", None):
+        return Path(args.model)
+    from spamguard.config import load_config
+
+    return load_config(getattr(args, "config", None)).model_dir
 
 
 def _thresholds(args: argparse.Namespace, scorer: Any) -> tuple[float, float]:
@@ -132,13 +157,6 @@ def _thresholds(args: argparse.Namespace, scorer: Any) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------- score
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _score_record(path: str, msg: Any, score: Any, move: float, flag: float) -> dict[str, Any]:
@@ -227,11 +245,11 @@ def _scored_records_parallel(
             path, error = order.popleft()
             yield {"path": path, "error": error}
 
-    model = getattr(args, "model", None)
+    model = _model_dir(args)
     done = 0
     with WorkerPool(
         args.jobs,
-        model_dir=Path(model) if model else None,
+        model_dir=model,
         encoder_kind=getattr(args, "encoder", None),
         cascade=not getattr(args, "no_cascade", False),
         authserv_id=getattr(args, "authserv_id", None),
@@ -255,17 +273,26 @@ def _scored_records_parallel(
 def cmd_score(args: argparse.Namespace) -> int:
     records = scored_records(args, args.paths)
     out = sys.stdout
+    scored = failed = 0
     if args.jsonl:
         for rec in records:
+            scored += "error" not in rec
+            failed += "error" in rec
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
             out.flush()
-        return 0
-    all_records = list(records)
-    if args.json:
-        json.dump(all_records, out, ensure_ascii=False, indent=2)
-        out.write("\n")
-        return 0
-    _print_table(all_records, out)
+    else:
+        all_records = list(records)
+        scored = sum("error" not in r for r in all_records)
+        failed = len(all_records) - scored
+        if args.json:
+            json.dump(all_records, out, ensure_ascii=False, indent=2)
+            out.write("\n")
+        else:
+            _print_table(all_records, out)
+    if not scored:
+        # Some output may be useful (each input's error), but nothing was scored.
+        what = f"none of the {failed} inputs could be scored" if failed else "no input found"
+        raise SpamGuardError(f"{what}; give raw .eml/RFC 822 message files, folders or -")
     return 0
 
 
@@ -321,6 +348,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from spamguard.errors import MessageError
     from spamguard.message import parse_message
 
+    if args.file != "-" and Path(args.file).is_dir():
+        raise SpamGuardError(
+            f"{args.file} is a folder; explain takes one message file "
+            "(`spamguard score FOLDER` scores a whole folder)"
+        )
     first = next(iter(_iter_inputs([args.file])), None)
     if first is None:
         raise SpamGuardError(f"{args.file}: nothing to explain")
@@ -417,28 +449,45 @@ def training_items(args: argparse.Namespace) -> tuple[list[Any], str]:
     """The labelled messages `train` was pointed at (a split's train half, or folders)."""
     from spamguard.corpus import load_folders, load_split
 
+    skipped: list[Path] = []
     if args.split:
         if not args.corpus:
             raise SpamGuardError("--split needs --corpus DIR (the folder the split's paths are in)")
-        items = load_split(Path(args.split), Path(args.corpus), "train")
-        return items, f"{Path(args.split).name} train half"
-    if args.ham and args.spam:
-        items = load_folders([Path(p) for p in args.ham], [Path(p) for p in args.spam])
-        return items, "folders"
-    raise SpamGuardError("give --split TSV --corpus DIR, or --ham DIR --spam DIR")
+        items = load_split(Path(args.split), Path(args.corpus), "train", skipped=skipped)
+        source = f"{Path(args.split).name} train half"
+    elif args.ham and args.spam:
+        items = load_folders(
+            [Path(p) for p in args.ham], [Path(p) for p in args.spam], skipped=skipped
+        )
+        source = "folders"
+    else:
+        raise SpamGuardError("give --split TSV --corpus DIR, or --ham DIR --spam DIR")
+    if skipped:
+        import logging
+
+        logging.getLogger("spamguard").warning(
+            "skipped %d file(s) that are not mail or cannot be read, e.g. %s",
+            len(skipped),
+            skipped[0],
+        )
+    return items, source
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from spamguard.scoring.model import save_model
+    from spamguard.scoring.model import check_model_target, save_model
     from spamguard.training import DEFAULT_BLOCKS, TrainOptions, train
 
+    check_model_target(Path(args.out))  # before minutes of training, not after
     items, source = training_items(args)
     blocks = dict(DEFAULT_BLOCKS)
     for spec in args.block or []:
         name, _, weight = spec.partition("=")
         if name not in blocks:
             raise SpamGuardError(f"unknown block {name!r}; known: {', '.join(blocks)}")
-        blocks[name] = float(weight)
+        try:
+            blocks[name] = non_negative_float(weight)
+        except argparse.ArgumentTypeError as exc:
+            raise SpamGuardError(f"--block {spec}: the weight {exc}; e.g. {name}=0.5") from None
     options = TrainOptions(
         blocks=tuple(blocks.items()),
         C=args.C,
@@ -603,8 +652,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         choices=["int8", "fp32", "torch"],
         help="sentence encoder path: int8 ONNX (default), fp32 ONNX, or the torch reference",
     )
-    p.add_argument("--move", type=float, help="move-to-Junk threshold (default 0.90)")
-    p.add_argument("--flag", type=float, help="flag threshold (default 0.50)")
+    p.add_argument("--move", type=probability, help="move-to-Junk threshold (default 0.90)")
+    p.add_argument("--flag", type=probability, help="flag threshold (default 0.50)")
 
 
 def _add_authserv_arg(p: argparse.ArgumentParser) -> None:
@@ -642,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=count,
         default=1,
         metavar="N",
         help="score in N worker processes (a large backlog on N cores; default 1)",
@@ -672,7 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ham", metavar="DIR", action="append", help="folder of ham (repeatable)")
     p.add_argument("--spam", metavar="DIR", action="append", help="folder of spam (repeatable)")
     p.add_argument("--out", metavar="DIR", required=True, help="where to write the model")
-    p.add_argument("--C", type=float, default=100.0, help="inverse regularisation strength")
+    p.add_argument(
+        "--C", type=positive_float, default=100.0, help="inverse regularisation strength"
+    )
     p.add_argument(
         "--block",
         action="append",
@@ -700,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="reduce each message to its Subject and text first",
     )
-    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=count, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="score the bundled demo mailbox and print the table")
@@ -726,10 +777,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SpamGuardError as exc:
-        sys.stderr.write(f"spamguard: error: {exc}\n")
-        return 1
+        return fail(str(exc))
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
         sys.stderr.write("spamguard: interrupted\n")
         return 130
+    except OSError as exc:
+        return fail(_os_error_line(exc), exc)
+    except MemoryError as exc:
+        return fail("out of memory; give fewer or smaller inputs at a time", exc)
+    except Exception as exc:  # a bug: one line here, the traceback in the log
+        from spamguard.logs import current_log_file
+
+        where = current_log_file() or "the log"
+        return fail(
+            f"unexpected {type(exc).__name__}: {exc}. This is a bug in SpamGuard; the details "
+            f"are in {where}. Please report it",
+            exc,
+        )
+
+
+def fail(message: str, exc: BaseException | None = None) -> int:
+    """Tell the user on one line of stderr, keep it in the log file too; exit status 1."""
+    from spamguard.logs import log_failure
+
+    line = " ".join(message.split())
+    sys.stderr.write(f"spamguard: error: {line}\n")
+    sys.stderr.flush()
+    log_failure(line, exc_info=exc)
+    return 1
+
+
+def _os_error_line(exc: OSError) -> str:
+    import errno
+
+    what = exc.strerror or str(exc)
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = {
+        errno.ENOSPC: "free some space and run again (no mail is lost: the next run finishes "
+        "what was interrupted)",
+        errno.EACCES: "check the permissions",
+        errno.EPERM: "check the permissions",
+        errno.EROFS: "the disk is read-only; choose a writable place",
+        errno.ENOENT: "check the path",
+        errno.ENOTDIR: "check the path",
+        errno.EISDIR: "give a file, not a folder",
+    }.get(exc.errno or 0, "check the path and the disk, then run again")
+    return f"{where}{what}; {hint}"

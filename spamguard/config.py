@@ -239,6 +239,11 @@ def load_config(path: Path | str | None = None) -> Config:
         if explicit:
             raise ConfigError(f"config file {file} does not exist") from None
         return Config(path=file, accounts={})
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {file} is not UTF-8 text (byte {exc.start} is "
+            f"{exc.object[exc.start]:#04x}); save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
     return parse_config(text, path=file)

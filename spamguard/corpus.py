@@ -65,9 +65,17 @@ def _read(path: Path) -> Message | None:
 
 
 def load_split(
-    split_tsv: Path, corpus_dir: Path, which: str, *, limit: int | None = None
+    split_tsv: Path,
+    corpus_dir: Path,
+    which: str,
+    *,
+    limit: int | None = None,
+    skipped: list[Path] | None = None,
 ) -> list[LabelledMessage]:
-    """Messages of one half (``train`` or ``test``) of a split TSV (path, label, group, split)."""
+    """Messages of one half (``train`` or ``test``) of a split TSV (path, label, group, split).
+
+    Files that are not mail are left out and, when ``skipped`` is given, listed there.
+    """
     if not split_tsv.is_file():
         raise CorpusError(f"split file {split_tsv} not found")
     if not corpus_dir.is_dir():
@@ -76,19 +84,31 @@ def load_split(
             "shared/corpora/fetch-spamassassin (prints the folder to pass as --corpus)"
         )
     out: list[LabelledMessage] = []
-    with split_tsv.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    try:
+        with split_tsv.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"split file {split_tsv} is not UTF-8 text (byte {exc.start}); give the "
+            "tab-separated split (path, label, group, split)"
+        ) from None
+    except (OSError, csv.Error) as exc:
+        raise CorpusError(f"cannot read split file {split_tsv}: {exc}") from None
     missing_cols = {"path", "label", "split"} - set(rows[0] if rows else {})
     if missing_cols:
         raise CorpusError(f"{split_tsv} lacks columns {sorted(missing_cols)}")
-    for row in rows:
+    for number, row in enumerate(rows, start=2):
         if row["split"] != which:
             continue
+        if not row["path"] or row["label"] not in ("spam", "ham"):
+            raise CorpusError(f"{split_tsv} line {number}: want a path and a label 'spam' or 'ham'")
         path = corpus_dir / row["path"]
         if not path.is_file():
             raise CorpusError(f"{path} listed in {split_tsv} is missing; re-fetch the corpus")
         msg = _read(path)
         if msg is None:
+            if skipped is not None:
+                skipped.append(path)
             continue
         out.append(LabelledMessage(row["path"], row["label"] == "spam", row.get("group", ""), msg))
         if limit and len(out) >= limit:
@@ -98,8 +118,21 @@ def load_split(
     return trust_receiving_servers(out)
 
 
-def load_folders(ham: Iterable[Path], spam: Iterable[Path]) -> list[LabelledMessage]:
-    """Messages from folders (or Maildirs) of ham and spam, e.g. the user's own."""
+def load_folders(
+    ham: Iterable[Path], spam: Iterable[Path], *, skipped: list[Path] | None = None
+) -> list[LabelledMessage]:
+    """Messages from folders (or Maildirs) of ham and spam, e.g. the user's own.
+
+    Files that are not mail are left out and, when ``skipped`` is given, listed there.
+    """
+    ham, spam = list(ham), list(spam)
+    for h in ham:
+        for s in spam:
+            if _overlap(h, s):
+                raise CorpusError(
+                    f"{h} (--ham) and {s} (--spam) hold the same messages; give separate "
+                    "folders of ham and of spam"
+                )
     out: list[LabelledMessage] = []
     for is_spam, roots in ((False, ham), (True, spam)):
         for root in roots:
@@ -112,6 +145,8 @@ def load_folders(ham: Iterable[Path], spam: Iterable[Path]) -> list[LabelledMess
                     found.append(
                         LabelledMessage(str(path), is_spam, "spam" if is_spam else "ham", msg)
                     )
+                elif skipped is not None:
+                    skipped.append(path)
             # Each folder is a mailbox of its own: its receiving server is learnt from it.
             out.extend(_trusted(found, learn_authserv_id(it.message for it in found)))
     return out
@@ -142,6 +177,15 @@ def _trusted(items: list[LabelledMessage], authserv_id: str | None) -> list[Labe
     return [
         dataclasses.replace(it, message=with_authserv_id(it.message, authserv_id)) for it in items
     ]
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether one folder is the other or inside it."""
+    try:
+        ra, rb = a.resolve(), b.resolve()
+    except OSError:
+        return False
+    return ra == rb or ra in rb.parents or rb in ra.parents
 
 
 def data_hash(items: Iterable[LabelledMessage]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from spamguard.argtypes import positive_float
 from spamguard.errors import ConfigError, ModelError, SpamGuardError
 
 if TYPE_CHECKING:
@@ -632,7 +633,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--offline", action="store_true", help="do not log in to the accounts")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"per-account connection timeout (default {DEFAULT_TIMEOUT:.0f})",

@@ -84,3 +84,13 @@ class FolderMissingError(MailStoreError):
 
 class JournalError(SpamGuardError):
     """The action journal and the mailbox disagree in a way SpamGuard will not guess about."""
+
+
+class StateError(SpamGuardError):
+    """The state database cannot be used (locked, disk full, unreadable); nothing was done."""
+
+
+class StateLostError(StateError):
+    """The state database exists but is empty or damaged: what SpamGuard moved and which
+    messages the user rescued is gone. SpamGuard will not act on mail as if this were a
+    first run (that could move rescued mail back to Junk) until the user decides."""

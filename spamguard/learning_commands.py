@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spamguard.argtypes import non_negative_count, non_negative_float
 from spamguard.errors import SpamGuardError
 
 __all__ = ["register"]
@@ -301,9 +302,10 @@ def _train_with_from(original: Any) -> Any:
 
 def cmd_train_from(args: argparse.Namespace) -> int:
     from spamguard.cli import ProgressBar, training_items
-    from spamguard.scoring.model import save_model
+    from spamguard.scoring.model import check_model_target, save_model
     from spamguard.training import WarmStartOptions, train_from
 
+    check_model_target(Path(args.out))  # before minutes of training, not after
     items, source = training_items(args)
     options = WarmStartOptions(
         l2=args.l2,
@@ -388,7 +390,13 @@ def register(sub: Any) -> None:
     p.add_argument("--activate", action="store_true")
     p.set_defaults(func=cmd_models_register)
     p = msub.add_parser("retrain", help="retrain on your labels now")
-    p.add_argument("--shadow", type=int, default=50, metavar="N", help="shadow messages (0: off)")
+    p.add_argument(
+        "--shadow",
+        type=non_negative_count,
+        default=50,
+        metavar="N",
+        help="shadow messages (0: off)",
+    )
     p.add_argument("--split", metavar="TSV", help="also check on this split's test half")
     p.add_argument("--corpus", metavar="DIR")
     p.set_defaults(func=cmd_models_retrain)
@@ -427,8 +435,10 @@ def register(sub: Any) -> None:
     p.add_argument("--ham", metavar="DIR", action="append", required=True)
     p.add_argument("--spam", metavar="DIR", action="append", required=True)
     p.add_argument("--k", "--adapt", default="10,20,50,100", help="comma-separated K values")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--l2", type=float, default=0.1, help="pull towards the parent's weights")
+    p.add_argument("--seed", type=non_negative_count, default=0)
+    p.add_argument(
+        "--l2", type=non_negative_float, default=0.1, help="pull towards the parent's weights"
+    )
     p.add_argument("--json", metavar="OUT")
     p.add_argument("--plot", metavar="OUT.png")
     p.set_defaults(func=cmd_adapt)
@@ -444,6 +454,9 @@ def register(sub: Any) -> None:
             help="warm-start from this model (or 'default') instead of training from scratch",
         )
         train.add_argument(
-            "--l2", type=float, default=0.1, help="with --from: pull towards its weights"
+            "--l2",
+            type=non_negative_float,
+            default=0.1,
+            help="with --from: pull towards its weights",
         )
         train.set_defaults(func=_train_with_from(train.get_default("func")))

@@ -17,6 +17,7 @@ __all__ = [
     "add_secret",
     "current_log_file",
     "default_log_dir",
+    "log_failure",
     "redact",
     "setup_logging",
 ]
@@ -144,6 +145,25 @@ def default_log_dir() -> Path:
 def current_log_file() -> Path | None:
     """The file `setup_logging` writes to, or None before it ran (or when it could not)."""
     return _log_file
+
+
+def log_failure(
+    message: str, *, exc_info: BaseException | None = None, level: int = logging.ERROR
+) -> None:
+    """Write a failure the user was already shown on stderr to the log file only, with its
+    traceback when there is one (the screen gets one line; the log keeps the detail)."""
+    record = logging.getLogger("spamguard").makeRecord(
+        "spamguard",
+        level,
+        __file__,
+        0,
+        message,
+        (),
+        (type(exc_info), exc_info, exc_info.__traceback__) if exc_info is not None else None,
+    )
+    for handler in _installed:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
 
 
 def setup_logging(verbose: bool, log_dir: Path | None = None) -> Path | None:

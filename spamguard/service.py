@@ -20,6 +20,7 @@ from spamguard.errors import (
     FolderMissingError,
     MailStoreError,
     NotMailError,
+    StateError,
     TLSError,
 )
 from spamguard.mail.base import DELETED, FetchedMessage, MailStore
@@ -343,6 +344,8 @@ class AccountWorker:
         self.executor = Executor(self.mail, self.store, self.settings, junk_folder=self.junk_folder)
         if not self.dry_run:
             for entry in self.executor.reconcile():
+                if entry.detail.get("rescued") and entry.action == "move_junk":
+                    self._record_rescue(entry.src, entry.message_id, entry.content_hash)
                 self._emit(
                     ActionApplied(
                         self.name,
@@ -507,13 +510,29 @@ class AccountWorker:
         if learning:
             assert self.learner is not None
             self.learner.after_sync(self)
+        if (
+            not self.dry_run
+            and self.store.starts_from_new_mail(self.name)
+            and all(self.store.folder_state(self.name, f) for f in self.settings.watch_folders)
+        ):
+            self.store.started_from_new_mail(self.name)
 
     def sync_folder(self, folder: str) -> Iterator[Progress]:
         s = self.settings
         status = self.mail.select(folder)
         state = self.store.folder_state(self.name, folder)
         phase: Literal["backlog", "new mail", "resync"] = "new mail"
-        if state is None or state.uidvalidity != status.uidvalidity:
+        if state is None and self.store.starts_from_new_mail(self.name):
+            # The state file was reset after it was lost: mail already here may be mail the
+            # user rescued, and that record is gone. Leave it as it is; act on what comes next.
+            state = FolderState(
+                self.name, folder, status.uidvalidity, status.uidnext, status.highestmodseq
+            )
+            if not self.dry_run:
+                self.store.save_folder_state(state)
+            uids = []
+            phase = "backlog"
+        elif state is None or state.uidvalidity != status.uidvalidity:
             # First run, or the server renumbered the folder (UIDVALIDITY changed): scan the
             # backlog window; messages already handled are recognised by Message-ID + hash.
             phase = "backlog" if state is None else "resync"
@@ -572,6 +591,10 @@ class AccountWorker:
         started = self._tick("fetch", started)
         todo: list[tuple[FetchedMessage, Message]] = []
         for item in fetched:
+            if not item.raw:
+                # Expunged by another client between SEARCH and FETCH: gone, not "not mail".
+                log.info("message %d in %r was deleted meanwhile; skipped", item.uid, folder)
+                continue
             try:
                 msg = parse_message(item.raw, authserv_id=self.authserv_id)
             except NotMailError:
@@ -587,9 +610,12 @@ class AccountWorker:
                 # A \Deleted copy is on its way out, not back: the original a COPY-fallback
                 # move left behind when it was killed before UID EXPUNGE. Reading it as a
                 # rescue would pin the spam in place and, after two, allow-list its sender.
-                if DELETED not in item.flags:
-                    self._note_rescue(folder, msg, item.raw)
-                continue
+                if DELETED in item.flags:
+                    continue
+                if not self._note_rescue(folder, msg, item.raw):
+                    continue
+                # A second copy of mail we moved, whose first copy is still in Junk (a
+                # restore, a Sieve `fileinto :copy`): new mail like any other, not a rescue.
             todo.append((item, msg))
         started = self._tick("parse", started)
         if not todo:
@@ -684,33 +710,64 @@ class AccountWorker:
                 )
             )
 
-    def _note_rescue(self, folder: str, msg: Message, raw: bytes | None = None) -> None:
-        """A handled message back in a watched folder after we moved it to Junk: the user
-        rescued it. Remember that (and the label) so it is never moved again."""
+    def _note_rescue(self, folder: str, msg: Message, raw: bytes | None = None) -> bool:
+        """A handled message seen again in a watched folder. If we moved it to Junk and a
+        copy we put there is gone, the user rescued it: remember that (and the label) so it
+        is never moved again. True when instead every copy we moved is still in Junk: this
+        one is a second delivery of the same bytes (a restore, a Sieve `fileinto :copy`).
+        """
         if self.dry_run or self.store.is_rescued(self.name, msg.message_id, msg.content_hash):
-            return
-        moved = self.store.journal(
-            account=self.name,
-            states=["applied"],
-            actions=["move_junk"],
-            message=(msg.message_id, msg.content_hash),
-            limit=1,
-        )
-        if moved:
-            from spamguard.feedback import record_label
-
-            record_label(
-                self.store,
-                self.name,
-                msg.message_id,
-                msg.content_hash,
-                "ham",
-                f"moved out of Junk to {folder}",
-                message=msg,
-                raw=raw,
-                folder=folder,
-                rescued=True,
+            return False
+        moves = [
+            e
+            for e in self.store.journal(
+                account=self.name,
+                states=["applied"],
+                actions=["move_junk"],
+                message=(msg.message_id, msg.content_hash),
             )
+            if e.dst is not None and e.dst != folder
+        ]
+        if not moves:
+            return False
+        junk = moves[0].dst
+        assert junk is not None and self.executor is not None
+        ours = [e for e in moves if e.dst == junk]
+        found = {
+            t.uid for t in self.executor.locate(junk, msg.message_id, msg.content_hash, msg.subject)
+        }
+        uidvalidity = self.mail.select(junk).uidvalidity
+        if all(e.dst_uid is not None and e.dst_uidvalidity == uidvalidity for e in ours):
+            all_there = all(e.dst_uid in found for e in ours)
+        else:  # the server gave no COPYUID for some: count the copies instead
+            all_there = len(found) >= len(ours)
+        if all_there:
+            return True
+        self._record_rescue(folder, msg.message_id, msg.content_hash, msg, raw)
+        return False
+
+    def _record_rescue(
+        self,
+        folder: str,
+        message_id: str,
+        content_hash: str,
+        msg: Message | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        from spamguard.feedback import record_label
+
+        record_label(
+            self.store,
+            self.name,
+            message_id,
+            content_hash,
+            "ham",
+            f"moved out of Junk to {folder}",
+            message=msg,
+            raw=raw,
+            folder=folder,
+            rescued=True,
+        )
 
     def _scores(self, messages: Sequence[Message]) -> list[tuple[Score, bool]]:
         """Scores from the cache (content hash + model version), the rest from the scorer."""
@@ -750,7 +807,7 @@ class AccountWorker:
                 if self.stop_event.is_set():
                     break
             return True
-        except (MailStoreError, ConfigError) as exc:
+        except (MailStoreError, ConfigError, StateError) as exc:
             self._emit(Error(self.name, str(exc), type(exc).__name__, fatal=True))
             return False
         finally:
@@ -765,8 +822,10 @@ class AccountWorker:
                 self.open()
                 self._backoff.reset()
                 self._loop()
-            except _PERMANENT as exc:
+            except (*_PERMANENT, StateError) as exc:
                 # Retrying a refused password only locks the account: tell the user once.
+                # A state file that cannot be written (disk full, damaged) stops it too: acting
+                # on mail without a journal could lose track of it.
                 self._emit(Error(self.name, str(exc), type(exc).__name__, fatal=True))
                 self._emit(ConnectionState(self.name, "failed", str(exc)))
                 self.close()

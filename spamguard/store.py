@@ -7,11 +7,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from spamguard.errors import StateError, StateLostError
 from spamguard.scoring.base import Evidence, Score
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Settlement",
     "Store",
     "default_store_path",
+    "reset_command",
 ]
 
 JournalState = Literal["planned", "applied", "undone", "failed"]
@@ -137,7 +139,15 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX messages_sender ON messages (account, from_addr)
     """,
+    # 5: after a state reset (`spamguard state reset`), accounts whose folders start from the
+    # next new message: what is already there may have been rescued, and the record is gone.
+    """
+    CREATE TABLE start_from_new_mail (account TEXT PRIMARY KEY, since REAL NOT NULL)
+    """,
 )
+# Tables whose loss would let SpamGuard act twice or move rescued mail back: checked when the
+# file is opened, so a truncated file is refused before anything is planned from it.
+_VITAL_TABLES = ("rescued", "journal", "messages", "folder_state")
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -145,6 +155,12 @@ def default_store_path() -> Path:
     from spamguard.config import default_data_dir
 
     return default_data_dir() / "spamguard.sqlite3"
+
+
+def reset_command(path: Path) -> str:
+    """The command that sets a damaged state file aside (what a `StateLostError` tells)."""
+    default = path == default_store_path()
+    return "spamguard state reset" if default else "spamguard --config FILE state reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,20 +292,102 @@ class Store:
     WAL plus a busy timeout makes that work.
     """
 
+    #: Seconds to wait for another process's write lock before giving up with a `StateError`.
+    busy_timeout = 30.0
+
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        memory = str(self.path) == ":memory:"
+        if not memory:
+            self._check_file()
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None
+        try:
+            self._db = sqlite3.connect(
+                str(self.path),
+                timeout=self.busy_timeout,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            raise StateError(self._explain(exc)) from None
+        try:
+            with self._translate():
+                self._db.row_factory = sqlite3.Row
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # FULL: a journal row must be on disk before the server hears of the action.
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_file(self) -> None:
+        """Refuse a state file that exists but holds nothing: that is lost state, not a
+        first run (SQLite would happily start an empty database in a 0-byte file)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StateError(
+                f"{self.path.parent} is a file, but SpamGuard keeps its data in that folder; "
+                "move the file away or set data_dir in the config to another folder"
+            ) from None
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the data folder {self.path.parent} ({exc.strerror}); "
+                "check its permissions or set data_dir in the config"
+            ) from None
+        if self.path.is_dir():
+            raise StateError(f"{self.path} is a folder, not SpamGuard's state file; move it away")
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StateError(
+                f"cannot read {self.path} ({exc.strerror}); check its permissions"
+            ) from None
+        if size == 0:
+            raise StateLostError(self._lost("is empty (0 bytes)"))
+
+    def _lost(self, what: str) -> str:
+        return (
+            f"the state file {self.path} {what}: the record of what SpamGuard moved and "
+            "which messages you rescued from Junk is gone, so it will not act on mail. "
+            f"Restore the file from a backup, or run `{reset_command(self.path)}` to set it "
+            "aside and act only on mail that arrives from now on"
         )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a journal row must be on disk before the server hears of the action.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+
+    def _explain(self, exc: sqlite3.Error) -> str:
+        text = str(exc).lower()
+        if _is_damage(exc):
+            return self._lost("is damaged")
+        if "locked" in text or "busy" in text:
+            return (
+                f"{self.path} is in use by another SpamGuard (the app, or a run that has not "
+                f"finished) and stayed locked for {self.busy_timeout:.0f} s; close the other one "
+                "or wait, then run again"
+            )
+        if "full" in text:
+            return (
+                f"the disk holding {self.path} is full; free some space and run again "
+                "(an interrupted action is finished by the next run; no mail is lost)"
+            )
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return (
+                f"cannot write {self.path} ({exc}); check the permissions of the file and "
+                "its folder, or set data_dir in the config"
+            )
+        return f"the state file {self.path} failed ({exc}); run again, or check the disk"
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """SQLite's errors as one `StateError` that says what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            kind = StateLostError if _is_damage(exc) else StateError
+            raise kind(self._explain(exc)) from None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -305,29 +403,34 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._translate():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._translate():
             return list(self._db.execute(sql, args))
 
     def _migrate(self) -> None:
         with self._tx() as db:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
-                from spamguard.errors import SpamGuardError
-
-                raise SpamGuardError(
+                raise StateError(
                     f"{self.path} was written by a newer SpamGuard (schema {version}); "
                     "upgrade SpamGuard or move the file away"
                 )
+            if version > 0:
+                for table in _VITAL_TABLES:
+                    # Reads just these tables' pages: a file cut short fails here, at open.
+                    problems = [r[0] for r in db.execute(f"PRAGMA quick_check({table})")]
+                    if problems != ["ok"]:
+                        raise StateLostError(self._lost("is damaged"))
             for number in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[number].split(";"):
                     if statement.strip():
@@ -386,6 +489,25 @@ class Store:
                     state.last_sync or time.time(),
                 ),
             )
+
+    # -- after a reset: start from new mail -----------------------------------------------------
+
+    def start_from_new_mail(self, accounts: Iterable[str]) -> None:
+        """Folders of these accounts seen for the first time start at their next message."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO start_from_new_mail VALUES (?, ?)",
+                [(a, now) for a in accounts],
+            )
+
+    def starts_from_new_mail(self, account: str) -> bool:
+        return bool(self._query("SELECT 1 FROM start_from_new_mail WHERE account = ?", (account,)))
+
+    def started_from_new_mail(self, account: str) -> None:
+        """Every watched folder of ``account`` has its starting point now."""
+        with self._tx() as db:
+            db.execute("DELETE FROM start_from_new_mail WHERE account = ?", (account,))
 
     # -- scores ----------------------------------------------------------------------------------
 
@@ -1042,6 +1164,11 @@ class Store:
 def _cache_key(model_version: str, context: str) -> str:
     # Without a context the key is the bare version, as before the context existed.
     return f"{model_version} | {context}" if context else model_version
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("not a database", "malformed", "corrupt"))
 
 
 def _evidence_to_json(evidence: Sequence[Evidence]) -> str:

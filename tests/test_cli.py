@@ -99,8 +99,10 @@ def test_score_stdin_and_verdicts_follow_thresholds(
 def test_missing_path_is_an_error_line_not_a_crash(
     fixture_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["score", "--model", str(fixture_model), "--jsonl", "/nonexistent/x.eml"]) == 0
-    (record,) = _jsonl(capsys)
+    # The record is still written; nothing was scored, so the exit status says so (issue 21).
+    assert main(["score", "--model", str(fixture_model), "--jsonl", "/nonexistent/x.eml"]) == 1
+    out = capsys.readouterr().out
+    (record,) = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert record["path"] == "/nonexistent/x.eml" and "no such file" in record["error"]
 
 

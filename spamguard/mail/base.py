@@ -10,6 +10,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
     "JUNK_NAMES",
+    "MAX_SEARCH_CHARS",
     "SENT_NAMES",
     "BatchMoveResult",
     "BatchMoves",
@@ -20,6 +21,7 @@ __all__ = [
     "MoveResult",
     "content_hash",
     "failpoint",
+    "search_prefix",
 ]
 
 # Tried in order when no folder carries the SPECIAL-USE flag (RFC 6154).
@@ -192,3 +194,17 @@ class MailStore(Protocol):
         ...
 
     def noop(self) -> None: ...
+
+
+#: Longest Message-ID or Subject text sent in a SEARCH (servers cap a command line at 8-64 KB).
+MAX_SEARCH_CHARS = 200
+
+
+def search_prefix(text: str) -> str:
+    """At most `MAX_SEARCH_CHARS` of a sender-chosen header value, for a substring search."""
+    # Cut at a line break or other control character: folding may differ on the server.
+    text = text[:MAX_SEARCH_CHARS]
+    for i, ch in enumerate(text):
+        if ch in "\r\n\t" or ord(ch) < 32:
+            return text[:i].rstrip()
+    return text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import logging
+import os
 import re
 import signal
 import sys
@@ -16,10 +18,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from spamguard.argtypes import count, journal_id, port
 from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
 from spamguard.errors import ConfigError, FolderMissingError, SpamGuardError
+from spamguard.logs import log_failure
 
 __all__ = ["register"]
+
+# Undoing more actions than this asks first (or wants --yes): every undone move also marks
+# its message rescued, so it is never filtered again.
+UNDO_WITHOUT_ASKING = 5
 
 
 def register(subparsers: Any) -> None:
@@ -33,15 +41,29 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("undo", help="move mail back / remove marks SpamGuard made")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--last", type=int, metavar="N", help="the last N actions (default 1)")
+    which.add_argument("--last", type=count, metavar="N", help="the last N actions (default 1)")
     which.add_argument("--since", metavar="TIME", help="actions since TIME (ISO, or 30m, 2h, 1d)")
-    which.add_argument("--id", type=int, action="append", metavar="ID", help="journal id")
+    which.add_argument("--id", type=journal_id, action="append", metavar="ID", help="journal id")
     p.add_argument("--account", metavar="NAME", help="only this account")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"undo more than {UNDO_WITHOUT_ASKING} actions without asking",
+    )
     p.set_defaults(func=cmd_undo)
 
     p = subparsers.add_parser("status", help="accounts, last sync, counts, recent actions")
-    p.add_argument("--journal", type=int, default=10, metavar="N", help="show the last N actions")
+    p.add_argument("--journal", type=count, default=10, metavar="N", help="show the last N actions")
     p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("state", help="the state file: set a lost or damaged one aside")
+    sub = p.add_subparsers(dest="state_command", metavar="ACTION", required=True)
+    a = sub.add_parser(
+        "reset",
+        help="set an empty or damaged state file aside and act only on mail that arrives "
+        "from now on",
+    )
+    a.set_defaults(func=cmd_state_reset)
 
     p = subparsers.add_parser("account", help="add, list, test or remove mail accounts")
     sub = p.add_subparsers(dest="account_command", metavar="ACTION", required=True)
@@ -49,7 +71,7 @@ def register(subparsers: Any) -> None:
     a.add_argument("name")
     a.add_argument("--provider", choices=sorted(PRESETS), help="fill host/port/Junk folder")
     a.add_argument("--host")
-    a.add_argument("--port", type=int)
+    a.add_argument("--port", type=port)
     a.add_argument("--security", choices=["tls", "starttls", "plain"])
     a.add_argument("--username")
     a.add_argument(
@@ -187,10 +209,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif isinstance(event, Error):
             if event.fatal:
                 fatal.append(event)
-            _warn(
-                f"spamguard: [{event.account}] {'error' if event.fatal else 'warning'}: "
-                f"{event.message}"
-            )
+            line = f"[{event.account}] {event.message}"
+            _warn(f"spamguard: {'error' if event.fatal else 'warning'}: {line}")
+            log_failure(line, level=logging.ERROR if event.fatal else logging.WARNING)
         elif isinstance(event, Progress) and event.total and event.done == 0 and event.scope:
             # A first sync says what it looks at: the `backlog` setting in words.
             _warn(
@@ -303,6 +324,12 @@ def cmd_undo(args: argparse.Namespace) -> int:
         if not entries:
             _say("nothing to undo")
             return 0
+        if len(entries) > UNDO_WITHOUT_ASKING and not args.yes and not _confirm_undo(entries):
+            raise SpamGuardError(
+                f"this would undo {len(entries)} actions and never filter those messages "
+                "again; nothing was undone. Add --yes to go ahead, or choose fewer "
+                "with --last N, --since or --id"
+            )
         failed = 0
         for name in dict.fromkeys(e.account for e in entries):
             settings = config.account(name)
@@ -320,6 +347,23 @@ def cmd_undo(args: argparse.Namespace) -> int:
             finally:
                 mail.close()
     return 1 if failed else 0
+
+
+def _confirm_undo(entries: list[Any]) -> bool:
+    """Ask on a terminal; anywhere else (cron, scripts) the answer is no."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    accounts = ", ".join(dict.fromkeys(e.account for e in entries))
+    sys.stderr.write(
+        f"Undo {len(entries)} actions in {accounts}? Their messages will never be "
+        "filtered again. [y/N] "
+    )
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -366,6 +410,49 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"  #{e.id} {when} [{e.account}] {e.action} {e.src}{dst} "
                 f"{e.subject[:50]!r} {e.state}"
             )
+    return 0
+
+
+# -- state --------------------------------------------------------------------------------------
+
+
+def cmd_state_reset(args: argparse.Namespace) -> int:
+    """Set a lost state file aside; a new one starts every account from its next message.
+
+    Without the old file SpamGuard cannot know which messages the user rescued from Junk.
+    A first-run backlog scan would move them back, so after a reset the mail already in the
+    folders is left as it is and only mail that arrives afterwards is scored and acted on.
+    """
+    from spamguard.errors import StateLostError
+    from spamguard.store import Store
+
+    config = _config(args)
+    path = config.state_path
+    if not path.exists():
+        _say(f"there is no state file at {path}; nothing to reset")
+        return 0
+    try:
+        Store(path).close()
+    except StateLostError:
+        pass
+    else:
+        raise SpamGuardError(
+            f"{path} is readable; a reset would forget which messages you rescued from Junk. "
+            "Nothing was changed"
+        )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, aside.with_name(aside.name + suffix))
+    with Store(path) as store:
+        store.start_from_new_mail(config.accounts)
+    _say(f"set the damaged state file aside as {aside}")
+    _say(
+        "a new one starts now: mail already in your folders is left as it is, and only "
+        "mail that arrives from now on is scored and moved"
+    )
     return 0
 
 

@@ -316,7 +316,15 @@ class Executor:
         """Settle every planned journal row of this account against the server; oldest first."""
         settled = []
         for entry in reversed(self.store.journal(account=self.settings.name, states=["planned"])):
-            self._reconcile_one(entry)
+            try:
+                self._reconcile_one(entry)
+            except ConnectionLostError:
+                raise
+            except MailStoreError as exc:
+                # Left planned, tried again next time; one message the server will not look
+                # up must not keep the account from running.
+                log.warning("could not settle journal entry #%d yet: %s", entry.id, exc)
+                continue
             settled.append(self.store.journal_entry(entry.id) or entry)
         return settled
 
@@ -335,7 +343,9 @@ class Executor:
         in_src = self.locate(
             e.src, e.message_id, e.content_hash, e.subject, e.src_uid, e.src_uidvalidity
         )
-        in_dst = self.locate(e.dst, e.message_id, e.content_hash, e.subject)
+        in_dst = self._not_ours_before(
+            e, self.locate(e.dst, e.message_id, e.content_hash, e.subject)
+        )
         if in_dst:
             # Crashed between COPY and EXPUNGE: the copy is safe in dst, drop the source,
             # including an original already marked \Deleted (killed before UID EXPUNGE);
@@ -358,6 +368,28 @@ class Executor:
                 dst_uid=in_dst[0].uid,
                 detail={**e.detail, "reconciled": True},
             )
+        elif in_src and e.action != "undo" and not self._same_uid(e, in_src):
+            # The server moved it (a move gives the message a new UID wherever it lands) and
+            # someone moved it back before this was recorded: the user rescued it.
+            status = self.mail.select(e.src)
+            self.store.mark_applied(
+                e.id,
+                dst_uidvalidity=None,
+                dst_uid=None,
+                detail={**e.detail, "reconciled": True, "rescued": True},
+            )
+            if e.action == "move_junk":
+                self.store.add_rescued(e.account, e.message_id, e.content_hash, e.src)
+            log.info(
+                "journal entry #%d: moved to %s and back to %s (UID %s of %d) before it was "
+                "recorded; left where the user put it",
+                e.id,
+                e.dst,
+                e.src,
+                in_src[0].uid,
+                status.uidvalidity,
+            )
+            return
         elif in_src:
             # The server never saw the move: carry out what was planned.
             result = self.mail.move(e.src, in_src[0].uid, e.dst)
@@ -376,6 +408,29 @@ class Executor:
             return
         if e.action == "undo" and e.undo_of is not None:
             self.store.mark_undone(e.undo_of)
+
+    def _not_ours_before(self, e: JournalEntry, found: list[_Target]) -> list[_Target]:
+        """``found`` (in e.dst) without the copies earlier applied moves of the same bytes put
+        there: a second copy's interrupted move must not take the first copy for its own."""
+        if not found or e.dst is None:
+            return found
+        earlier = {
+            (x.dst_uidvalidity, x.dst_uid)
+            for x in self.store.journal(
+                account=e.account, states=["applied"], message=(e.message_id, e.content_hash)
+            )
+            if x.id != e.id and x.dst == e.dst and x.dst_uid is not None
+        }
+        if not earlier:
+            return found
+        status = self.mail.select(e.dst)
+        return [t for t in found if (status.uidvalidity, t.uid) not in earlier]
+
+    def _same_uid(self, e: JournalEntry, found: Sequence[_Target]) -> bool:
+        """Whether the message still has the UID it was planned under; when the folder was
+        renumbered that cannot be told, and the answer is no (leave it, never move it back)."""
+        status = self.mail.select(e.src)
+        return status.uidvalidity == e.src_uidvalidity and any(t.uid == e.src_uid for t in found)
 
     # -- undo ------------------------------------------------------------------------------------
 

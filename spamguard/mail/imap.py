@@ -31,6 +31,7 @@ from spamguard.mail.base import (
     FolderStatus,
     MoveResult,
     failpoint,
+    search_prefix,
 )
 
 __all__ = ["ImapMailStore"]
@@ -227,6 +228,15 @@ class ImapMailStore:
             raise
         except LoginError:
             raise AuthError(f"{self.settings.host} refused the login") from None
+        except imaplib.IMAP4.readonly:
+            # imaplib's READ-ONLY is a kind of `abort`, but the connection is fine: the
+            # server lets this account read the folder and not change it.
+            self._selected = None
+            where = f"folder {folder!r}" if folder else "this folder"
+            raise MailStoreError(
+                f"{where} on {self.settings.host} is read-only for {self.settings.username}, "
+                f"so SpamGuard cannot {what}; give the account write access or stop watching it"
+            ) from None
         except _TRANSIENT as exc:
             self._drop()
             raise ConnectionLostError(
@@ -366,7 +376,14 @@ class ImapMailStore:
         return out
 
     def search_message(self, folder: str, message_id: str, subject: str = "") -> list[int]:
+        """UIDs whose Message-ID (else Subject) contains the given one: candidates only,
+        callers confirm each by its content hash."""
         self._ensure(folder)
+        # Both are the sender's to choose: a 70 KB Message-ID or a 1 MB Subject is refused by
+        # servers ("Too long argument") and would make the message impossible to find again.
+        # HEADER matches substrings, so a prefix finds a superset and the hash decides.
+        message_id = search_prefix(message_id)
+        subject = search_prefix(subject)
         if message_id:
             criteria: list[Any] = ["HEADER", "Message-ID", message_id]
         elif subject:
@@ -391,6 +408,7 @@ class ImapMailStore:
             imap.untagged_responses.pop("COPYUID", None)
             with self._guard(f"move a message to {dst!r}", dst):
                 response = client.move([uid], dst)
+            failpoint("after_move")
             untagged = imap.untagged_responses.pop("COPYUID", None) or []
             copyuid = _copyuid(response, untagged, uid)
             return MoveResult(
@@ -432,6 +450,7 @@ class ImapMailStore:
             if method == "move":
                 with self._guard(f"move {len(chunk)} messages to {dst!r}", dst):
                     response = client.move(chunk, dst)
+                failpoint("after_move")
             else:
                 with self._guard(f"copy {len(chunk)} messages to {dst!r}", dst):
                     response = client.copy(chunk, dst)

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TypedDict
 
 from spamguard.errors import FolderMissingError, MailStoreError
-from spamguard.mail.base import FetchedMessage, FolderInfo, FolderStatus, MoveResult
+from spamguard.mail.base import (
+    FetchedMessage,
+    FolderInfo,
+    FolderStatus,
+    MoveResult,
+    search_prefix,
+)
 
 __all__ = ["MaildirStore"]
 
@@ -152,6 +158,7 @@ class MaildirStore:
         return out
 
     def search_message(self, folder: str, message_id: str, subject: str = "") -> list[int]:
+        message_id, subject = search_prefix(message_id), search_prefix(subject)
         needle = ("message-id", message_id) if message_id else ("subject", subject)
         out = []
         for uid, path in self._by_uid(folder).items():

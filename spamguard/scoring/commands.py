@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spamguard.argtypes import count, non_negative_count, non_negative_float
 from spamguard.errors import ConfigError, ModelError
 from spamguard.versions import CASCADE_FILE, STAGE0_DIR
 
@@ -445,13 +446,15 @@ def register(sub: Any) -> None:
     p.add_argument("--folder", default="INBOX", help="with --imap: the folder to copy from")
     p.add_argument("--model", metavar="DIR", help="with --imap: model directory")
     p.add_argument(
-        "-n", type=int, default=300, help="test-half (or --imap) messages to score (default 300)"
+        "-n", type=count, default=300, help="test-half (or --imap) messages to score (default 300)"
     )
     p.add_argument("--cheap", metavar="DIR", help="stage-0 model (default: the shipped one)")
     p.add_argument("--full", metavar="DIR", help="stage-1 model (default: the shipped one)")
     p.add_argument("--bands", metavar="FILE", help="cascade bands (default: models/cascade.json)")
-    p.add_argument("--llm-n", type=int, default=0, help="messages for the LLM rows (0: no LLM)")
-    p.add_argument("--llm-threads", type=int, default=None)
+    p.add_argument(
+        "--llm-n", type=non_negative_count, default=0, help="messages for the LLM rows (0: no LLM)"
+    )
+    p.add_argument("--llm-threads", type=count, default=None)
     p.add_argument("--llm-file", action="append", metavar="GGUF", help="another GGUF to compare")
     p.add_argument("--gemma", action="store_true", help="also bench Gemma 3 270M")
     p.add_argument("--no-peers", action="store_true", help="skip SpamAssassin and bogofilter")
@@ -487,6 +490,6 @@ def register(sub: Any) -> None:
     q.add_argument("--cheap", metavar="DIR", required=True)
     q.add_argument("--full", metavar="DIR", required=True)
     q.add_argument("--out", metavar="FILE", required=True)
-    q.add_argument("--auc-slack", type=float, default=0.0002)
+    q.add_argument("--auc-slack", type=non_negative_float, default=0.0002)
     q.add_argument("--oof-out", metavar="NPZ", help=argparse.SUPPRESS)
     q.set_defaults(func=cmd_cascade_fit)

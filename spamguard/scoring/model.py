@@ -32,6 +32,7 @@ __all__ = [
     "FORMAT",
     "HeadModel",
     "HeadScorer",
+    "check_model_target",
     "default_model_dir",
     "load_model",
     "load_scorer",
@@ -85,9 +86,49 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: HeadModel, out_dir: Path) -> Path:
-    """Write ``model`` to ``out_dir`` atomically (a temp dir renamed into place)."""
+def _is_model_dir(path: Path) -> bool:
+    """Whether ``path`` holds a SpamGuard model (its config.json names a format and a head)."""
+    try:
+        config = json.loads((path / CONFIG).read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "format" in config and "head" in config
+
+
+def check_model_target(out_dir: Path) -> None:
+    """Refuse a destination that holds anything but a SpamGuard model.
+
+    `save_model` replaces the whole folder, so writing a model into ``~`` or a folder of
+    documents would delete them. Empty or missing folders and older models are fine.
+    """
     out_dir = Path(out_dir)
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not out_dir.is_dir():
+        raise ModelError(f"{out_dir} is a file, not a model folder; choose a new folder for --out")
+    if out_dir.is_symlink():
+        raise ModelError(
+            f"{out_dir} is a symbolic link; give the folder it points to, or a new one"
+        )
+    try:
+        empty = not any(out_dir.iterdir())
+    except OSError as exc:
+        raise ModelError(f"cannot read {out_dir} ({exc.strerror}); choose another --out") from None
+    if not empty and not _is_model_dir(out_dir):
+        raise ModelError(
+            f"{out_dir} is not empty and is not a SpamGuard model; writing a model replaces "
+            "the whole folder, so give a new or empty folder for --out"
+        )
+
+
+def save_model(model: HeadModel, out_dir: Path) -> Path:
+    """Write ``model`` to ``out_dir`` atomically (a temp dir renamed into place).
+
+    ``out_dir`` must be missing, empty or an older model (`check_model_target`): the folder
+    is replaced as a whole, and nothing that is not a model is ever deleted.
+    """
+    out_dir = Path(out_dir)
+    check_model_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-model-", dir=out_dir.parent))
     coef = model.head.coef_
@@ -135,9 +176,9 @@ def save_model(model: HeadModel, out_dir: Path) -> Path:
     }
     (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n", "utf-8")
     if out_dir.exists():
-        old = out_dir.with_name(out_dir.name + ".old")
-        if old.exists():
-            _rmtree(old)
+        # A fresh name: whatever else sits next to the model (a folder "DIR.old" of the
+        # user's own, say) is never touched.
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
         os.replace(out_dir, old)
         os.replace(tmp, out_dir)
         _rmtree(old)

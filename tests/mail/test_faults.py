@@ -417,6 +417,8 @@ def test_cli_run_once_with_password_command_end_to_end(dovecot_factory, tmp_path
     dry = cli("run", "--once", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "move to Junk" in dry.stdout and _where(server, user)[_mid(messages[0])] == ["INBOX"]
+    # One move and one flag planned: the summary says so (it said "would act on 0").
+    assert "would act on 2 (dry run: nothing changed)" in dry.stderr, dry.stderr
     done = cli("run", "--once")
     assert done.returncode == 0, done.stderr
     assert "move_junk INBOX -> Junk" in done.stdout and PASSWORD not in done.stdout + done.stderr
@@ -664,3 +666,211 @@ def test_cli_dry_run_summary_counts_what_it_planned(dovecot_factory, tmp_path: P
     assert done.returncode == 0, done.stderr
     assert "scored 12 messages, acted on 8, 0 refused" in done.stderr, done.stderr
     assert done.stdout.count(": applied") == 8, done.stdout
+
+
+# -- issue 21: lost state, sender-sized headers, wrong rescues ---------------------------------
+
+
+def _cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "spamguard", "--config", str(config), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _move_back(server: DovecotServer, user: str, message_ids: list[str]) -> None:
+    """What the user does in another mail client: Junk -> INBOX."""
+    from imapclient import IMAPClient
+
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False) as client:
+        client.login(user, PASSWORD)
+        client.select_folder("Junk")
+        for mid in message_ids:
+            uids = client.search(["HEADER", "Message-ID", mid])
+            assert uids, mid
+            client.move(uids[:1], "INBOX")  # one copy, where there are two
+
+
+def _damage(path: Path, how: str) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(random.Random(3).randbytes(path.stat().st_size))
+    else:  # truncated: a disk or copy that stopped part-way
+        path.write_bytes(path.read_bytes()[: 2 * 4096])
+
+
+@pytest.mark.parametrize("how", ["empty", "garbage", "truncated"])
+def test_lost_state_file_is_refused_and_a_reset_never_moves_rescued_mail_back(
+    dovecot_factory, tmp_path: Path, how: str
+) -> None:  # type: ignore[no-untyped-def]
+    server = dovecot_factory()
+    user = server.add_user()
+    spam = [make_mail(i, 0.99, subject=f"spam {i}") for i in range(3)]
+    append_all(server, user, spam)
+    config = _write_config(tmp_path, server, user)
+    logs = tmp_path / "logs"
+    env = _cli_env(tmp_path, SPAMGUARD_LOG_DIR=str(logs))
+    assert _cli(config, env, "run", "--once").returncode == 0
+    rescued = [_mid(r) for r in spam[:2]]
+    _move_back(server, user, rescued)
+    first = _cli(config, env, "run", "--once")
+    assert first.returncode == 0, first.stderr
+    state = tmp_path / "data" / "spamguard.sqlite3"
+    with Store(state) as store:
+        assert store.counts("work")["rescued"] == 2
+    _damage(state, how)
+
+    refused = _cli(config, env, "run", "--once")
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "state reset`" in refused.stderr
+    assert str(state) in refused.stderr
+    assert str(state) in (logs / "spamguard.log").read_text()  # the log has it too
+    where = _where(server, user)
+    assert all(where[m] == ["INBOX"] for m in rescued)
+
+    # The file is not touched by the refusal, and a reset sets it aside, not away.
+    damaged = state.read_bytes()
+    reset = _cli(config, env, "state", "reset")
+    assert reset.returncode == 0, reset.stderr
+    aside = [p for p in state.parent.iterdir() if ".damaged-" in p.name and p.suffix != "-wal"]
+    assert [p.read_bytes() for p in aside] == [damaged]
+    again = _cli(config, env, "run", "--once")
+    assert again.returncode == 0, again.stderr
+    where = _where(server, user)
+    assert all(where[m] == ["INBOX"] for m in rescued), where
+    # New mail is filtered as before.
+    late = make_mail(50, 0.99, subject="new spam")
+    append_all(server, user, [late])
+    assert _cli(config, env, "run", "--once").returncode == 0
+    where = _where(server, user)
+    assert where[_mid(late)] == ["Junk"] and all(where[m] == ["INBOX"] for m in rescued)
+    # A readable file is never reset.
+    refused_reset = _cli(config, env, "state", "reset")
+    assert refused_reset.returncode == 1 and "Nothing was changed" in refused_reset.stderr
+
+
+def _huge_headers_mail(i: int, *, long_id: bool) -> bytes:
+    raw = make_mail(i, 0.99, subject=f"huge {i}")
+    if long_id:
+        mid = _mid(raw)
+        long_mid = mid[:-1] + "x" * 70_000 + ">"
+        return raw.replace(mid.encode(), long_mid.encode())
+    # The score header first: the engine fetches only the first 256 KB of a message.
+    raw = b"X-Test-Score: 0.99\r\n" + raw.replace(b"X-Test-Score: 0.99\r\n", b"")
+    return raw.replace(f"Subject: huge {i}".encode(), b"Subject: " + b"free money " * 100_000)
+
+
+def test_sender_sized_message_id_and_subject_do_not_break_undo_or_block_the_account(
+    dovecot_factory, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    """A 70 KB Message-ID or a 1 MB Subject: the server refuses a SEARCH that long, which made
+    undo fail and, with a half-recorded move, every later run fail while settling it."""
+    from imapclient import IMAPClient
+
+    from spamguard.mail.executor import Executor
+    from spamguard.message import parse_message
+    from spamguard.store import JournalDraft, ScoredMessage
+
+    server = dovecot_factory()
+    user = server.add_user()
+    mails = [_huge_headers_mail(0, long_id=True), _huge_headers_mail(1, long_id=False)]
+    append_all(server, user, mails)
+    settings = settings_for(server, user)
+    assert AccountWorker(settings, scorer=HeaderScorer(), store=store).run_once()
+    assert len(mailbox_snapshot(server, user)["Junk"]) == 2
+    worker = AccountWorker(settings, scorer=HeaderScorer(), store=store)
+    worker.mail.connect()
+    try:
+        executor = Executor(worker.mail, store, settings, junk_folder="Junk")
+        results = executor.undo(store.journal(account="work", states=["applied"]))
+    finally:
+        worker.mail.close()
+    assert [r.outcome for r in results] == ["undone", "undone"], results
+    assert len(mailbox_snapshot(server, user)["INBOX"]) == 2
+
+    # A crash after the server's MOVE, before the journal heard of it.
+    late = _huge_headers_mail(2, long_id=True)
+    append_all(server, user, [late])
+    msg = parse_message(late)
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False) as other:
+        other.login(user, PASSWORD)
+        uidvalidity = other.select_folder("INBOX")[b"UIDVALIDITY"]
+        uid = max(other.search(["ALL"]))
+        scored = ScoredMessage(
+            "work",
+            "INBOX",
+            uidvalidity,
+            uid,
+            msg.message_id,
+            hashlib.sha256(late).hexdigest(),
+            0.99,
+            "spam",
+            "test",
+            "test-header-1",
+        )
+        store.record_plan(scored, [JournalDraft("move_junk", "INBOX", uidvalidity, uid, "Junk")])
+        other.move([uid], "Junk")
+    for _ in range(2):  # and the run after it
+        assert AccountWorker(settings, scorer=HeaderScorer(), store=store).run_once()
+    assert store.journal(account="work", states=["planned"]) == []
+    junk = mailbox_snapshot(server, user, ("Junk",))["Junk"]
+    assert [h for _, h, _ in junk] == [hashlib.sha256(late).hexdigest()]
+
+
+def test_a_redelivered_copy_is_not_a_rescue(dovecot_factory, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """The same bytes arrive again (a restore, Sieve `fileinto :copy`) while the first copy
+    is still in Junk: that is new spam, not the user taking the message out of Junk."""
+    server = dovecot_factory()
+    user = server.add_user()
+    spam = make_mail(1, 0.99, subject="spam again")
+    append_all(server, user, [spam])
+    settings = settings_for(server, user)
+    assert AccountWorker(settings, scorer=HeaderScorer(), store=store).run_once()
+    append_all(server, user, [spam])  # byte-identical
+    assert AccountWorker(settings, scorer=HeaderScorer(), store=store).run_once()
+    chash = hashlib.sha256(spam).hexdigest()
+    assert not store.is_rescued("work", _mid(spam), chash)
+    assert store.feedback_rows("work") == []
+    snap = mailbox_snapshot(server, user)
+    assert snap["INBOX"] == [] and [h for _, h, _ in snap["Junk"]] == [chash, chash]
+    # A real rescue of one of them is still one.
+    _move_back(server, user, [_mid(spam)])
+    assert AccountWorker(settings, scorer=HeaderScorer(), store=store).run_once()
+    assert AccountWorker(settings, scorer=HeaderScorer(), store=store).run_once()
+    assert store.is_rescued("work", _mid(spam), chash)
+    assert len(mailbox_snapshot(server, user)["INBOX"]) == 1
+
+
+def test_rescue_after_an_unrecorded_move_is_never_moved_back(
+    dovecot_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Killed after the server's MOVE and before the journal said so; the user takes the
+    message out of Junk before the restart. The restart must read that as a rescue."""
+    server = dovecot_factory()
+    user = server.add_user()
+    spam = make_mail(7, 0.99, subject="rescued while we were down")
+    append_all(server, user, [spam])
+    config = _write_config(tmp_path, server, user)
+    killed = _cli(config, _cli_env(tmp_path, SPAMGUARD_FAILPOINT="after_move"), "run", "--once")
+    assert killed.returncode in (137, -9), killed.stderr
+    assert _where(server, user)[_mid(spam)] == ["Junk"]
+    state = tmp_path / "data" / "spamguard.sqlite3"
+    with Store(state) as store:
+        assert [e.state for e in store.journal(account="work")] == ["planned"]
+    _move_back(server, user, [_mid(spam)])
+    for _ in range(2):
+        run = _cli(config, _cli_env(tmp_path), "run", "--once")
+        assert run.returncode == 0, run.stderr
+        assert _where(server, user)[_mid(spam)] == ["INBOX"]
+    with Store(state) as store:
+        assert store.is_rescued("work", _mid(spam), hashlib.sha256(spam).hexdigest())
+        assert [e.state for e in store.journal(account="work")] == ["applied"]
+        labels = store.feedback_rows("work")
+        assert [(r.label, r.source) for r in labels] == [("ham", "moved out of Junk to INBOX")]
