@@ -14,12 +14,14 @@ import numpy as np
 from scipy import sparse
 
 from spamguard.message import Message
+from spamguard.scoring.charhash import char_wb_counts
 from spamguard.scoring.features import (
     DEFAULT_HAND_FEATURES,
     SENDER_FEATURES,
     FeatureConfig,
     body_text,
     char_terms,
+    char_text,
     hand_matrix,
     header_terms,
     sender_matrix,
@@ -147,7 +149,16 @@ class Featurizer:
         counts: dict[str, sparse.csr_matrix] = {}
 
         def hashed(block: str) -> sparse.csr_matrix:
-            if block not in counts:
+            if block not in counts and block == "chars":
+                # The same matrix as hashing `char_terms`, without a Python string per n-gram.
+                cfg = self.config
+                counts[block] = char_wb_counts(
+                    [char_text(m, cfg) for m in messages],
+                    cfg.char_ngram_min,
+                    cfg.char_ngram_max,
+                    cfg.n_features,
+                )
+            elif block not in counts:
                 terms = _TERMS[block]
                 counts[block] = hasher.transform(terms(m, self.config) for m in messages)
             return counts[block]

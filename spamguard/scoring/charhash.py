@@ -1,0 +1,98 @@
+"""Stage 0's character n-grams hashed in numpy: the matrix scikit-learn's FeatureHasher gives
+for the "char_wb" n-grams of `char_text`, count for count, without making one Python string
+per n-gram (a message has a few thousand of them; that was stage 0's largest cost).
+
+scikit-learn stays the reference: tests/scoring/test_charhash.py compares the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import sparse
+
+__all__ = ["char_wb_counts", "murmur3_32"]
+
+_C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
+_F1, _F2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def murmur3_32(rows: np.ndarray) -> np.ndarray:
+    """MurmurHash3_x86_32 (seed 0) of each row of a (m, L) uint8 array, as uint32."""
+    m, length = rows.shape
+    h = np.zeros(m, dtype=np.uint32)
+    blocks = length // 4
+    if blocks:
+        words = np.ascontiguousarray(rows[:, : blocks * 4]).view("<u4")
+        for i in range(blocks):
+            k = _rotl(words[:, i] * _C1, 15) * _C2
+            h = _rotl(h ^ k, 13) * np.uint32(5) + np.uint32(0xE6546B64)
+    tail = length & 3
+    if tail:
+        base = blocks * 4
+        k1 = rows[:, base].astype(np.uint32)
+        if tail >= 2:
+            k1 ^= rows[:, base + 1].astype(np.uint32) << np.uint32(8)
+        if tail >= 3:
+            k1 ^= rows[:, base + 2].astype(np.uint32) << np.uint32(16)
+        h ^= _rotl(k1 * _C1, 15) * _C2
+    h ^= np.uint32(length)
+    h ^= h >> np.uint32(16)
+    h *= _F1
+    h ^= h >> np.uint32(13)
+    h *= _F2
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def char_wb_counts(
+    texts: Sequence[str], min_n: int, max_n: int, n_features: int
+) -> sparse.csr_matrix:
+    """``FeatureHasher(n_features, input_type="string", alternate_sign=False)`` of the
+    "char_wb" n-grams of each text, for texts whose words are separated by single spaces
+    (`char_text` makes them so): each word padded with a space either side gives its
+    min_n..max_n-grams of code points; a padded word no longer than n is taken once, whole,
+    and no longer n is tried (scikit-learn's rule). Each n-gram is hashed over its UTF-8
+    bytes with MurmurHash3 (seed 0); its column is abs(hash) mod ``n_features``."""
+    big = " " + " ".join(texts) + " "
+    cp = np.frombuffer(big.encode("utf-32-le"), dtype=np.uint32)
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    starts = np.concatenate(([1], 1 + np.cumsum(lens + 1)[:-1]))
+    spaces = np.flatnonzero(cp == 32)
+    s, e = spaces[:-1], spaces[1:]
+    keep = e - s > 1
+    s, e = s[keep], e[keep]
+    padded = e - s + 1
+    word_row = np.searchsorted(starts, s + 1, side="right") - 1
+    nbytes = 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
+    offsets = np.zeros(len(cp) + 1, dtype=np.int64)
+    np.cumsum(nbytes, out=offsets[1:])
+    utf8 = np.frombuffer(big.encode("utf-8"), dtype=np.uint8)
+    starts_, lengths, rows = [], [], []
+    for n in range(min_n, max_n + 1):
+        sel = padded > n
+        count = padded[sel] - n + 1
+        first = np.repeat(np.cumsum(count) - count, count)
+        starts_.append(np.repeat(s[sel], count) + np.arange(int(count.sum())) - first)
+        lengths.append(np.full(int(count.sum()), n))
+        rows.append(np.repeat(word_row[sel], count))
+    whole = padded <= max_n  # scikit-learn takes a word no longer than n once, whole
+    starts_.append(s[whole])
+    lengths.append(padded[whole])
+    rows.append(word_row[whole])
+    st, ln, rw = np.concatenate(starts_), np.concatenate(lengths), np.concatenate(rows)
+    b0 = offsets[st]
+    blen = offsets[st + ln] - b0
+    cols = np.empty(len(st), dtype=np.int64)
+    for size in np.unique(blen):
+        idx = np.flatnonzero(blen == size)
+        h = murmur3_32(utf8[b0[idx, None] + np.arange(size)]).view(np.int32).astype(np.int64)
+        cols[idx] = np.abs(h) % n_features
+    matrix = sparse.csr_matrix((np.ones(len(st)), (rw, cols)), shape=(len(texts), n_features))
+    matrix.sum_duplicates()
+    return matrix
