@@ -29,7 +29,6 @@ __all__ = [
     "SENDER_FEATURES",
     "FeatureConfig",
     "body_text",
-    "subject_text",
     "char_terms",
     "dkim_aligned",
     "feature_description",
@@ -42,6 +41,7 @@ __all__ = [
     "select_names",
     "sender_features",
     "sender_matrix",
+    "subject_text",
     "word_terms",
 ]
 
