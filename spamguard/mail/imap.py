@@ -230,12 +230,14 @@ class ImapMailStore:
             raise AuthError(f"{self.settings.host} refused the login") from None
         except imaplib.IMAP4.readonly:
             # imaplib's READ-ONLY is a kind of `abort`, but the connection is fine: the
-            # server lets this account read the folder and not change it.
-            self._selected = None
+            # server lets this account read the folder and not change it. imaplib keeps the
+            # READ-ONLY response and would raise again: start the next command afresh.
+            self._drop()
             where = f"folder {folder!r}" if folder else "this folder"
             raise MailStoreError(
-                f"{where} on {self.settings.host} is read-only for {self.settings.username}, "
-                f"so SpamGuard cannot {what}; give the account write access or stop watching it"
+                f"{where} on {self.settings.host} is read-only for {self.settings.username}: "
+                "SpamGuard cannot move or flag mail there; give the account write access to "
+                "it, or stop watching it"
             ) from None
         except _TRANSIENT as exc:
             self._drop()

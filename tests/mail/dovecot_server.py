@@ -70,6 +70,7 @@ class DovecotServer:
     port: int = 0
     tls_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    extra_conf: str = ""  # appended to dovecot.conf (ACLs, plugins)
     _users: int = 0
 
     def __post_init__(self) -> None:
@@ -176,7 +177,7 @@ class DovecotServer:
               }}
             }}
         """)
-        self.conf.write_text(conf)
+        self.conf.write_text(conf + textwrap.dedent(self.extra_conf))
 
     # -- process ---------------------------------------------------------------------------------
 

@@ -874,3 +874,73 @@ def test_rescue_after_an_unrecorded_move_is_never_moved_back(
         assert [e.state for e in store.journal(account="work")] == ["applied"]
         labels = store.feedback_rows("work")
         assert [(r.label, r.source) for r in labels] == [("ham", "moved out of Junk to INBOX")]
+
+
+def test_a_message_deleted_by_another_client_is_not_called_not_mail(
+    dovecot_factory, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    """Expunged by another client between our SEARCH and FETCH: gone, quietly; it is not a
+    message "that is not mail", and the rest of the batch is handled."""
+    from imapclient import IMAPClient
+
+    server = dovecot_factory()
+    user = server.add_user()
+    mails = [make_mail(i, 0.99, subject=f"spam {i}") for i in range(3)]
+    append_all(server, user, mails)
+    events = Recorder()
+    worker = AccountWorker(settings_for(server, user), scorer=HeaderScorer(), store=store)
+    worker.events.subscribe(events)
+    worker.open()
+    try:
+        status = worker.mail.select("INBOX")
+        uids = worker.mail.uids("INBOX")
+        with IMAPClient("127.0.0.1", port=server.port, ssl=False) as other:
+            other.login(user, PASSWORD)
+            other.select_folder("INBOX")
+            other.delete_messages([uids[1]])
+            other.expunge()
+        worker.process_batch("INBOX", status.uidvalidity, uids)
+    finally:
+        worker.close()
+    assert not [e for e in events.of(Error) if "not mail" in e.message], events.events
+    junk = sorted(m for m, _, _ in mailbox_snapshot(server, user, ("Junk",))["Junk"])
+    assert junk == sorted(_mid(r) for r in (mails[0], mails[2]))
+
+
+def test_a_read_only_folder_is_reported_as_read_only_not_as_a_lost_connection(
+    dovecot_factory, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    """An ACL that lets the account read INBOX but not change it: the server answers
+    SELECT with [READ-ONLY], which imaplib raises as a kind of connection abort."""
+    import tempfile
+
+    acl = Path(tempfile.mkdtemp(prefix="sg-acl-"))
+    os.chmod(acl, 0o755)
+    (acl / "dovecot-acl").write_text("INBOX owner lr\nINBOX anyone lr\n")
+    os.chmod(acl / "dovecot-acl", 0o644)
+    server = dovecot_factory(
+        extra_conf=f"""
+        mail_plugins = $mail_plugins acl
+        protocol imap {{
+          mail_plugins = $mail_plugins imap_acl
+        }}
+        plugin {{
+          acl = vfile:{acl}/dovecot-acl
+        }}
+        """
+    )
+    user = server.add_user()
+    from imapclient import IMAPClient
+
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False) as client:
+        client.login(user, PASSWORD)  # makes the Maildir; the ACL lets no client add mail
+        client.select_folder("INBOX", readonly=True)
+    server.deliver_offline(user, make_mail(1, 0.99, subject="spam in a read-only inbox"))
+    events = Recorder()
+    worker = AccountWorker(settings_for(server, user), scorer=HeaderScorer(), store=store)
+    worker.events.subscribe(events)
+    assert not worker.run_once()
+    errors = events.of(Error)
+    assert errors and errors[-1].fatal, events.events
+    assert "read-only" in errors[-1].message and "'INBOX'" in errors[-1].message, errors
+    assert "lost the connection" not in errors[-1].message
