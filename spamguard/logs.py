@@ -132,6 +132,20 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file; when it cannot be written (a full disk), one line says so, once, instead
+    of logging's "--- Logging error ---" and a traceback on every record."""
+
+    _warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._warned:
+            self._warned = True
+            exc = sys.exc_info()[1]
+            why = getattr(exc, "strerror", None) or exc
+            sys.stderr.write(f"spamguard: cannot write the log {self.baseFilename} ({why})\n")
+
+
 def default_log_dir() -> Path:
     """``$SPAMGUARD_LOG_DIR`` or the platform's user log folder for spamguard."""
     override = os.environ.get(LOG_ENV)
@@ -194,7 +208,7 @@ def setup_logging(verbose: bool, log_dir: Path | None = None) -> Path | None:
         directory.mkdir(parents=True, exist_ok=True)
         # Create it private before the handler opens it: the log names accounts and hosts.
         os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = _LogFile(
             file,
             maxBytes=MAX_BYTES,
             backupCount=BACKUPS,

@@ -258,3 +258,26 @@ def test_unexpected_errors_are_one_line_and_the_traceback_goes_to_the_log(
     assert err.count("\n") == 1 and "simulated bug" in err and "Traceback" not in err
     log = (logs / "spamguard.log").read_text()
     assert "Traceback" in log and "RuntimeError: simulated bug" in log
+
+
+def test_a_log_file_on_a_full_disk_is_one_line_not_a_logging_traceback(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "spamguard.log").symlink_to("/dev/full")  # every write: ENOSPC
+    env = dict(os.environ)
+    env.update(
+        SPAMGUARD_LOG_DIR=str(logs),
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "spamguard", "explain", str(tmp_path / "missing.eml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "Logging error" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("spamguard: error: ") and "missing.eml" in lines[0]
+    assert "cannot write the log" in lines[1] and "No space left" in lines[1], lines
