@@ -112,3 +112,30 @@ def test_undo_of_many_actions_wants_yes_and_touches_nothing_without_it(
     assert main(["--config", str(config), "undo", "--last", str(n), "--yes"]) == 1
     err = capsys.readouterr().err
     assert "--yes" not in err and err.count("\n") == 1
+
+
+def test_a_huge_input_file_is_not_read_whole(tmp_path: Path) -> None:
+    """A 1.5 GB file took 1.8 GB of memory before the parser's byte cap applied."""
+    import subprocess
+    import sys
+
+    huge = tmp_path / "huge.eml"
+    with huge.open("wb") as fh:  # sparse: no disk is used
+        fh.write(b"From: a@example.org\r\nSubject: big\r\n\r\n")
+        fh.truncate(1_500_000_000)
+    # VmHWM is this program's own peak (ru_maxrss would carry the forking parent's).
+    code = (
+        "import re, sys\n"
+        "from spamguard.cli import _read_bytes\n"
+        "from pathlib import Path\n"
+        "data = _read_bytes(Path(sys.argv[1]))\n"
+        "status = Path('/proc/self/status').read_text()\n"
+        "print(len(data), re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(huge)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    from spamguard.cli import MAX_INPUT_BYTES
+
+    assert int(out[0]) == MAX_INPUT_BYTES
+    assert int(out[1]) < 400_000  # KiB: far below the file's 1.5 GB
