@@ -357,9 +357,11 @@ class AccountSession:
 
         It reads the score and evidence SpamGuard already has; it changes neither. It is told
         what was actually done (this account's thresholds, allow list and rules, from the
-        journal). A missing or damaged model is a `ModelError` naming what to install.
+        journal) and checked before it is shown (`scoring.explain`). A missing or damaged
+        model is a `ModelError` naming what to install.
         """
-        from spamguard.scoring.llm import LLMSettings, stream_rationale
+        from spamguard.scoring.explain import explain
+        from spamguard.scoring.llm import LLMSettings
 
         row = self.row(key)
         msg = self._fetch(row) if row else None
@@ -367,9 +369,7 @@ class AccountSession:
             raise MailStoreError("the message is no longer on the server")
         with self._scorer_lock:
             score = self._scorer.score([msg])[0]
-        yield from stream_rationale(
-            msg, score, settings=LLMSettings.from_config(llm), outcome=outcome_of(row)
-        )
+        yield from explain(msg, score, outcome_of(row), settings=LLMSettings.from_config(llm))
 
     def _fetch(self, row: MessageRow) -> Message | None:
         self.open()

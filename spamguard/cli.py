@@ -373,7 +373,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     rec = _score_record(args.file, msg, score, move, flag)
     rec["authserv_id"] = authserv_id or None
     # A file on disk has not been acted on: the LLM is told what would be done (at these
-    # thresholds, or by the account's policy with --account).
+    # thresholds, or by the account's policy with --account), and its text is checked.
     from spamguard.scoring.llm import Outcome
 
     outcome = Outcome.would(score.p_spam, move, flag)
@@ -425,7 +425,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             out.write(f"    {nb['similarity']:.2f}  {nb['label']:<4}  {subject}\n")
     if args.llm:
         from spamguard.config import load_config
-        from spamguard.scoring.llm import LLMSettings, stream_rationale
+        from spamguard.scoring.explain import explain
+        from spamguard.scoring.llm import LLMSettings
 
         settings = LLMSettings.from_config(load_config(args.config).llm)
         if settings.remote_url:
@@ -435,7 +436,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             )
         out.write("\n  The local LLM's reading (it explains; it never decides):\n    ")
         out.flush()
-        for token in stream_rationale(msg, score, settings=settings, outcome=outcome):
+        for token in explain(msg, score, outcome, settings=settings):
             out.write(token)
             out.flush()
         out.write("\n")

@@ -397,7 +397,7 @@ class Outcome:
 
     ``verdict`` is at the account's thresholds; ``done`` says in words what happened to the
     message (or would happen, for a file scored on disk), including why a protected message
-    was left alone.
+    was left alone. The explanation is checked against both (`spamguard.scoring.explain`).
     """
 
     verdict: Verdict
@@ -1052,7 +1052,8 @@ def stream_rationale(
     The filter's findings (verdict, evidence, neighbours) are given in the prompt and the
     mail is quoted between delimiters, truncated. The text is for the reader only: nothing
     here changes ``score`` or any action taken on the message. ``outcome`` is what was
-    actually done (the default: what the default thresholds would do).
+    actually done (the default: what the default thresholds would do). This is the raw
+    text: show users `spamguard.scoring.explain.explain`, which checks it first.
     """
     settings = settings or LLMSettings()
     if settings.remote_url:

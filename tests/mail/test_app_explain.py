@@ -14,7 +14,7 @@ from dovecot_server import DovecotServer
 from header_scorer import HeaderScorer
 from imap_helpers import append_all, make_mail, settings_for
 
-from spamguard.app_api import AccountSession
+from spamguard.app_api import AccountSession, outcome_of
 from spamguard.config import LLMConfig, Thresholds
 from spamguard.store import Store
 
@@ -59,7 +59,7 @@ def test_explanation_of_an_allow_listed_spam_says_it_was_left_alone(
         [row] = session.rows()
         assert (row.verdict, row.location, row.action) == ("spam", "INBOX", "")
         assert "allow list" in row.plan
-        "".join(session.rationale(row.key, LLMConfig(threads=1)))
+        shown = "".join(session.rationale(row.key, LLMConfig(threads=1)))
     finally:
         session.close()
 
@@ -70,6 +70,15 @@ def test_explanation_of_an_allow_listed_spam_says_it_was_left_alone(
     )
     assert "The message was not moved to Junk." in before
     assert "moved to Junk)" not in before  # the old "spam (moved to Junk)" line
+    # What the user reads does not claim a move, whether the LLM's words or the summary.
+    for claim in ("moved it to Junk", "was moved to Junk", "has been moved to Junk"):
+        assert claim not in shown, shown
+    from spamguard.scoring.explain import check_explanation
+
+    if not shown.startswith("(The language model's explanation was not shown"):
+        assert check_explanation(shown, outcome_of(row)) == []
+    else:
+        assert "friend@example.org is on your allow list" in shown
 
 
 @pytest.mark.llm

@@ -1,0 +1,249 @@
+"""What users are shown as the LLM's explanation: its text only after a check, else a summary.
+
+Mail is untrusted input to the LLM. The prompt keeps it inside delimiters and states the
+evidence and what SpamGuard actually did (`llm.Outcome`), but a small model can still be
+talked round by the mail it quotes ("this is a legitimate message from a trusted colleague").
+So the finished explanation is checked before anyone sees it: it may not claim the mail is
+legitimate when the verdict is spam or suspicious (nor the reverse), may not say the message
+was moved to Junk when it was not (nor the reverse), may not follow or repeat the mail's
+instructions, may not copy the mail's own words as its own, and must be English. When it
+fails, the deterministic summary of the evidence is shown instead, with a note saying so.
+
+The check is deliberately strict: wrongly rejecting a good explanation costs the user a plainer
+summary; wrongly passing a hijacked one tells them a spam is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Final
+
+from spamguard.message import Message
+from spamguard.scoring.base import Score
+from spamguard.scoring.llm import LLMSettings, Outcome, mail_for_prompt, stream_rationale
+
+__all__ = ["WITHHELD_NOTE", "check_explanation", "evidence_summary", "explain"]
+
+log = logging.getLogger(__name__)
+
+WITHHELD_NOTE: Final = (
+    "(The language model's explanation was not shown: {why}. SpamGuard's own summary:) "
+)
+
+# Words before a claim that make it a negation or a report of what the mail pretends: "it is
+# not legitimate", "pretends to be from your bank". A hedge ("might be legitimate") is no excuse.
+_NEGATED = (
+    r"\bnot\b|\bnever\b|\bno\b|\bnor\b|\bwithout\b|n't\b|\bpretend\w*|\bclaim\w*|"
+    r"\btr(?:y|ies|ying)\b|\bpos(?:e|es|ing)\b|\bdisguis\w*|\bimpersonat\w*|\bfake\w*|"
+    r"\bpurport\w*|\balleged\w*|\bmade\s+to\s+look|\bas\s+if\b"
+)
+_DISTANCED = re.compile(rf"(?:{_NEGATED})[^.;:!?]{{0,40}}$", re.IGNORECASE)
+# For what was done, a hypothetical is fine too: "would have been moved to Junk, but ...".
+_HYPOTHETICAL = re.compile(
+    rf"(?:{_NEGATED}|\bwould\b|\bcould\b|\bmight\b|\binstead\b|\brather\b|\bif\b)"
+    r"[^.;:!?]{0,40}$",
+    re.IGNORECASE,
+)
+
+# "The mail is fine" in the words a hijacked explanation uses (a few other languages too: an
+# injection in French or German tends to get its answer in that language).
+_BENIGN = re.compile(
+    r"\b(?:legitimate|legit|genuine|authentic|harmless|benign|trustworthy|trusted|"
+    r"safe(?:ly)?|not\s+(?:a\s+)?spam|isn't\s+spam|no\s+spam|ham|reliable|verified|"
+    r"bona\s+fide|nothing\s+suspicious|no\s+(?:need|reason)\s+to\s+worry|"
+    r"can\s+be\s+trusted|from\s+(?:a|your)\s+(?:colleague|co-?worker|friend|boss|manager|"
+    r"bank|it\s+department|administrator)|"
+    r"l[ée]gitime?|legitim\w*|leg[íi]tim[oa]|seguro|sicher|vertrauensw[üu]rdig|fiable|"
+    r"de\s+confiance|affidabile|kein\s+spam|pas\s+(?:un|du)\s+spam|no\s+es\s+spam|"
+    r"non\s+[èe]\s+spam)\b",
+    re.IGNORECASE,
+)
+_HOSTILE = re.compile(
+    r"\b(?:is|looks\s+like|seems\s+to\s+be|appears\s+to\s+be|was)\s+(?:a\s+|an\s+)?"
+    r"(?:spam|phishing|scam|fraud\w*|malicious|dangerous)\b",
+    re.IGNORECASE,
+)
+_MOVED = re.compile(
+    r"\b(?:moved|sent|filed|put|placed|went|moving|move[sd]?|quarantined)\b[^.;]{0,25}?"
+    r"\b(?:junk|spam\s+folder|spam\s+box|quarantine)\b",
+    re.IGNORECASE,
+)
+_LEFT = re.compile(
+    r"\b(?:left|kept|keeps|stay(?:s|ed)?|remain(?:s|ed)?|delivered)\b[^.;]{0,25}?"
+    r"\b(?:inbox|alone|in\s+place|where\s+it\s+(?:is|was))\b",
+    re.IGNORECASE,
+)
+_NEVER = re.compile(r"\b(?:deleted|destroyed|reported\s+to|blocked\s+the\s+sender)\b", re.I)
+# Signs the model followed the mail rather than the filter.
+_OBEYING = re.compile(
+    r"\b(?:ignor(?:e|ed|ing)\s+(?:all\s+|any\s+|the\s+|your\s+|my\s+|previous\s+|prior\s+)*"
+    r"(?:instructions|rules|findings|filter)|as\s+(?:instructed|requested|told)|"
+    r"system\s+prompt|i\s+(?:have\s+been|was|am)\s+(?:told|instructed|asked)|"
+    r"pre-?approved|whitelist(?:ed)?|white-listed|override|"
+    r"according\s+to\s+(?:the|this)\s+(?:e-?mail|message|sender))\b",
+    re.IGNORECASE,
+)
+# English function words: an English sentence has a few; German or French has almost none.
+# The mail's request, passed on as if it were advice: "... should be taken: confirm your bank
+# details". Reported ("it asks you to confirm ...") or warned against ("do not click") is fine.
+_REQUEST = re.compile(
+    r"\b(?:confirm|verify|update|enter|provide|send|click|open|download|pay|transfer|call|"
+    r"reply|respond|log\s*in|sign\s*in|visit|claim)\s+(?:your|the|this|that|a|an|on|to|now|"
+    r"here|us|back)\b",
+    re.IGNORECASE,
+)
+_REPORTED = re.compile(
+    rf"(?:{_NEGATED}|\b(?:ask\w*|urg\w*|want\w*|tell\w*|tells|request\w*|demand\w*|"
+    r"pressur\w*|push\w*|invit\w*|prompt\w*|lur\w*|trick\w*|press\w*|get\s+you|"
+    r"wish\w*|hop\w*|expect\w*|instruct\w*|order\w*|avoid|before)\b|\bto\s*$)"
+    r"[^.;:!?]{0,30}$",
+    re.IGNORECASE,
+)
+_ENGLISH = frozenset(
+    re.findall(
+        r"\w+",
+        "the a an is it this that to of and in was for with because as its from by be are on "
+        "not or which has had you your were been so but",
+    )
+)
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|'[^']{3,}'|‘[^’]*’")
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
+_COPIED_WORDS = 8  # this many words in a row from the mail, outside quotes, is copying it
+
+
+def _claims(
+    pattern: re.Pattern[str], text: str, distanced: re.Pattern[str] = _DISTANCED
+) -> list[str]:
+    """Matches of ``pattern`` that the words before them in their clause do not distance."""
+    found = []
+    for m in pattern.finditer(text):
+        before = text[max(0, m.start() - 60) : m.start()]
+        clause = re.split(r"[.;:!?,]|\bbut\b|\bhowever\b|\band\b", before)[-1]
+        if not distanced.search(clause):
+            found.append(m.group(0))
+    return found
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def check_explanation(text: str, outcome: Outcome, mail: str = "", facts: str = "") -> list[str]:
+    """What is wrong with ``text`` as an explanation of ``outcome``; empty when it may be shown.
+
+    ``mail`` is the text the LLM was shown and ``facts`` the findings it was given (score,
+    evidence), for the checks of copied words and of figures found in neither.
+    """
+    problems: list[str] = []
+    words = _words(text)
+    if len(words) < 4:
+        return ["it said nothing"]
+    letters = [c for c in text if c.isalpha()]
+    latin = sum(c.isascii() for c in letters) / max(1, len(letters))
+    if latin < 0.9 or sum(w in _ENGLISH for w in words) < max(2, len(words) // 8):
+        problems.append("it was not written in English")
+    if outcome.verdict in ("spam", "flag"):
+        benign = _claims(_BENIGN, text)
+        if benign:
+            problems.append(f"it contradicted the {outcome.verdict} verdict ({benign[0]!r})")
+    else:
+        hostile = _claims(_HOSTILE, text)
+        if hostile:
+            problems.append(f"it contradicted the not-spam verdict ({hostile[0]!r})")
+    moved = _claims(_MOVED, text, _HYPOTHETICAL)
+    if moved and not outcome.moved_to_junk:
+        problems.append(f"it claimed a move to Junk that never happened ({moved[0]!r})")
+    left = _claims(_LEFT, text, _HYPOTHETICAL)
+    if left and outcome.moved_to_junk:
+        problems.append(f"it denied the move to Junk ({left[0]!r})")
+    request = _claims(_REQUEST, text, _REPORTED)
+    if request and outcome.verdict != "ham":
+        problems.append(f"it passed on the mail's request as advice ({request[0]!r})")
+    never = _NEVER.search(text)
+    if never:
+        problems.append(f"it claimed something SpamGuard never does ({never.group(0)!r})")
+    obeying = _OBEYING.search(text)
+    if obeying and "allow list" not in outcome.done:
+        problems.append(f"it followed the mail's instructions ({obeying.group(0)!r})")
+    if mail:
+        copied = _copied(text, mail)
+        if copied:
+            problems.append(f"it repeated the mail's own words as its own ({copied!r})")
+        invented = _invented_figure(text, mail + " " + facts)
+        if invented:
+            problems.append(
+                f"it stated a figure found in neither the mail nor the findings ({invented!r})"
+            )
+    return problems
+
+
+def _figures(text: str) -> set[str]:
+    return {re.sub(r"[,.](?=\d{3}\b)", "", n) for n in re.findall(r"\d+(?:[.,]\d+)*", text)}
+
+
+def _invented_figure(text: str, source: str) -> str:
+    """A number in ``text`` (an amount, a count, a time) that ``source`` does not contain:
+    small models invent them ("$50" for a mail offering $5,000)."""
+    known = _figures(source)
+    return next((n for n in sorted(_figures(text)) if n not in known), "")
+
+
+def _copied(text: str, mail: str) -> str:
+    """A run of `_COPIED_WORDS` words of ``text`` (outside quotation marks) found in ``mail``."""
+    own = _words(_QUOTED.sub(" ", text))
+    source = " " + " ".join(_words(mail)) + " "
+    for i in range(len(own) - _COPIED_WORDS + 1):
+        run = " ".join(own[i : i + _COPIED_WORDS])
+        if f" {run} " in source:
+            return run
+    return ""
+
+
+def evidence_summary(score: Score, outcome: Outcome) -> str:
+    """SpamGuard's own account of a score, from the evidence alone (no model involved)."""
+    verdict = {"spam": "spam", "flag": "suspicious", "ham": "not spam"}[outcome.verdict]
+    done = outcome.done[:1].upper() + outcome.done[1:]
+    parts = [
+        f"SpamGuard rated this message {int(score.p_spam * 100)} % likely to be spam "
+        f"({verdict}). {done}."
+    ]
+    toward = sorted(score.evidence, key=lambda e: -abs(e.weight))[:4]
+    if toward:
+        reasons = "; ".join(
+            f"{e.detail or e.feature} ({'towards spam' if e.weight > 0 else 'away from spam'})"
+            for e in toward
+        )
+        parts.append(f"Main reasons: {reasons}.")
+    if score.neighbours:
+        nb = score.neighbours[0]
+        subject = " ".join(nb.subject.split())[:60]
+        parts.append(f'It resembles a known {nb.label} message, "{subject}".')
+    return " ".join(parts)
+
+
+def explain(
+    message: Message,
+    score: Score,
+    outcome: Outcome,
+    *,
+    settings: LLMSettings | None = None,
+) -> Iterator[str]:
+    """The LLM's explanation of ``score`` and ``outcome`` once it passed `check_explanation`,
+    else the evidence summary with a note. Yields the text when it is ready (the whole of it:
+    a sentence shown before the check could not be taken back)."""
+    text = "".join(stream_rationale(message, score, settings=settings, outcome=outcome)).strip()
+    facts = " ".join(
+        [f"{score.p_spam:.2f}", str(int(score.p_spam * 100)), outcome.done]
+        + [f"{e.detail or e.feature} {e.weight:+.1f}" for e in score.evidence]
+        + [n.subject for n in score.neighbours]
+    )
+    problems = check_explanation(text, outcome, mail_for_prompt(message, max_chars=3000), facts)
+    if not problems:
+        yield text
+        return
+    log.info("LLM explanation withheld (%s): %r", "; ".join(problems), text[:300])
+    # The reason without the offending words: the note must not repeat them either.
+    why = problems[0].split(" (")[0]
+    yield WITHHELD_NOTE.format(why=why) + evidence_summary(score, outcome)
