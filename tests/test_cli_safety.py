@@ -139,3 +139,20 @@ def test_a_huge_input_file_is_not_read_whole(tmp_path: Path) -> None:
 
     assert int(out[0]) == MAX_INPUT_BYTES
     assert int(out[1]) < 400_000  # KiB: far below the file's 1.5 GB
+
+
+def test_train_says_which_files_it_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    ham = tmp_path / "ham"
+    shutil.copytree(HAM_DIR, ham)
+    (ham / "zz-not-mail.eml").write_bytes(b"\x00\x01 binary, not mail")
+    out = tmp_path / "model"
+    rc = main(
+        ["train", "--ham", str(ham), "--spam", str(SPAM_DIR), "--out", str(out), "--no-neighbours"]
+    )
+    assert rc == 0 and (out / "config.json").is_file()
+    err = capsys.readouterr().err
+    assert "skipped 1 file(s)" in err and "zz-not-mail.eml" in err, err
