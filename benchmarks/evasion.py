@@ -634,6 +634,31 @@ def _line(name: str, r: dict) -> str:
     )
 
 
+def _code_version() -> str:
+    """The commit of the SpamGuard code that scored (and whether it had local changes)."""
+    import subprocess
+
+    import spamguard
+
+    where = Path(spamguard.__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(where)
+    return f"{head}{' with local changes' if dirty else ''} ({where})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model directory (default: the shipped model)")
@@ -694,6 +719,7 @@ def main() -> int:
         "every": args.every,
         "thresholds": {"move": MOVE, "flag": FLAG},
         "scorer": "the model's full head (no cascade), as `spamguard score --no-cascade`",
+        "code": _code_version(),
         "measured_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tricks": rows,
     }
