@@ -156,3 +156,50 @@ def test_train_says_which_files_it_skipped(
     assert rc == 0 and (out / "config.json").is_file()
     err = capsys.readouterr().err
     assert "skipped 1 file(s)" in err and "zz-not-mail.eml" in err, err
+
+
+@pytest.mark.parametrize(("answer", "goes_ahead"), [(b"n\n", False), (b"y\n", True)])
+def test_undo_of_many_actions_asks_on_a_terminal(
+    tmp_path: Path, answer: bytes, goes_ahead: bool
+) -> None:
+    """On a terminal the question is asked; only "y" goes ahead (here to a server that is not
+    there, which is its own one-line error)."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    from spamguard.mail.commands import UNDO_WITHOUT_ASKING
+
+    n = UNDO_WITHOUT_ASKING + 1
+    config = _config_with_applied_moves(tmp_path, n)
+    main_fd, child_fd = os.openpty()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spamguard", "--config", str(config), "undo", "--last", str(n)],
+        stdin=child_fd,
+        stdout=subprocess.DEVNULL,
+        stderr=child_fd,
+        env=env,
+    )
+    os.close(child_fd)
+    seen = b""
+    while b"[y/N]" not in seen:
+        ready, _, _ = select.select([main_fd], [], [], 60)
+        assert ready, seen
+        seen += os.read(main_fd, 4096)
+    assert f"Undo {n} actions in work?".encode() in seen
+    os.write(main_fd, answer)
+    rest = b""
+    while proc.poll() is None or select.select([main_fd], [], [], 0.2)[0]:
+        if select.select([main_fd], [], [], 0.2)[0]:
+            try:
+                rest += os.read(main_fd, 4096)
+            except OSError:
+                break
+    os.close(main_fd)
+    assert proc.wait(60) == 1
+    if goes_ahead:  # went ahead: the refusal is about the server, not about --yes
+        assert b"--yes" not in rest and b"127.0.0.1" in rest, rest
+    else:
+        assert b"nothing was undone" in rest and b"--yes" in rest, rest
