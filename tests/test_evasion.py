@@ -253,22 +253,27 @@ def test_shipped_model_scores_a_deeply_nested_spam_like_the_spam() -> None:
     assert deep.p_spam >= 0.99
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21 item 4 is only partly fixed: without the unbounded link count a model "
+    "trained on the train half takes this spam from 0.33 to 0.73 with 50 well-known links, "
+    "not past the move threshold; the links' domains (hammy in the 2002 ham) and the longer "
+    "text still push towards ham (benchmarks/evasion.py, links-unrelated)",
+)
 def test_shipped_model_is_not_talked_out_of_a_spam_by_fifty_links() -> None:
-    scorer, config = _shipped()
-    if "n_urls_log" in config["hand_features"]:  # type: ignore[operator]
-        pytest.xfail(
-            f"{config['version']} was trained with the unbounded link count (n_urls_log); "
-            "the next retrain of the shipped model drops it (see DEFAULT_HAND_FEATURES)"
-        )
-    unrelated = "\n".join(f"http://www.site{i}.example.org/" for i in range(50))
+    from benchmarks.evasion import UNRELATED_SITES
+
+    scorer, _ = _shipped()
+    unrelated = "\n".join(f"http://{site}" for site in UNRELATED_SITES)
     own = "\n".join(["http://www.lowrates-mortgage-now.biz/apply.html"] * 50)
     scores = scorer.score(  # type: ignore[attr-defined]
         [
             parse_message(spam()),
-            parse_message(spam(SPAM_TEXT + unrelated)),
-            parse_message(spam(SPAM_TEXT + own)),
+            parse_message(spam(SPAM_TEXT + "\n" + own)),
+            parse_message(spam(SPAM_TEXT + "\n" + unrelated)),
         ]
     )
     assert scores[0].p_spam >= 0.99
     assert scores[1].p_spam >= 0.90, scores[1]
+    # default-3 (with the unbounded link count, weight about -3.6): 0.33.
     assert scores[2].p_spam >= 0.90, scores[2]
