@@ -128,6 +128,8 @@ class ConnectionReport:
     fingerprint: str | None = None
     folders: tuple[str, ...] = ()
     junk_folder: str | None = None
+    # An unverified certificate's subject, issuer, not_before, not_after (to decide on trust).
+    certificate: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,8 +680,18 @@ def add_account(
     auth: str = "password",
     oauth: Mapping[str, str] | None = None,
     backlog: str | None = None,
+    password_command: str | None = None,
+    password_store: str | None = None,
+    tls_fingerprint: str | None = None,
+    allow_plaintext: bool = False,
+    secret: str | None = None,
 ) -> Config:
     """Append ``[accounts.NAME]`` to the config file (created if missing); validated first.
+
+    With ``secret`` the password is stored (system keyring, or the encrypted file when
+    ``password_store == "file"``) together with the config: the section is validated, then the
+    secret stored, then the file written; if the write fails the secret is removed again, so
+    nothing is ever half-added. ``password_command`` accounts store nothing.
 
     ``oauth`` holds the ``oauth_*`` keys of an ``auth = "oauth2"`` account (provider,
     client_id, client_secret of the app's registration, mechanism, tenant); the user's
@@ -710,14 +722,85 @@ def add_account(
         lines.append(f"junk_folder = {_toml_string(junk_folder)}")
     if backlog:
         lines.append(f"backlog = {_toml_string(backlog)}")
+    if password_command:
+        lines.append(f"password_command = {_toml_string(password_command)}")
+    elif password_store and password_store != "keyring":
+        lines.append(f"password_store = {_toml_string(password_store)}")
+    if tls_fingerprint:
+        lines.append(f"tls_fingerprint = {_toml_string(tls_fingerprint)}")
+    if allow_plaintext:
+        lines.append("allow_plaintext = true")
     new_text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
     config = parse_config(new_text, path=path)
-    _write_atomic(path, new_text)
+    account = config.accounts[name]
+    stored = False
+    if secret and not account.password_command and account.auth == "password":
+        from spamguard.mail.credentials import store_password
+
+        store_password(account, secret)
+        stored = True
+    try:
+        _write_atomic(path, new_text)
+    except OSError as exc:
+        if stored:
+            from spamguard.mail.credentials import delete_password
+
+            delete_password(account)
+        raise ConfigError(f"could not write {path}: {exc.strerror}; nothing was added") from None
     return config
 
 
-def check_connection(settings: AccountSettings, mail: MailStore | None = None) -> ConnectionReport:
-    """Log in, list folders and find Junk; every failure says what to do about it."""
+def remove_account(path: Path, name: str) -> bool:
+    """Remove ``[accounts.NAME]`` (and its sub-tables) from the config file and forget its
+    stored password or sign-in tokens. True when the stored secret was found and removed."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    config = parse_config(text, path=path) if text.strip() else None
+    if config is None or name not in config.accounts:
+        raise ConfigError(f"there is no account called {name!r} in {path}")
+    account = config.accounts[name]
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        stripped = line.strip().replace(" ", "")
+        if stripped.startswith("["):
+            header = stripped.strip("[]")
+            inside = header in (f"accounts.{name}", f'accounts."{name}"') or header.startswith(
+                (f"accounts.{name}.", f'accounts."{name}".')
+            )
+        if not inside:
+            out.append(line)
+    new_text = re.sub(r"\n{3,}", "\n\n", "\n".join(out).strip("\n") + "\n")
+    parse_config(new_text, path=path)
+    _write_atomic(path, new_text)
+    if account.auth == "oauth2":
+        from spamguard.mail import oauth
+
+        forgotten = oauth.load_tokens(name) is not None
+        oauth.forget_tokens(name)
+        return forgotten
+    if account.password_command:
+        return False
+    from spamguard.mail.credentials import delete_password
+
+    try:
+        return delete_password(account)
+    except CredentialError:
+        return False  # a locked or missing store: nothing SpamGuard can reach to remove
+
+
+def check_connection(
+    settings: AccountSettings, mail: MailStore | None = None, *, password: str | None = None
+) -> ConnectionReport:
+    """Log in, list folders and find Junk; every failure says what to do about it.
+
+    With ``password`` the login uses it and nothing is stored anywhere (a connection test
+    before the account exists)."""
+    if password:
+        from spamguard.mail.credentials import using_password
+
+        with using_password(password):
+            return check_connection(settings, mail)
     from spamguard.mail.folders import find_junk_folder
     from spamguard.service import open_mailstore
 
@@ -726,7 +809,9 @@ def check_connection(settings: AccountSettings, mail: MailStore | None = None) -
     try:
         store.connect()
     except TLSError as exc:
-        return ConnectionReport(False, str(exc), "tls", fingerprint=exc.fingerprint)
+        return ConnectionReport(
+            False, str(exc), "tls", fingerprint=exc.fingerprint, certificate=exc.certificate
+        )
     except CredentialError as exc:
         return ConnectionReport(False, str(exc), "credentials")
     except OAuthError as exc:  # its message says how to sign in again

@@ -137,6 +137,9 @@ class AccountSettings:
     username: str
     auth: AuthKind = "password"
     password_command: str | None = None
+    # Where the password lives when there is no password_command: "keyring" (the system
+    # keyring) or "file" (SpamGuard's passphrase-encrypted file, for machines without one).
+    password_store: str = "keyring"
     allow_plaintext: bool = False
     tls_fingerprint: str | None = None  # "sha256:<hex>", pinned self-signed certificate
     provider: str | None = None
@@ -467,6 +470,7 @@ class _Validator:
                 "username",
                 "auth",
                 "password_command",
+                "password_store",
                 "allow_plaintext",
                 "tls_fingerprint",
                 "watch_folders",
@@ -546,6 +550,12 @@ class _Validator:
             raise self.fail((*p, "password_command"), "is empty")
         if auth == "oauth2" and password_command:
             raise self.fail((*p, "password_command"), 'cannot be combined with auth = "oauth2"')
+        password_store: str = self.get(raw, p, "password_store", str, "keyring")
+        if password_store not in ("keyring", "file"):
+            raise self.fail(
+                (*p, "password_store"),
+                f'must be "keyring" or "file" (an encrypted file), not {password_store!r}',
+            )
         fingerprint: str | None = self.get(raw, p, "tls_fingerprint", str, None)
         if fingerprint is not None:
             fingerprint = _normalise_fingerprint(fingerprint)
@@ -622,6 +632,7 @@ class _Validator:
             username=username,
             auth=auth,  # type: ignore[arg-type]
             password_command=password_command,
+            password_store=password_store,
             allow_plaintext=allow_plaintext,
             tls_fingerprint=fingerprint,
             provider=provider,

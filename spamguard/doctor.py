@@ -90,8 +90,11 @@ def check_privacy(config: Config | None) -> Finding:
 
 
 def _needs_keyring(account: AccountSettings) -> bool:
-    # OAuth2 tokens always live in the keyring; passwords unless a password_command gives them.
-    return account.auth == "oauth2" or not account.password_command
+    # OAuth2 tokens always live in the keyring; passwords unless a password_command gives them
+    # or they are kept in SpamGuard's encrypted file (password_store = "file").
+    if account.auth == "oauth2":
+        return True
+    return not account.password_command and account.password_store != "file"
 
 
 def check_keyring(config: Config | None) -> Finding:

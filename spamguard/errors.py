@@ -65,9 +65,17 @@ class CredentialError(MailStoreError):
 class TLSError(MailStoreError):
     """The server's certificate could not be verified and is not pinned in the config."""
 
-    def __init__(self, message: str, *, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        fingerprint: str | None = None,
+        certificate: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.fingerprint = fingerprint
+        # subject, issuer, not_before, not_after of the certificate shown, when it could be read
+        self.certificate = certificate
 
 
 class ConnectionLostError(MailStoreError):

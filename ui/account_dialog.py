@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
+import ipaddress
 import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QUrl, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -27,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from spamguard.app_api import ConnectionReport, add_account, check_connection, preset_for_email
-from spamguard.config import PRESETS, AccountSettings
+from spamguard.config import PRESETS, AccountSettings, load_config
 from spamguard.errors import SpamGuardError
 
 from .messages import SPAM_COLOUR
@@ -39,6 +42,34 @@ OAUTH_PROVIDERS = (
 )
 # Which OAuth2 provider signs in to a preset's server.
 PRESET_OAUTH = {"gmail": "google", "outlook": "microsoft"}
+# Where a password account's password is kept.
+STORES = (
+    ("keyring", "In the system keyring"),
+    ("file", "In an encrypted file, protected by a passphrase"),
+    ("command", "Ask my password manager (a password command)"),
+)
+PASSWORD_COMMAND_EXAMPLES = (
+    ("pass", "pass show mail/you@example.com"),
+    ("GNOME secret-tool", "secret-tool lookup service imap user you@example.com"),
+    ("1Password", 'op read "op://Personal/Mail/password"'),
+    ("Bitwarden", "bw get password imap.example.com"),
+)
+
+
+def _is_local(host: str) -> bool:
+    """Loopback: traffic that never leaves this computer."""
+    if host.strip().lower() in ("localhost", "localhost.localdomain", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False
+
+
+def _pin(fingerprint: str) -> str:
+    """The config's form of a shown fingerprint ("sha256:AB:CD…" -> "sha256:abcd…")."""
+    body = fingerprint.strip().lower().removeprefix("sha256:").replace(":", "")
+    return "sha256:" + body
 
 
 def _result_label(parent: QWidget) -> QLabel:
@@ -71,12 +102,9 @@ class _TestJob(QRunnable):
         self.signals = _Signals()
 
     def run(self) -> None:
-        from spamguard.mail.credentials import store_password
-
         try:
-            if self.password:
-                store_password(self.settings, self.password)
-            report = check_connection(self.settings)
+            # The password is used for this login only: a test stores nothing anywhere.
+            report = check_connection(self.settings, password=self.password or None)
         except SpamGuardError as exc:
             report = ConnectionReport(False, str(exc), "credentials")
         self.signals.done.emit(report)
@@ -236,6 +264,7 @@ class AccountDialog(QDialog):
         self.report: ConnectionReport | None = None
         self._jobs: list[_TestJob] = []
         self._signed_in_as: str | None = None  # the account name the keyring tokens are under
+        self._added = False
         self.setWindowTitle(self.tr("Add a mail account"))
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -290,7 +319,55 @@ class AccountDialog(QDialog):
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setToolTip(
-            self.tr("Stored in the system keyring, never in SpamGuard's config file")
+            self.tr("Kept in the system keyring or the encrypted file, never in the config file")
+        )
+        # Where the password is kept; without a system keyring, the other two ways through.
+        self.keyring_problem = self._keyring_problem()
+        self.keyring_note = QLabel()
+        self.keyring_note.setWordWrap(True)
+        self.store = QComboBox()
+        for key, text in STORES:
+            self.store.addItem(self.tr(text), key)
+        if self.keyring_problem:
+            self.keyring_note.setText(
+                html.escape(self.keyring_problem)
+                + " "
+                + self.tr(
+                    "Choose another way to keep it below: an encrypted file that asks for a "
+                    "passphrase, or the password manager you already use."
+                )
+            )
+            item = self.store.model().item(0)  # type: ignore[attr-defined]
+            item.setEnabled(False)
+            item.setToolTip(self.keyring_problem)
+            self.store.setCurrentIndex(self.store.findData("file"))
+        self.keyring_note.setVisible(bool(self.keyring_problem))
+        self.passphrase = QLineEdit()
+        self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase.setToolTip(
+            self.tr(
+                "Protects the encrypted password file; SpamGuard asks for it when it starts. "
+                "It cannot be recovered: choose one you will remember."
+            )
+        )
+        self.passphrase_again = QLineEdit()
+        self.passphrase_again.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password_command = QLineEdit()
+        self.password_command.setPlaceholderText("pass show mail/you@example.com")
+        self.password_command.setToolTip(
+            self.tr("A command that prints the password; SpamGuard runs it at each sign-in")
+        )
+        self.command_examples = QLabel(
+            self.tr("Examples:")
+            + "<br>"
+            + "<br>".join(
+                f"{html.escape(tool)}: <code>{html.escape(cmd)}</code>"
+                for tool, cmd in PASSWORD_COMMAND_EXAMPLES
+            )
+        )
+        self.command_examples.setTextInteractionFlags(
+            self.command_examples.textInteractionFlags()
+            | Qt.TextInteractionFlag.TextSelectableByMouse
         )
         self.provider_note = QLabel()
         self.provider_note.setWordWrap(True)
@@ -309,12 +386,31 @@ class AccountDialog(QDialog):
         form.addRow(port_label, server_row)
         form.addRow(self.tr("&User name:"), self.username)
         form.addRow(self.tr("Sign-&in method:"), self.auth)
+        form.addRow("", self.keyring_note)
+        form.addRow(self.tr("&Keep the password:"), self.store)
         form.addRow(self.tr("Pass&word:"), self.password)
+        form.addRow(self.tr("Passp&hrase:"), self.passphrase)
+        form.addRow(self.tr("Passphrase a&gain:"), self.passphrase_again)
+        form.addRow(self.tr("Password co&mmand:"), self.password_command)
+        form.addRow("", self.command_examples)
         form.addRow(self.tr("OAuth pro&vider:"), self.oauth_provider)
         form.addRow(self.tr("OAuth &client ID:"), self.client_id)
         form.addRow(self.tr("Client s&ecret:"), self.client_secret)
         self.form = form
         layout.addLayout(form)
+        # "None" security to anything but this computer: the password crosses the network bare.
+        self.plain_warning = QLabel(
+            self.tr(
+                "<b>No security:</b> your password and your mail would cross the network "
+                "unencrypted, readable by anyone on the way. Use TLS or STARTTLS unless the "
+                "server is on a network you fully trust."
+            )
+        )
+        self.plain_warning.setWordWrap(True)
+        self.plain_warning.setStyleSheet(f"color: {SPAM_COLOUR.name()}")
+        self.allow_plaintext = QCheckBox(self.tr("Send my password &unencrypted anyway"))
+        layout.addWidget(self.plain_warning)
+        layout.addWidget(self.allow_plaintext)
 
         test_row = QHBoxLayout()
         self.test_button = QPushButton(self.tr("&Test connection"))
@@ -327,6 +423,25 @@ class AccountDialog(QDialog):
         layout.addLayout(test_row)
         self.result = _result_label(self)
         layout.addWidget(self.result)
+        # An unverified certificate: what it is, and the user's decision to trust it.
+        self.cert_box = QFrame()
+        self.cert_box.setFrameShape(QFrame.Shape.StyledPanel)
+        cert_layout = QVBoxLayout(self.cert_box)
+        self.cert_info = QLabel()
+        self.cert_info.setWordWrap(True)
+        self.cert_info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.trust_cert = QCheckBox(self.tr("&Trust this certificate for this account"))
+        self.trust_cert.setToolTip(
+            self.tr(
+                "Only if the fingerprint matches your server's certificate. SpamGuard then "
+                "accepts exactly this certificate for this account and refuses any other."
+            )
+        )
+        cert_layout.addWidget(self.cert_info)
+        cert_layout.addWidget(self.trust_cert)
+        self.cert_box.setVisible(False)
+        self._untrusted: str | None = None  # fingerprint of the certificate shown, not trusted
+        layout.addWidget(self.cert_box)
         self.browser = BrowserSignIn(self.sign_in_button, self.result, self)
         junk_form = QFormLayout()
         self.junk = QComboBox()
@@ -377,14 +492,26 @@ class AccountDialog(QDialog):
         self.security.currentIndexChanged.connect(self._security_changed)
         self.auth.currentIndexChanged.connect(self._auth_changed)
         self.oauth_provider.currentIndexChanged.connect(self._auth_changed)
+        self.store.currentIndexChanged.connect(self._auth_changed)
+        self.trust_cert.toggled.connect(self._trust_toggled)
+        self.allow_plaintext.toggled.connect(self._validate)
+        self.host.textChanged.connect(self._security_changed)
         self.test_button.clicked.connect(self.test)
         self.sign_in_button.clicked.connect(self.sign_in)
         self.browser.finished.connect(self._signed_in)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
-        for widget in (self.email, self.host, self.username, self.name, self.client_id):
+        for widget in (
+            self.email,
+            self.host,
+            self.username,
+            self.name,
+            self.client_id,
+            self.password_command,
+        ):
             widget.textChanged.connect(self._validate)
         self._auth_changed()
+        self._security_changed()
 
     # -- form logic ------------------------------------------------------------------------
 
@@ -427,9 +554,22 @@ class AccountDialog(QDialog):
         self.layout().activate()
         self.resize(self.width(), max(self.height(), self.sizeHint().height()))
 
+    @staticmethod
+    def _keyring_problem() -> str | None:
+        from spamguard.mail.credentials import keyring_problem
+
+        return keyring_problem()
+
     def _auth_changed(self) -> None:
         oauth2 = self.auth.currentData() == "oauth2"
-        self.form.setRowVisible(self.password, not oauth2)
+        store = self.store.currentData()
+        self.form.setRowVisible(self.store, not oauth2)
+        self.form.setRowVisible(self.keyring_note, not oauth2 and bool(self.keyring_problem))
+        self.form.setRowVisible(self.password, not oauth2 and store != "command")
+        for widget in (self.passphrase, self.passphrase_again):
+            self.form.setRowVisible(widget, not oauth2 and store == "file")
+        for widget in (self.password_command, self.command_examples):
+            self.form.setRowVisible(widget, not oauth2 and store == "command")
         for widget in (self.oauth_provider, self.client_id):
             self.form.setRowVisible(widget, oauth2)
         self.form.setRowVisible(
@@ -441,8 +581,23 @@ class AccountDialog(QDialog):
 
     def _security_changed(self) -> None:
         default = {"tls": 993, "starttls": 143, "plain": 143}[self.security.currentData()]
-        if self.port.value() in (993, 143):
+        if self.sender() is self.security and self.port.value() in (993, 143):
             self.port.setValue(default)
+        exposed = self._plaintext_exposed()
+        if not exposed:
+            self.allow_plaintext.setChecked(False)
+        self.plain_warning.setVisible(exposed)
+        self.allow_plaintext.setVisible(exposed)
+        self._fit()
+        self._validate()
+
+    def _plaintext_exposed(self) -> bool:
+        return self.security.currentData() == "plain" and not _is_local(self.host.text())
+
+    def _trust_toggled(self, checked: bool) -> None:
+        self._validate()
+        if checked and self.test_button.isEnabled():
+            self.test()  # see at once that the pinned certificate lets SpamGuard in
 
     def _validate(self) -> None:
         ready = all(w.text().strip() for w in (self.host, self.username, self.name))
@@ -453,8 +608,15 @@ class AccountDialog(QDialog):
             self.test_button.setEnabled(ready and self._signed_in_as is not None)
             self.ok_button.setEnabled(ready and self._signed_in_as is not None)
             return
+        if self.store.currentData() == "command":
+            ready = ready and bool(self.password_command.text().strip())
+        if self._plaintext_exposed():
+            ready = ready and self.allow_plaintext.isChecked()
         self.test_button.setEnabled(ready)
-        self.ok_button.setEnabled(ready)
+        # An untrusted certificate on the last test: adding it would only fail at every scan.
+        self.ok_button.setEnabled(
+            ready and (self._untrusted is None or self.trust_cert.isChecked())
+        )
 
     def oauth_keys(self) -> dict[str, str]:
         """The account's ``oauth_*`` config keys (the app registration, not the user's tokens)."""
@@ -476,7 +638,24 @@ class AccountDialog(QDialog):
             provider=self.provider.currentData() or None,
             timeout=15.0,
             oauth=self.oauth_keys(),
+            password_command=self._password_command(),
+            password_store="file" if self._store() == "file" else "keyring",
+            tls_fingerprint=self._pinned(),
+            allow_plaintext=self.allow_plaintext.isChecked(),
         )
+
+    def _store(self) -> str | None:
+        """keyring, file or command for a password account; None for browser sign-in."""
+        return None if self.auth.currentData() == "oauth2" else self.store.currentData()
+
+    def _password_command(self) -> str | None:
+        command = self.password_command.text().strip()
+        return command if self._store() == "command" and command else None
+
+    def _pinned(self) -> str | None:
+        if self._untrusted and self.trust_cert.isChecked():
+            return _pin(self._untrusted)
+        return None
 
     # -- browser sign-in -------------------------------------------------------------------
 
@@ -501,6 +680,14 @@ class AccountDialog(QDialog):
 
     def done(self, result: int) -> None:
         self.browser.cancel()  # closing abandons a sign-in still waiting for the browser
+        if not self._added and self._signed_in_as is not None:
+            # Cancelled after signing in: the tokens belong to no account; leave nothing behind.
+            from spamguard.mail import oauth
+
+            # If the keyring went away meanwhile there is nothing more SpamGuard can remove.
+            with contextlib.suppress(SpamGuardError):
+                oauth.forget_tokens(self._signed_in_as)
+            self._signed_in_as = None
         super().done(result)
 
     # -- testing ---------------------------------------------------------------------------
@@ -509,7 +696,8 @@ class AccountDialog(QDialog):
         self.test_button.setEnabled(False)
         self.result.setText(self.tr("Connecting to %1…").replace("%1", self.host.text()))
         settings = self.settings()
-        job = _TestJob(settings, self.password.text() if settings.auth == "password" else "")
+        password = self.password.text() if self._store() in ("keyring", "file") else ""
+        job = _TestJob(settings, password)
         job.signals.done.connect(self._tested)
         self._jobs.append(job)
         QThreadPool.globalInstance().start(job)
@@ -527,19 +715,79 @@ class AccountDialog(QDialog):
             if report.junk_folder:
                 self.junk.setCurrentIndex(self.junk.findData(report.junk_folder))
             return
-        text = html.escape(report.message, quote=False)
-        if report.kind == "tls" and report.fingerprint:
-            text += "<br>" + html.escape(
-                self.tr("Certificate fingerprint: %1").replace("%1", report.fingerprint)
-            )
-        self.result.setText(_outcome(False, text))
+        if report.kind == "tls" and report.fingerprint and report.fingerprint != "unknown":
+            self._show_certificate(report)
+            return
+        self.result.setText(_outcome(False, html.escape(report.message, quote=False)))
+
+    def _show_certificate(self, report: ConnectionReport) -> None:
+        """The certificate could not be verified: show what it is and offer to trust it."""
+        assert report.fingerprint is not None
+        if report.fingerprint != self._untrusted:
+            self.trust_cert.blockSignals(True)
+            self.trust_cert.setChecked(False)
+            self.trust_cert.blockSignals(False)
+        self._untrusted = report.fingerprint
+        cert = dict(report.certificate or {})
+        pinned_before = "does not match the pinned" in report.message
+        headline = (
+            self.tr("The server now shows a different certificate from the one you trusted.")
+            if pinned_before
+            else self.tr(
+                "%1 shows a certificate that this computer cannot verify (self-signed or from "
+                "an unknown authority). SpamGuard did not send your password."
+            ).replace("%1", html.escape(self.host.text().strip()))
+        )
+        rows = [
+            (self.tr("Subject"), cert.get("subject", self.tr("(could not be read)"))),
+            (self.tr("Issuer"), cert.get("issuer", self.tr("(could not be read)"))),
+            (
+                self.tr("Valid"),
+                self.tr("from %1 until %2")
+                .replace("%1", cert.get("not_before", "?"))
+                .replace("%2", cert.get("not_after", "?")),
+            ),
+            (self.tr("SHA-256 fingerprint"), report.fingerprint.removeprefix("sha256:")),
+        ]
+        table = "".join(
+            f"<tr><td><b>{html.escape(k)}:</b>&nbsp;</td><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        advice = self.tr(
+            "Trust it only if this is your own server and the fingerprint matches the one "
+            "the server's administrator gave you."
+        )
+        self.cert_info.setText(f"{headline}<table>{table}</table>{html.escape(advice)}")
+        self.cert_box.setVisible(True)
+        self.result.setText(
+            _outcome(False, html.escape(self.tr("The certificate is not trusted yet.")))
+        )
+        self._fit()
+        self._validate()
 
     def accept(self) -> None:
         settings = self.settings()
         junk = self.junk.currentData() or self.junk.currentText().strip() or "auto"
+        store = self._store()
+        secret = self.password.text() if store in ("keyring", "file") else None
         try:
+            self._check_new_name(settings.name)
+            if store in ("keyring", "file") and not secret:
+                self._fail(self.tr("Enter the password (or choose a password command)."))
+                return
+            if store == "file":
+                from spamguard.mail.credentials import secrets_file, unlock_file_store
+
+                if not secrets_file().exists() and (
+                    self.passphrase.text() != self.passphrase_again.text()
+                ):
+                    self._fail(self.tr("The two passphrases differ; type the same one twice."))
+                    return
+                unlock_file_store(self.passphrase.text())
             if settings.auth == "oauth2" and self._signed_in_as not in (None, settings.name):
                 self._move_tokens(str(self._signed_in_as), settings.name)
+            # Config and secret together: the section is checked, the secret stored, then the
+            # file written; a failure on the way leaves neither behind.
             add_account(
                 self.config_path,
                 settings.name,
@@ -552,19 +800,28 @@ class AccountDialog(QDialog):
                 backlog=self.backlog.currentData() or None,
                 auth=settings.auth,
                 oauth=dict(settings.oauth),
+                password_command=settings.password_command,
+                password_store=settings.password_store,
+                tls_fingerprint=settings.tls_fingerprint,
+                allow_plaintext=settings.allow_plaintext,
+                secret=secret,
             )
-            if (
-                settings.auth == "password"
-                and self.password.text()
-                and (self.report is None or not self.report.ok)
-            ):
-                from spamguard.mail.credentials import store_password
-
-                store_password(settings, self.password.text())
         except SpamGuardError as exc:
-            self.result.setText(_outcome(False, html.escape(str(exc), quote=False)))
+            self._fail(str(exc))
             return
+        self._added = True
         super().accept()
+
+    def _fail(self, text: str) -> None:
+        self.result.setText(_outcome(False, html.escape(text, quote=False)))
+
+    def _check_new_name(self, name: str) -> None:
+        """Refuse a taken name before anything is stored (add_account checks again)."""
+        from spamguard.errors import ConfigError
+
+        path = self.config_path
+        if path.exists() and path.read_text("utf-8").strip() and name in load_config(path).accounts:
+            raise ConfigError(f"there is already an account called {name!r} in {path}")
 
     def _move_tokens(self, old: str, new: str) -> None:
         """The account was renamed after signing in: its keyring tokens follow the name."""

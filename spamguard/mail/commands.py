@@ -511,9 +511,23 @@ def cmd_account_add(args: argparse.Namespace) -> int:
             secret = getpass.getpass(f"Password for {settings.username} at {settings.host}: ")
         if not secret:
             raise SpamGuardError("no password given; nothing stored")
+        if settings.password_store == "file":
+            import os
+
+            from spamguard.mail.credentials import PASSPHRASE_ENV, unlock_file_store
+
+            unlock_file_store(
+                os.environ.get(PASSPHRASE_ENV)
+                or getpass.getpass("Passphrase of SpamGuard's encrypted password file: ")
+            )
         store_password(settings, secret)
         del secret
-        _say(f'password for {args.name!r} stored in the system keyring (service "spamguard")')
+        where = (
+            "the encrypted password file"
+            if settings.password_store == "file"
+            else 'the system keyring (service "spamguard")'
+        )
+        _say(f"password for {args.name!r} stored in {where}")
     status = 0 if args.no_test else _test_account(settings)
     return status if status else _offer_first_sync(args)
 

@@ -1,8 +1,20 @@
-"""Account secrets: the system keyring, `password_command`, the OAuth2 hand-off; never logged."""
+"""Account secrets: the system keyring, `password_command`, a passphrase-encrypted file, the
+OAuth2 hand-off; never logged, never in the config.
+
+The encrypted file is `keyrings.cryptfile`'s CryptFileKeyring (Argon2id key derivation, AES-GCM,
+so a wrong passphrase or a tampered file is detected). SpamGuard drives it directly with a
+passphrase it was given (`unlock_file_store`, or SPAMGUARD_SECRETS_PASSPHRASE for the headless
+engine); it never lets the backend prompt on a terminal.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from spamguard.config import AccountSettings
@@ -12,25 +24,158 @@ __all__ = [
     "KEYRING_SERVICE",
     "delete_password",
     "get_password",
+    "keyring_problem",
     "login",
+    "secrets_file",
     "store_password",
+    "unlock_file_store",
+    "using_password",
 ]
 
 KEYRING_SERVICE = "spamguard"
 PASSWORD_COMMAND_TIMEOUT = 60.0
 
 
+PASSPHRASE_ENV = "SPAMGUARD_SECRETS_PASSPHRASE"
+SECRETS_FILE_ENV = "SPAMGUARD_SECRETS_FILE"
+
+_supplied = threading.local()  # a password given for one call (Test connection), never stored
+_file_lock = threading.Lock()
+_file_passphrase: str | None = None  # the encrypted file's passphrase, for this process only
+
+
+@contextmanager
+def using_password(secret: str) -> Iterator[None]:
+    """Within the block, on this thread, every password-account login uses ``secret``:
+    a connection test reaches the server without storing anything anywhere."""
+    previous = getattr(_supplied, "secret", None)
+    _supplied.secret = secret
+    try:
+        yield
+    finally:
+        _supplied.secret = previous
+
+
+def keyring_problem() -> str | None:
+    """None when a system keyring can keep passwords; else why not, in plain words.
+
+    Passphrase-protected file backends that `keyring` may pick up on its own (keyrings.alt,
+    keyrings.cryptfile) do not count: they would prompt on a terminal nobody is watching.
+    """
+    import keyring
+
+    ring = keyring.get_keyring()
+    members = getattr(ring, "backends", None)
+    rings = list(members) if members is not None else [ring]
+    usable = [r for r in rings if not _is_file_backend(r) and not _is_fail_backend(r)]
+    if members is not None and usable:
+        return None
+    if members is None and not _is_fail_backend(ring):
+        return None  # one backend chosen on purpose (keyringrc.cfg, PYTHON_KEYRING_BACKEND)
+    return (
+        "No system keyring is running on this computer (no Secret Service such as GNOME "
+        "Keyring or KWallet), so SpamGuard cannot keep the password there."
+    )
+
+
+def _is_fail_backend(ring: Any) -> bool:
+    return type(ring).__module__.startswith("keyring.backends.fail")
+
+
+def _is_file_backend(ring: Any) -> bool:
+    return type(ring).__module__.startswith(("keyrings.alt", "keyrings.cryptfile"))
+
+
+def secrets_file() -> Path:
+    """The encrypted password file: SPAMGUARD_SECRETS_FILE, else in the user's data folder."""
+    override = os.environ.get(SECRETS_FILE_ENV)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("spamguard")) / "secrets.cfg"
+
+
+def unlock_file_store(passphrase: str) -> None:
+    """Open (or create, on first use) the encrypted password file with ``passphrase``.
+
+    Raises `CredentialError` on a wrong passphrase; keeps it in memory for this process.
+    """
+    global _file_passphrase
+    if not passphrase:
+        raise CredentialError("the passphrase of the encrypted password file is empty")
+    _open_file_store(passphrase)
+    with _file_lock:
+        _file_passphrase = passphrase
+
+
+def lock_file_store() -> None:
+    global _file_passphrase
+    with _file_lock:
+        _file_passphrase = None
+
+
+def _open_file_store(passphrase: str | None = None) -> Any:
+    """A CryptFileKeyring on `secrets_file()` with its key set: it never prompts."""
+    try:
+        from keyrings.cryptfile.cryptfile import CryptFileKeyring
+    except ImportError:
+        raise CredentialError(
+            "the encrypted password file needs the keyrings.cryptfile package: "
+            "pip install keyrings.cryptfile"
+        ) from None
+    passphrase = passphrase or _file_passphrase or os.environ.get(PASSPHRASE_ENV)
+    path = secrets_file()
+    if not passphrase:
+        raise CredentialError(
+            f"the encrypted password file {path} is locked; enter its passphrase in the app, "
+            f"or set {PASSPHRASE_ENV} for the command line"
+        )
+    ring = CryptFileKeyring()
+    ring.file_path = str(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Setting the key opens the file: it checks the passphrase against the file's
+        # encrypted reference value, or creates the file with one. It never prompts.
+        ring.keyring_key = passphrase
+        path.chmod(0o600)
+    except ValueError:
+        raise CredentialError(f"wrong passphrase for the encrypted password file {path}") from None
+    except OSError as exc:
+        raise CredentialError(
+            f"the encrypted password file {path} cannot be used ({exc.strerror})"
+        ) from None
+    return ring
+
+
 def get_password(account: AccountSettings) -> str:
-    """The account's password from `password_command`, else the keyring.
+    """The account's password from `password_command`, else the keyring or the encrypted file.
 
     Errors name the account and what to do; they never contain the secret or the
     command's output (which could be the secret).
     """
+    supplied = getattr(_supplied, "secret", None)
+    if supplied:
+        return str(supplied)
     if account.password_command:
         return _run_password_command(account)
+    if account.password_store == "file":
+        secret = _open_file_store().get_password(KEYRING_SERVICE, account.keyring_user)
+        if not secret:
+            raise CredentialError(
+                f"no password for account {account.name!r} in the encrypted file "
+                f"{secrets_file()}; add the account again in the app"
+            )
+        return str(secret)
     import keyring
     import keyring.errors
 
+    problem = keyring_problem()
+    if problem:
+        raise CredentialError(
+            f"{problem} Set password_command for account {account.name!r} in the config, "
+            'or password_store = "file" with its passphrase'
+        )
     try:
         secret = keyring.get_password(KEYRING_SERVICE, account.keyring_user)
     except keyring.errors.KeyringError as exc:
@@ -47,9 +192,16 @@ def get_password(account: AccountSettings) -> str:
 
 
 def store_password(account: AccountSettings, secret: str) -> None:
+    """Keep ``secret`` where ``account.password_store`` says (never for password_command)."""
+    if account.password_store == "file":
+        _open_file_store().set_password(KEYRING_SERVICE, account.keyring_user, secret)
+        return
     import keyring
     import keyring.errors
 
+    problem = keyring_problem()
+    if problem:
+        raise CredentialError(problem + " Use a password command or the encrypted file instead.")
     try:
         keyring.set_password(KEYRING_SERVICE, account.keyring_user, secret)
     except keyring.errors.KeyringError as exc:
@@ -61,6 +213,12 @@ def store_password(account: AccountSettings, secret: str) -> None:
 
 def delete_password(account: AccountSettings) -> bool:
     """Forget the stored password; False when there was none."""
+    if account.password_store == "file":
+        ring = _open_file_store()
+        if ring.get_password(KEYRING_SERVICE, account.keyring_user) is None:
+            return False
+        ring.delete_password(KEYRING_SERVICE, account.keyring_user)
+        return True
     import keyring
     import keyring.errors
 

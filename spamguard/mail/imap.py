@@ -171,7 +171,8 @@ class ImapMailStore:
                         'check security = "tls"/"starttls" and the port'
                     ) from None
         except ssl.SSLCertVerificationError as exc:
-            fingerprint = self._probe_fingerprint()
+            der = self._probe_certificate()
+            fingerprint = hashlib.sha256(der).hexdigest() if der else None
             shown = format_fingerprint(fingerprint) if fingerprint else "unknown"
             raise TLSError(
                 f"the TLS certificate of {s.host}:{s.port} could not be verified "
@@ -179,6 +180,7 @@ class ImapMailStore:
                 f"If this is your own server and you trust it, pin its certificate in the config "
                 f'under [accounts.{s.name}]: tls_fingerprint = "{shown}"',
                 fingerprint=shown,
+                certificate=describe_certificate(der) if der else None,
             ) from None
         if pinned and s.security != "plain":
             der = client.socket().getpeercert(binary_form=True)
@@ -194,8 +196,8 @@ class ImapMailStore:
                 )
         return client
 
-    def _probe_fingerprint(self) -> str | None:
-        """The server certificate's SHA-256, read without trusting it, to show the user."""
+    def _probe_certificate(self) -> bytes | None:
+        """The server certificate (DER), read without trusting it, to show the user."""
         s = self.settings
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -215,7 +217,7 @@ class ImapMailStore:
                     der = tls.getpeercert(binary_form=True)
         except (OSError, ssl.SSLError):
             return None
-        return hashlib.sha256(der or b"").hexdigest() if der else None
+        return der or None
 
     @contextmanager
     def _guard(self, what: str, folder: str | None = None) -> Iterator[None]:
@@ -667,3 +669,22 @@ def _why(exc: BaseException) -> str:
 def _shutdown_quietly(client: Any) -> None:
     with suppress(Exception):
         client.shutdown()
+
+
+def describe_certificate(der: bytes) -> dict[str, str] | None:
+    """Subject, issuer and validity of a DER certificate, in words a person can compare."""
+    try:
+        from cryptography import x509
+    except ImportError:  # pragma: no cover - a dependency of keyring's Secret Service backend
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    return {
+        "subject": cert.subject.rfc4514_string() or "(empty)",
+        "issuer": cert.issuer.rfc4514_string() or "(empty)",
+        "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%d %H:%M UTC"),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M UTC"),
+        "self_signed": "yes" if cert.subject == cert.issuer else "no",
+    }

@@ -295,3 +295,214 @@ def test_first_scan_choice_goes_to_the_config_in_words(
     assert ("backlog" in text) == (index != 0)
     if index:
         assert f'backlog = "{dialog.backlog.itemData(index)}"' in text
+
+
+# -- no keyring, nothing half-added, certificates (issue 22) ---------------------------------
+
+
+@pytest.fixture
+def dovecot() -> Any:
+    from dovecot_server import DOVECOT, DovecotServer
+
+    if DOVECOT is None:
+        pytest.skip("the dovecot binary is missing: apt-get install -y dovecot-imapd")
+    server = DovecotServer(tls=True).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def no_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A machine without a Secret Service: keyring's own fail backend; the encrypted file in
+    a temp dir; the file store locked again afterwards."""
+    import keyring
+    from keyring.backends import fail
+
+    from spamguard.mail import credentials
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    monkeypatch.setenv(credentials.SECRETS_FILE_ENV, str(tmp_path / "secrets.cfg"))
+    monkeypatch.delenv(credentials.PASSPHRASE_ENV, raising=False)
+    yield tmp_path / "secrets.cfg"
+    credentials.lock_file_store()
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def bare_dialog(qtbot: Any, tmp_path: Path, no_keyring: Any) -> AccountDialog:
+    d = AccountDialog(tmp_path / "config.toml")
+    qtbot.addWidget(d)
+    d.show()
+    return d
+
+
+def fill_dovecot_account(dialog: AccountDialog, server: Any, *, tls: bool = False) -> str:
+    user = str(server.add_user())
+    dialog.email.setText(f"{user}@example.org")
+    dialog.host.setText("127.0.0.1")
+    dialog.security.setCurrentIndex(dialog.security.findData("tls" if tls else "plain"))
+    dialog.port.setValue(server.tls_port if tls else server.port)
+    dialog.username.setText(user)
+    return user
+
+
+def test_without_keyring_a_password_command_ends_in_a_working_account(
+    bare_dialog: AccountDialog, qtbot: Any, dovecot: Any, tmp_path: Path
+) -> None:
+    from dovecot_server import PASSWORD
+
+    from spamguard.app_api import check_connection
+
+    dialog = bare_dialog
+    assert dialog.keyring_note.isVisible()
+    assert "No system keyring is running" in dialog.keyring_note.text()
+    keyring_item = dialog.store.model().item(dialog.store.findData("keyring"))  # type: ignore[attr-defined]
+    assert not keyring_item.isEnabled()  # the dead end is not offered
+    fill_dovecot_account(dialog, dovecot)
+    dialog.store.setCurrentIndex(dialog.store.findData("command"))
+    assert not dialog.form.isRowVisible(dialog.password)
+    examples = dialog.command_examples.text()
+    for tool in ("pass show", "secret-tool lookup", "op read", "bw get password"):
+        assert tool in html.unescape(examples)
+    assert not dialog.ok_button.isEnabled()  # no command yet
+    secret_file = tmp_path / "pw.txt"
+    secret_file.write_text(PASSWORD + "\n")
+    dialog.password_command.setText(f"cat {secret_file}")
+    report = wait_report(qtbot, dialog)
+    assert report.ok, report.message
+    dialog.ok_button.click()
+    assert not dialog.isVisible(), dialog.result.text()
+    account = load_config(dialog.config_path).accounts[dialog.name.text()]
+    assert account.password_command == f"cat {secret_file}"
+    assert PASSWORD not in dialog.config_path.read_text()
+    assert check_connection(account).ok  # the engine signs in with it, as a scan would
+
+
+def test_without_keyring_the_encrypted_file_ends_in_a_working_account(
+    bare_dialog: AccountDialog, qtbot: Any, dovecot: Any, no_keyring: Path
+) -> None:
+    from dovecot_server import PASSWORD
+
+    from spamguard.app_api import check_connection
+    from spamguard.mail import credentials
+
+    dialog = bare_dialog
+    assert dialog.store.currentData() == "file"  # the way through, chosen for the user
+    fill_dovecot_account(dialog, dovecot)
+    dialog.password.setText(PASSWORD)
+    report = wait_report(qtbot, dialog)
+    assert report.ok, report.message
+    assert not no_keyring.exists()  # testing stored nothing
+    dialog.passphrase.setText("correct horse")
+    dialog.passphrase_again.setText("correct hose")
+    dialog.ok_button.click()
+    assert "passphrases differ" in dialog.result.text() and dialog.isVisible()
+    assert not dialog.config_path.exists()
+    dialog.passphrase_again.setText("correct horse")
+    dialog.ok_button.click()
+    assert not dialog.isVisible(), dialog.result.text()
+    account = load_config(dialog.config_path).accounts[dialog.name.text()]
+    assert account.password_store == "file" and account.password_command is None
+    assert PASSWORD not in dialog.config_path.read_text()
+    assert PASSWORD not in no_keyring.read_text()  # encrypted, not a plaintext file
+    assert check_connection(account).ok  # unlocked in this process by the dialog
+
+    credentials.lock_file_store()  # a new process: locked until it is given the passphrase
+    locked = check_connection(account)
+    assert not locked.ok and "locked" in locked.message
+    with pytest.raises(Exception, match="wrong passphrase"):
+        credentials.unlock_file_store("not it")
+    credentials.unlock_file_store("correct horse")
+    assert check_connection(account).ok
+
+
+def test_test_connection_stores_nothing_and_cancel_leaves_nothing(
+    dialog: AccountDialog, qtbot: Any, dovecot: Any, plaintext_keyring: Any
+) -> None:
+    from dovecot_server import PASSWORD
+
+    user = fill_dovecot_account(dialog, dovecot)
+    dialog.password.setText(PASSWORD)
+    report = wait_report(qtbot, dialog)
+    assert report.ok, report.message
+    assert plaintext_keyring.get_password("spamguard", f"{user}@127.0.0.1") is None
+    dialog.reject()
+    assert not dialog.config_path.exists()
+    assert plaintext_keyring.get_password("spamguard", f"{user}@127.0.0.1") is None
+
+
+def test_add_account_is_config_and_secret_together_or_nothing(
+    tmp_path: Path, plaintext_keyring: Any, no_keyring: Any
+) -> None:
+    import keyring
+
+    from spamguard.app_api import add_account
+    from spamguard.errors import SpamGuardError
+
+    config = tmp_path / "config.toml"
+    fields: dict[str, Any] = {
+        "username": "me",
+        "host": "imap.example.org",
+        "port": 993,
+        "security": "tls",
+    }
+    # No keyring: the secret cannot be kept, so no section is written either.
+    with pytest.raises(SpamGuardError, match="No system keyring"):
+        add_account(config, "home", secret="pw", **fields)
+    assert not config.exists()
+    # The secret was stored but the config cannot be written: the secret goes again.
+    keyring.set_keyring(plaintext_keyring)
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    with pytest.raises(SpamGuardError, match="nothing was added"):
+        add_account(blocked / "config.toml", "home", secret="pw", **fields)
+    assert plaintext_keyring.get_password("spamguard", "me@imap.example.org") is None
+    add_account(config, "home", secret="pw", **fields)
+    assert plaintext_keyring.get_password("spamguard", "me@imap.example.org") == "pw"
+
+
+def test_self_signed_certificate_is_trusted_through_the_dialog(
+    dialog: AccountDialog, qtbot: Any, dovecot: Any, plaintext_keyring: Any
+) -> None:
+    from dovecot_server import PASSWORD
+
+    from spamguard.app_api import check_connection
+
+    fill_dovecot_account(dialog, dovecot, tls=True)
+    dialog.password.setText(PASSWORD)
+    report = wait_report(qtbot, dialog)
+    assert not report.ok and report.kind == "tls"
+    assert dialog.cert_box.isVisible()
+    info = html.unescape(dialog.cert_info.text())
+    assert "CN=localhost" in info  # subject and issuer of the fixture's certificate
+    assert "Valid:" in info and "until" in info
+    assert report.fingerprint.removeprefix("sha256:") in info
+    assert dialog.trust_cert.text() == "&Trust this certificate for this account"
+    assert not dialog.ok_button.isEnabled()  # an untrusted certificate is not added
+    dialog.report = None
+    dialog.trust_cert.setChecked(True)  # trusting tests again with the pin
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=30_000)
+    assert dialog.report.ok, dialog.report.message
+    dialog.ok_button.click()
+    assert not dialog.isVisible(), dialog.result.text()
+    account = load_config(dialog.config_path).accounts[dialog.name.text()]
+    assert account.tls_fingerprint == "sha256:" + report.fingerprint[7:].replace(":", "").lower()
+    assert check_connection(account).ok  # the saved pin lets the engine in
+
+
+def test_no_security_warns_except_for_this_computer(dialog: AccountDialog, qtbot: Any) -> None:
+    qtbot.keyClicks(dialog.email, "me@example.org")
+    dialog.security.setCurrentIndex(dialog.security.findData("plain"))
+    assert dialog.plain_warning.isVisible() and "unencrypted" in dialog.plain_warning.text()
+    assert not dialog.ok_button.isEnabled() and not dialog.test_button.isEnabled()
+    dialog.allow_plaintext.setChecked(True)
+    assert dialog.ok_button.isEnabled()
+    dialog.host.setText("127.0.0.1")
+    assert not dialog.plain_warning.isVisible() and dialog.ok_button.isEnabled()
+    dialog.host.setText("mail.example.org")
+    dialog.allow_plaintext.setChecked(True)
+    qtbot.keyClicks(dialog.password, "pw")
+    dialog.ok_button.click()
+    account = load_config(dialog.config_path).accounts[dialog.name.text()]
+    assert account.allow_plaintext and account.security == "plain"
