@@ -747,11 +747,16 @@ class AccountDialog(QDialog):
                 .replace("%1", cert.get("not_before", "?"))
                 .replace("%2", cert.get("not_after", "?")),
             ),
-            (self.tr("SHA-256 fingerprint"), report.fingerprint.removeprefix("sha256:")),
         ]
+        pairs = report.fingerprint.removeprefix("sha256:")
+        half = len(pairs) // 2 + 1  # two lines of 16 pairs: easier to compare, no wide dialog
+        fingerprint = html.escape(pairs[:half]) + "<br>" + html.escape(pairs[half:])
         table = "".join(
             f"<tr><td><b>{html.escape(k)}:</b>&nbsp;</td><td>{html.escape(v)}</td></tr>"
             for k, v in rows
+        ) + (
+            f"<tr><td><b>{html.escape(self.tr('SHA-256'))}:</b>&nbsp;</td>"
+            f"<td><code>{fingerprint}</code></td></tr>"
         )
         advice = self.tr(
             "Trust it only if this is your own server and the fingerprint matches the one "

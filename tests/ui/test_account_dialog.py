@@ -337,6 +337,17 @@ def bare_dialog(qtbot: Any, tmp_path: Path, no_keyring: Any) -> AccountDialog:
     return d
 
 
+def screenshot(qtbot: Any, dialog: AccountDialog, name: str) -> None:
+    """With SPAMGUARD_SCREENSHOTS=DIR, save the dialog as it is now (README pictures)."""
+    import os
+
+    folder = os.environ.get("SPAMGUARD_SCREENSHOTS")
+    if folder:
+        dialog.adjustSize()
+        qtbot.wait(200)
+        assert dialog.grab().save(str(Path(folder) / f"{name}.png"))
+
+
 def fill_dovecot_account(dialog: AccountDialog, server: Any, *, tls: bool = False) -> str:
     user = str(server.add_user())
     dialog.email.setText(f"{user}@example.org")
@@ -371,6 +382,7 @@ def test_without_keyring_a_password_command_ends_in_a_working_account(
     dialog.password_command.setText(f"cat {secret_file}")
     report = wait_report(qtbot, dialog)
     assert report.ok, report.message
+    screenshot(qtbot, dialog, "account-dialog-no-keyring-command")
     dialog.ok_button.click()
     assert not dialog.isVisible(), dialog.result.text()
     account = load_config(dialog.config_path).accounts[dialog.name.text()]
@@ -394,6 +406,7 @@ def test_without_keyring_the_encrypted_file_ends_in_a_working_account(
     report = wait_report(qtbot, dialog)
     assert report.ok, report.message
     assert not no_keyring.exists()  # testing stored nothing
+    screenshot(qtbot, dialog, "account-dialog-no-keyring")
     dialog.passphrase.setText("correct horse")
     dialog.passphrase_again.setText("correct hose")
     dialog.ok_button.click()
@@ -477,9 +490,10 @@ def test_self_signed_certificate_is_trusted_through_the_dialog(
     info = html.unescape(dialog.cert_info.text())
     assert "CN=localhost" in info  # subject and issuer of the fixture's certificate
     assert "Valid:" in info and "until" in info
-    assert report.fingerprint.removeprefix("sha256:") in info
+    assert report.fingerprint.removeprefix("sha256:") in info.replace("<br>", "")
     assert dialog.trust_cert.text() == "&Trust this certificate for this account"
     assert not dialog.ok_button.isEnabled()  # an untrusted certificate is not added
+    screenshot(qtbot, dialog, "account-dialog-certificate")
     dialog.report = None
     dialog.trust_cert.setChecked(True)  # trusting tests again with the pin
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=30_000)
@@ -495,6 +509,7 @@ def test_no_security_warns_except_for_this_computer(dialog: AccountDialog, qtbot
     qtbot.keyClicks(dialog.email, "me@example.org")
     dialog.security.setCurrentIndex(dialog.security.findData("plain"))
     assert dialog.plain_warning.isVisible() and "unencrypted" in dialog.plain_warning.text()
+    screenshot(qtbot, dialog, "account-dialog-no-security")
     assert not dialog.ok_button.isEnabled() and not dialog.test_button.isEnabled()
     dialog.allow_plaintext.setChecked(True)
     assert dialog.ok_button.isEnabled()
