@@ -86,6 +86,9 @@ class SpamGuardApp(QObject):
         self.states: dict[str, str] = {}
         self.accounts: dict[str, AccountSettings] = {}
         self.sign_in_dialog: Any = None  # the last "Sign in again" dialog (tests drive it)
+        self.unlock_dialog: Any = None  # the passphrase dialog of the encrypted file (tests too)
+        # Accounts whose password is in the locked encrypted file: started once it is unlocked.
+        self._locked: dict[str, tuple[AccountSettings, object]] = {}
         self.first_sync_dialog: Any = None  # learning from an added account's existing mail
         self._first_scan_pending: set[str] = set()
         self._scan_started: dict[str, float] = {}
@@ -119,6 +122,7 @@ class SpamGuardApp(QObject):
         self.window.quitRequested.connect(self.quit)
         self.window.addAccountRequested.connect(self.add_account)
         self.window.signInRequested.connect(self.sign_in_again)
+        self.window.unlockRequested.connect(self.unlock_secrets)
         self.window.demoRequested.connect(self.start_demo)
         self.window.detail.markRequested.connect(self.mark)
         self.window.detail.undoRequested.connect(self.undo)
@@ -218,6 +222,54 @@ class SpamGuardApp(QObject):
             if not accounts:
                 self.window.show_first_run(True)
         for account in accounts:
+            self._start_account(account, scorer)
+
+    def _start_account(self, account: AccountSettings, scorer: object) -> None:
+        """Start the account's worker, or hold it until the encrypted file is unlocked (a
+        worker would only fail to sign in)."""
+        from spamguard.mail.credentials import file_store_locked
+
+        if (
+            account.auth == "password"
+            and account.password_store == "file"
+            and not account.password_command
+            and file_store_locked()
+        ):
+            self._locked[account.name] = (account, scorer)
+            self.window.show_unlock_banner(list(self._locked))
+            return
+        self._add_runner(account, scorer)
+
+    def unlock_secrets(self, error: str = "") -> None:
+        """Ask for the encrypted file's passphrase; start the accounts that waited for it."""
+        from PySide6.QtWidgets import QInputDialog, QLineEdit
+
+        if self.unlock_dialog is not None and self.unlock_dialog.isVisible():
+            self.unlock_dialog.raise_()
+            return
+        dialog = QInputDialog(self.window)
+        dialog.setWindowTitle(self.tr("Unlock the password file"))
+        dialog.setTextEchoMode(QLineEdit.EchoMode.Password)
+        text = self.tr(
+            "The passwords of %1 are in SpamGuard's encrypted file. Enter its passphrase:"
+        ).replace("%1", ", ".join(self._locked))
+        dialog.setLabelText(f"{error}\n{text}" if error else text)
+        dialog.textValueSelected.connect(self._unlock_with)
+        self.unlock_dialog = dialog
+        dialog.open()
+
+    def _unlock_with(self, passphrase: str) -> None:
+        from spamguard.mail.credentials import unlock_file_store
+
+        try:
+            unlock_file_store(passphrase)
+        except SpamGuardError as exc:
+            self.unlock_dialog = None
+            self.unlock_secrets(str(exc)[:1].upper() + str(exc)[1:] + ".")
+            return
+        self.window.show_banner("")
+        waiting, self._locked = self._locked, {}
+        for account, scorer in waiting.values():
             self._add_runner(account, scorer)
 
     def start_demo(self) -> None:
@@ -548,9 +600,13 @@ class SpamGuardApp(QObject):
             self.runtime = self._make_runtime(config)
             self.store = self.runtime.store
             self.models_page.set_registry(self.runtime.registry)
-        added = [a for name, a in config.accounts.items() if name not in self.runners]
+        added = [
+            a
+            for name, a in config.accounts.items()
+            if name not in self.runners and name not in self._locked
+        ]
         for account in added:
-            self._add_runner(account, None)
+            self._start_account(account, None)
         if added:
             self.window.show_first_run(False)
             if DEMO_ACCOUNT not in self.runners:

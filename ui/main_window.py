@@ -45,6 +45,7 @@ class MainWindow(QMainWindow):
     quitRequested = Signal()
     closedToTray = Signal()
     signInRequested = Signal(str)  # an account's "Sign in again…" link in the banner
+    unlockRequested = Signal()  # the banner's "Enter the passphrase…" link (encrypted file)
 
     def __init__(self, settings: QSettings, models_page: ModelsPage, parent: QWidget | None = None):
         super().__init__(parent)
@@ -301,9 +302,27 @@ class MainWindow(QMainWindow):
         self.banner.setToolTip(detail)
         self.banner.setVisible(True)
 
+    def show_unlock_banner(self, accounts: list[str]) -> None:
+        """The encrypted password file is locked: these accounts wait for its passphrase."""
+        self.banner.setText(
+            html.escape(
+                self.tr(
+                    "%1 waits for the passphrase of SpamGuard's encrypted password file."
+                ).replace("%1", ", ".join(accounts)),
+                quote=False,
+            )
+            + ' <a href="unlock:">'
+            + self.tr("Enter the passphrase…")
+            + "</a>"
+        )
+        self.banner.setToolTip("")
+        self.banner.setVisible(True)
+
     def _banner_link(self, href: str) -> None:
         if href.startswith("signin:"):
             self.signInRequested.emit(href.removeprefix("signin:"))
+        elif href == "unlock:":
+            self.unlockRequested.emit()
 
     def show_first_run(self, show: bool) -> None:
         self.first_run.setVisible(show)

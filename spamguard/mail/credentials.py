@@ -109,6 +109,11 @@ def unlock_file_store(passphrase: str) -> None:
         _file_passphrase = passphrase
 
 
+def file_store_locked() -> bool:
+    """True while no passphrase for the encrypted file was given to this process."""
+    return _file_passphrase is None and not os.environ.get(PASSPHRASE_ENV)
+
+
 def lock_file_store() -> None:
     global _file_passphrase
     with _file_lock:

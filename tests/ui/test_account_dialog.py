@@ -521,3 +521,43 @@ def test_no_security_warns_except_for_this_computer(dialog: AccountDialog, qtbot
     dialog.ok_button.click()
     account = load_config(dialog.config_path).accounts[dialog.name.text()]
     assert account.allow_plaintext and account.security == "plain"
+
+
+def test_app_waits_for_the_passphrase_then_scans(
+    make_app: Any, qtbot: Any, tmp_path: Path, dovecot: Any, no_keyring: Path
+) -> None:
+    """A restart with the password in the encrypted file: the account waits, the banner asks
+    for the passphrase (a wrong one is said so), then the scan runs."""
+    from dovecot_server import PASSWORD
+
+    from spamguard.mail import credentials
+
+    user = dovecot.add_user()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        f'[accounts.home]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
+        f'username = "{user}"\npassword_store = "file"\n'
+    )
+    account = load_config(config).accounts["home"]
+    credentials.unlock_file_store("correct horse")
+    credentials.store_password(account, PASSWORD)
+    credentials.lock_file_store()  # as after a restart
+
+    app = make_app(demo=False, config_path=config)
+    app.start(show_window=True)
+    banner = app.window.banner
+    assert banner.isVisible() and "Enter the passphrase…" in banner.text()
+    assert "home" not in app.runners  # no worker that could only fail to sign in
+
+    banner.linkActivated.emit("unlock:")
+    app.unlock_dialog.setTextValue("not it")
+    app.unlock_dialog.accept()
+    qtbot.waitUntil(lambda: app.unlock_dialog is not None and app.unlock_dialog.isVisible())
+    assert "Wrong passphrase" in app.unlock_dialog.labelText()
+    assert "home" not in app.runners
+    with qtbot.waitSignal(app.scanDone, timeout=30_000) as scanned:
+        app.unlock_dialog.setTextValue("correct horse")
+        app.unlock_dialog.accept()
+    assert scanned.args[0] == "home"
+    assert not banner.isVisible()
