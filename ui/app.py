@@ -87,6 +87,7 @@ class SpamGuardApp(QObject):
         self.accounts: dict[str, AccountSettings] = {}
         self.sign_in_dialog: Any = None  # the last "Sign in again" dialog (tests drive it)
         self.unlock_dialog: Any = None  # the passphrase dialog of the encrypted file (tests too)
+        self.remove_dialog: Any = None  # the last "Remove account?" question (tests answer it)
         # Accounts whose password is in the locked encrypted file: started once it is unlocked.
         self._locked: dict[str, tuple[AccountSettings, object]] = {}
         self.first_sync_dialog: Any = None  # learning from an added account's existing mail
@@ -123,6 +124,7 @@ class SpamGuardApp(QObject):
         self.window.addAccountRequested.connect(self.add_account)
         self.window.signInRequested.connect(self.sign_in_again)
         self.window.unlockRequested.connect(self.unlock_secrets)
+        self.window.removeAccountRequested.connect(self.ask_remove_account)
         self.window.demoRequested.connect(self.start_demo)
         self.window.detail.markRequested.connect(self.mark)
         self.window.detail.undoRequested.connect(self.undo)
@@ -549,6 +551,70 @@ class SpamGuardApp(QObject):
             )
             if dialog.learn_existing.isChecked() and self.store is not None:
                 self.learn_existing(dialog.settings().name)
+
+    def ask_remove_account(self) -> None:
+        """File > Remove account…: which one (when there are several), then a confirmation."""
+        from PySide6.QtWidgets import QInputDialog
+
+        names = [n for n in self.accounts if n != DEMO_ACCOUNT] + list(self._locked)
+        if not names:
+            QMessageBox.information(
+                self.window, self.tr("Remove account"), self.tr("There is no account to remove.")
+            )
+            return
+        name = names[0]
+        if len(names) > 1:
+            name, ok = QInputDialog.getItem(
+                self.window,
+                self.tr("Remove account"),
+                self.tr("Which account should SpamGuard stop watching?"),
+                names,
+                0,
+                False,
+            )
+            if not ok:
+                return
+        self.confirm_remove_account(name)
+
+    def confirm_remove_account(self, name: str) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            self.tr("Remove %1?").replace("%1", name),
+            self.tr(
+                "SpamGuard stops watching %1, removes it from the config file and forgets its "
+                "stored password or sign-in. Your mail on the server is not touched, and what "
+                "SpamGuard already moved stays where it is."
+            ).replace("%1", name),
+            QMessageBox.StandardButton.Cancel,
+            self.window,
+        )
+        remove = box.addButton(self.tr("&Remove account"), QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.buttonClicked.connect(
+            lambda button: self.remove_account(name) if button is remove else None
+        )
+        self.remove_dialog = box
+        box.open()
+
+    def remove_account(self, name: str) -> None:
+        """Stop the account's worker, then remove its config section and its secret."""
+        from spamguard.app_api import remove_account
+
+        runner = self.runners.pop(name, None)
+        if runner is not None:
+            runner.stop()
+            runner.wait(QUIT_TIMEOUT_MS)
+        self._locked.pop(name, None)
+        self.accounts.pop(name, None)
+        self.states.pop(name, None)
+        try:
+            remove_account(self.config_path, name)
+        except SpamGuardError as exc:
+            self.window.show_banner(str(exc))
+            return
+        self.window.remove_account_place(name)
+        self.window.status_text.setText(self.tr("Removed %1.").replace("%1", name))
+        self._update_tray()
 
     def learn_existing(self, account: str, *, start: bool = True) -> Any:
         """Learn from ``account``'s existing mail, in a dialog with progress and Cancel."""

@@ -41,6 +41,7 @@ class MainWindow(QMainWindow):
 
     scanRequested = Signal()
     addAccountRequested = Signal()
+    removeAccountRequested = Signal()
     demoRequested = Signal()
     quitRequested = Signal()
     closedToTray = Signal()
@@ -191,9 +192,10 @@ class MainWindow(QMainWindow):
         self.scan_action = QAction(self.tr("&Scan now"), self)
         self.scan_action.setShortcut(QKeySequence.StandardKey.Refresh)
         self.add_account_action = QAction(self.tr("&Add account…"), self)
+        self.remove_account_action = QAction(self.tr("&Remove account…"), self)
         self.quit_action = QAction(self.tr("&Quit"), self)
         self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        for action in (self.scan_action, self.add_account_action):
+        for action in (self.scan_action, self.add_account_action, self.remove_account_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -207,6 +209,7 @@ class MainWindow(QMainWindow):
         self.scan_button.clicked.connect(self.scanRequested)
         self.scan_action.triggered.connect(self.scanRequested)
         self.add_account_action.triggered.connect(self.addAccountRequested)
+        self.remove_account_action.triggered.connect(self.removeAccountRequested)
         self.demo_button.clicked.connect(self.demoRequested)
         self.first_add_button.clicked.connect(self.addAccountRequested)
         self.quit_action.triggered.connect(self.quitRequested)
@@ -239,6 +242,17 @@ class MainWindow(QMainWindow):
         item.setExpanded(True)
         if self.places.currentItem() is None:
             self.places.setCurrentItem(root)
+
+    def remove_account_place(self, name: str) -> None:
+        """Take the account and its folders out of the side bar, and its rows out of the list."""
+        root = self.places.topLevelItem(0)
+        for i in range(root.childCount()):
+            if root.child(i).text(0) == name:
+                if self.places.currentItem() in (root.child(i), *_children(root.child(i))):
+                    self.places.setCurrentItem(root)
+                root.takeChild(i)
+                break
+        self.model.set_rows([r for r in self.model.rows() if r.account != name])
 
     def _place_changed(self, current: QTreeWidgetItem | None) -> None:
         account, folder = current.data(0, PLACE_ROLE) if current else (None, None)
@@ -370,3 +384,7 @@ class MainWindow(QMainWindow):
             return
         event.accept()
         self.quitRequested.emit()
+
+
+def _children(item: QTreeWidgetItem) -> list[QTreeWidgetItem]:
+    return [item.child(i) for i in range(item.childCount())]

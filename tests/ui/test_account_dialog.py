@@ -561,3 +561,41 @@ def test_app_waits_for_the_passphrase_then_scans(
         app.unlock_dialog.accept()
     assert scanned.args[0] == "home"
     assert not banner.isVisible()
+
+
+def test_remove_account_asks_then_removes_config_and_secret(
+    make_app: Any, qtbot: Any, tmp_path: Path, dovecot: Any, plaintext_keyring: Any
+) -> None:
+    from dovecot_server import PASSWORD
+    from PySide6.QtWidgets import QMessageBox
+
+    user = dovecot.add_user()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        f'[accounts.home]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
+        f'username = "{user}"\n\n[accounts.home.thresholds]\nmove = 0.95\n\n'
+        f'[accounts.work]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
+        f'username = "{user}"\npassword_command = "echo {PASSWORD}"\n'
+    )
+    plaintext_keyring.set_password("spamguard", f"{user}@127.0.0.1", PASSWORD)
+    app = make_app(demo=False, config_path=config)
+    with qtbot.waitSignal(app.scanDone, timeout=30_000):
+        app.start(show_window=True)
+
+    app.confirm_remove_account("home")
+    box = app.remove_dialog
+    assert "forgets its stored password" in box.text()
+    box.button(QMessageBox.StandardButton.Cancel).click()  # the default answer keeps it
+    assert "home" in load_config(config).accounts and "home" in app.runners
+
+    app.confirm_remove_account("home")
+    remove = next(b for b in app.remove_dialog.buttons() if "Remove" in b.text())
+    remove.click()
+    remaining = load_config(config)
+    assert list(remaining.accounts) == ["work"]  # the other account and its settings stay
+    assert "thresholds" not in config.read_text()  # the removed account's sub-table went too
+    assert plaintext_keyring.get_password("spamguard", f"{user}@127.0.0.1") is None
+    assert "home" not in app.runners
+    root = app.window.places.topLevelItem(0)
+    assert [root.child(i).text(0) for i in range(root.childCount())] == ["work"]
