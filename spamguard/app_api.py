@@ -9,6 +9,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -667,6 +668,137 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
+# The keys the account dialog writes; an edit replaces these and keeps every other line.
+_DIALOG_KEYS = re.compile(
+    r"\s*(provider|host|port|security|username|auth|oauth_\w+|junk_folder|password_command|"
+    r"password_store|tls_fingerprint|allow_plaintext)\s*="
+)
+
+
+def _account_key_lines(
+    *,
+    username: str,
+    host: str,
+    port: int,
+    security: str,
+    provider: str | None = None,
+    junk_folder: str | None = None,
+    auth: str = "password",
+    oauth: Mapping[str, str] | None = None,
+    backlog: str | None = None,
+    password_command: str | None = None,
+    password_store: str | None = None,
+    tls_fingerprint: str | None = None,
+    allow_plaintext: bool = False,
+) -> list[str]:
+    lines: list[str] = []
+    if provider:
+        lines.append(f"provider = {_toml_string(provider)}")
+    lines += [
+        f"host = {_toml_string(host)}",
+        f"port = {int(port)}",
+        f"security = {_toml_string(security)}",
+        f"username = {_toml_string(username)}",
+    ]
+    if auth != "password":
+        lines.append(f"auth = {_toml_string(auth)}")
+    for key, value in (oauth or {}).items():
+        if value:
+            lines.append(f"oauth_{key} = {_toml_string(value)}")
+    if junk_folder and junk_folder != "auto":
+        lines.append(f"junk_folder = {_toml_string(junk_folder)}")
+    if backlog:
+        lines.append(f"backlog = {_toml_string(backlog)}")
+    if password_command:
+        lines.append(f"password_command = {_toml_string(password_command)}")
+    elif password_store and password_store != "keyring":
+        lines.append(f"password_store = {_toml_string(password_store)}")
+    if tls_fingerprint:
+        lines.append(f"tls_fingerprint = {_toml_string(tls_fingerprint)}")
+    if allow_plaintext:
+        lines.append("allow_plaintext = true")
+    return lines
+
+
+def update_account(
+    path: Path,
+    name: str,
+    *,
+    username: str,
+    host: str,
+    port: int,
+    security: str,
+    provider: str | None = None,
+    junk_folder: str | None = None,
+    auth: str = "password",
+    oauth: Mapping[str, str] | None = None,
+    password_command: str | None = None,
+    password_store: str | None = None,
+    tls_fingerprint: str | None = None,
+    allow_plaintext: bool = False,
+    secret: str | None = None,
+) -> Config:
+    """Rewrite the dialog's keys of ``[accounts.NAME]``, keeping every other line (watch
+    folders, thresholds, lists, backlog). The password follows the account: ``secret`` is
+    stored where the edited account keeps it; without one, a stored password moves when the
+    user name, host or store changed. Config and secret change together, as in `add_account`.
+    """
+    from spamguard.mail.credentials import delete_password, get_password, store_password
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    old_config = parse_config(text, path=path) if text.strip() else None
+    if old_config is None or name not in old_config.accounts:
+        raise ConfigError(f"there is no account called {name!r} in {path}")
+    old = old_config.accounts[name]
+    lines = text.splitlines()
+    headers = (f"[accounts.{name}]", f'[accounts."{name}"]')
+    start = next(i for i, line in enumerate(lines) if line.strip().replace(" ", "") in headers)
+    end = start + 1
+    while end < len(lines) and not lines[end].lstrip().startswith("["):
+        end += 1
+    kept = [line for line in lines[start + 1 : end] if not _DIALOG_KEYS.match(line)]
+    new_keys = _account_key_lines(
+        username=username,
+        host=host,
+        port=port,
+        security=security,
+        provider=provider,
+        junk_folder=junk_folder,
+        auth=auth,
+        oauth=oauth,
+        password_command=password_command,
+        password_store=password_store,
+        tls_fingerprint=tls_fingerprint,
+        allow_plaintext=allow_plaintext,
+    )
+    new_text = "\n".join([*lines[: start + 1], *new_keys, *kept, *lines[end:]]) + "\n"
+    config = parse_config(new_text, path=path)
+    new = config.accounts[name]
+
+    def stored_secret(a: AccountSettings) -> bool:
+        return a.auth == "password" and not a.password_command
+
+    moved = (old.keyring_user, old.password_store) != (new.keyring_user, new.password_store)
+    stored = False
+    if stored_secret(new):
+        if not secret and moved and stored_secret(old):
+            secret = get_password(old)  # carried over to where the edited account looks
+        if secret:
+            store_password(new, secret)
+            stored = True
+    try:
+        _write_atomic(path, new_text)
+    except OSError as exc:
+        if stored and moved:
+            delete_password(new)
+        raise ConfigError(f"could not write {path}: {exc.strerror}; nothing was changed") from None
+    if stored_secret(old) and (moved or not stored_secret(new)):
+        with suppress(SpamGuardError):
+            delete_password(old)  # nothing left behind where the account no longer looks
+    return config
+
+
 def add_account(
     path: Path,
     name: str,
@@ -704,32 +836,24 @@ def add_account(
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     if text.strip() and name in parse_config(text, path=path).accounts:
         raise ConfigError(f"there is already an account called {name!r} in {path}")
-    lines = [f"[accounts.{name}]"]
-    if provider:
-        lines.append(f"provider = {_toml_string(provider)}")
-    lines += [
-        f"host = {_toml_string(host)}",
-        f"port = {int(port)}",
-        f"security = {_toml_string(security)}",
-        f"username = {_toml_string(username)}",
+    lines = [
+        f"[accounts.{name}]",
+        *_account_key_lines(
+            username=username,
+            host=host,
+            port=port,
+            security=security,
+            provider=provider,
+            junk_folder=junk_folder,
+            auth=auth,
+            oauth=oauth,
+            backlog=backlog,
+            password_command=password_command,
+            password_store=password_store,
+            tls_fingerprint=tls_fingerprint,
+            allow_plaintext=allow_plaintext,
+        ),
     ]
-    if auth != "password":
-        lines.append(f"auth = {_toml_string(auth)}")
-    for key, value in (oauth or {}).items():
-        if value:
-            lines.append(f"oauth_{key} = {_toml_string(value)}")
-    if junk_folder and junk_folder != "auto":
-        lines.append(f"junk_folder = {_toml_string(junk_folder)}")
-    if backlog:
-        lines.append(f"backlog = {_toml_string(backlog)}")
-    if password_command:
-        lines.append(f"password_command = {_toml_string(password_command)}")
-    elif password_store and password_store != "keyring":
-        lines.append(f"password_store = {_toml_string(password_store)}")
-    if tls_fingerprint:
-        lines.append(f"tls_fingerprint = {_toml_string(tls_fingerprint)}")
-    if allow_plaintext:
-        lines.append("allow_plaintext = true")
     new_text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
     config = parse_config(new_text, path=path)
     account = config.accounts[name]

@@ -258,9 +258,16 @@ class SignInDialog(QDialog):
 class AccountDialog(QDialog):
     """Adds one account to the config file; the password goes to the system keyring only."""
 
-    def __init__(self, config_path: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        parent: QWidget | None = None,
+        *,
+        account: AccountSettings | None = None,
+    ) -> None:
         super().__init__(parent)
         self.config_path = config_path
+        self.editing = account  # None: adding a new account
         self.report: ConnectionReport | None = None
         self._jobs: list[_TestJob] = []
         self._signed_in_as: str | None = None  # the account name the keyring tokens are under
@@ -465,6 +472,7 @@ class AccountDialog(QDialog):
             )
         )
         junk_form.addRow(self.tr("&First scan:"), self.backlog)
+        self.junk_form = junk_form
         layout.addLayout(junk_form)
         # Off unless the user says yes: reading their mailbox to learn is their choice.
         self.learn_existing = QCheckBox(
@@ -512,6 +520,51 @@ class AccountDialog(QDialog):
             widget.textChanged.connect(self._validate)
         self._auth_changed()
         self._security_changed()
+        if account is not None:
+            self._fill_from(account)
+
+    def _fill_from(self, account: AccountSettings) -> None:
+        """Edit mode: the account's settings in the fields; its name stays (the worker, the
+        journal and the sign-in tokens are filed under it)."""
+        self.setWindowTitle(self.tr("Edit %1").replace("%1", account.name))
+        self.ok_button.setText(self.tr("&Save"))
+        self.email.blockSignals(True)
+        self.email.setText(account.username if "@" in account.username else "")
+        self.email.blockSignals(False)
+        self.name.setText(account.name)
+        self.name.setReadOnly(True)
+        self.provider.setCurrentIndex(max(0, self.provider.findData(account.provider or "")))
+        self.host.setText(account.host)
+        self.port.setValue(account.port)
+        self.security.setCurrentIndex(self.security.findData(account.security))
+        self.username.setText(account.username)
+        self.auth.setCurrentIndex(self.auth.findData(account.auth))
+        raw = dict(account.oauth)
+        if "provider" in raw:
+            self.oauth_provider.setCurrentIndex(self.oauth_provider.findData(raw["provider"]))
+        self.client_id.setText(raw.get("client_id", ""))
+        self.client_secret.setText(raw.get("client_secret", ""))
+        if account.auth == "oauth2":
+            self._signed_in_as = account.name  # its tokens are already there
+        if account.password_command:
+            self.store.setCurrentIndex(self.store.findData("command"))
+            self.password_command.setText(account.password_command)
+        else:
+            self.store.setCurrentIndex(self.store.findData(account.password_store))
+        self.password.setPlaceholderText(self.tr("unchanged (leave empty to keep it)"))
+        if account.tls_fingerprint:
+            self._untrusted = account.tls_fingerprint
+            self.trust_cert.blockSignals(True)
+            self.trust_cert.setChecked(True)
+            self.trust_cert.blockSignals(False)
+        self.allow_plaintext.setChecked(account.allow_plaintext)
+        if account.junk_folder != "auto":
+            self.junk.addItem(account.junk_folder, account.junk_folder)
+            self.junk.setCurrentIndex(self.junk.count() - 1)
+        # The first scan and the first-sync learning are behind this account already.
+        self.junk_form.setRowVisible(self.backlog, False)
+        self.learn_existing.setVisible(False)
+        self._validate()
 
     # -- form logic ------------------------------------------------------------------------
 
@@ -775,6 +828,9 @@ class AccountDialog(QDialog):
         junk = self.junk.currentData() or self.junk.currentText().strip() or "auto"
         store = self._store()
         secret = self.password.text() if store in ("keyring", "file") else None
+        if self.editing is not None:
+            self._save_edit(settings, junk, store, secret)
+            return
         try:
             self._check_new_name(settings.name)
             if store in ("keyring", "file") and not secret:
@@ -810,6 +866,41 @@ class AccountDialog(QDialog):
                 tls_fingerprint=settings.tls_fingerprint,
                 allow_plaintext=settings.allow_plaintext,
                 secret=secret,
+            )
+        except SpamGuardError as exc:
+            self._fail(str(exc))
+            return
+        self._added = True
+        super().accept()
+
+    def _save_edit(
+        self, settings: AccountSettings, junk: str, store: str | None, secret: str | None
+    ) -> None:
+        """Edit mode: rewrite the account's section; the stored password follows it."""
+        from spamguard.app_api import update_account
+        from spamguard.mail.credentials import file_store_locked, unlock_file_store
+
+        try:
+            before = self.editing.password_store if self.editing else "file"
+            needs_file = store == "file" and (bool(secret) or before != "file")
+            if needs_file and (self.passphrase.text() or file_store_locked()):
+                unlock_file_store(self.passphrase.text())
+            update_account(
+                self.config_path,
+                settings.name,
+                username=settings.username,
+                host=settings.host,
+                port=settings.port,
+                security=settings.security,
+                provider=settings.provider,
+                junk_folder=junk,
+                auth=settings.auth,
+                oauth=dict(settings.oauth),
+                password_command=settings.password_command,
+                password_store=settings.password_store,
+                tls_fingerprint=settings.tls_fingerprint,
+                allow_plaintext=settings.allow_plaintext,
+                secret=secret or None,
             )
         except SpamGuardError as exc:
             self._fail(str(exc))

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,7 @@ class SpamGuardApp(QObject):
         self.sign_in_dialog: Any = None  # the last "Sign in again" dialog (tests drive it)
         self.unlock_dialog: Any = None  # the passphrase dialog of the encrypted file (tests too)
         self.remove_dialog: Any = None  # the last "Remove account?" question (tests answer it)
+        self.edit_dialog: Any = None  # the last account dialog opened to edit
         # Accounts whose password is in the locked encrypted file: started once it is unlocked.
         self._locked: dict[str, tuple[AccountSettings, object]] = {}
         self.first_sync_dialog: Any = None  # learning from an added account's existing mail
@@ -125,6 +126,7 @@ class SpamGuardApp(QObject):
         self.window.signInRequested.connect(self.sign_in_again)
         self.window.unlockRequested.connect(self.unlock_secrets)
         self.window.removeAccountRequested.connect(self.ask_remove_account)
+        self.window.editAccountRequested.connect(lambda: self._pick_account(self.edit_account))
         self.window.demoRequested.connect(self.start_demo)
         self.window.detail.markRequested.connect(self.mark)
         self.window.detail.undoRequested.connect(self.undo)
@@ -554,27 +556,56 @@ class SpamGuardApp(QObject):
 
     def ask_remove_account(self) -> None:
         """File > Remove account…: which one (when there are several), then a confirmation."""
+        self._pick_account(self.confirm_remove_account)
+
+    def _pick_account(self, then: Callable[[str], object]) -> None:
         from PySide6.QtWidgets import QInputDialog
 
         names = [n for n in self.accounts if n != DEMO_ACCOUNT] + list(self._locked)
         if not names:
             QMessageBox.information(
-                self.window, self.tr("Remove account"), self.tr("There is no account to remove.")
+                self.window, self.tr("Accounts"), self.tr("There is no account set up yet.")
             )
             return
         name = names[0]
         if len(names) > 1:
             name, ok = QInputDialog.getItem(
                 self.window,
-                self.tr("Remove account"),
-                self.tr("Which account should SpamGuard stop watching?"),
+                self.tr("Accounts"),
+                self.tr("Which account?"),
                 names,
                 0,
                 False,
             )
             if not ok:
                 return
-        self.confirm_remove_account(name)
+        then(name)
+
+    def edit_account(self, name: str) -> Any:
+        """The account dialog on the account's settings; on Save its worker restarts on them."""
+        from .account_dialog import AccountDialog
+
+        try:
+            account = load_config(self.config_path).accounts[name]
+        except (SpamGuardError, KeyError) as exc:
+            self.window.show_banner(str(exc))
+            return None
+        dialog = AccountDialog(self.config_path, self.window, account=account)
+        dialog.accepted.connect(lambda: self._account_edited(name))
+        self.edit_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _account_edited(self, name: str) -> None:
+        runner = self.runners.pop(name, None)
+        if runner is not None:
+            runner.stop()
+            runner.wait(QUIT_TIMEOUT_MS)
+        self._locked.pop(name, None)
+        self.accounts.pop(name, None)
+        self.states.pop(name, None)
+        self.window.remove_account_place(name)
+        self.watch_new_accounts()  # starts it again on the saved settings
 
     def confirm_remove_account(self, name: str) -> None:
         box = QMessageBox(

@@ -42,6 +42,7 @@ class MainWindow(QMainWindow):
     scanRequested = Signal()
     addAccountRequested = Signal()
     removeAccountRequested = Signal()
+    editAccountRequested = Signal()
     demoRequested = Signal()
     quitRequested = Signal()
     closedToTray = Signal()
@@ -192,10 +193,16 @@ class MainWindow(QMainWindow):
         self.scan_action = QAction(self.tr("&Scan now"), self)
         self.scan_action.setShortcut(QKeySequence.StandardKey.Refresh)
         self.add_account_action = QAction(self.tr("&Add account…"), self)
+        self.edit_account_action = QAction(self.tr("&Edit account…"), self)
         self.remove_account_action = QAction(self.tr("&Remove account…"), self)
         self.quit_action = QAction(self.tr("&Quit"), self)
         self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        for action in (self.scan_action, self.add_account_action, self.remove_account_action):
+        for action in (
+            self.scan_action,
+            self.add_account_action,
+            self.edit_account_action,
+            self.remove_account_action,
+        ):
             file_menu.addAction(action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -210,6 +217,7 @@ class MainWindow(QMainWindow):
         self.scan_action.triggered.connect(self.scanRequested)
         self.add_account_action.triggered.connect(self.addAccountRequested)
         self.remove_account_action.triggered.connect(self.removeAccountRequested)
+        self.edit_account_action.triggered.connect(self.editAccountRequested)
         self.demo_button.clicked.connect(self.demoRequested)
         self.first_add_button.clicked.connect(self.addAccountRequested)
         self.quit_action.triggered.connect(self.quitRequested)

@@ -599,3 +599,60 @@ def test_remove_account_asks_then_removes_config_and_secret(
     assert "home" not in app.runners
     root = app.window.places.topLevelItem(0)
     assert [root.child(i).text(0) for i in range(root.childCount())] == ["work"]
+
+
+def test_edit_account_keeps_other_settings_and_moves_the_secret(
+    make_app: Any, qtbot: Any, tmp_path: Path, dovecot: Any, plaintext_keyring: Any
+) -> None:
+    """Edit: the fields show the account; switching to a password command saves it, keeps the
+    lines the dialog does not own, forgets the keyring copy and restarts the worker."""
+    from dovecot_server import PASSWORD
+
+    user = dovecot.add_user()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        f'[accounts.home]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
+        f'username = "{user}"\nwatch_folders = ["INBOX"]\n\n'
+        "[accounts.home.thresholds]\nmove = 0.95\n"
+    )
+    plaintext_keyring.set_password("spamguard", f"{user}@127.0.0.1", PASSWORD)
+    app = make_app(demo=False, config_path=config)
+    with qtbot.waitSignal(app.scanDone, timeout=30_000):
+        app.start(show_window=True)
+
+    dialog = app.edit_account("home")
+    assert dialog.name.text() == "home" and dialog.name.isReadOnly()
+    assert dialog.host.text() == "127.0.0.1" and dialog.port.value() == dovecot.port
+    assert dialog.username.text() == user and dialog.store.currentData() == "keyring"
+    assert dialog.ok_button.text() == "&Save" and not dialog.learn_existing.isVisible()
+    report = wait_report(qtbot, dialog)  # the stored password, nothing typed
+    assert report.ok, report.message
+    dialog.store.setCurrentIndex(dialog.store.findData("command"))
+    dialog.password_command.setText(f"echo {PASSWORD}")
+    with qtbot.waitSignal(app.scanDone, timeout=30_000) as scanned:
+        dialog.ok_button.click()
+    assert scanned.args[0] == "home"  # the worker runs again on the saved settings
+    account = load_config(config).accounts["home"]
+    assert account.password_command == f"echo {PASSWORD}"
+    assert account.thresholds.move == 0.95 and account.watch_folders == ("INBOX",)
+    assert plaintext_keyring.get_password("spamguard", f"{user}@127.0.0.1") is None
+
+
+def test_update_account_moves_the_password_with_the_user_name(
+    tmp_path: Path, plaintext_keyring: Any
+) -> None:
+    from spamguard.app_api import add_account, update_account
+    from spamguard.errors import SpamGuardError
+
+    config = tmp_path / "config.toml"
+    fields: dict[str, Any] = {"host": "imap.example.org", "port": 993, "security": "tls"}
+    add_account(config, "home", username="old", secret="pw", **fields)
+    config.write_text(config.read_text() + 'block = ["spam.example"]\n')
+    update_account(config, "home", username="new", **fields)
+    assert plaintext_keyring.get_password("spamguard", "new@imap.example.org") == "pw"
+    assert plaintext_keyring.get_password("spamguard", "old@imap.example.org") is None
+    account = load_config(config).accounts["home"]
+    assert account.username == "new" and account.block == ("spam.example",)
+    with pytest.raises(SpamGuardError, match="no account called 'work'"):
+        update_account(config, "work", username="x", **fields)
