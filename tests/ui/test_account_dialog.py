@@ -656,3 +656,21 @@ def test_update_account_moves_the_password_with_the_user_name(
     assert account.username == "new" and account.block == ("spam.example",)
     with pytest.raises(SpamGuardError, match="no account called 'work'"):
         update_account(config, "work", username="x", **fields)
+
+
+def test_cancel_after_browser_sign_in_leaves_no_tokens(
+    dialog: AccountDialog, qtbot: Any, local_google: Any
+) -> None:
+    from oauth_servers import Browser
+
+    from spamguard.mail import oauth
+
+    _authz, dovecot = local_google
+    fill_oauth_account(dialog, dovecot.port)
+    dialog.browser.open_url = Browser()
+    report = sign_in(qtbot, dialog)
+    assert report.ok, report.message
+    assert oauth.load_tokens(dialog.name.text()) is not None
+    dialog.reject()
+    assert oauth.load_tokens(dialog.name.text()) is None
+    assert not dialog.config_path.exists()
