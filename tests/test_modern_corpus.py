@@ -216,3 +216,33 @@ def test_the_shipped_manifest_is_well_formed_and_split_by_source() -> None:
     assert {s for s, h in halves.items() if len(h) > 1} == {"rf-peixoto/phishing_pot"}
     both = {e.is_spam for e in entries if e.split == "dev"}
     assert both == {True, False}
+
+
+def test_the_default_was_trained_on_train_halves_only() -> None:
+    """data/default-training-manifest.tsv lists every message the default was trained on:
+    none of the SpamAssassin test half, none of the modern dev half."""
+    training = ROOT / "data" / "default-training-manifest.tsv"
+    if not training.is_file():
+        pytest.skip("the shipped default was trained without a training manifest")
+    with training.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    split_tsv = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
+    if not split_tsv.is_file():
+        split_tsv = Path("/work/shared/corpora/spamassassin-split.tsv")
+    sa_test: set[str] = set()
+    if split_tsv.is_file():
+        with split_tsv.open(encoding="utf-8", newline="") as fh:
+            sa_test = {
+                r["path"] for r in csv.DictReader(fh, delimiter="\t") if r["split"] == "test"
+            }
+    dev = {
+        (e.source, e.commit, e.path)
+        for e in read_manifest(ROOT / "data" / "modern" / "manifest.tsv")
+        if e.split == "dev"
+    }
+    sa_rows = [r for r in rows if r["collection"] == "spamassassin"]
+    modern_rows = [r for r in rows if r["collection"] != "spamassassin"]
+    assert sa_rows and modern_rows
+    assert all(len(r["sha256"]) == 64 for r in rows)
+    assert not {r["path"] for r in sa_rows} & sa_test
+    assert not {(r["collection"], r["version_or_commit"], r["path"]) for r in modern_rows} & dev
