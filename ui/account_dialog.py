@@ -619,8 +619,13 @@ class AccountDialog(QDialog):
         self.form.setRowVisible(self.store, not oauth2)
         self.form.setRowVisible(self.keyring_note, not oauth2 and bool(self.keyring_problem))
         self.form.setRowVisible(self.password, not oauth2 and store != "command")
-        for widget in (self.passphrase, self.passphrase_again):
-            self.form.setRowVisible(widget, not oauth2 and store == "file")
+        from spamguard.mail.credentials import secrets_file
+
+        self.form.setRowVisible(self.passphrase, not oauth2 and store == "file")
+        # A new file is made with the passphrase typed twice; an existing one only opened.
+        self.form.setRowVisible(
+            self.passphrase_again, not oauth2 and store == "file" and not secrets_file().exists()
+        )
         for widget in (self.password_command, self.command_examples):
             self.form.setRowVisible(widget, not oauth2 and store == "command")
         for widget in (self.oauth_provider, self.client_id):
@@ -839,6 +844,14 @@ class AccountDialog(QDialog):
             if store == "file":
                 from spamguard.mail.credentials import secrets_file, unlock_file_store
 
+                if not self.passphrase.text():
+                    self._fail(
+                        self.tr(
+                            "Choose a passphrase for the encrypted password file (or enter "
+                            "the one you chose before)."
+                        )
+                    )
+                    return
                 if not secrets_file().exists() and (
                     self.passphrase.text() != self.passphrase_again.text()
                 ):

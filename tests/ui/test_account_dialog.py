@@ -407,6 +407,8 @@ def test_without_keyring_the_encrypted_file_ends_in_a_working_account(
     assert report.ok, report.message
     assert not no_keyring.exists()  # testing stored nothing
     screenshot(qtbot, dialog, "account-dialog-no-keyring")
+    dialog.ok_button.click()
+    assert "Choose a passphrase" in dialog.result.text() and not dialog.config_path.exists()
     dialog.passphrase.setText("correct horse")
     dialog.passphrase_again.setText("correct hose")
     dialog.ok_button.click()
