@@ -98,6 +98,7 @@ class SpamGuardApp(QObject):
         self._scan_seconds = 0.0
         self._attention = False
         self._quitting = False
+        self._in_flight: set[tuple[str, str, str]] = set()  # marks and undos not yet answered
         self._scorer_lock = threading.Lock()
         self._scorer_load_lock = threading.Lock()
         self._loaded_scorer: object | None = None
@@ -408,12 +409,15 @@ class SpamGuardApp(QObject):
             self.tray.set_state("scanning", progress.account, fraction)
 
     def _rows_loaded(self, rows: list[MessageRow]) -> None:
+        present, accounts = {r.key for r in rows}, {r.account for r in rows}
+        self._in_flight = {k for k in self._in_flight if k[0] not in accounts or k in present}
         self.window.model.upsert(rows)
         for account in {r.account for r in rows}:
             self._refresh_scores(account)
         self.window._reselect()
 
     def _row_changed(self, row: MessageRow) -> None:
+        self._in_flight.discard(row.key)
         self.window.model.upsert([row])
         self.window.row_updated(row)
 
@@ -443,6 +447,8 @@ class SpamGuardApp(QObject):
             self.tray.set_state(state, detail)
 
     def _failed(self, account: str, what: str, text: str) -> None:
+        if what in ("mark", "undo"):
+            self._in_flight = {k for k in self._in_flight if k[0] != account}
         if what in ("mark", "undo", "explain", "rationale"):
             self.window.detail.show_error(text)
         elif what == "start":  # e.g. the model could not be loaded
@@ -489,7 +495,9 @@ class SpamGuardApp(QObject):
 
     def mark(self, key: tuple[str, str, str], label: str) -> None:
         runner = self.runners.get(key[0])
-        if runner is not None:
+        if runner is not None and key not in self._in_flight:
+            # One action per message at a time: a double-click must not act twice.
+            self._in_flight.add(key)
             runner.mark(key, label)
 
     def explain(self, key: tuple[str, str, str]) -> None:
@@ -506,7 +514,9 @@ class SpamGuardApp(QObject):
 
     def undo(self, key: tuple[str, str, str]) -> None:
         runner = self.runners.get(key[0])
-        if runner is not None:
+        if runner is not None and key not in self._in_flight:
+            # Undo pressed twice is one undo: the second press would undo an older action.
+            self._in_flight.add(key)
             runner.undo(key)
 
     def undo_batch(self, batch: list[tuple[str, int]]) -> None:

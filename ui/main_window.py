@@ -224,6 +224,8 @@ class MainWindow(QMainWindow):
         self.places.currentItemChanged.connect(self._place_changed)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.model.modelReset.connect(self._reselect)
+        self.detail.markRequested.connect(self._acting_on)
+        self.detail.undoRequested.connect(self._acting_on)
         self.setTabOrder(self.search, self.filter)
         self.setTabOrder(self.filter, self.scan_button)
         self.setTabOrder(self.scan_button, self.places)
@@ -276,7 +278,15 @@ class MainWindow(QMainWindow):
         return row if isinstance(row, MessageRow) else None
 
     def _selection_changed(self, selected: QItemSelection, deselected: QItemSelection) -> None:
-        self.detail.show_row(self.selected_row())
+        row = self.selected_row()
+        if row is not None and self.proxy.pinned not in (None, row.key):
+            self.proxy.pin(None)  # another message picked: the acted-on one may leave the view
+        self.detail.show_row(row)
+
+    def _acting_on(self, key: tuple[str, str, str], *_: object) -> None:
+        """Spam, Not spam or Undo was pressed: keep this message in view and selected, so
+        the selection never slides onto the next row when the action moves it elsewhere."""
+        self.proxy.pin(key)
 
     def _reselect(self) -> None:
         self.detail.show_row(self.selected_row())

@@ -220,6 +220,20 @@ class MessageFilter(QSortFilterProxyModel):
         self._text = ""
         self._account: str | None = None
         self._folder: str | None = None
+        # The message just acted on stays in view (and selected) even when the action takes
+        # it out of the shown folder or filter, until the user picks another row.
+        self._pinned: tuple[str, str, str] | None = None
+
+    def pin(self, key: tuple[str, str, str] | None) -> None:
+        if key == self._pinned:
+            return
+        self.beginFilterChange()
+        self._pinned = key
+        self.endFilterChange()
+
+    @property
+    def pinned(self) -> tuple[str, str, str] | None:
+        return self._pinned
 
     def set_mode(self, mode: int) -> None:
         self.beginFilterChange()
@@ -244,6 +258,8 @@ class MessageFilter(QSortFilterProxyModel):
         model = self.sourceModel()
         assert isinstance(model, MessageModel)
         row = model.row_at(source_row)
+        if self._pinned is not None and row.key == self._pinned:
+            return True
         if self._account and row.account != self._account:
             return False
         if self._folder and row.location != self._folder:

@@ -224,6 +224,8 @@ class AccountRunner(QThread):
                 row = session.undo(command.args[0])
                 if row is not None:
                     self.rowChanged.emit(row)
+                else:  # the message is gone: the list is reloaded instead
+                    self.rowsLoaded.emit(session.rows())
             elif command.name == "undo_journal":
                 session.undo_journal(command.args[0])
                 self.rowsLoaded.emit(session.rows())

@@ -1,0 +1,84 @@
+"""The window tells the truth (issue 22, item 6): after an action the selection stays on the
+message, repeated presses do not act twice, the buttons show the new state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from spamguard_ui.messages import ROW_ROLE
+
+from spamguard.app_api import MessageRow
+from spamguard.mail.maildir import MaildirStore
+
+
+def message_ids(root: Path, folder: str) -> set[str]:
+    store = MaildirStore(root)
+    out = set()
+    for fetched in store.fetch(folder, store.uids(folder), 64 * 1024):
+        for line in fetched.raw.decode("utf-8", "replace").splitlines():
+            if line.lower().startswith("message-id:"):
+                out.add(line.split(":", 1)[1].strip())
+                break
+    return out
+
+
+def _selected(app: Any) -> MessageRow | None:
+    return app.window.selected_row()
+
+
+def _show_inbox_only(app: Any) -> None:
+    """The folder view where an action takes the message out of the shown folder."""
+    root = app.window.places.topLevelItem(0)
+    for i in range(root.childCount()):
+        account = root.child(i)
+        for j in range(account.childCount()):
+            if account.child(j).text(0) == "INBOX":
+                app.window.places.setCurrentItem(account.child(j))
+                return
+    raise AssertionError("no INBOX in the side bar")
+
+
+def _select(app: Any, qtbot: Any, predicate: Any) -> MessageRow:
+    proxy = app.window.proxy
+    for r in range(proxy.rowCount()):
+        row = proxy.index(r, 0).data(ROW_ROLE)
+        if predicate(row):
+            app.window.table.selectRow(r)
+            qtbot.waitUntil(lambda row=row: app.window.detail.row is not None)
+            assert app.window.detail.row.key == row.key
+            return row
+    raise AssertionError("no row matches")
+
+
+def test_spam_keeps_the_selection_on_the_message_and_disables_spam(
+    demo_app: Any, qtbot: Any
+) -> None:
+    _show_inbox_only(demo_app)
+    row = _select(demo_app, qtbot, lambda r: r.location == "INBOX" and r.verdict == "ham")
+    qtbot.mouseClick(demo_app.window.detail.spam_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: demo_app.window.detail.row.label == "spam", timeout=10_000)
+    selected = _selected(demo_app)
+    assert selected is not None and selected.key == row.key
+    assert selected.location == "Junk"
+    assert not demo_app.window.detail.spam_button.isEnabled()
+
+
+def test_undo_pressed_twice_is_one_undo(demo_app: Any, qtbot: Any) -> None:
+    root = demo_app.accounts["demo"].maildir
+    junk_before = message_ids(root, "Junk")
+    assert len(junk_before) >= 2
+    demo_app.window.filter.setCurrentIndex(2)  # "Moved today": an undone row leaves the view
+    row = _select(demo_app, qtbot, lambda r: r.moved)
+    undo = demo_app.window.detail.undo_button
+    qtbot.mouseClick(undo, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(undo, Qt.MouseButton.LeftButton)  # a double-click
+    qtbot.waitUntil(lambda: demo_app.window.detail.row.action == "moved back", timeout=10_000)
+    selected = _selected(demo_app)
+    assert selected is not None and selected.key == row.key
+    assert not undo.isEnabled()
+    qtbot.mouseClick(undo, Qt.MouseButton.LeftButton)  # disabled: nothing happens
+    qtbot.wait(1500)  # time for a second queued undo to reach the mailbox, if one was sent
+    assert message_ids(root, "Junk") == junk_before - {row.message_id}
+    assert [r.key for r in demo_app.window.model.rows() if r.action == "moved back"] == [row.key]
