@@ -99,6 +99,7 @@ class SpamGuardApp(QObject):
         self._attention = False
         self._quitting = False
         self._in_flight: set[tuple[str, str, str]] = set()  # marks and undos not yet answered
+        self._trouble: dict[str, str] = {}  # account -> the scan failure its banner shows
         self._scorer_lock = threading.Lock()
         self._scorer_load_lock = threading.Lock()
         self._loaded_scorer: object | None = None
@@ -456,6 +457,7 @@ class SpamGuardApp(QObject):
             self.window.show_banner(self.tr("SpamGuard cannot start: %1").replace("%1", text))
         else:
             self.window.status_text.setText(f"{account}: {text}")
+            self._trouble[account] = text
             self.window.show_banner(text)
 
     def _scan_finished(self, account: str, count: int) -> None:
@@ -471,6 +473,7 @@ class SpamGuardApp(QObject):
         self.window.show_progress(
             0, 0, self.tr("%1: up to date").replace("%1", account) if not self._quitting else ""
         )
+        self._trouble_cleared(account)
         self.tray.flush_now()
         self._update_tray()
         self.scanDone.emit(account, count)
@@ -478,6 +481,14 @@ class SpamGuardApp(QObject):
             self._first_scan_pending.discard(account)
             if not self._first_scan_pending:
                 self.scansFinished.emit()
+
+    def _trouble_cleared(self, account: str) -> None:
+        """A scan of ``account`` went through: its connection banner is no longer true."""
+        text = self._trouble.pop(account, None)
+        if text is None or self.window.banner.text() != text:
+            return  # another banner replaced it since; that one has causes of its own
+        others = list(self._trouble.values())
+        self.window.show_banner(others[-1] if others else "")
 
     # -- UI → engine -----------------------------------------------------------------------
 
@@ -640,6 +651,8 @@ class SpamGuardApp(QObject):
     def remove_account(self, name: str) -> None:
         """Stop the account's worker, then remove its config section and its secret."""
         from spamguard.app_api import remove_account
+
+        self._trouble.pop(name, None)
 
         runner = self.runners.pop(name, None)
         if runner is not None:

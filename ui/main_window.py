@@ -70,7 +70,6 @@ class MainWindow(QMainWindow):
         )
         self.banner.linkActivated.connect(self._banner_link)
         self.banner.hide()
-        outer.addWidget(self.banner)
         # First run, no account yet: the two ways forward, as buttons.
         self.first_run = QFrame()
         self.first_run.setFrameShape(QFrame.Shape.StyledPanel)
@@ -96,6 +95,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         outer.addWidget(self.tabs, 1)
+        # The banner sits below the list, above the status bar: when it comes or goes only
+        # the list's bottom edge moves, never the rows under the pointer (a click that lands
+        # during a reconnect must act on the row the user aimed at).
+        outer.addWidget(self.banner)
         self.setCentralWidget(central)
 
         # -- messages tab --

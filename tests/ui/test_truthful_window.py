@@ -82,3 +82,52 @@ def test_undo_pressed_twice_is_one_undo(demo_app: Any, qtbot: Any) -> None:
     qtbot.wait(1500)  # time for a second queued undo to reach the mailbox, if one was sent
     assert message_ids(root, "Junk") == junk_before - {row.message_id}
     assert [r.key for r in demo_app.window.model.rows() if r.action == "moved back"] == [row.key]
+
+
+def test_the_lost_connection_banner_clears_when_a_scan_succeeds_again(
+    demo_app: Any, qtbot: Any
+) -> None:
+    runner = demo_app.runners["demo"]
+    lost = "lost the connection to localhost while trying to fetch: connection reset"
+    runner.failed.emit("scan", lost)  # what the runner reports when the server drops
+    qtbot.waitUntil(lambda: demo_app.window.banner.isVisible())
+    assert lost in demo_app.window.banner.text()
+    with qtbot.waitSignal(demo_app.scanDone, timeout=60_000):
+        demo_app.scan_now()
+    qtbot.waitUntil(lambda: not demo_app.window.banner.isVisible())
+    assert "up to date" in demo_app.window.status_text.text()
+
+
+def test_a_click_while_the_banner_appears_lands_on_the_row_under_the_pointer(
+    demo_app: Any, qtbot: Any
+) -> None:
+    window = demo_app.window
+    table = window.table
+    qtbot.waitExposed(window)
+    window.show_banner("")  # the demo's own banner: gone, so the next one is a layout change
+    qtbot.wait(50)
+    index = table.model().index(3, 0)
+    pointer = table.viewport().mapToGlobal(table.visualRect(index).center())
+    aimed_at = index.data(ROW_ROLE)
+    # The pointer is on row 3; the connection drops just before the click lands.
+    demo_app.runners["demo"].failed.emit("scan", "lost the connection to localhost: reset")
+    qtbot.waitUntil(lambda: window.banner.isVisible())
+    qtbot.wait(50)  # the layout settles
+    # The pointer has not moved on the screen: click where it is now, over the viewport.
+    point = table.viewport().mapFromGlobal(pointer)
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    selected = _selected(demo_app)
+    assert selected is not None and selected.key == aimed_at.key
+    # ... and when it goes away again.
+    index = table.model().index(6, 0)
+    pointer = table.viewport().mapToGlobal(table.visualRect(index).center())
+    aimed_at = index.data(ROW_ROLE)
+    with qtbot.waitSignal(demo_app.scanDone, timeout=60_000):
+        demo_app.scan_now()
+    qtbot.waitUntil(lambda: not window.banner.isVisible())
+    qtbot.wait(50)
+    # The pointer has not moved on the screen: click where it is now, over the viewport.
+    point = table.viewport().mapFromGlobal(pointer)
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    selected = _selected(demo_app)
+    assert selected is not None and selected.key == aimed_at.key
