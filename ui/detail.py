@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from spamguard.app_api import MessageRow
 from spamguard.scoring.base import Evidence, Neighbour
+from spamguard.scoring.explain import NEIGHBOUR_MIN_SIMILARITY, meaningful_neighbours, plain_reasons
 
 from .messages import SPAM_COLOUR, percent, verdict_colour
 
@@ -116,10 +117,24 @@ class DetailPane(QWidget):
         scroll.setWidget(body)
         outer.addWidget(scroll, 1)
         self.evidence_title = self._heading(self.tr("Why"))
+        # The reasons in sentences first; the bars below show how much each one weighed.
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)  # may quote the mail's words
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.legend = self._note(
+            self.tr(
+                "Each bar is one reason. A bar to the right (red) pushed the score towards "
+                "spam, to the left (green) towards not spam; the longer the bar, the harder "
+                "it pushed, compared with the strongest reason here."
+            )
+        )
         self.evidence_box = QVBoxLayout()
         self.neighbour_title = self._heading(self.tr("Nearest known messages"))
         self.neighbour_box = QVBoxLayout()
         self.body.addWidget(self.evidence_title)
+        self.body.addWidget(self.summary)
+        self.body.addWidget(self.legend)
         self.body.addLayout(self.evidence_box)
         self.body.addWidget(self.neighbour_title)
         self.body.addLayout(self.neighbour_box)
@@ -163,6 +178,9 @@ class DetailPane(QWidget):
         for widget in (self.spam_button, self.ham_button, self.undo_button, self.llm_button):
             widget.setEnabled(has)
         self.evidence_title.setVisible(has)
+        self.summary.clear()
+        self.summary.setVisible(has)
+        self.legend.setVisible(False)
         self.neighbour_title.setVisible(has)
         self.llm_title.setVisible(has)
         self.llm_button.setVisible(has)
@@ -227,23 +245,32 @@ class DetailPane(QWidget):
         return " ".join(parts)
 
     def _fill_evidence(self, evidence: tuple[Evidence, ...]) -> None:
-        if not evidence:
-            self.evidence_box.addWidget(self._note(self.tr("The model gave no reasons.")))
+        reasons = plain_reasons(evidence)
+        if not reasons:
+            self.summary.setText(self.tr("The model gave no reasons."))
             return
-        scale = max(abs(e.weight) for e in evidence)
-        for item in evidence:
+        self.summary.setText(" ".join(r.sentence for r in reasons))
+        self.legend.setVisible(True)
+        scale = max(abs(r.weight) for r in reasons)
+        for reason in reasons:
             line = QHBoxLayout()
-            line.addWidget(_WeightBar(item.weight, scale))
-            direction = self.tr("towards spam") if item.weight > 0 else self.tr("towards not spam")
-            text = QLabel(item.detail or item.feature)
+            bar = _WeightBar(reason.weight, scale)
+            direction = (
+                self.tr("towards spam") if reason.weight > 0 else self.tr("towards not spam")
+            )
+            tip = (
+                self.tr("%1 It pushed the score %2 (strength %3 of %4).")
+                .replace("%1", reason.sentence)
+                .replace("%2", direction)
+                .replace("%3", f"{abs(reason.weight):.1f}")
+                .replace("%4", f"{scale:.1f}")
+            )
+            bar.setToolTip(tip)
+            line.addWidget(bar)
+            text = QLabel(reason.label)
             text.setTextFormat(Qt.TextFormat.PlainText)  # mail text is never markup
             text.setWordWrap(True)
-            text.setToolTip(
-                self.tr("%1: pushed %2 by %3 (log-odds)")
-                .replace("%1", item.feature)
-                .replace("%2", direction)
-                .replace("%3", f"{abs(item.weight):.2f}")
-            )
+            text.setToolTip(tip)
             text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
             line.addWidget(text, 1)
             self.evidence_box.addLayout(line)
@@ -259,7 +286,18 @@ class DetailPane(QWidget):
                 )
             )
             return
-        for n in neighbours:
+        near = meaningful_neighbours(neighbours)
+        if not near:
+            self.neighbour_box.addWidget(
+                self._note(
+                    self.tr(
+                        "None close enough to mean anything: known messages are listed here "
+                        "only when they are at least %1 % alike."
+                    ).replace("%1", f"{NEIGHBOUR_MIN_SIMILARITY * 100:.0f}")
+                )
+            )
+            return
+        for n in near:
             label = self.tr("spam") if n.label == "spam" else self.tr("not spam")
             colour = SPAM_COLOUR.name() if n.label == "spam" else "#2e7d32"
             text = QLabel(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from spamguard_ui.detail import DetailPane
@@ -43,3 +44,69 @@ def test_the_pane_says_why_a_spammy_message_stayed(qtbot: Any) -> None:
     assert "Never moved to Junk: you have written to friend@example.org." in text
     pane.show_row(_row(""))
     assert "Never moved to Junk" not in pane.score.text()
+
+
+def _scored_row(path: str) -> MessageRow:
+    """A row for a fixture message as the shipped model scores it (real evidence and
+    neighbours, the encoder included)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from spamguard.message import parse_message
+    from spamguard.scoring.model import load_scorer
+
+    scorer = load_scorer()
+    scorer.n_neighbours = 5
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / path
+    score = scorer.score([parse_message(fixture.read_bytes())])[0]
+    return replace(
+        _row(""),
+        p_spam=score.p_spam,
+        evidence=score.evidence,
+        neighbours=score.neighbours,
+    )
+
+
+def test_the_why_pane_reads_as_sentences_with_a_legend(qtbot: Any) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    from spamguard.scoring.explain import NEIGHBOUR_MIN_SIMILARITY
+
+    row = _scored_row("spam-a/00012.eml")
+    near = [n for n in row.neighbours if n.similarity >= NEIGHBOUR_MIN_SIMILARITY]
+    far = [n for n in row.neighbours if n.similarity < NEIGHBOUR_MIN_SIMILARITY]
+    assert near and far  # the fixture has both, so the test can show the cut
+    pane = DetailPane()
+    qtbot.addWidget(pane)
+    pane.show()
+    pane.show_row(row)
+    summary = pane.summary.text()
+    assert pane.summary.isVisible() and summary.endswith(".")
+    assert "It resembles earlier spam in its wording" in summary
+    assert pane.legend.isVisible()
+    assert "to the right (red)" in pane.legend.text() and "longer the bar" in pane.legend.text()
+    shown = " ".join(
+        w.text() for w in pane.findChildren(QLabel) if w.isVisible() and w is not pane.summary
+    )
+    for raw in ("in the text", "letter patterns", "overall meaning"):
+        assert raw not in shown and raw not in summary
+    neighbour_text = " ".join(
+        pane.neighbour_box.itemAt(i).widget().text() for i in range(pane.neighbour_box.count())
+    )
+    for n in near:
+        assert html.escape(n.subject) in neighbour_text
+    for n in far:
+        assert html.escape(n.subject) not in neighbour_text
+
+
+def test_low_similarity_neighbours_are_not_listed(qtbot: Any) -> None:
+    row = _scored_row("ham-a/00001.eml")
+    assert row.neighbours and max(n.similarity for n in row.neighbours) < 0.5
+    pane = DetailPane()
+    qtbot.addWidget(pane)
+    pane.show_row(row)
+    texts = [
+        pane.neighbour_box.itemAt(i).widget().text() for i in range(pane.neighbour_box.count())
+    ]
+    assert len(texts) == 1 and "None close enough to mean anything" in texts[0]
+    assert "50 % alike" in texts[0]
