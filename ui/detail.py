@@ -267,11 +267,16 @@ class DetailPane(QWidget):
             )
             bar.setToolTip(tip)
             line.addWidget(bar)
-            text = QLabel(reason.label)
+            # One line each, never wrapped: a wrapped label beside a fixed-height bar was
+            # given one line's height and clipped. A long one is cut short; the tooltip and
+            # the sentences above say it in full.
+            text = QLabel()
             text.setTextFormat(Qt.TextFormat.PlainText)  # mail text is never markup
-            text.setWordWrap(True)
+            metrics = text.fontMetrics()
+            text.setText(metrics.elidedText(reason.label, Qt.TextElideMode.ElideRight, 190))
+            text.setMinimumHeight(metrics.height() + 2)
             text.setToolTip(tip)
-            text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+            text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             line.addWidget(text, 1)
             self.evidence_box.addLayout(line)
 
