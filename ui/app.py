@@ -159,10 +159,15 @@ class SpamGuardApp(QObject):
             )
         try:
             self._open_accounts()
+            self._update_tray()  # "watching your mail" only when there is mail to watch
         except SpamGuardError as exc:
             self.window.show_banner(self.tr("SpamGuard cannot start: %1").replace("%1", str(exc)))
             self.tray.set_state("error", str(exc))
-        if show_window or (show_window is None and (self.demo or not self.tray_available)):
+        # First run (no account yet): the window, not an icon in the tray nobody notices.
+        first_run = not self.runners and not self._locked
+        if show_window or (
+            show_window is None and (self.demo or not self.tray_available or first_run)
+        ):
             self.open_window()
         self.tray.set_paused(self.settings.value("paused", False, type=bool))
 
@@ -395,7 +400,12 @@ class SpamGuardApp(QObject):
         for event in update.events:
             applied = isinstance(event, ActionApplied) and event.state == "applied"
             if applied and event.action == "move_junk":  # type: ignore[union-attr]
-                self.tray.note_moved(event.account, event.journal_id, event.subject)
+                self.tray.note_moved(
+                    event.account,
+                    event.journal_id,  # type: ignore[union-attr]
+                    event.subject,  # type: ignore[union-attr]
+                    event.message_id,  # type: ignore[union-attr]
+                )
         fraction = progress.done / progress.total if progress.total else 1.0
         self.window.show_progress(
             progress.done,
@@ -410,6 +420,9 @@ class SpamGuardApp(QObject):
             self.tray.set_state("scanning", progress.account, fraction)
 
     def _rows_loaded(self, rows: list[MessageRow]) -> None:
+        for row in rows:
+            if not row.moved:
+                self.tray.forget(row.account, row.message_id)
         present, accounts = {r.key for r in rows}, {r.account for r in rows}
         self._in_flight = {k for k in self._in_flight if k[0] not in accounts or k in present}
         self.window.model.upsert(rows)
@@ -419,6 +432,8 @@ class SpamGuardApp(QObject):
 
     def _row_changed(self, row: MessageRow) -> None:
         self._in_flight.discard(row.key)
+        if not row.moved:
+            self.tray.forget(row.account, row.message_id)
         self.window.model.upsert([row])
         self.window.row_updated(row)
 
@@ -440,6 +455,7 @@ class SpamGuardApp(QObject):
         self._update_tray(detail)
 
     def _update_tray(self, detail: str = "") -> None:
+        self.tray.watching = bool(self.runners or self._locked)
         states = set(self.states.values())
         if self._attention:
             states.add("attention")
@@ -746,9 +762,20 @@ class SpamGuardApp(QObject):
             self._attention = False
             self._update_tray()
 
-    def open_settings(self) -> None:
+    def open_settings(self, page: str = "thresholds") -> None:
+        """The tray's Settings entries: a settings tab, or the accounts (edit, add)."""
         self.open_window()
-        self.window.tabs.setCurrentWidget(self.window.thresholds)
+        if page == "accounts":
+            if self.accounts.keys() - {DEMO_ACCOUNT}:
+                self._pick_account(self.edit_account)
+            else:
+                self.add_account()
+            return
+        pages = {
+            "models": self.models_page,
+            "thunderbird": self.thunderbird_panel,
+        }
+        self.window.tabs.setCurrentWidget(pages.get(page, self.window.thresholds))
 
     def stop_workers(self, timeout_ms: int = QUIT_TIMEOUT_MS) -> bool:
         """Ask every worker to stop and wait for all of them within ``timeout_ms`` in total."""

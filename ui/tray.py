@@ -68,7 +68,7 @@ class Tray(QObject):
     openRequested = Signal()
     scanRequested = Signal()
     pauseToggled = Signal(bool)
-    settingsRequested = Signal()
+    settingsRequested = Signal(str)  # "accounts", "thresholds", "models" or "thunderbird"
     quitRequested = Signal()
     undoRequested = Signal(object)  # list of (account, journal id)
 
@@ -86,7 +86,18 @@ class Tray(QObject):
         self.pause_action.setCheckable(True)
         self.undo_action = QAction(self.tr("&Undo last moves"), self)
         self.undo_action.setEnabled(False)
-        self.settings_action = QAction(self.tr("S&ettings…"), self)
+        # Settings: every page of settings, not only the thresholds.
+        self.settings_action = QAction(self.tr("S&ettings"), self)
+        self.settings_menu = QMenu()
+        for page, text in (
+            ("accounts", self.tr("&Accounts…")),
+            ("thresholds", self.tr("&Thresholds…")),
+            ("models", self.tr("&Models…")),
+            ("thunderbird", self.tr("T&hunderbird…")),
+        ):
+            entry = self.settings_menu.addAction(text)
+            entry.triggered.connect(lambda _=False, p=page: self.settingsRequested.emit(p))
+        self.settings_action.setMenu(self.settings_menu)
         self.quit_action = QAction(self.tr("&Quit"), self)
         for action in (self.open_action, self.scan_action, self.pause_action):
             self.menu.addAction(action)
@@ -98,13 +109,14 @@ class Tray(QObject):
         self.open_action.triggered.connect(self.openRequested)
         self.scan_action.triggered.connect(self.scanRequested)
         self.pause_action.toggled.connect(self._pause_toggled)
-        self.settings_action.triggered.connect(self.settingsRequested)
         self.quit_action.triggered.connect(self.quitRequested)
         self.undo_action.triggered.connect(self._undo_last)
         self.icon.activated.connect(self._activated)
         self.icon.messageClicked.connect(self._undo_last)
-        self._pending: list[tuple[str, int, str]] = []  # account, journal id, subject
+        self._pending: list[tuple[str, int, str, str]] = []  # account, id, subject, Message-ID
         self._last_batch: list[tuple[str, int]] = []
+        self._batch_messages: dict[tuple[str, int], str] = {}  # (account, id) -> Message-ID
+        self.watching = True  # False while no mail account is set up
         self._batch_timer = QTimer(self)
         self._batch_timer.setSingleShot(True)
         self._batch_timer.setInterval(self.BATCH_MS)
@@ -130,7 +142,9 @@ class Tray(QObject):
         self.progress = progress if state == "scanning" else None
         self.icon.setIcon(state_icon(state, progress=self.progress))
         tips = {
-            "idle": self.tr("SpamGuard: watching your mail"),
+            "idle": self.tr("SpamGuard: watching your mail")
+            if self.watching
+            else self.tr("SpamGuard: no mail account is set up yet"),
             "scanning": self.tr("SpamGuard: checking mail"),
             "attention": self.tr("SpamGuard: new mail was flagged or moved"),
             "error": self.tr("SpamGuard: needs your attention"),
@@ -159,9 +173,9 @@ class Tray(QObject):
 
     # -- notifications ---------------------------------------------------------------------
 
-    def note_moved(self, account: str, journal_id: int, subject: str) -> None:
+    def note_moved(self, account: str, journal_id: int, subject: str, message_id: str = "") -> None:
         """Collect moves for a moment so a backlog gives one notification, not fifty."""
-        self._pending.append((account, journal_id, subject))
+        self._pending.append((account, journal_id, subject, message_id))
         self._batch_timer.start()
 
     def flush_now(self) -> None:
@@ -173,22 +187,43 @@ class Tray(QObject):
         batch, self._pending = self._pending, []
         if not batch:
             return
-        self._last_batch = [(a, i) for a, i, _ in batch]
+        self._last_batch = [(a, i) for a, i, _, _ in batch]
+        self._batch_messages = {(a, i): m for a, i, _, m in batch}
         n = len(batch)
         title = (
             self.tr("1 message moved to Junk")
             if n == 1
             else self.tr("%1 messages moved to Junk").replace("%1", str(n))
         )
-        text = "\n".join(f"• {s}" for _, _, s in batch[:3])
+        text = "\n".join(f"• {s}" for _, _, s, _ in batch[:3])
         if n > 3:
             text += "\n" + self.tr("and %1 more").replace("%1", str(n - 3))
         text += "\n" + self.tr("Click to undo.")
-        self.undo_action.setText(self.tr("&Undo last moves (%1)").replace("%1", str(n)))
-        self.undo_action.setEnabled(True)
+        self._show_undo_count()
         self.notifications.append((title, text))
         if self.icon.isVisible() and QSystemTrayIcon.supportsMessages():
             self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Information, 8000)
+
+    def _show_undo_count(self) -> None:
+        n = len(self._last_batch)
+        self.undo_action.setEnabled(n > 0)
+        self.undo_action.setText(
+            self.tr("&Undo last moves (%1)").replace("%1", str(n))
+            if n
+            else self.tr("&Undo last moves")
+        )
+
+    def forget(self, account: str, message_id: str) -> None:
+        """The message is no longer in Junk by SpamGuard's move (rescued, undone, moved by
+        hand): "Undo last moves" no longer counts it."""
+        kept = [
+            k
+            for k in self._last_batch
+            if not (k[0] == account and self._batch_messages.get(k) == message_id)
+        ]
+        if len(kept) != len(self._last_batch):
+            self._last_batch = kept
+            self._show_undo_count()
 
     def _undo_last(self) -> None:
         if not self._last_batch:

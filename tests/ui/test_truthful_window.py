@@ -131,3 +131,58 @@ def test_a_click_while_the_banner_appears_lands_on_the_row_under_the_pointer(
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=point)
     selected = _selected(demo_app)
     assert selected is not None and selected.key == aimed_at.key
+
+
+def test_tray_undo_count_leaves_out_a_rescued_message(
+    tray_host: None, make_app: Any, qtbot: Any
+) -> None:
+    app = make_app()
+    with qtbot.waitSignal(app.scansFinished, timeout=60_000):
+        app.start(show_window=True)
+    moved = [r for r in app.window.model.rows() if r.moved]
+    assert len(moved) >= 2
+    assert app.tray.undo_action.text().replace("&", "") == f"Undo last moves ({len(moved)})"
+    rescued = _select(app, qtbot, lambda r: r.moved)
+    qtbot.mouseClick(app.window.detail.ham_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: app.window.detail.row.label == "ham", timeout=10_000)
+    assert app.tray.undo_action.text().replace("&", "") == f"Undo last moves ({len(moved) - 1})"
+    assert rescued.message_id not in {r.message_id for r in app.window.model.rows() if r.moved}
+
+
+def test_tray_says_no_account_instead_of_watching(
+    tray_host: None, make_app: Any, qtbot: Any
+) -> None:
+    app = make_app(demo=False)
+    app.start(show_window=False)
+    tip = app.tray.icon.toolTip()
+    assert "watching your mail" not in tip
+    assert "no mail account" in tip.lower()
+
+
+def test_first_run_shows_the_window_even_with_a_tray(
+    tray_host: None, make_app: Any, qtbot: Any
+) -> None:
+    app = make_app(demo=False)
+    assert app.tray_available
+    app.start()  # as `spamguard-app` starts it: no explicit choice
+    assert app.window.isVisible()
+    assert app.window.first_run.isVisible()
+
+
+def test_tray_settings_reach_every_settings_page(
+    tray_host: None, make_app: Any, qtbot: Any
+) -> None:
+    app = make_app()
+    with qtbot.waitSignal(app.scansFinished, timeout=60_000):
+        app.start(show_window=False)
+    menu = app.tray.settings_action.menu()
+    assert menu is not None
+    entries = {a.text().replace("&", ""): a for a in menu.actions() if a.text()}
+    assert {"Accounts…", "Thresholds…", "Models…", "Thunderbird…"} <= set(entries)
+    entries["Models…"].trigger()
+    assert app.window.isVisible()
+    assert app.window.tabs.currentWidget() is app.window.models_page
+    entries["Thresholds…"].trigger()
+    assert app.window.tabs.currentWidget() is app.window.thresholds
+    entries["Thunderbird…"].trigger()
+    assert app.window.tabs.currentWidget() is app.thunderbird_panel
