@@ -415,14 +415,35 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "--authserv-id)\n"
         )
     out.write("\n")
+    import textwrap
+
+    from spamguard.scoring.explain import (
+        NEIGHBOUR_MIN_SIMILARITY,
+        meaningful_neighbours,
+        plain_reasons,
+    )
+
+    reasons = " ".join(r.sentence for r in plain_reasons(score.evidence))
+    if reasons:
+        out.write(
+            textwrap.fill("In short: " + reasons, 90, initial_indent="  ", subsequent_indent="    ")
+        )
+        out.write("\n\n")
     out.write("  What pushed the score (log-odds; + towards spam, − towards not spam):\n")
     for ev in rec["evidence"]:
         out.write(f"    {ev['weight']:+6.2f}  {ev['detail']}\n")
-    if rec["neighbours"]:
-        out.write("\n  Looks like these known messages:\n")
-        for nb in rec["neighbours"]:
-            subject = " ".join(nb["subject"].split())[:60]
-            out.write(f"    {nb['similarity']:.2f}  {nb['label']:<4}  {subject}\n")
+    if score.neighbours:
+        near = meaningful_neighbours(score.neighbours)
+        if near:
+            out.write("\n  Looks like these known messages:\n")
+        else:
+            out.write(
+                "\n  No known message is alike enough to compare with (listed from "
+                f"{NEIGHBOUR_MIN_SIMILARITY:.2f} similarity).\n"
+            )
+        for nb in near:
+            subject = " ".join(nb.subject.split())[:60]
+            out.write(f"    {nb.similarity:.2f}  {nb.label:<4}  {subject}\n")
     if args.llm:
         from spamguard.config import load_config
         from spamguard.scoring.explain import explain

@@ -135,6 +135,10 @@ def test_explain_is_readable(fixture_model: Path, capsys: pytest.CaptureFixture[
     assert main(["explain", "--model", str(fixture_model), str(path)]) == 0
     out = capsys.readouterr().out
     assert "Spam probability" in out and "What pushed the score" in out
+    # The plain sentences come first, without the raw terms listed below them.
+    short = out.split("In short: ", 1)[1].split("What pushed the score", 1)[0]
+    assert short.strip().endswith(".")
+    assert "' in the text" not in short and "letter patterns" not in short
 
 
 def test_train_then_eval_on_fixture_split(
