@@ -100,6 +100,10 @@ class MessageRow:
     evidence: tuple[Evidence, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
     protected: str = ""  # why it is never moved to Junk (a rescue, the allow list, a known sender)
+    # Who put it where it is, from the journal and the labels: "you" (Spam button or
+    # `spamguard label`), "SpamGuard" (a threshold or rule), "another client" (a move to Junk
+    # seen on the server), "" when nothing moved it.
+    moved_by: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -317,9 +321,13 @@ class AccountSession:
         self,
         s: ScoredMessage,
         entries: Sequence[JournalEntry],
-        labels: dict[tuple[str, str], str],
+        labels: dict[tuple[str, str], tuple[str, str]],
     ) -> MessageRow:
         location, action, action_at = _whereabouts(s.folder, entries)
+        label, source = labels.get((s.message_id, s.content_hash), ("", ""))
+        moved_by = _moved_by(entries, source)
+        if moved_by == "another client":  # the journal never saw that move; the label did
+            location = source.removeprefix("moved to ")
         return MessageRow(
             account=s.account,
             message_id=s.message_id,
@@ -336,11 +344,12 @@ class AccountSession:
             model_version=s.model_version,
             action=action,
             action_at=action_at,
-            label=labels.get((s.message_id, s.content_hash), ""),
+            label=label,
             plan=s.plan,
             evidence=s.evidence,
             neighbours=self._scorer.neighbours.get(s.content_hash, ()),
             protected=s.protected,
+            moved_by=moved_by,
         )
 
     def explain(self, key: tuple[str, str, str]) -> Score | None:
@@ -429,6 +438,11 @@ class AccountSession:
         for result in executor.undo(latest):
             if result.outcome == "not found":
                 raise MailStoreError(result.detail or "the message could not be found")
+            if result.outcome == "undone" and latest and _by_you(latest[0]):
+                # Undo of the user's own Spam / Not spam: the label goes with the move, so
+                # the list stops saying "Spam (you)" and no retrain learns from it.
+                label: Label = "spam" if latest[0].action == "move_junk" else "ham"
+                self.store.withdraw_label(self.name, message_id, content, label)
         return self.row(key)
 
     def undo_journal(self, ids: Iterable[int]) -> int:
@@ -502,12 +516,28 @@ def _whereabouts(folder: str, entries: Sequence[JournalEntry]) -> tuple[str, str
 
 def _labels(
     store: Store, account: str, message: tuple[str, str] | None = None
-) -> dict[tuple[str, str], str]:
-    """(Message-ID, content hash) -> the newest label (a user may change their mind)."""
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(Message-ID, content hash) -> the newest (label, source): a user may change their mind."""
     return {
-        (r.message_id, r.content_hash): r.label
+        (r.message_id, r.content_hash): (r.label, r.source)
         for r in store.feedback_rows(account, message=message)
     }
+
+
+def _by_you(entry: JournalEntry) -> bool:
+    """A move `feedback.apply_label` made for the user's Spam / Not spam."""
+    return entry.reason.startswith("you labelled")
+
+
+def _moved_by(entries: Sequence[JournalEntry], label_source: str) -> str:
+    """Who made the move the row shows: the newest move still in effect in the journal, else
+    a move to Junk another mail client made (the label it taught says so)."""
+    for e in sorted(entries, key=lambda e: -e.id):
+        if e.action in ("move_junk", "move") and e.state == "applied":
+            return "you" if _by_you(e) else "SpamGuard"
+    if label_source.startswith("moved to "):
+        return "another client"
+    return ""
 
 
 def _epoch(header: str) -> float | None:

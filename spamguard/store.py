@@ -877,6 +877,19 @@ class Store:
             for r in self._query(sql + " ORDER BY id", args)
         ]
 
+    def withdraw_label(
+        self, account: str, message_id: str, content_hash: str, label: Literal["spam", "ham"]
+    ) -> bool:
+        """Delete the newest label of one message when it is ``label`` (its Spam / Not spam
+        was undone); the one before it, if any, is the label again. True when one went."""
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM feedback WHERE label = ? AND id = (SELECT MAX(id) FROM feedback "
+                "WHERE account = ? AND message_id = ? AND content_hash = ?)",
+                (label, account, message_id, content_hash),
+            )
+            return cur.rowcount > 0
+
     def label_raw(self, content_hash: str) -> bytes | None:
         rows = self._query("SELECT raw FROM label_message WHERE content_hash = ?", (content_hash,))
         return bytes(rows[0][0]) if rows else None

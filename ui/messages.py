@@ -168,6 +168,10 @@ class MessageModel(QAbstractTableModel):
         )
 
     def action_text(self, row: MessageRow) -> str:
+        if row.action == "moved to Junk" and row.moved_by == "you":
+            return self.tr("Moved to Junk by you")
+        if not row.action and row.moved_by == "another client":
+            return self.tr("Moved to %1 by another client").replace("%1", row.location)
         texts = {
             "moved to Junk": self.tr("Moved to Junk"),
             "flagged": self.tr("Flagged"),
@@ -177,6 +181,18 @@ class MessageModel(QAbstractTableModel):
             "": self.tr("Left in %1").replace("%1", row.location),
         }
         return texts.get(row.action, row.action)
+
+    def provenance(self, row: MessageRow) -> str:
+        """Who moved it, as the journal (and a label another client taught) says."""
+        where = row.location
+        if row.moved_by == "you":
+            return self.tr("You moved it to %1.").replace("%1", where)
+        if row.moved_by == "SpamGuard":
+            text = self.tr("SpamGuard moved it to %1.").replace("%1", where)
+            return f"{text} {row.plan}" if row.plan else text
+        if row.moved_by == "another client":
+            return self.tr("Another mail client moved it to %1.").replace("%1", where)
+        return ""
 
     def _sort_value(self, row: MessageRow, col: int) -> Any:
         if col == self.DATE:
@@ -192,8 +208,8 @@ class MessageModel(QAbstractTableModel):
             return self.tr("The model's estimate that this is spam: %1 %").replace(
                 "%1", f"{row.p_spam * 100:.1f}"
             )
-        if col == self.ACTION and row.plan:
-            return row.plan
+        if col == self.ACTION:
+            return self.provenance(row) or row.plan or self._display(row, col)
         if col == self.STAGE:
             if row.stage == "stage0-cheap":
                 return self.tr(

@@ -18,6 +18,7 @@ from imap_helpers import (
 )
 from imapclient import IMAPClient
 
+from spamguard.app_api import AccountSession
 from spamguard.learning import Learner, LearnOptions
 from spamguard.service import AccountWorker
 from spamguard.store import Store
@@ -150,6 +151,10 @@ def test_moved_into_junk_is_spam(
     assert worker.run_once()
     rows = store.feedback_rows(settings.name)
     assert [(r.label, r.source) for r in rows] == [("spam", "moved to Junk")]
+    # The app's row says who moved it and where it is now, though the journal never saw it.
+    session = AccountSession(settings, scorer=HeaderScorer(), store=store)  # type: ignore[arg-type]
+    row = next(r for r in session.rows() if r.subject == "cheap meds online")
+    assert (row.moved_by, row.location, row.label) == ("another client", "Junk", "spam")
     # Shadow is off: the version is checked on held-back labels and promoted or rejected.
     assert len(learner.outcomes) == 1
     info = registry.get(learner.outcomes[0].version)

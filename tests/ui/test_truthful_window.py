@@ -186,3 +186,29 @@ def test_tray_settings_reach_every_settings_page(
     assert app.window.tabs.currentWidget() is app.window.thresholds
     entries["Thunderbird…"].trigger()
     assert app.window.tabs.currentWidget() is app.thunderbird_panel
+
+
+def test_undoing_your_own_spam_withdraws_the_label_and_the_list_says_who_moved_it(
+    demo_app: Any, qtbot: Any
+) -> None:
+    model = demo_app.window.model
+    by_spamguard = next(r for r in model.rows() if r.moved)
+    assert model.action_text(by_spamguard) == "Moved to Junk"
+    assert "SpamGuard moved it" in model._tooltip(by_spamguard, model.ACTION)
+    row = _select(demo_app, qtbot, lambda r: r.location == "INBOX" and r.verdict == "ham")
+    qtbot.mouseClick(demo_app.window.detail.spam_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: demo_app.window.detail.row.label == "spam", timeout=10_000)
+    mine = demo_app.window.detail.row
+    assert model.verdict_text(mine) == "Spam (you)"
+    assert model.action_text(mine) == "Moved to Junk by you"
+    assert "You moved it" in model._tooltip(mine, model.ACTION)
+    qtbot.mouseClick(demo_app.window.detail.undo_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: demo_app.window.detail.row.action == "moved back", timeout=10_000)
+    undone = demo_app.window.detail.row
+    assert undone.key == row.key and undone.location == "INBOX"
+    assert model.verdict_text(undone) != "Spam (you)"
+    assert undone.label == ""
+    labels = demo_app.store._query(
+        "SELECT label FROM feedback WHERE message_id = ?", (row.message_id,)
+    )
+    assert [r[0] for r in labels] == []  # not trained on as spam either
