@@ -111,6 +111,8 @@ class DetailPane(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # The pane's text wraps to its width; nothing in it is worth scrolling sideways for.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         self.body = QVBoxLayout(body)
         self.body.setContentsMargins(0, 4, 0, 0)
@@ -277,6 +279,9 @@ class DetailPane(QWidget):
             text.setMinimumHeight(metrics.height() + 2)
             text.setToolTip(tip)
             text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            # Its elided text must not set the pane's minimum width: in a narrow pane the
+            # whole body grew wider than the view and every sentence was cut at the edge.
+            text.setMinimumWidth(1)
             line.addWidget(text, 1)
             self.evidence_box.addLayout(line)
 
