@@ -597,20 +597,10 @@ class ImapMailStore:
 
 def _copyuid(response: Any, untagged: list[Any], uid: int) -> tuple[int, int] | None:
     """(dst uidvalidity, dst uid) from a COPYUID response code, for the single ``uid`` moved."""
-    texts = [response if isinstance(response, bytes) else str(response).encode()]
-    texts += [u if isinstance(u, bytes) else str(u).encode() for u in untagged]
-    for text in texts:
-        match = _COPYUID_RE.search(text) or re.match(rb"\s*(\d+)\s+(\S+)\s+(\S+)", text)
-        if not match:
-            continue
-        try:
-            src = _uid_set(match.group(2))
-            dst = _uid_set(match.group(3))
-        except ValueError:
-            continue
-        if uid in src and len(src) == len(dst):
-            return int(match.group(1)), dst[src.index(uid)]
-    return None
+    found = _copyuid_map(response, untagged)
+    if found is None or uid not in found[1]:
+        return None
+    return found[0], found[1][uid]
 
 
 def _copyuid_map(response: Any, untagged: list[Any]) -> tuple[int, dict[int, int]] | None:
