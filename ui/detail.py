@@ -225,7 +225,15 @@ class DetailPane(QWidget):
 
     def _done_text(self, row: MessageRow) -> str:
         parts = []
-        if row.action:
+        # Who moved it follows the journal (and, for another client, the label its move
+        # taught), as the message list's Action column does.
+        movers = {
+            "you": self.tr("You moved it to Junk."),
+            "another client": self.tr("Another mail client moved it to Junk."),
+        }
+        if row.moved_by in movers and row.action in ("moved to Junk", ""):
+            parts.append(movers[row.moved_by])
+        elif row.action:
             parts.append(
                 {
                     "moved to Junk": self.tr("SpamGuard moved it to Junk."),

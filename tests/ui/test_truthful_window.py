@@ -195,6 +195,8 @@ def test_undoing_your_own_spam_withdraws_the_label_and_the_list_says_who_moved_i
     by_spamguard = next(r for r in model.rows() if r.moved)
     assert model.action_text(by_spamguard) == "Moved to Junk"
     assert "SpamGuard moved it" in model._tooltip(by_spamguard, model.ACTION)
+    _select(demo_app, qtbot, lambda r: r.key == by_spamguard.key)
+    assert "SpamGuard moved it to Junk" in demo_app.window.detail.score.text()
     row = _select(demo_app, qtbot, lambda r: r.location == "INBOX" and r.verdict == "ham")
     qtbot.mouseClick(demo_app.window.detail.spam_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: demo_app.window.detail.row.label == "spam", timeout=10_000)
@@ -202,6 +204,9 @@ def test_undoing_your_own_spam_withdraws_the_label_and_the_list_says_who_moved_i
     assert model.verdict_text(mine) == "Spam (you)"
     assert model.action_text(mine) == "Moved to Junk by you"
     assert "You moved it" in model._tooltip(mine, model.ACTION)
+    # The detail pane says the same, not "SpamGuard moved it".
+    assert "You moved it to Junk" in demo_app.window.detail.score.text()
+    assert "SpamGuard moved it" not in demo_app.window.detail.score.text()
     qtbot.mouseClick(demo_app.window.detail.undo_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: demo_app.window.detail.row.action == "moved back", timeout=10_000)
     undone = demo_app.window.detail.row
