@@ -42,3 +42,28 @@ def fixture_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     options = TrainOptions(keep_neighbours=False, folds=3, version="fixture-head")
     model = train(items, options, source="fixture corpus")
     return save_model(model, tmp_path_factory.mktemp("models") / "fixture")
+
+
+# Interpreter teardown after the last report. Once in three full runs on this machine
+# (2026-12-07) the pytest process died with SIGSEGV *after* printing "736 passed, 1 failed",
+# while the native libraries it had loaded (Qt, onnxruntime, llama.cpp, torch) were torn
+# down; the cause is not found yet (next step: a core dump of that exit). A crash there says
+# nothing about any test, but it turned the run's exit status into 139. scripts/check sets
+# SPAMGUARD_TEST_HARD_EXIT=1 so the process ends with pytest's own status right after the
+# summary, without that teardown; a crash during a test is still a crash.
+_SESSION_STATUS: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _SESSION_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_STATUS and os.environ.get("SPAMGUARD_TEST_HARD_EXIT") == "1":
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_SESSION_STATUS[-1])
