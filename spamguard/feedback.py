@@ -76,6 +76,18 @@ class MailContext(Protocol):
     def junk_folder(self) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class LabelContext:
+    """A `MailContext` for one label outside a running worker (`spamguard label`, the
+    Thunderbird host): the account's open mail store, state store and settings."""
+
+    name: str
+    mail: MailStore
+    store: Store
+    settings: AccountSettings
+    junk_folder: str | None
+
+
 # -- recording ----------------------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +51,9 @@ def _store(args: argparse.Namespace) -> Any:
 # -- spamguard label -------------------------------------------------------------------------------
 
 
-@dataclass
-class _Account:
-    """The bits of an account worker `feedback.apply_label` needs, for one CLI call."""
-
-    name: str
-    mail: Any
-    store: Any
-    settings: Any
-    junk_folder: str | None
-
-
 def cmd_label(args: argparse.Namespace) -> int:
     from spamguard.errors import FolderMissingError
-    from spamguard.feedback import apply_label
+    from spamguard.feedback import LabelContext, apply_label
     from spamguard.mail.executor import Executor
     from spamguard.mail.folders import find_junk_folder
     from spamguard.service import open_mailstore
@@ -90,7 +78,7 @@ def cmd_label(args: argparse.Namespace) -> int:
                     junk: str | None = find_junk_folder(mail, settings)
                 except FolderMissingError:
                     junk = None
-                ctx = _Account(name, mail, store, settings, junk)
+                ctx = LabelContext(name, mail, store, settings, junk)
                 executor = Executor(mail, store, settings, junk_folder=junk)
                 for ref, scored in found:
                     if scored.account != name:

@@ -291,7 +291,7 @@ class Host:
 
     def _label_on_server(self, scored: Any, label: str) -> dict[str, Any]:
         from spamguard.errors import FolderMissingError
-        from spamguard.feedback import apply_label
+        from spamguard.feedback import LabelContext, apply_label
         from spamguard.mail.executor import Executor
         from spamguard.mail.folders import find_junk_folder
         from spamguard.service import open_mailstore
@@ -304,7 +304,7 @@ class Host:
                 junk: str | None = find_junk_folder(mail, settings)
             except FolderMissingError:
                 junk = None
-            ctx = _Account(scored.account, mail, self.store, settings, junk)
+            ctx = LabelContext(scored.account, mail, self.store, settings, junk)
             executor = Executor(mail, self.store, settings, junk_folder=junk)
             rec = apply_label(ctx, executor, scored, label, source=SOURCE)  # type: ignore[arg-type]
         finally:
@@ -395,17 +395,6 @@ class Host:
 
 SOURCE = "thunderbird add-on"
 _BANDS = {"spam": "spam", "flag": "flagged", "ham": "fine"}
-
-
-@dataclass
-class _Account:
-    """The parts of an account worker `feedback.apply_label` needs, for one request."""
-
-    name: str
-    mail: Any
-    store: Any
-    settings: Any
-    junk_folder: str | None
 
 
 def _text(req: dict[str, Any], key: str) -> str:
