@@ -17,22 +17,34 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from spamguard.message import Message
 from spamguard.scoring.base import Evidence, Neighbour, Score
+from spamguard.scoring.consistency import (
+    Contradiction,
+    Facts,
+    contradictions,
+    facts_for,
+    finish_sentences,
+)
 from spamguard.scoring.llm import LLMSettings, Outcome, mail_for_prompt, stream_rationale
 
 __all__ = [
     "NEIGHBOUR_MIN_SIMILARITY",
     "WITHHELD_NOTE",
+    "Explanation",
     "Reason",
     "check_explanation",
+    "checked_explanation",
     "evidence_summary",
     "explain",
+    "explanation_context",
     "meaningful_neighbours",
+    "outcome_facts",
     "plain_reasons",
 ]
 
@@ -418,27 +430,99 @@ def evidence_summary(score: Score, outcome: Outcome) -> str:
     return " ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """One explanation as written, checked and shown.
+
+    ``text`` is what the user sees: the model's text (``from_llm``) or, when it was withheld,
+    the evidence summary with a note saying why. ``raw`` is what the model wrote, ``problems``
+    why it was withheld (empty when shown), ``contradictions`` the claims of the model's
+    finished text that the evidence contradicts (withheld whenever there is one).
+    """
+
+    text: str
+    from_llm: bool
+    raw: str
+    problems: tuple[str, ...] = ()
+    contradictions: tuple[Contradiction, ...] = ()
+    seconds: float = 0.0
+
+
+# Part of every kept explanation's context: raise it when the prompt or the checks change, so
+# explanations written under the old ones are written again.
+EXPLANATION_VERSION: Final = "checked-2"
+
+
+def explanation_context(settings: LLMSettings, model_version: str, outcome: Outcome) -> str:
+    """What a kept explanation was written for: the LLM, the scoring model, the outcome."""
+    return "|".join(
+        [
+            EXPLANATION_VERSION,
+            settings.model,
+            str(settings.model_path or ""),
+            settings.remote_url or "",
+            model_version,
+            outcome.verdict,
+            outcome.done,
+        ]
+    )
+
+
+def outcome_facts(message: Message, outcome: Outcome, **known: object) -> Facts:
+    """The `Facts` an explanation of ``outcome`` is checked against (``known``: further
+    arguments of `facts_for`, such as ``known_sender`` or ``raw``)."""
+    return facts_for(
+        message,
+        moved_to_junk=outcome.moved_to_junk,
+        flagged=outcome.flagged,
+        allow_listed="allow list" in outcome.done,
+        **known,  # type: ignore[arg-type]
+    )
+
+
+def checked_explanation(
+    message: Message,
+    score: Score,
+    outcome: Outcome,
+    *,
+    settings: LLMSettings | None = None,
+    facts: Facts | None = None,
+) -> Explanation:
+    """Ask the LLM to explain ``score`` and ``outcome``, finish its sentences, and check it
+    against the verdict, the action and the evidence (`check_explanation`,
+    `consistency.contradictions`); the evidence summary replaces it when it fails."""
+    facts = facts or outcome_facts(message, outcome)
+    started = time.perf_counter()
+    raw = "".join(stream_rationale(message, score, settings=settings, outcome=outcome)).strip()
+    seconds = time.perf_counter() - started
+    text = finish_sentences(raw)
+    context = " ".join(
+        [f"{score.p_spam:.2f}", str(int(score.p_spam * 100)), outcome.done]
+        + [f"{e.detail or e.feature} {e.weight:+.1f}" for e in score.evidence]
+        + [n.subject for n in score.neighbours]
+    )
+    found = tuple(contradictions(text, facts))
+    problems = [] if text or not raw else ["it did not finish a sentence"]
+    problems += check_explanation(text, outcome, mail_for_prompt(message, max_chars=3000), context)
+    problems += [f"it contradicted the evidence ({c.kind}: {c.evidence})" for c in found]
+    if not problems:
+        return Explanation(text, True, raw, (), found, seconds)
+    log.info("LLM explanation withheld (%s): %r", "; ".join(problems), raw[:300])
+    # The reason without the offending words: the note must not repeat them either.
+    why = problems[0].split(" (")[0]
+    shown = WITHHELD_NOTE.format(why=why) + evidence_summary(score, outcome)
+    return Explanation(shown, False, raw, tuple(problems), found, seconds)
+
+
 def explain(
     message: Message,
     score: Score,
     outcome: Outcome,
     *,
     settings: LLMSettings | None = None,
+    facts: Facts | None = None,
 ) -> Iterator[str]:
-    """The LLM's explanation of ``score`` and ``outcome`` once it passed `check_explanation`,
-    else the evidence summary with a note. Yields the text when it is ready (the whole of it:
-    a sentence shown before the check could not be taken back)."""
-    text = "".join(stream_rationale(message, score, settings=settings, outcome=outcome)).strip()
-    facts = " ".join(
-        [f"{score.p_spam:.2f}", str(int(score.p_spam * 100)), outcome.done]
-        + [f"{e.detail or e.feature} {e.weight:+.1f}" for e in score.evidence]
-        + [n.subject for n in score.neighbours]
-    )
-    problems = check_explanation(text, outcome, mail_for_prompt(message, max_chars=3000), facts)
-    if not problems:
-        yield text
-        return
-    log.info("LLM explanation withheld (%s): %r", "; ".join(problems), text[:300])
-    # The reason without the offending words: the note must not repeat them either.
-    why = problems[0].split(" (")[0]
-    yield WITHHELD_NOTE.format(why=why) + evidence_summary(score, outcome)
+    """The LLM's explanation of ``score`` and ``outcome`` once it passed the checks, else the
+    evidence summary with a note (`checked_explanation`). Yields the text when it is ready
+    (the whole of it: a sentence shown before the check could not be taken back)."""
+    yield checked_explanation(message, score, outcome, settings=settings, facts=facts).text
