@@ -701,7 +701,7 @@ def _toml_string(value: str) -> str:
 # The keys the account dialog writes; an edit replaces these and keeps every other line.
 _DIALOG_KEYS = re.compile(
     r"\s*(provider|host|port|security|username|auth|oauth_\w+|junk_folder|password_command|"
-    r"password_store|tls_fingerprint|allow_plaintext)\s*="
+    r"password_store|tls_fingerprint|allow_plaintext|protect_known_senders)\s*="
 )
 
 
@@ -720,6 +720,7 @@ def _account_key_lines(
     password_store: str | None = None,
     tls_fingerprint: str | None = None,
     allow_plaintext: bool = False,
+    protect_known_senders: bool = True,
 ) -> list[str]:
     lines: list[str] = []
     if provider:
@@ -747,6 +748,8 @@ def _account_key_lines(
         lines.append(f"tls_fingerprint = {_toml_string(tls_fingerprint)}")
     if allow_plaintext:
         lines.append("allow_plaintext = true")
+    if not protect_known_senders:
+        lines.append("protect_known_senders = false")
     return lines
 
 
@@ -766,6 +769,7 @@ def update_account(
     password_store: str | None = None,
     tls_fingerprint: str | None = None,
     allow_plaintext: bool = False,
+    protect_known_senders: bool = True,
     secret: str | None = None,
 ) -> Config:
     """Rewrite the dialog's keys of ``[accounts.NAME]``, keeping every other line (watch
@@ -801,6 +805,7 @@ def update_account(
         password_store=password_store,
         tls_fingerprint=tls_fingerprint,
         allow_plaintext=allow_plaintext,
+        protect_known_senders=protect_known_senders,
     )
     new_text = "\n".join([*lines[: start + 1], *new_keys, *kept, *lines[end:]]) + "\n"
     config = parse_config(new_text, path=path)
@@ -846,6 +851,7 @@ def add_account(
     password_store: str | None = None,
     tls_fingerprint: str | None = None,
     allow_plaintext: bool = False,
+    protect_known_senders: bool = True,
     secret: str | None = None,
 ) -> Config:
     """Append ``[accounts.NAME]`` to the config file (created if missing); validated first.
@@ -882,6 +888,7 @@ def add_account(
             password_store=password_store,
             tls_fingerprint=tls_fingerprint,
             allow_plaintext=allow_plaintext,
+            protect_known_senders=protect_known_senders,
         ),
     ]
     new_text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"

@@ -488,6 +488,20 @@ class AccountDialog(QDialog):
             )
         )
         layout.addWidget(self.learn_existing)
+        # The safe moving policy (issue 17 item 5): on by default, as in the config.
+        self.protect_known = QCheckBox(
+            self.tr("&Never move mail from people I know to Junk (flag it at most)")
+        )
+        self.protect_known.setChecked(True)
+        self.protect_known.setToolTip(
+            self.tr(
+                "Mail from someone you have written to, or from an authenticated sender whose "
+                "earlier mail you kept, is at most flagged, however spam-like it looks; the "
+                "explanation says when this applied. Untick to let SpamGuard move such mail "
+                "to Junk too."
+            )
+        )
+        layout.addWidget(self.protect_known)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -558,6 +572,7 @@ class AccountDialog(QDialog):
             self.trust_cert.setChecked(True)
             self.trust_cert.blockSignals(False)
         self.allow_plaintext.setChecked(account.allow_plaintext)
+        self.protect_known.setChecked(account.protect_known_senders)
         if account.junk_folder != "auto":
             self.junk.addItem(account.junk_folder, account.junk_folder)
             self.junk.setCurrentIndex(self.junk.count() - 1)
@@ -878,6 +893,7 @@ class AccountDialog(QDialog):
                 password_store=settings.password_store,
                 tls_fingerprint=settings.tls_fingerprint,
                 allow_plaintext=settings.allow_plaintext,
+                protect_known_senders=self.protect_known.isChecked(),
                 secret=secret,
             )
         except SpamGuardError as exc:
@@ -913,6 +929,7 @@ class AccountDialog(QDialog):
                 password_store=settings.password_store,
                 tls_fingerprint=settings.tls_fingerprint,
                 allow_plaintext=settings.allow_plaintext,
+                protect_known_senders=self.protect_known.isChecked(),
                 secret=secret or None,
             )
         except SpamGuardError as exc:

@@ -297,6 +297,33 @@ def test_first_scan_choice_goes_to_the_config_in_words(
         assert f'backlog = "{dialog.backlog.itemData(index)}"' in text
 
 
+def test_known_sender_protection_is_a_setting_of_the_account(
+    dialog: AccountDialog, qtbot: Any, plaintext_keyring: Any
+) -> None:
+    """Issue 17 item 5: `protect_known_senders` (on by default) in the dialog; unticked it is
+    written to the config, the edit dialog shows it, and ticking it again removes the line."""
+    assert dialog.protect_known.isChecked()  # on unless the user says otherwise
+    qtbot.keyClicks(dialog.email, "me@fastmail.com")
+    qtbot.keyClicks(dialog.password, "app-password")
+    dialog.protect_known.setChecked(False)
+    dialog.ok_button.click()
+    path = dialog.config_path
+    assert "protect_known_senders = false" in path.read_text()
+    account = load_config(path).accounts["fastmail"]
+    assert account.protect_known_senders is False
+    path.write_text(path.read_text() + 'block = ["spam.example"]\n')
+
+    edit = AccountDialog(path, account=account)
+    qtbot.addWidget(edit)
+    edit.show()
+    assert not edit.protect_known.isChecked() and edit.protect_known.isVisible()
+    edit.protect_known.setChecked(True)
+    edit.ok_button.click()
+    assert "protect_known_senders" not in path.read_text()
+    account = load_config(path).accounts["fastmail"]
+    assert account.protect_known_senders is True and account.block == ("spam.example",)
+
+
 # -- no keyring, nothing half-added, certificates (issue 22) ---------------------------------
 
 
