@@ -46,6 +46,7 @@ from spamguard.store import JournalEntry, ScoredMessage, Store
 from spamguard.versions import ModelRegistry, VersionInfo
 
 if TYPE_CHECKING:
+    from spamguard.first_scan import Choice, ReviewRecorder
     from spamguard.learning import Learner
     from spamguard.scoring.llm import Outcome
 
@@ -259,12 +260,39 @@ class AccountSession:
         if self.worker.executor is not None:
             self.worker.executor.settings = self.settings
 
-    def scan(self) -> Iterator[ScanUpdate]:
+    def needs_review(self) -> bool:
+        """Never scanned yet: its first scan is a review (`first_scan`) before anything moves."""
+        from spamguard.first_scan import needs_review
+
+        return needs_review(self.store, self.settings)
+
+    def review(self, recorder: ReviewRecorder) -> Iterator[ScanUpdate]:
+        """The first scan as a dry run: ``recorder`` keeps every plan; nothing on the server
+        changes and nothing is journalled or remembered as scanned (scores are cached)."""
+        self.close()  # a dry run opens without settling the journal; the next open does
+        learner = self.worker.learner
+        if learner is not None and learner.options.manage_scorer:
+            # A version the first-sync learning promoted since: review with it.
+            learner._swap_scorer(self.worker)
+            self.worker.scorer = self._scorer  # wrapped again, to keep its neighbours
+        self.worker.dry_run = True
+        self.worker.plan_hook = recorder
+        try:
+            yield from self.scan()
+        finally:
+            self.worker.dry_run = False
+            self.worker.plan_hook = None
+            self.close()
+
+    def scan(self, choice: Choice | None = None) -> Iterator[ScanUpdate]:
         """Catch up every watched folder, one update per batch. Closing the generator cancels
-        after the batch in hand (the engine finishes a batch so its journal stays settled)."""
+        after the batch in hand (the engine finishes a batch so its journal stays settled).
+        ``choice``: the user's decision after the first-scan review, for this scan only."""
         self.open()
         events: list[Event] = []
         unsubscribe = self.worker.events.subscribe(events.append)
+        if choice is not None:
+            self.worker.plan_hook = choice.hook(self.settings)
         try:
             for progress in self.worker.sync():
                 self.worker.scorer = self._scorer  # re-wrapped if the learner swapped it
@@ -273,6 +301,8 @@ class AccountSession:
                 yield ScanUpdate(progress, tuple(self._rows_for(scored)), tuple(batch))
         finally:
             unsubscribe()
+            if choice is not None:
+                self.worker.plan_hook = None
 
     def wait_for_mail(self, timeout: float, should_stop: Callable[[], bool]) -> bool:
         """Block (IDLE or polling) until new mail may be there, ``timeout`` or ``should_stop()``."""

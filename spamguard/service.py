@@ -32,6 +32,7 @@ from spamguard.scoring.base import Score, Scorer
 from spamguard.store import FolderState, ScoredMessage, Store
 
 if TYPE_CHECKING:
+    from spamguard.first_scan import PlanHook
     from spamguard.learning import Learner
 
 __all__ = [
@@ -318,6 +319,9 @@ class AccountWorker:
         # Labels from other clients' moves and keywords, retraining, shadow (learning.py).
         self.learner = learner
         self._authserv_id: str | None = None  # read from the store on first use
+        # Sees every plan before it is carried out (`first_scan`: the review records them,
+        # the user's choice after it adjusts them); None: plans as the policy made them.
+        self.plan_hook: PlanHook | None = None
         # Wall and process CPU seconds per phase of `process_batch` (bench --imap).
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.cpu_timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
@@ -635,6 +639,8 @@ class AccountWorker:
                 junk_available=self.junk_folder is not None,
             )
             plan = plan_for(msg, score, self.settings, context)
+            if self.plan_hook is not None:
+                plan = self.plan_hook(folder, item.uid, msg, plan)
             self._emit(
                 MessageScored(
                     self.name,

@@ -34,6 +34,7 @@ from spamguard.config import (
     parse_config,
 )
 from spamguard.errors import SpamGuardError
+from spamguard.first_scan import Review
 from spamguard.runtime import Runtime
 from spamguard.service import ActionApplied
 from spamguard.store import Store
@@ -75,6 +76,7 @@ class SpamGuardApp(QObject):
         workdir: Path | None = None,
         use_tray: bool = True,
         learn_options: Any = None,
+        review_first_scan: bool = True,
     ) -> None:
         super().__init__()
         self.settings = settings or QSettings()
@@ -92,6 +94,11 @@ class SpamGuardApp(QObject):
         # Accounts whose password is in the locked encrypted file: started once it is unlocked.
         self._locked: dict[str, tuple[AccountSettings, object]] = {}
         self.first_sync_dialog: Any = None  # learning from an added account's existing mail
+        # A new account's first scan is a review first (`first_scan`): nothing moves until
+        # the user chooses in `review_dialog` (the demo mailbox acts at once: it is a copy).
+        self.review_first_scan = review_first_scan
+        self.reviews: dict[str, Review] = {}  # accounts whose review waits for a choice
+        self.review_dialog: Any = None  # the last first-scan review opened
         self._first_scan_pending: set[str] = set()
         self._scan_started: dict[str, float] = {}
         self._scored = 0
@@ -127,6 +134,7 @@ class SpamGuardApp(QObject):
         self.window.addAccountRequested.connect(self.add_account)
         self.window.signInRequested.connect(self.sign_in_again)
         self.window.unlockRequested.connect(self.unlock_secrets)
+        self.window.reviewRequested.connect(self.open_review)
         self.window.removeAccountRequested.connect(self.ask_remove_account)
         self.window.editAccountRequested.connect(lambda: self._pick_account(self.edit_account))
         self.window.demoRequested.connect(self.start_demo)
@@ -328,6 +336,7 @@ class SpamGuardApp(QObject):
             make_session,
             watch=account.name != DEMO_ACCOUNT,
             poll_interval=account.poll_interval,
+            review_first=self.review_first_scan and account.name != DEMO_ACCOUNT,
         )
         self.accounts[account.name] = account
         runner.updated.connect(self._updated)
@@ -342,6 +351,7 @@ class SpamGuardApp(QObject):
         )
         runner.scanFinished.connect(lambda count, n=account.name: self._scan_finished(n, count))
         runner.explained.connect(self._explained)
+        runner.reviewReady.connect(lambda review, n=account.name: self._review_ready(n, review))
         runner.rationalePiece.connect(self.window.detail.append_rationale)
         runner.rationaleDone.connect(self.window.detail.rationale_done)
         self.runners[account.name] = runner
@@ -476,7 +486,81 @@ class SpamGuardApp(QObject):
             self._trouble[account] = text
             self.window.show_banner(text)
 
+    def _review_ready(self, account: str, review: Review) -> None:
+        """The first scan's dry run is done: show what it would do, and wait for a choice."""
+        self.reviews[account] = review
+        self.window.show_progress(
+            0,
+            0,
+            self.tr("%1: first scan ready for your review; nothing changed yet").replace(
+                "%1", account
+            ),
+        )
+        dialog = self.review_dialog
+        if dialog is not None and dialog.account == account and dialog.isVisible():
+            dialog.set_review(review)  # looked again (after learning, or Scan now)
+        else:
+            self.open_review(account)
+
+    def open_review(self, account: str) -> Any:
+        """The review of ``account``'s first scan (also the banner's "Review…" link)."""
+        from .first_scan import FirstScanDialog
+
+        review = self.reviews.get(account)
+        if review is None:
+            return None
+        if self.review_dialog is not None and self.review_dialog.isVisible():
+            self.review_dialog.close()
+        settings = self.accounts.get(account)
+        thresholds = settings.thresholds if settings is not None else Thresholds()
+        dialog = FirstScanDialog(review, thresholds, self.window)
+        dialog.chosen.connect(lambda choice: self._review_chosen(account, choice))
+        dialog.learnRequested.connect(lambda: self._learn_for_review(account))
+        dialog.rejected.connect(lambda: self._review_postponed(account))
+        self.review_dialog = dialog
+        self.open_window()
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def _review_postponed(self, account: str) -> None:
+        if account in self.reviews:
+            self.window.show_review_banner(account)
+
+    def _review_chosen(self, account: str, choice: Any) -> None:
+        runner = self.runners.get(account)
+        if runner is None or self.reviews.pop(account, None) is None:
+            return
+        self.window.show_banner("")
+        runner.apply_review(choice)
+
+    def _learn_for_review(self, account: str) -> None:
+        dialog = self.learn_existing(account)
+        if dialog is None and self.review_dialog is not None:
+            self.review_dialog.set_busy("")
+            return
+        # Cancelled or failed: the review shown still holds.
+        for signal in (dialog.runner.cancelled, dialog.runner.failed):
+            signal.connect(lambda *_: self.review_dialog and self.review_dialog.set_busy(""))
+
+    def _after_learning(self, account: str, result: Any) -> None:
+        """First-sync learning finished: before the first moves, look again with what it
+        learned (after them this is an ordinary scan)."""
+        runner = self.runners.get(account)
+        if runner is None:
+            return
+        if result.state != "learned":
+            if self.review_dialog is not None and self.review_dialog.account == account:
+                self.review_dialog.set_busy("")
+            return
+        if self.review_dialog is not None and self.review_dialog.account == account:
+            self.review_dialog.set_busy(self.tr("Looking again with what SpamGuard learned…"))
+        runner.review_again()
+
     def _scan_finished(self, account: str, count: int) -> None:
+        dialog = self.review_dialog
+        if dialog is not None and dialog.account == account and account not in self.reviews:
+            dialog.close()  # looked again and found nothing to decide: the scan went ahead
         started = self._scan_started.pop(account, None)
         self._scored += count
         if started is not None and count:
@@ -634,6 +718,7 @@ class SpamGuardApp(QObject):
         return dialog
 
     def _account_edited(self, name: str) -> None:
+        self.reviews.pop(name, None)  # a new worker looks again on the saved settings
         runner = self.runners.pop(name, None)
         if runner is not None:
             runner.stop()
@@ -669,7 +754,7 @@ class SpamGuardApp(QObject):
         from spamguard.app_api import remove_account
 
         self._trouble.pop(name, None)
-
+        self.reviews.pop(name, None)
         runner = self.runners.pop(name, None)
         if runner is not None:
             runner.stop()
@@ -697,6 +782,7 @@ class SpamGuardApp(QObject):
             self.window.show_banner(str(exc))
             return None
         self.first_sync_dialog = dialog
+        dialog.runner.finishedWith.connect(lambda result: self._after_learning(account, result))
         dialog.open()
         if start:
             dialog.start()

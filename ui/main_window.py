@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
     closedToTray = Signal()
     signInRequested = Signal(str)  # an account's "Sign in again…" link in the banner
     unlockRequested = Signal()  # the banner's "Enter the passphrase…" link (encrypted file)
+    reviewRequested = Signal(str)  # an account's "Review the first scan…" link in the banner
 
     def __init__(self, settings: QSettings, models_page: ModelsPage, parent: QWidget | None = None):
         super().__init__(parent)
@@ -353,9 +354,27 @@ class MainWindow(QMainWindow):
         self.banner.setToolTip("")
         self.banner.setVisible(True)
 
+    def show_review_banner(self, account: str) -> None:
+        """``account``'s first scan waits for the user's review: nothing moves until then."""
+        self.banner.setText(
+            html.escape(
+                self.tr(
+                    "SpamGuard has looked at %1 and changed nothing yet: it waits for your choice."
+                ).replace("%1", account),
+                quote=False,
+            )
+            + f' <a href="review:{html.escape(account, quote=True)}">'
+            + self.tr("Review the first scan…")
+            + "</a>"
+        )
+        self.banner.setToolTip("")
+        self.banner.setVisible(True)
+
     def _banner_link(self, href: str) -> None:
         if href.startswith("signin:"):
             self.signInRequested.emit(href.removeprefix("signin:"))
+        elif href.startswith("review:"):
+            self.reviewRequested.emit(href.removeprefix("review:"))
         elif href == "unlock:":
             self.unlockRequested.emit()
 

@@ -23,6 +23,7 @@ from spamguard.errors import (
     SpamGuardError,
     TLSError,
 )
+from spamguard.first_scan import Choice
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class AccountRunner(QThread):
     explained = Signal(object, object)  # row key, Score | None
     rationalePiece = Signal(object, str)  # row key, the next piece of the LLM's text
     rationaleDone = Signal(object)  # row key
+    # The first scan of a new account, as a dry run: what it would do (`first_scan.Review`).
+    # Nothing on the server changes until `apply_review` brings the user's choice.
+    reviewReady = Signal(object)
 
     def __init__(
         self,
@@ -61,6 +65,7 @@ class AccountRunner(QThread):
         *,
         watch: bool = True,
         poll_interval: float = 60.0,
+        review_first: bool = False,
     ) -> None:
         super().__init__()
         self.name = name
@@ -73,6 +78,9 @@ class AccountRunner(QThread):
         self._paused = threading.Event()
         self._scan_wanted = threading.Event()
         self._scan_wanted.set()  # the first scan starts at once
+        self._review_first = review_first  # a never-scanned account's first scan is a review
+        self._awaiting_review = False  # a review was shown; nothing acts until a choice
+        self._choice: Choice | None = None  # the user's choice, until a scan carried it out
 
     # -- called from the GUI thread --------------------------------------------------------
 
@@ -110,6 +118,15 @@ class AccountRunner(QThread):
     def set_thresholds(self, thresholds: Thresholds) -> None:
         self._commands.put(_Command("thresholds", (thresholds,)))
 
+    def apply_review(self, choice: Choice) -> None:
+        """The user's choice after the first-scan review: the real first scan carries it out."""
+        self._commands.put(_Command("apply_review", (choice,)))
+
+    def review_again(self) -> None:
+        """Look again before anything moves (the model changed, e.g. after first-sync learning);
+        once the first scan was applied this is an ordinary scan."""
+        self._commands.put(_Command("review_again"))
+
     def stop(self) -> None:
         self._stop.set()
         self._commands.put(_Command("wake"))
@@ -146,7 +163,11 @@ class AccountRunner(QThread):
             if self._scan_wanted.is_set():
                 self._scan_wanted.clear()
                 try:
-                    self._scan(session)
+                    if self._review_first and self._choice is None and session.needs_review():
+                        self._awaiting_review = self._review(session)
+                    if not self._awaiting_review:
+                        self._scan(session, self._choice)
+                        self._choice = None  # carried out; a failed scan retries with it
                     retry_in = 0.0
                 except _PERMANENT as exc:
                     self._report("scan", exc)
@@ -162,6 +183,9 @@ class AccountRunner(QThread):
             if self._paused.is_set() or self._stop.is_set():
                 continue
             self.stateChanged.emit("idle", "")
+            if self._awaiting_review:  # no watching either: new mail waits for the choice
+                self._wait_command(None)
+                continue
             if self._watch:
                 try:
                     if session.wait_for_mail(self._poll, self._interrupted):
@@ -188,10 +212,31 @@ class AccountRunner(QThread):
         self._commands.put(command)
         return command
 
-    def _scan(self, session: AccountSession) -> None:
+    def _review(self, session: AccountSession) -> bool:
+        """The first scan as a dry run. True when it would change something: the review is
+        shown and the runner waits for the user's choice; False: nothing to decide."""
+        from spamguard.first_scan import ReviewRecorder
+
+        self.stateChanged.emit("scanning", "")
+        recorder = ReviewRecorder(self.name)
+        updates = session.review(recorder)
+        try:
+            for update in updates:
+                self._emit_update(update)
+                if self._stop.is_set() or self._paused.is_set():
+                    return True  # not looked at whole: look again on resume, act on nothing
+        finally:
+            updates.close()
+        review = recorder.review()
+        if not review.moves and not review.flags:
+            return False
+        self.reviewReady.emit(review)
+        return True
+
+    def _scan(self, session: AccountSession, choice: Choice | None = None) -> None:
         self.stateChanged.emit("scanning", "")
         scored = 0
-        updates = session.scan()
+        updates = session.scan(choice)
         try:
             for update in updates:
                 scored += len(update.rows)
@@ -243,6 +288,12 @@ class AccountRunner(QThread):
                     self.rationaleDone.emit(key)
             elif command.name == "thresholds":
                 session.set_thresholds(command.args[0])
+            elif command.name == "apply_review":
+                self._choice = command.args[0]
+                self._awaiting_review = False
+                self._scan_wanted.set()
+            elif command.name == "review_again":
+                self._scan_wanted.set()
         except SpamGuardError as exc:
             self._report(command.name, exc)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from spamguard.argtypes import count, journal_id, port
+from spamguard.argtypes import count, journal_id, port, probability
 from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
 from spamguard.errors import ConfigError, FolderMissingError, SpamGuardError
 from spamguard.logs import log_failure
@@ -37,6 +37,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     p.add_argument("--account", action="append", metavar="NAME", help="only this account")
     p.add_argument("--model", metavar="DIR", help="model directory (default: the shipped model)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument(
+        "--move-above",
+        type=probability,
+        metavar="P",
+        help="in this run, move to Junk only at or above P; flag the rest that would move "
+        "(e.g. after a first --dry-run)",
+    )
+    limit.add_argument(
+        "--flag-only",
+        action="store_true",
+        help="in this run, move nothing: flag what would go to Junk",
+    )
     p.set_defaults(func=cmd_run)
 
     p = subparsers.add_parser("undo", help="move mail back / remove marks SpamGuard made")
@@ -223,6 +236,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif isinstance(event, ConnectionState) and args.verbose:
             _warn(f"[{event.account}] {event.state} {event.detail}")
 
+    from spamguard.first_scan import Choice, ReviewRecorder, chain
+
+    choice: Choice | None = None
+    if args.flag_only:
+        choice = Choice("flag")
+    elif args.move_above is not None:
+        if args.move_above <= 0:
+            raise ConfigError("--move-above must be above 0 (0 would move everything)")
+        choice = Choice("above", args.move_above)
+    recorders: list[ReviewRecorder] = []
     with runtime:
         service = Service(
             accounts,
@@ -231,6 +254,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             learner=runtime.learner,
         )
+        for worker in service.workers:
+            recorder = ReviewRecorder(worker.name) if args.dry_run else None
+            if recorder is not None:
+                recorders.append(recorder)
+            worker.plan_hook = chain(choice.hook(worker.settings) if choice else None, recorder)
         service.subscribe(show)
         with _stop_on_signals(service.stop) as asked:
             if args.once:
@@ -249,12 +277,40 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"spamguard: scored {counts['scored']} messages, would act on {counts['planned']} "
             "(dry run: nothing changed)"
         )
+        for recorder in recorders:
+            review = recorder.review()
+            if review.total:
+                _warn(f"[{review.account}] {review.summary()}")
+        _warn(_apply_hint(args))
     else:
         _warn(
             f"spamguard: scored {counts['scored']} messages, acted on "
             f"{counts['applied']}, {counts['failed']} refused"
         )
     return 0 if ok and not fatal else 1
+
+
+def _apply_hint(args: argparse.Namespace) -> str:
+    """The one line after a dry run that says how to do what it showed."""
+    import shlex
+
+    command = ["spamguard"]
+    if getattr(args, "config", None):
+        command += ["--config", str(args.config)]
+    command += ["run", "--once"]
+    for name in args.account or ():
+        command += ["--account", name]
+    if args.flag_only:
+        command.append("--flag-only")
+    elif args.move_above is not None:
+        command += ["--move-above", f"{args.move_above:g}"]
+    line = shlex.join(command)
+    if args.flag_only or args.move_above is not None:
+        return f"spamguard: to do this: {line}"
+    return (
+        f"spamguard: to do this: {line} (add --move-above 0.97 to move only the surest, "
+        "or --flag-only to move nothing)"
+    )
 
 
 # -- bench --imap ---------------------------------------------------------------------------------
@@ -498,6 +554,10 @@ def cmd_account_add(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(new_text, encoding="utf-8")
         _say(f"added account {args.name!r} to {path}")
+        _say(
+            "see what SpamGuard would do before it moves anything: "
+            f"spamguard run --once --dry-run --account {args.name}"
+        )
     settings = config.account(args.name)
     if settings.auth == "oauth2":
         status = cmd_account_login(args)

@@ -55,6 +55,7 @@ def test_app_labels_retrain_a_personal_version_shown_on_the_models_page(
         demo=False,
         config_path=config,
         learn_options=LearnOptions(retrain_after=4, shadow_messages=0),
+        review_first_scan=False,  # about labels; the first-scan review has its own tests
     )
     with qtbot.waitSignal(app.scansFinished, timeout=120_000):
         app.start(show_window=True)
