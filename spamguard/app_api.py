@@ -399,21 +399,54 @@ class AccountSession:
 
         It reads the score and evidence SpamGuard already has; it changes neither. It is told
         what was actually done (this account's thresholds, allow list and rules, from the
-        journal) and checked before it is shown (`scoring.explain`). A missing or damaged
-        model is a `ModelError` naming what to install.
+        journal) and checked against the verdict, the action and the evidence before it is
+        shown (`scoring.explain`). What is shown is kept for the message and shown again
+        until the message's action or the model changes. A missing or damaged model is a
+        `ModelError` naming what to install.
         """
-        from spamguard.scoring.explain import explain
+        from spamguard.scoring.explain import (
+            checked_explanation,
+            explanation_context,
+            outcome_facts,
+        )
         from spamguard.scoring.llm import LLMSettings
+        from spamguard.store import StoredExplanation
 
         row = self.row(key)
-        msg = self._fetch(row) if row else None
-        if row is None or msg is None:
-            raise MailStoreError("the message is no longer on the server")
+        if row is None:
+            raise MailStoreError("SpamGuard has no record of that message; scan again")
+        settings = LLMSettings.from_config(llm)
+        outcome = outcome_of(row)
+        context = explanation_context(settings, row.model_version, outcome)
+        kept = self.store.explanation(self.name, row.message_id, row.content_hash, context)
+        if kept is not None:
+            yield kept.text
+            return
+        fetched = self._fetch_raw(row)
+        if fetched is None:
+            raise MailStoreError(
+                f"SpamGuard cannot find the message in {row.location or row.folder} any more"
+            )
+        msg, raw = fetched
         with self._scorer_lock:
             score = self._scorer.score([msg])[0]
-        yield from explain(msg, score, outcome_of(row), settings=LLMSettings.from_config(llm))
+        known = self.store.is_correspondent(self.name, msg.from_addr)
+        facts = outcome_facts(msg, outcome, raw=raw, known_sender=known)
+        result = checked_explanation(msg, score, outcome, settings=settings, facts=facts)
+        self.store.save_explanation(
+            self.name,
+            row.message_id,
+            row.content_hash,
+            context,
+            StoredExplanation(result.text, result.from_llm, result.problems, time.time()),
+        )
+        yield result.text
 
     def _fetch(self, row: MessageRow) -> Message | None:
+        fetched = self._fetch_raw(row)
+        return fetched[0] if fetched else None
+
+    def _fetch_raw(self, row: MessageRow) -> tuple[Message, bytes] | None:
         self.open()
         assert self.worker.executor is not None
         found = self.worker.executor.locate(
@@ -428,7 +461,8 @@ class AccountSession:
             if not fetched:
                 return None
             # Read as the worker reads it: the account's own server's A-R only.
-            return parse_message(fetched[0].raw, authserv_id=self.worker.authserv_id)
+            raw = fetched[0].raw
+            return parse_message(raw, authserv_id=self.worker.authserv_id), raw
         except NotMailError:
             return None
 

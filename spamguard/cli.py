@@ -457,7 +457,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
             )
         out.write("\n  The local LLM's reading (it explains; it never decides):\n    ")
         out.flush()
-        for token in explain(msg, score, outcome, settings=settings):
+        from spamguard.scoring.explain import outcome_facts
+
+        known = account[1].is_correspondent(account[0].name, msg.from_addr) if account else None
+        facts = outcome_facts(msg, outcome, raw=data, known_sender=known)
+        for token in explain(msg, score, outcome, settings=settings, facts=facts):
             out.write(token)
             out.flush()
         out.write("\n")

@@ -234,23 +234,66 @@ class Host:
         }
 
     def explain(self, req: dict[str, Any], send: Callable[[str], None] | None = None) -> Any:
-        """The local LLM's short rationale, sent in pieces as it is written."""
-        from spamguard.scoring.llm import LLMSettings, stream_rationale
+        """The local LLM's short explanation, checked against the evidence and what SpamGuard
+        did before it is sent (`scoring.explain`): the model's text, or SpamGuard's own summary
+        with a note when the text contradicted them. Kept per message once written."""
+        from spamguard.scoring.explain import (
+            checked_explanation,
+            explanation_context,
+            outcome_facts,
+        )
+        from spamguard.scoring.llm import LLMSettings
+        from spamguard.store import StoredExplanation
 
-        msg, _ = self._message(req)
+        msg, raw = self._message(req)
         score = self.scorer.score([msg])[0]
         settings = LLMSettings.from_config(self.config.llm)
-        pieces: list[str] = []
-        for piece in stream_rationale(msg, score, settings=settings):
-            pieces.append(piece)
-            if send is not None:
-                send(piece)
+        account, outcome = self._outcome(req, msg, score)
+        context = explanation_context(settings, score.model_version, outcome)
+        kept = self.store.explanation(account, msg.message_id, msg.content_hash, context)
+        if kept is None:
+            known = account in self.config.accounts and self.store.is_correspondent(
+                account, msg.from_addr
+            )
+            facts = outcome_facts(msg, outcome, raw=raw, known_sender=known or None)
+            result = checked_explanation(msg, score, outcome, settings=settings, facts=facts)
+            kept = StoredExplanation(result.text, result.from_llm, result.problems, time.time())
+            self.store.save_explanation(account, msg.message_id, msg.content_hash, context, kept)
+        if send is not None:
+            send(kept.text)
         note = (
             f"[llm] remote_url sends this message's text to {settings.remote_url}"
             if settings.remote_url
             else ""
         )
-        return {"text": "".join(pieces).strip(), "note": note}
+        return {"text": kept.text, "note": note, "checked": True, "from_llm": kept.from_llm}
+
+    def _outcome(self, req: dict[str, Any], msg: Any, score: Any) -> tuple[str, Any]:
+        """(account, `llm.Outcome`): what SpamGuard did with a message it scored on an account
+        it watches (from the journal), else that it did nothing (scored in Thunderbird)."""
+        from spamguard.scoring.llm import Outcome
+
+        scored = self._find(msg.message_id, req.get("account")) if msg.message_id else None
+        account = scored.account if scored is not None else SOURCE
+        move, flag = self._thresholds(scored.account if scored is not None else None)
+        verdict = score.verdict(move, flag)
+        if scored is not None:
+            entries = self.store.journal(
+                account=scored.account, message=(scored.message_id, scored.content_hash)
+            )
+            done = [e for e in sorted(entries, key=lambda e: e.id) if e.action != "undo"]
+            last = done[-1] if done else None
+            if last is not None and last.state == "applied":
+                if last.action == "move_junk":
+                    return account, Outcome(verdict, "moved it to Junk", moved_to_junk=True)
+                if last.action in ("flag", "keyword"):
+                    return account, Outcome(
+                        verdict, "flagged it and left it where it was", flagged=True
+                    )
+            if last is not None and last.state == "undone":
+                return account, Outcome(verdict, "acted on it, then that was undone")
+            return account, Outcome(verdict, "left it where it was")
+        return account, Outcome(verdict, "nothing: it was scored in Thunderbird, not acted on")
 
     def label(self, req: dict[str, Any]) -> dict[str, Any]:
         """Record the user's Spam / Not spam through the same path as `spamguard label`.

@@ -27,6 +27,7 @@ __all__ = [
     "SeenMessage",
     "Settlement",
     "Store",
+    "StoredExplanation",
     "default_store_path",
     "reset_command",
 ]
@@ -144,6 +145,17 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE start_from_new_mail (account TEXT PRIMARY KEY, since REAL NOT NULL)
     """,
+    # 6: the explanation shown for a message (the LLM's checked text, or the summary that
+    # replaced it), kept once written; ``context`` names the model, prompt and outcome it was
+    # written for, so a new action or model writes it anew.
+    """
+    CREATE TABLE explanation (
+        account TEXT NOT NULL, message_id TEXT NOT NULL, content_hash TEXT NOT NULL,
+        context TEXT NOT NULL, text TEXT NOT NULL, from_llm INTEGER NOT NULL,
+        problems TEXT NOT NULL, created_at REAL NOT NULL,
+        PRIMARY KEY (account, message_id, content_hash)
+    )
+    """,
 )
 # Tables whose loss would let SpamGuard act twice or move rescued mail back: checked when the
 # file is opened, so a truncated file is refused before anything is planned from it.
@@ -161,6 +173,17 @@ def reset_command(path: Path) -> str:
     """The command that sets a damaged state file aside (what a `StateLostError` tells)."""
     default = path == default_store_path()
     return "spamguard state reset" if default else "spamguard --config FILE state reset"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredExplanation:
+    """An explanation as shown: ``text``, whether it is the LLM's (``from_llm``) or the summary
+    that replaced it, and why the LLM's text was withheld (``problems``)."""
+
+    text: str
+    from_llm: bool
+    problems: tuple[str, ...] = ()
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -994,6 +1017,45 @@ class Store:
             db.execute(
                 "INSERT OR REPLACE INTO account_fact VALUES (?, ?, ?, ?)",
                 (account, key, value, time.time()),
+            )
+
+    def explanation(
+        self, account: str, message_id: str, content_hash: str, context: str
+    ) -> StoredExplanation | None:
+        """The explanation kept for a message, if one was written for this ``context``."""
+        rows = self._query(
+            "SELECT * FROM explanation WHERE account = ? AND message_id = ? AND content_hash = ?"
+            " AND context = ?",
+            (account, message_id, content_hash, context),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        problems = tuple(json.loads(r["problems"]))
+        return StoredExplanation(str(r["text"]), bool(r["from_llm"]), problems, r["created_at"])
+
+    def save_explanation(
+        self,
+        account: str,
+        message_id: str,
+        content_hash: str,
+        context: str,
+        explanation: StoredExplanation,
+    ) -> None:
+        """Keep a message's explanation (replacing one written for another context)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO explanation VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account,
+                    message_id,
+                    content_hash,
+                    context,
+                    explanation.text,
+                    int(explanation.from_llm),
+                    json.dumps(list(explanation.problems)),
+                    explanation.created_at,
+                ),
             )
 
     def authserv_id(self, account: str) -> str | None:

@@ -160,3 +160,23 @@ def test_a_labelled_message_is_read_under_its_accounts_authserv_id(tmp_path: Pat
         store.save_authserv_id("b", "mx.b.example")
         assert store.label_authserv_id("hash1") == "mx.a.example"
         assert store.label_authserv_id("unknown") is None
+
+
+def test_an_explanation_is_kept_per_message_for_its_context(tmp_path: Path) -> None:
+    from spamguard.store import StoredExplanation
+
+    shown = StoredExplanation("It was moved to Junk.", True, (), 5.0)
+    withheld = StoredExplanation("(summary)", False, ("it contradicted the evidence",), 6.0)
+    with Store(tmp_path / "s.db") as store:
+        assert store.explanation("a", "<1@t>", "hash1", "ctx-moved") is None
+        store.save_explanation("a", "<1@t>", "hash1", "ctx-moved", shown)
+        assert store.explanation("a", "<1@t>", "hash1", "ctx-moved") == shown
+        # Another action (context) or another message: nothing kept for it.
+        assert store.explanation("a", "<1@t>", "hash1", "ctx-rescued") is None
+        assert store.explanation("a", "<1@t>", "hash2", "ctx-moved") is None
+        assert store.explanation("b", "<1@t>", "hash1", "ctx-moved") is None
+    with Store(tmp_path / "s.db") as store:  # kept across restarts
+        assert store.explanation("a", "<1@t>", "hash1", "ctx-moved") == shown
+        store.save_explanation("a", "<1@t>", "hash1", "ctx-rescued", withheld)
+        assert store.explanation("a", "<1@t>", "hash1", "ctx-rescued") == withheld
+        assert store.explanation("a", "<1@t>", "hash1", "ctx-moved") is None  # replaced

@@ -62,6 +62,9 @@ class DetailPane(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.row: MessageRow | None = None
+        # The language model's finished text per message and what had been done with it, so
+        # it is shown again when the message is selected again (the engine keeps it too).
+        self._written: dict[object, str] = {}
         self.setMinimumWidth(300)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 8, 12, 8)
@@ -187,6 +190,8 @@ class DetailPane(QWidget):
         self.llm_title.setVisible(has)
         self.llm_button.setVisible(has)
         self.llm_text.clear()
+        if row is not None:
+            self.llm_text.setText(self._written.get(_written_key(row), ""))
         if row is None:
             self.title.setText(self.tr("No message selected"))
             self.meta.setText(
@@ -375,6 +380,13 @@ class DetailPane(QWidget):
             self.llm_button.setEnabled(True)
             if self.llm_text.text() == self.tr("Writing…"):
                 self.llm_text.clear()
+            elif self.llm_text.text():
+                self._written[_written_key(self.row)] = self.llm_text.text()
 
     def show_error(self, text: str) -> None:
         self.status.setText(f'<span style="color:{SPAM_COLOUR.name()}">{html.escape(text)}</span>')
+
+
+def _written_key(row: MessageRow) -> object:
+    """A message as an explanation was written for it: another action writes a new one."""
+    return (row.key, row.action, row.location)

@@ -19,7 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from spamguard.message import Message
@@ -493,7 +493,20 @@ def checked_explanation(
     `consistency.contradictions`); the evidence summary replaces it when it fails."""
     facts = facts or outcome_facts(message, outcome)
     started = time.perf_counter()
-    raw = "".join(stream_rationale(message, score, settings=settings, outcome=outcome)).strip()
+    # The model is given what a person is shown: the plain reasons, the facts the text is
+    # checked against, and only neighbours similar enough to mean something (it told stories
+    # about a "known spam" at 0.37 similarity).
+    told = replace(score, neighbours=meaningful_neighbours(score.neighbours))
+    plain = " ".join(r.sentence for r in plain_reasons(score.evidence, limit=4))
+    raw = "".join(
+        stream_rationale(
+            message,
+            told,
+            settings=settings,
+            outcome=outcome,
+            facts=(f"In plain words: {plain}\n" if plain else "") + facts.in_words(),
+        )
+    ).strip()
     seconds = time.perf_counter() - started
     text = finish_sentences(raw)
     context = " ".join(

@@ -419,7 +419,7 @@ class Outcome:
 _VERDICT_WORDS: Final = {"spam": "spam", "flag": "suspicious", "ham": "not spam"}
 
 
-def _evidence_lines(score: Score, outcome: Outcome | None = None) -> str:
+def _evidence_lines(score: Score, outcome: Outcome | None = None, facts: str = "") -> str:
     if outcome is None:
         outcome = Outcome.would(score.p_spam, DEFAULT_MOVE_THRESHOLD, DEFAULT_FLAG_THRESHOLD)
     lines = [
@@ -433,6 +433,11 @@ def _evidence_lines(score: Score, outcome: Outcome | None = None) -> str:
         lines.append("What pushed the score (+ towards spam, - towards not spam):")
         for ev in score.evidence[:6]:
             lines.append(f"- {_clean(ev.detail or ev.feature)[:80]} ({ev.weight:+.1f})")
+    if facts:
+        # The checked facts (`consistency.Facts.in_words`): a text that contradicts them is
+        # never shown, so the model is told them as they are.
+        lines.append("What the message holds (state these exactly or not at all):")
+        lines.append(_clean(facts))
     if score.neighbours:
         lines.append("Known messages it resembles:")
         for nb in score.neighbours[:3]:
@@ -449,7 +454,7 @@ def classify_prompt_text(prompt: Prompt, mail: str) -> str:
 
 
 def rationale_prompt_parts(
-    prompt: Prompt, score: Score, outcome: Outcome | None = None
+    prompt: Prompt, score: Score, outcome: Outcome | None = None, facts: str = ""
 ) -> tuple[str, str]:
     """(text before the quoted mail, text after it) of the rationale prompt.
 
@@ -457,7 +462,7 @@ def rationale_prompt_parts(
     its delimiters, as untrusted data written by its sender.
     """
     return (
-        prompt.prefix + _evidence_lines(score, outcome) + "\n\nThe e-mail:\n<email>\n",
+        prompt.prefix + _evidence_lines(score, outcome, facts) + "\n\nThe e-mail:\n<email>\n",
         "\n</email>" + prompt.suffix,
     )
 
@@ -1046,6 +1051,7 @@ def stream_rationale(
     *,
     settings: LLMSettings | None = None,
     outcome: Outcome | None = None,
+    facts: str = "",
 ) -> Iterator[str]:
     """Stream a 1–3 sentence explanation of ``score`` for ``message``, token by token.
 
@@ -1057,12 +1063,12 @@ def stream_rationale(
     """
     settings = settings or LLMSettings()
     if settings.remote_url:
-        yield from _remote_rationale(message, score, settings, outcome)
+        yield from _remote_rationale(message, score, settings, outcome, facts)
         return
     engine = shared_engine(settings)
     prompt = engine.rationale_prompt
     mail = mail_for_prompt(message, max_chars=3000)
-    before, after = rationale_prompt_parts(prompt, score, outcome)
+    before, after = rationale_prompt_parts(prompt, score, outcome, facts)
     sentences = 0
     text = ""
     for piece in engine.generate(
@@ -1080,7 +1086,11 @@ def stream_rationale(
 
 
 def _remote_rationale(
-    message: Message, score: Score, settings: LLMSettings, outcome: Outcome | None = None
+    message: Message,
+    score: Score,
+    settings: LLMSettings,
+    outcome: Outcome | None = None,
+    facts: str = "",
 ) -> Iterator[str]:
     """The rationale from the remote server; the local model if it fails before answering."""
     import urllib.error
@@ -1089,7 +1099,7 @@ def _remote_rationale(
 
     assert settings.remote_url is not None
     prompt = load_prompt("rationale-chatml")
-    before, after = rationale_prompt_parts(prompt, score, outcome)
+    before, after = rationale_prompt_parts(prompt, score, outcome, facts)
     text = before + mail_for_prompt(message, max_chars=800) + after
     started = False
     try:
@@ -1111,5 +1121,9 @@ def _remote_rationale(
             return
         log.warning("remote LLM failed (%s); explaining with the local model", exc)
         yield from stream_rationale(
-            message, score, settings=replace(settings, remote_url=None), outcome=outcome
+            message,
+            score,
+            settings=replace(settings, remote_url=None),
+            outcome=outcome,
+            facts=facts,
         )

@@ -106,3 +106,55 @@ def test_explanation_uses_the_accounts_thresholds(
     assert "The filter's verdict: suspicious, spam probability 0.95." in before
     assert "What SpamGuard did: flagged it and left it where it was." in before
     assert "The message was not moved to Junk." in before
+
+
+@pytest.mark.llm
+@needs_llama
+def test_the_explanation_is_kept_per_message_and_written_anew_after_an_action(
+    dovecot: DovecotServer,
+    user: str,
+    store: Store,
+    scorer: HeaderScorer,
+    recorded_prompts: list[str],
+) -> None:
+    """Issue 22 item 5: the answer is kept once written (asked again, the model is not run
+    again; after a restart too, since it is in the store), and what is shown never contradicts
+    the evidence the checker reads: a phish with a link and no attachment, moved to Junk."""
+    from spamguard.message import parse_message
+    from spamguard.scoring.consistency import contradictions
+    from spamguard.scoring.explain import outcome_facts
+
+    settings = settings_for(dovecot, user)
+    mail = make_mail(3, 0.97, body=BODY)
+    append_all(dovecot, user, [mail])
+    session = AccountSession(settings, scorer=scorer, store=store)
+    try:
+        for _ in session.scan():
+            pass
+        [row] = session.rows()
+        assert row.action == "moved to Junk"
+        first = "".join(session.rationale(row.key, LLMConfig(threads=1)))
+        assert "".join(session.rationale(row.key, LLMConfig(threads=1))) == first
+        assert len(recorded_prompts) == 1
+        facts = outcome_facts(parse_message(mail), outcome_of(row), raw=mail, known_sender=False)
+        assert contradictions(first, facts) == []
+        assert facts.links == 1 and facts.attachments == ()
+        # The prompt stated the facts the text is checked against.
+        assert "It has no attachments." in recorded_prompts[0]
+        assert "Links: 1 (to claims.example)." in recorded_prompts[0]
+        session.mark(row.key, "ham")  # moved back to INBOX: another outcome, written anew
+        [rescued] = session.rows()
+        assert rescued.action != "moved to Junk"
+        second = "".join(session.rationale(rescued.key, LLMConfig(threads=1)))
+        assert len(recorded_prompts) == 2
+        rescued_facts = outcome_facts(parse_message(mail), outcome_of(rescued), raw=mail)
+        assert contradictions(second, rescued_facts) == []
+    finally:
+        session.close()
+    restarted = AccountSession(settings, scorer=scorer, store=store)
+    try:
+        [row] = restarted.rows()
+        assert "".join(restarted.rationale(row.key, LLMConfig(threads=1))) == second
+        assert len(recorded_prompts) == 2
+    finally:
+        restarted.close()

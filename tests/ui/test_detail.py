@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from PySide6.QtCore import Qt
 from spamguard_ui.detail import DetailPane
 
 from spamguard.app_api import MessageRow
@@ -110,3 +111,26 @@ def test_low_similarity_neighbours_are_not_listed(qtbot: Any) -> None:
     ]
     assert len(texts) == 1 and "None close enough to mean anything" in texts[0]
     assert "50 % alike" in texts[0]
+
+
+def test_the_language_models_text_is_shown_again_when_the_message_is_selected_again(
+    qtbot: Any,
+) -> None:
+    """Issue 22 item 5: the answer disappeared when the message was selected again."""
+    from dataclasses import replace
+
+    first, other = _row(""), replace(_row(""), message_id="<m2@test>", content_hash="h2")
+    pane = DetailPane()
+    qtbot.addWidget(pane)
+    pane.show_row(first)
+    qtbot.mouseClick(pane.llm_button, Qt.MouseButton.LeftButton)
+    assert pane.llm_text.text() == "Writing…"
+    pane.append_rationale(first.key, "SpamGuard moved it to Junk. Its wording is like spam.")
+    pane.rationale_done(first.key)
+    pane.show_row(other)
+    assert pane.llm_text.text() == ""
+    pane.show_row(first)
+    assert pane.llm_text.text() == "SpamGuard moved it to Junk. Its wording is like spam."
+    # Once the message was moved back, that text no longer describes it: not shown.
+    pane.show_row(replace(first, action="moved back"))
+    assert pane.llm_text.text() == ""
