@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from spamguard.message import parse_message
+from spamguard.scoring.base import Evidence, Score
 from spamguard.scoring.consistency import (
     Facts,
     contradictions,
@@ -14,6 +15,8 @@ from spamguard.scoring.consistency import (
     finish_sentences,
     link_text_mismatches,
 )
+from spamguard.scoring.explain import WITHHELD_NOTE, Explanation
+from spamguard.scoring.llm import Outcome
 
 # A bank statement: DKIM, SPF and DMARC passed, two links to the bank's own site, one PDF,
 # flagged and left where it was, from someone never written to.
@@ -247,24 +250,18 @@ def test_sentences_are_finished_never_cut_mid_word(text: str, finished: str) -> 
 
 
 def _explained(
-    monkeypatch: pytest.MonkeyPatch, written: str, facts: Facts, outcome: object
-) -> object:
+    monkeypatch: pytest.MonkeyPatch, written: str, facts: Facts, outcome: Outcome
+) -> Explanation:
     from spamguard.scoring import explain as explain_module
-    from spamguard.scoring.base import Evidence, Score
 
     monkeypatch.setattr(explain_module, "stream_rationale", lambda *a, **k: iter([written]))
     score = Score(0.62, "head", "h", (Evidence("signal:auth_pass", -0.8, "x"),))
-    return explain_module.checked_explanation(
-        parse_message(MAIL), score, outcome, facts=facts  # type: ignore[arg-type]
-    )
+    return explain_module.checked_explanation(parse_message(MAIL), score, outcome, facts=facts)
 
 
 def test_a_contradicting_text_is_withheld_and_the_summary_shown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from spamguard.scoring.explain import WITHHELD_NOTE, Explanation
-    from spamguard.scoring.llm import Outcome
-
     flagged = Outcome("flag", "flagged it and left it where it was", flagged=True)
     result = _explained(
         monkeypatch,
@@ -272,7 +269,6 @@ def test_a_contradicting_text_is_withheld_and_the_summary_shown(
         STATEMENT,
         flagged,
     )
-    assert isinstance(result, Explanation)
     assert not result.from_llm
     assert result.text.startswith(WITHHELD_NOTE.split(":")[0])
     assert "contradicted the evidence" in result.text
@@ -284,9 +280,6 @@ def test_a_contradicting_text_is_withheld_and_the_summary_shown(
 def test_a_faithful_text_is_shown_with_its_sentences_finished(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from spamguard.scoring.explain import Explanation
-    from spamguard.scoring.llm import Outcome
-
     flagged = Outcome("flag", "flagged it and left it where it was", flagged=True)
     result = _explained(
         monkeypatch,
@@ -295,7 +288,6 @@ def test_a_faithful_text_is_shown_with_its_sentences_finished(
         STATEMENT,
         flagged,
     )
-    assert isinstance(result, Explanation)
     assert result.from_llm
     assert result.text == (
         "DKIM, SPF and DMARC passed, but the wording resembles spam. SpamGuard flagged it "
@@ -305,11 +297,7 @@ def test_a_faithful_text_is_shown_with_its_sentences_finished(
 
 
 def test_a_text_without_one_finished_sentence_is_withheld(monkeypatch: pytest.MonkeyPatch) -> None:
-    from spamguard.scoring.explain import Explanation
-    from spamguard.scoring.llm import Outcome
-
     moved = Outcome("spam", "moved it to Junk", moved_to_junk=True)
     result = _explained(monkeypatch, "The filter moved it to Junk because the", PHISH, moved)
-    assert isinstance(result, Explanation)
     assert not result.from_llm
     assert result.problems[0] == "it did not finish a sentence"
