@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Literal, Protocol
 
 from spamguard.config import AccountSettings
@@ -273,8 +274,19 @@ class FeedbackWatcher:
         upsert: list[SeenMessage] = []
 
         # Arrivals. Before we watched (first look) nothing is a label: we cannot tell who did it.
-        fetched = self._fetch(ctx, folder, arrived) if (is_junk and arrived) else {}
-        for uid in arrived:
+        # What SpamGuard moved here itself is known from the journal (COPYUID): after a first
+        # sync that is most of Junk, thousands of messages not worth fetching again.
+        ours = _moved_here(store, account, folder, status.uidvalidity) if is_junk else {}
+        fetched: dict[int, _Fetched] = {}
+        tried: set[int] = set()
+        for n, uid in enumerate(arrived):
+            if uid in ours:
+                upsert.append(SeenMessage(uid, *ours[uid], listing.get(uid, frozenset())))
+                continue
+            if is_junk and uid not in tried:
+                # One chunk at a time, so a big Junk folder is never held in memory at once.
+                chunk = list(islice((u for u in arrived[n:] if u not in ours), _FETCH_BATCH))
+                fetched, tried = self._fetch(ctx, folder, chunk), set(chunk)
             got = fetched.get(uid)
             if got is None:
                 upsert.append(SeenMessage(uid, None, None, listing.get(uid, frozenset())))
@@ -424,6 +436,18 @@ class FeedbackWatcher:
                     continue
                 out[item.uid] = _Fetched(item.uid, msg, item.raw, item.flags)
         return out
+
+
+def _moved_here(
+    store: Store, account: str, folder: str, uidvalidity: int
+) -> dict[int, tuple[str, str]]:
+    """{UID in ``folder``: (Message-ID, content hash)} of the messages SpamGuard moved there,
+    as the server's COPYUID numbered them (only while the folder keeps its UIDVALIDITY)."""
+    return {
+        e.dst_uid: (e.message_id, e.content_hash)
+        for e in store.journal(account=account, states=["applied"], actions=["move_junk"])
+        if e.dst == folder and e.dst_uid is not None and e.dst_uidvalidity == uidvalidity
+    }
 
 
 def _flags(

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -275,3 +276,27 @@ class DovecotServer:
 
     def maildir(self, user: str) -> Path:
         return self.root / "mail" / user
+
+    def seed_maildir(self, user: str, messages: Iterable[bytes]) -> int:
+        """Write messages straight into the user's Inbox Maildir, as a migration tool would,
+        then have Dovecot index them: 20,000 messages in seconds, where one APPEND or
+        `doveadm save` each takes minutes. Returns how many were written."""
+        top = self.maildir(user)
+        dirs = [top, *(top / sub for sub in ("cur", "new", "tmp"))]
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        owner = (65534, 65534) if os.geteuid() == 0 else None
+        stamp = int(time.time())
+        count = 0
+        for count, raw in enumerate(messages, 1):
+            # S= is the size, so Dovecot needs no stat; ":2," is "no flags", in cur/ (seen
+            # by an MDA already, like mail in a mailbox migrated from another server).
+            path = top / "cur" / f"{stamp}.M{count}P{os.getpid()}.sg,S={len(raw)}:2,"
+            path.write_bytes(raw)
+            if owner:
+                os.chown(path, *owner)
+        if owner:
+            for d in dirs:
+                os.chown(d, *owner)
+        self.doveadm("mailbox", "status", "-u", user, "messages", "INBOX")
+        return count

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,10 +28,14 @@ __all__ = [
     "Recorder",
     "account_toml",
     "append_all",
+    "bodies_served",
     "mailbox_snapshot",
     "make_mail",
     "settings_for",
+    "with_message_id",
 ]
+
+_MESSAGE_ID = re.compile(rb"^message-id:.*(?:\r?\n[ \t].*)*\r?\n", re.IGNORECASE | re.MULTILINE)
 
 
 def account_toml(server: DovecotServer, user: str, name: str = "work", extra: str = "") -> str:
@@ -137,3 +142,30 @@ def append_all(
         client.login(user, PASSWORD)
         for raw in messages:
             client.append(folder, raw, flags=list(flags))
+
+
+def with_message_id(raw: bytes, message_id: str) -> bytes:
+    """``raw`` with its Message-ID header(s) replaced by ``<message_id>``: a corpus message
+    repeated this way is new mail each time (its own Message-ID and content hash)."""
+    cut = raw.find(b"\n\n")
+    crlf = raw.find(b"\r\n\r\n")
+    if crlf != -1 and (cut == -1 or crlf < cut):
+        cut = crlf
+    head, body = (raw, b"") if cut == -1 else (raw[: cut + 1], raw[cut + 1 :])
+    eol = b"\r\n" if b"\r\n" in head[:2000] else b"\n"
+    return b"Message-ID: <" + message_id.encode() + b">" + eol + _MESSAGE_ID.sub(b"", head) + body
+
+
+def bodies_served(server: DovecotServer, user: str) -> int:
+    """Message bodies Dovecot sent to ``user`` over all its sessions, from Dovecot's log
+    (each session's logout line counts them; the log is written by another process, so
+    wait until every login has its logout line)."""
+    deadline = time.monotonic() + 10
+    while True:
+        log = (server.root / "dovecot.log").read_text()
+        logins = len(re.findall(rf"Login: user=<{user}>", log))
+        counts = re.findall(rf"imap\({user}\)[^\n]*?Logged out [^\n]*?body_count=(\d+)", log)
+        if len(counts) >= logins or time.monotonic() > deadline:
+            assert len(counts) == logins, f"{logins} logins, {len(counts)} logouts:\n{log[-2000:]}"
+            return sum(int(c) for c in counts)
+        time.sleep(0.05)  # bounded poll of another process's log file

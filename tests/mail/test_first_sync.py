@@ -10,7 +10,6 @@ What the server served is read from Dovecot's own log (its per-session ``body_co
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from dovecot_server import PASSWORD, DovecotServer
-from imap_helpers import account_toml, mailbox_snapshot, settings_for
+from imap_helpers import account_toml, bodies_served, mailbox_snapshot, settings_for
 
 from spamguard.cli import main
 from spamguard.first_sync import FirstSyncOptions, first_sync_steps, provider_says_spam
@@ -58,21 +57,6 @@ def append(
         client.login(user, PASSWORD)
         for raw in messages:
             client.append(folder, raw, flags=list(flags), msg_time=when)
-
-
-def bodies_served(server: DovecotServer, user: str) -> int:
-    """Message bodies Dovecot sent to ``user`` over all its sessions, from Dovecot's log
-    (each session's logout line counts them; the log is written by another process, so
-    wait until every login has its logout line)."""
-    deadline = time.monotonic() + 10
-    while True:
-        log = (server.root / "dovecot.log").read_text()
-        logins = len(re.findall(rf"Login: user=<{user}>", log))
-        counts = re.findall(rf"imap\({user}\)[^\n]*?Logged out [^\n]*?body_count=(\d+)", log)
-        if len(counts) >= logins or time.monotonic() > deadline:
-            assert len(counts) == logins, f"{logins} logins, {len(counts)} logouts:\n{log[-2000:]}"
-            return sum(int(c) for c in counts)
-        time.sleep(0.05)  # bounded poll of another process's log file
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""The shipped cascade, writing down every message it scores.
+
+For subprocess tests: ``SPAMGUARD_SCORER=counting_scorer:factory`` with
+``TEST_SCORED_LOG=<file>``. Each call appends one line per message, ``<pid> <content hash>``,
+after the model returned and before the engine sees the scores, so a test can tell which
+process scored what, across a SIGKILL and a restart. The scores are the real model's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from spamguard.message import Message
+from spamguard.scoring.base import Score
+
+
+class CountingScorer:
+    def __init__(self, inner: Any, log: str) -> None:
+        self.inner = inner
+        self.log = log
+
+    @property
+    def version(self) -> str:
+        return str(self.inner.version)
+
+    def __getattr__(self, name: str) -> Any:  # recorder, model, ...: the real scorer's
+        return getattr(self.inner, name)
+
+    def score(self, messages: Sequence[Message]) -> list[Score]:
+        scores: list[Score] = self.inner.score(messages)
+        lines = "".join(f"{os.getpid()} {m.content_hash}\n" for m in messages)
+        with open(self.log, "a", encoding="ascii") as fh:
+            fh.write(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return scores
+
+
+def factory() -> CountingScorer:
+    from spamguard.scoring.commands import load_default_scorer
+
+    return CountingScorer(load_default_scorer(None), os.environ["TEST_SCORED_LOG"])
