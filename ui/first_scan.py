@@ -94,6 +94,10 @@ class FirstScanDialog(QDialog):
             self.tr("Close this; nothing is moved or flagged until you choose.")
         )
         self.later_button.clicked.connect(self.reject)
+        # No default button: Enter must not apply moves to somebody's mail by accident.
+        for button in (self.apply_button, self.above_button, self.flag_button, self.later_button):
+            button.setAutoDefault(False)
+            button.setDefault(False)
 
         row = QHBoxLayout()
         row.addWidget(self.apply_button)
@@ -121,6 +125,7 @@ class FirstScanDialog(QDialog):
         inner.addWidget(self.learn_text, 1)
         self.learn_button = QPushButton(self.tr("Learn &first…"))
         self.learn_button.clicked.connect(self._learn)
+        self.learn_button.setAutoDefault(False)
         inner.addWidget(self.learn_button)
         layout.addWidget(box)
 
