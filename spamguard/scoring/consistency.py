@@ -114,49 +114,39 @@ class Facts:
         }
 
     def in_words(self) -> str:
-        """These facts as plain lines for the LLM's prompt: what it may say, stated exactly."""
+        """These facts as short positive sentences for the LLM's prompt, what it may say.
+
+        Only what is there is stated: a 135M model given "It has no attachments." wrote "it
+        has no attachments or links" about a mail with two links (the demo mailbox, prompt
+        v2), so absent attachments, unknown authentication and an unknown sender go unsaid.
+        """
+        lines = []
         results = self.auth_results()
-        if results:
-            auth = ", ".join(f"{k.upper()} {v}" for k, v in sorted(results.items()))
-            passed = all(v == "pass" for v in results.values())
-            failed = [k.upper() for k, v in results.items() if v in _FAILED]
-            verdict = (
-                "it passed"
-                if passed
-                else f"{' and '.join(failed)} failed"
-                if failed
-                else "neither passed nor failed"
-            )
-            lines = [f"Sender authentication: {auth} ({verdict})."]
-        else:
-            lines = ["Sender authentication: no result recorded (say nothing about it)."]
+        failed = [k.upper() for k, v in sorted(results.items()) if v in _FAILED]
+        if results and all(v == "pass" for v in results.values()):
+            names = " and ".join(k.upper() for k in sorted(results))
+            lines.append(f"The sender's domain passed authentication ({names}).")
+        elif failed:
+            lines.append(f"The sender's domain failed authentication ({' and '.join(failed)}).")
         if self.links:
-            where = ", ".join(self.link_domains[:4])
-            lines.append(
-                f"Links: {self.links} (to {where})."
-                + (
-                    f" Through a link shortener: {', '.join(self.shorteners)}."
-                    if self.shorteners
-                    else " No link shorteners."
-                )
-                + (
-                    f" Links whose text shows another site than they go to: "
-                    f"{self.mismatched_links}."
-                    if self.mismatched_links
-                    else ""
-                )
-            )
+            where = " and ".join(self.link_domains[:3])
+            lines.append(f"It has {_count(self.links, 'link')}, to {where}.")
+            if self.shorteners:
+                lines.append(f"A link goes through the link shortener {self.shorteners[0]}.")
+            if self.mismatched_links:
+                lines.append("A link's text shows another web address than the one it opens.")
         else:
             lines.append("It has no links.")
         if self.attachments:
-            lines.append("Attachments: " + ", ".join(self.attachments[:5]) + ".")
-        else:
-            lines.append("It has no attachments.")
+            names = ", ".join(self.attachments[:3])
+            lines.append(f"It has {_count(len(self.attachments), 'attachment')}: {names}.")
         if self.known_sender is True:
-            lines.append("Sender: someone you have written to before.")
-        elif self.known_sender is False:
-            lines.append("Sender: not someone you have written to before.")
+            lines.append("You have written to this sender before.")
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"one {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def facts_for(
@@ -313,9 +303,43 @@ def _clauses(text: str) -> Iterator[str]:
 
 
 def _negated(clause: str, start: int, window: int = 4) -> bool:
-    """A negation among the few words before ``start`` in ``clause`` (not across an "and")."""
-    before = re.split(r"\band\b|\bor\b", clause[:start], flags=re.IGNORECASE)[-1]
+    """A negation among the few words before ``start`` in ``clause``: across "or"/"nor"
+    ("no links or attachments" denies both), not across "and" ("two links and no
+    attachments" denies only the attachments)."""
+    before = re.split(r"\band\b", clause[:start], flags=re.IGNORECASE)[-1]
     return bool(_NEGATOR.search(" ".join(before.split()[-window:])))
+
+
+# Words that may stand between a negation and the thing it denies outright: "no links",
+# "not any links", "no attachments or links", "does not contain links". Any other word there
+# qualifies it ("no suspicious links" says nothing of the count).
+_OUTRIGHT = frozenset(
+    [
+        "no",
+        "not",
+        "any",
+        "or",
+        "nor",
+        "neither",
+        "zero",
+        "without",
+        "single",
+        "a",
+        "contain",
+        "contains",
+        "have",
+        "has",
+        "include",
+        "includes",
+        "with",
+        "n't",
+    ]
+)
+
+
+def _outright(clause: str, start: int) -> bool:
+    words = re.findall(r"[\w']+", clause[:start].lower())
+    return bool(words) and (words[-1] in _OUTRIGHT or words[-1].endswith("n't"))
 
 
 def _reported(clause: str, start: int) -> bool:
@@ -421,6 +445,10 @@ _NO_LINKS = re.compile(
     r"(?!\s+(?:shorten\w*|texts?|domains?|targets?|address\w*|destinations?))",
     re.IGNORECASE,
 )
+# "link shorteners", "link text": the link word qualifying another noun.
+_LINK_QUALIFIER = re.compile(
+    r"\s+(?:shorten\w*|texts?|domains?|targets?|address\w*|destinations?)\b", re.IGNORECASE
+)
 _LINK_COUNT = re.compile(
     rf"(?<!one of )\b(\d+|a\s+single|one|two|three|four|five|six|seven|eight|nine|ten|eleven|"
     rf"twelve|several|many|multiple|numerous|a\s+few|dozens\s+of)\s+(?:[a-z-]+\s+)?(?:{_LINK})\b",
@@ -455,7 +483,11 @@ def _links(clause: str, facts: Facts) -> Iterator[Contradiction]:
     if not mention or _hypothetical(clause, mention.start()):
         return
     words = clause[:160]
-    none = _NO_LINKS.search(clause)
+    none = _NO_LINKS.search(clause) or (
+        _negated(clause, mention.start())
+        and _outright(clause, mention.start())
+        and not _LINK_QUALIFIER.match(clause, mention.end())
+    )
     if none:
         if facts.links:
             yield Contradiction("links", words, f"it has {facts.links} link(s)")
@@ -619,9 +651,13 @@ _ALLOWED = re.compile(
     r"\b(?:allow[- ]?list(?:ed)?|white[- ]?list(?:ed)?|safe\s+senders?(?:\s+list)?)\b",
     re.IGNORECASE,
 )
+# What SpamGuard never does, said of SpamGuard or of the message ("the links were deleted by
+# an editor" is another story, and not about the action).
 _GONE = re.compile(
-    r"\b(?:no\s+longer\s+on\s+the\s+server|deleted|destroyed|erased|removed\s+from\s+(?:the\s+"
-    r"server|your\s+mailbox)|blocked\s+the\s+sender|reported\s+(?:it\s+)?to)\b",
+    r"\bno\s+longer\s+on\s+the\s+server\b|\b(?:spamguard|filter|it|message|mail|e-?mail)\s+"
+    r"(?:was\s+|has\s+been\s+|is\s+|got\s+|have\s+been\s+)?(?:deleted|destroyed|erased|"
+    r"removed\s+from\s+(?:the\s+server|your\s+mailbox)|blocked\s+the\s+sender|"
+    r"reported\s+(?:it\s+)?to)\b",
     re.IGNORECASE,
 )
 

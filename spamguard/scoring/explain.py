@@ -43,6 +43,7 @@ __all__ = [
     "evidence_summary",
     "explain",
     "explanation_context",
+    "judged_explanation",
     "meaningful_neighbours",
     "outcome_facts",
     "plain_reasons",
@@ -507,7 +508,22 @@ def checked_explanation(
             facts=(f"In plain words: {plain}\n" if plain else "") + facts.in_words(),
         )
     ).strip()
-    seconds = time.perf_counter() - started
+    return judged_explanation(
+        raw, message, score, outcome, facts, seconds=time.perf_counter() - started
+    )
+
+
+def judged_explanation(
+    raw: str,
+    message: Message,
+    score: Score,
+    outcome: Outcome,
+    facts: Facts,
+    *,
+    seconds: float = 0.0,
+) -> Explanation:
+    """What is shown for the model's text ``raw``: its finished sentences when they pass every
+    check, else the evidence summary with a note saying why."""
     text = finish_sentences(raw)
     context = " ".join(
         [f"{score.p_spam:.2f}", str(int(score.p_spam * 100)), outcome.done]

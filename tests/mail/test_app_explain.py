@@ -140,8 +140,8 @@ def test_the_explanation_is_kept_per_message_and_written_anew_after_an_action(
         assert contradictions(first, facts) == []
         assert facts.links == 1 and facts.attachments == ()
         # The prompt stated the facts the text is checked against.
-        assert "It has no attachments." in recorded_prompts[0]
-        assert "Links: 1 (to claims.example)." in recorded_prompts[0]
+        assert "It has one link, to claims.example." in recorded_prompts[0]
+        assert "attachment" not in recorded_prompts[0].split("What the message holds")[1]
         session.mark(row.key, "ham")  # moved back to INBOX: another outcome, written anew
         [rescued] = session.rows()
         assert rescued.action != "moved to Junk"

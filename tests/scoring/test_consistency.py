@@ -105,6 +105,13 @@ ALLOWED = Facts(allow_listed=True, links=1, link_domains=("shop.example",), offs
         ("The sender is not on your allow list.", ALLOWED, "action"),
         ("The message is no longer on the server.", STATEMENT, "action"),
         ("SpamGuard deleted it.", PHISH, "action"),
+        ("The message was deleted from your mailbox.", PHISH, "action"),
+        # negations shared by two things
+        ("It has no attachments or links.", STATEMENT, "links"),
+        ("The message held no links or attachments.", PHISH, "links"),
+        ("It has neither links nor attachments.", STATEMENT, "links"),
+        ("It has neither links nor attachments.", Facts(attachments=("a.pdf",)), "attach"),
+        ("It has two links and no attachments.", STATEMENT, "attachments"),
     ],
 )
 def test_each_kind_of_contradiction_is_caught(text: str, facts: Facts, kind: str) -> None:
@@ -160,6 +167,13 @@ def test_each_kind_of_contradiction_is_caught(text: str, facts: Facts, kind: str
         ("SpamGuard did not delete anything.", PHISH),
         ("Without the sender on your allow list it would be in Junk.", ALLOWED),
         ("The message was not flagged.", NOTE),
+        # negations shared by two things, both true
+        ("The message held no links or attachments.", NOTE),
+        ("It has no attachments or links to other devices.", NOTE),
+        ("It has neither links nor attachments.", NOTE),
+        ("It has two links and no attachments.", Facts(links=2, link_domains=("a.example",))),
+        # what SpamGuard never does, said of something else
+        ("An editor had deleted a paragraph before it was sent.", NOTE),
         # no claim at all
         ("It resembles earlier spam in its wording.", NOTE),
         ("SpamGuard rated it 62 % likely to be spam.", STATEMENT),
@@ -215,13 +229,15 @@ def test_facts_of_a_parsed_message() -> None:
 
 def test_facts_in_words_state_what_the_model_may_say() -> None:
     words = STATEMENT.in_words()
-    assert "DKIM pass, DMARC pass, SPF pass (it passed)" in words
-    assert "Links: 2 (to mybank.example). No link shorteners." in words
-    assert "Attachments: statement-2026-11.pdf." in words
-    assert "not someone you have written to" in words
-    assert "no result recorded" in NOTE.in_words()
-    assert "DMARC and SPF failed" in PHISH.in_words() or "SPF and DMARC failed" in PHISH.in_words()
-    assert "Links whose text shows another site than they go to: 1." in PHISH.in_words()
+    assert "The sender's domain passed authentication (DKIM and DMARC and SPF)." in words
+    assert "It has 2 links, to mybank.example." in words
+    assert "It has one attachment: statement-2026-11.pdf." in words
+    assert "shortener" not in words and "written to" not in words
+    assert NOTE.in_words() == "It has no links.\nYou have written to this sender before."
+    phish = PHISH.in_words()
+    assert "failed authentication (DMARC and SPF)" in phish
+    assert "A link goes through the link shortener bit.ly." in phish
+    assert "A link's text shows another web address than the one it opens." in phish
     # The words the facts are given in are themselves consistent with the facts.
     for facts in (STATEMENT, PHISH, NOTE, ALLOWED):
         assert contradictions(facts.in_words(), facts) == []
