@@ -195,7 +195,9 @@ def parse_message(
     # The standard library's parser recurses once per level of MIME nesting and fails on
     # deep trees (about 1,000 levels, 14 KB). Messages declaring more multiparts than any
     # real mail nests are flattened first: every leaf part under the top headers.
-    declared = len(_BOUNDARY_RE.findall(body))
+    # Each declaration holds the word "boundary": counting the word is the cheap bound.
+    many = body.lower().count(b"boundary") > MAX_MULTIPARTS
+    declared = len(_BOUNDARY_RE.findall(body)) if many else 0
     if declared > MAX_MULTIPARTS:
         flat = flatten_mime(body)
         if flat is not None:
@@ -935,6 +937,9 @@ class _HTMLText(HTMLParser):
         self._skip = 0
         # Open elements and the style each one sets: (tag, hides, foreground, background).
         self._open: list[tuple[str, bool, str | None, str | None]] = []
+        # What `_hides` says of each prefix of `_open`, kept as elements open and close
+        # (`_inside`): one step per tag instead of a walk over every open element.
+        self._state: list[_State] = []
         self._hidden = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -952,7 +957,8 @@ class _HTMLText(HTMLParser):
                     self.hrefs.append(value.strip())
         if tag not in self._VOID and len(self._open) < _MAX_OPEN:
             self._open.append((tag, *_element_style(tag, attrs)))
-            self._hidden = _hides(self._open)
+            self._state.append(_inside(self._state[-1] if self._state else _TOP, self._open[-1]))
+            self._hidden = self._state[-1][3]
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP and self._skip:
@@ -962,7 +968,8 @@ class _HTMLText(HTMLParser):
         for i in range(len(self._open) - 1, -1, -1):
             if self._open[i][0] == tag:  # closes it and whatever was left open inside it
                 del self._open[i:]
-                self._hidden = _hides(self._open)
+                del self._state[i:]
+                self._hidden = self._state[-1][3] if self._state else False
                 break
 
     def handle_data(self, data: str) -> None:
@@ -1080,6 +1087,29 @@ def _hides(open_elements: list[tuple[str, bool, str | None, str | None]]) -> boo
     return max(abs(a - b) for a, b in zip(fg, bg, strict=True)) <= 24
 
 
+# (an element hides, foreground, background, text is hidden) inside some open elements.
+_State = tuple[bool, tuple[int, int, int] | None, tuple[int, int, int] | None, bool]
+_TOP: _State = (False, (0, 0, 0), (255, 255, 255), False)
+
+
+def _inside(parent: _State, element: tuple[str, bool, str | None, str | None]) -> _State:
+    """The state inside ``element`` opened within ``parent``: `_hides` of the open elements,
+    computed one element at a time."""
+    hides, fg, bg, _ = parent
+    _, element_hides, fg_value, bg_value = element
+    hides = hides or element_hides
+    if fg_value is not None:
+        fg = _colour(fg_value)
+    if bg_value is not None:
+        bg = _colour(bg_value)
+    close = (
+        fg is not None
+        and bg is not None
+        and max(abs(a - b) for a, b in zip(fg, bg, strict=True)) <= 24
+    )
+    return hides, fg, bg, hides or close
+
+
 def html_to_text(markup: str) -> tuple[str, list[str]]:
     """Text of an HTML document (outside scripts and styles) and the link targets it holds."""
     text, _, hrefs = html_to_texts(markup)
@@ -1117,11 +1147,30 @@ def _extract_urls(text: str, hrefs: list[str]) -> tuple[str, ...]:
     for href in hrefs:
         if href.lower().startswith(("http://", "https://", "www.")):
             found.append(href)
-    for match in _URL_RE.finditer(text[:MAX_TEXT_CHARS]):
+    for match in _url_matches(text[:MAX_TEXT_CHARS]):
         found.append(match.group(0).rstrip(_TRAILING_PUNCT))
         if len(found) > 1000:
             break
     return tuple(dict.fromkeys(found))[:500]
+
+
+_URL_START_RE = re.compile(r"http|www\.")
+
+
+def _url_matches(text: str) -> Iterable[re.Match[str]]:
+    """`_URL_RE.finditer(text)`: in ASCII text (lower-casing keeps its offsets), tried only
+    where a link can start, "http" or "www." in any case, instead of at every offset."""
+    if not text.isascii():
+        yield from _URL_RE.finditer(text)
+        return
+    end = 0
+    for start in _URL_START_RE.finditer(text.lower()):
+        if start.start() < end:
+            continue
+        match = _URL_RE.match(text, start.start())
+        if match is not None:
+            yield match
+            end = match.end()
 
 
 def _url_domain(url: str) -> str:

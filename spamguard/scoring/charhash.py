@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-__all__ = ["char_wb_counts", "murmur3_32"]
+__all__ = ["WordGrams", "char_wb_counts", "murmur3_32"]
 
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 _F1, _F2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
@@ -59,6 +59,71 @@ def char_wb_counts(
     min_n..max_n-grams of code points; a padded word no longer than n is taken once, whole,
     and no longer n is tried (scikit-learn's rule). Each n-gram is hashed over its UTF-8
     bytes with MurmurHash3 (seed 0); its column is abs(hash) mod ``n_features``."""
+    rw, cols = _ngram_columns(texts, min_n, max_n, n_features)
+    matrix = sparse.csr_matrix((np.ones(len(rw)), (rw, cols)), shape=(len(texts), n_features))
+    matrix.sum_duplicates()
+    return matrix
+
+
+class WordGrams:
+    """`char_wb_counts` through the words: a word's n-grams depend on the word alone, and
+    words recur (within a batch a third of them are new; across a mailbox far fewer), so
+    each distinct word is hashed once and kept (its columns, at most ``max_words`` words),
+    and a batch's counts are (messages x words) @ (words x columns)."""
+
+    def __init__(self, min_n: int, max_n: int, n_features: int, max_words: int = 100_000):
+        self.min_n, self.max_n, self.n_features = min_n, max_n, n_features
+        self.max_words = max_words
+        self._columns: dict[str, bytes] = {}  # word -> its n-grams' columns, int32, repeats kept
+
+    def counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """The matrix `char_wb_counts` gives for ``texts`` (single-spaced, as there)."""
+        vocab: dict[str, int] = {}
+        ids: list[int] = []
+        lens = np.empty(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            words = text.split(" ")
+            lens[i] = len(words)
+            ids.extend([vocab.setdefault(w, len(vocab)) for w in words])
+        words = list(vocab)
+        known = self._columns
+        blobs = [known.get(w) for w in words]
+        missing = [i for i, blob in enumerate(blobs) if blob is None]
+        if missing:
+            new = [words[i] for i in missing]
+            rw, cols = _ngram_columns(new, self.min_n, self.max_n, self.n_features)
+            order = np.argsort(rw, kind="stable")
+            data = cols[order].astype(np.int32).tobytes()
+            ends = 4 * np.cumsum(np.bincount(rw, minlength=len(new)))
+            if len(known) + len(new) > self.max_words:
+                known.clear()
+            room = self.max_words - len(known)
+            start = 0
+            for j, (i, end) in enumerate(zip(missing, ends.tolist(), strict=True)):
+                blobs[i] = data[start:end]
+                if j < room:
+                    known[words[i]] = blobs[i]  # type: ignore[assignment]
+                start = end
+        grams = np.frombuffer(b"".join(blobs), dtype=np.int32)  # type: ignore[arg-type]
+        indptr = np.zeros(len(words) + 1, dtype=np.int64)
+        np.cumsum([len(b) // 4 for b in blobs], out=indptr[1:])  # type: ignore[arg-type]
+        word_grams = sparse.csr_matrix(
+            (np.ones(len(grams)), grams, indptr), shape=(len(words), self.n_features)
+        )
+        rows = np.repeat(np.arange(len(texts)), lens)
+        message_words = sparse.csr_matrix(
+            (np.ones(len(ids)), (rows, np.asarray(ids, dtype=np.int64))),
+            shape=(len(texts), len(words)),
+        )
+        matrix = (message_words @ word_grams).tocsr()
+        matrix.sort_indices()
+        return matrix
+
+
+def _ngram_columns(
+    texts: Sequence[str], min_n: int, max_n: int, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, column) of every n-gram of `char_wb_counts`, grouped by n-gram length."""
     big = " " + " ".join(texts) + " "
     cp = np.frombuffer(big.encode("utf-32-le"), dtype=np.uint32)
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -93,6 +158,4 @@ def char_wb_counts(
         idx = np.flatnonzero(blen == size)
         h = murmur3_32(utf8[b0[idx, None] + np.arange(size)]).view(np.int32).astype(np.int64)
         cols[idx] = np.abs(h) % n_features
-    matrix = sparse.csr_matrix((np.ones(len(st)), (rw, cols)), shape=(len(texts), n_features))
-    matrix.sum_duplicates()
-    return matrix
+    return rw, cols

@@ -196,8 +196,11 @@ _UNSPACED_RUN_RE = re.compile(
 
 
 def _words(text: str) -> list[str]:
+    found = _WORD_RE.findall(text.lower())
+    if text.isascii():  # no unspaced scripts: the loop below, in one comprehension
+        return [_DIGITS_RE.sub("0", w) if len(w) > 12 else w for w in found]
     words = []
-    for w in _WORD_RE.findall(text.lower()):
+    for w in found:
         if not w.isascii() and _UNSPACED_RUN_RE.search(w):
             words.extend(_split_unspaced(w))
         else:
@@ -232,6 +235,7 @@ _INVISIBLE = dict.fromkeys(
     ],
     None,
 )
+_INVISIBLE_CHARS = frozenset(map(chr, _INVISIBLE))
 # Cyrillic and Greek letters that look like Latin ones (Unicode's confusables, the letters
 # spam uses). Applied only to words that also hold a Latin letter, or consist of nothing
 # but such look-alikes, so Russian and Greek text stays as it is.
@@ -288,10 +292,13 @@ def word_terms(msg: Message, cfg: FeatureConfig) -> list[str]:
     """Word unigrams and bigrams of subject and body, and subject words marked as such."""
     subject = _words(subject_text(msg, cfg))
     body = _words(body_text(msg, cfg)[: cfg.body_chars])
+    # Subject words, then every word, then word pairs within the subject and within the
+    # body (never across the two).
     terms = ["s:" + w for w in subject]
-    seq = [*subject, "\n", *body]
-    terms.extend("w:" + w for w in seq if w != "\n")
-    terms.extend(f"b:{a} {b}" for a, b in itertools.pairwise(seq) if "\n" not in (a, b))
+    terms += ["w:" + w for w in subject]
+    terms += ["w:" + w for w in body]
+    terms += ["b:" + a + " " + b for a, b in itertools.pairwise(subject)]
+    terms += ["b:" + a + " " + b for a, b in itertools.pairwise(body)]
     return terms
 
 
@@ -405,7 +412,7 @@ def hand_features(msg: Message, cfg: FeatureConfig | None = None) -> list[float]
         1.0 if msg.urls else 0.0,
         1.0 if len(domains) > 1 else 0.0,
         1.0 if msg.hidden_chars >= 20 else 0.0,
-        1.0 if any(ord(c) in _INVISIBLE for c in raw_text) else 0.0,
+        0.0 if raw_text.isascii() or _INVISIBLE_CHARS.isdisjoint(raw_text) else 1.0,
         1.0 if _has_lookalike_word(raw_text) else 0.0,
     ]
     return features
@@ -623,10 +630,10 @@ def select_names(
 
 def feature_description(name: str) -> str:
     """The words explanations use for a hand or sender signal."""
-    for key, description in (*HAND_FEATURES, *SENDER_FEATURES):
-        if key == name:
-            return description
-    return name
+    return _DESCRIPTIONS.get(name, name)
+
+
+_DESCRIPTIONS = dict(reversed((*HAND_FEATURES, *SENDER_FEATURES)))  # the first one wins
 
 
 def headerless_bytes(msg: Message) -> bytes:

@@ -6,15 +6,15 @@ blocks, an intercept and a Platt calibration (a, b) fitted on out-of-fold scores
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy import sparse
 
 from spamguard.message import Message
-from spamguard.scoring.charhash import char_wb_counts
+from spamguard.scoring.charhash import WordGrams
 from spamguard.scoring.features import (
     DEFAULT_HAND_FEATURES,
     SENDER_FEATURES,
@@ -28,6 +28,7 @@ from spamguard.scoring.features import (
     subject_text,
     word_terms,
 )
+from spamguard.scoring.termhash import HashedTerms, hashed_counts
 
 __all__ = [
     "BLOCKS",
@@ -141,26 +142,32 @@ class Featurizer:
         self, messages: Sequence[Message], embeddings: np.ndarray | None = None
     ) -> sparse.csr_matrix:
         """The design matrix: one row per message, blocks side by side."""
+        return self.transform_named(messages, embeddings)[0]
+
+    def transform_named(
+        self, messages: Sequence[Message], embeddings: np.ndarray | None = None
+    ) -> tuple[sparse.csr_matrix, dict[str, HashedTerms]]:
+        """The design matrix, and the hashed word and header terms it was built from (by
+        block), which name its columns in explanations (`term_names` re-reads instead)."""
+        from sklearn import config_context
         from sklearn.preprocessing import normalize
 
         n = len(messages)
         parts: list[sparse.csr_matrix] = []
-        hasher = self._hasher()
         counts: dict[str, sparse.csr_matrix] = {}
+        named: dict[str, HashedTerms] = {}
 
         def hashed(block: str) -> sparse.csr_matrix:
             if block not in counts and block == "chars":
                 # The same matrix as hashing `char_terms`, without a Python string per n-gram.
                 cfg = self.config
-                counts[block] = char_wb_counts(
-                    [char_text(m, cfg) for m in messages],
-                    cfg.char_ngram_min,
-                    cfg.char_ngram_max,
-                    cfg.n_features,
-                )
+                grams = _word_grams(cfg.char_ngram_min, cfg.char_ngram_max, cfg.n_features)
+                counts[block] = grams.counts([char_text(m, cfg) for m in messages])
             elif block not in counts:
                 terms = _TERMS[block]
-                counts[block] = hasher.transform(terms(m, self.config) for m in messages)
+                counts[block], named[block] = hashed_counts(
+                    [terms(m, self.config) for m in messages], self.config.n_features
+                )
             return counts[block]
 
         for block in self.blocks:
@@ -188,17 +195,10 @@ class Featurizer:
                 continue
             mat = mat.astype(np.float64)
             mat.data = np.log1p(mat.data)
-            parts.append(normalize(mat) * weight)
-        return sparse.hstack(parts, format="csr") if parts else sparse.csr_matrix((n, 0))
-
-    def _hasher(self) -> Any:
-        # Terms hash to murmurhash3_32(term, seed 0) mod n_features: the same columns
-        # scikit-learn's HashingVectorizer gives, which the model format was defined with.
-        from sklearn.feature_extraction import FeatureHasher
-
-        return FeatureHasher(
-            n_features=self.config.n_features, input_type="string", alternate_sign=False
-        )
+            with config_context(skip_parameter_validation=True):  # 1 ms a call otherwise
+                parts.append(normalize(mat) * weight)
+        matrix = sparse.hstack(parts, format="csr") if parts else sparse.csr_matrix((n, 0))
+        return matrix, named
 
     def term_names(
         self, message: Message, columns: Collection[int] | None = None
@@ -226,6 +226,44 @@ class Featurizer:
                 if wanted is None or col in wanted:
                     names.setdefault(col, (block, term))
         return names
+
+    def column_names(
+        self,
+        message: Message,
+        columns: Collection[int],
+        named: dict[str, HashedTerms],
+        row: int,
+        offsets: dict[str, tuple[int, int]] | None = None,
+    ) -> dict[int, tuple[str, str]]:
+        """`term_names(message, columns)`, read from the terms `transform_named` kept for
+        row ``row`` of its batch (``named``); blocks it kept none of are re-read.
+        ``offsets``: `offsets()`, when the caller has them."""
+        offsets = offsets or self.offsets()
+        names: dict[int, tuple[str, str]] = {}
+        reread: list[int] = []
+        for block in HASHED_BLOCKS:
+            if block not in offsets:
+                continue
+            start, end = offsets[block]
+            inside = [c - start for c in columns if start <= c < end]
+            kept = named.get(block)
+            if not inside:
+                continue
+            if kept is None:
+                reread.extend(start + c for c in inside)
+                continue
+            for col, term in kept.names(row, inside).items():
+                names[start + col] = (block, term)
+        if reread:
+            names.update(self.term_names(message, reread))
+        return names
+
+
+@functools.cache
+def _word_grams(min_n: int, max_n: int, n_features: int) -> WordGrams:
+    """One per n-gram setting and process: what it keeps is each word's columns, which are
+    the same for every model with that setting."""
+    return WordGrams(min_n, max_n, n_features)
 
 
 _TERMS: dict[str, Callable[[Message, FeatureConfig], list[str]]] = {

@@ -27,6 +27,7 @@ from spamguard.scoring.features import (
 )
 from spamguard.scoring.head import BLOCKS, Featurizer, LogisticHead
 from spamguard.scoring.rules import gtube_score
+from spamguard.scoring.termhash import HashedTerms
 
 __all__ = [
     "FORMAT",
@@ -335,12 +336,18 @@ class HeadScorer:
 
     def _score(self, messages: Sequence[Message]) -> list[Score]:
         embeddings = self.embed(messages)
-        X = self.model.featurizer.transform(messages, embeddings)
+        X, named = self.model.featurizer.transform_named(messages, embeddings)
         decision = self.model.head.decision_function(X)
         probs = self.model.head.calibrate(decision)
         scores: list[Score] = []
+        offsets = self.model.featurizer.offsets()
         for i, msg in enumerate(messages):
-            evidence = self._evidence(msg, X[i]) if self.top_evidence else ()
+            lo, hi = X.indptr[i], X.indptr[i + 1]
+            evidence = (
+                self._evidence(msg, X.indices[lo:hi], X.data[lo:hi], named, i, offsets)
+                if self.top_evidence
+                else ()
+            )
             neighbours = (
                 self._neighbours(embeddings[i])
                 if embeddings is not None and self.n_neighbours
@@ -357,11 +364,19 @@ class HeadScorer:
             )
         return scores
 
-    def _evidence(self, msg: Message, row: Any) -> tuple[Evidence, ...]:
+    def _evidence(
+        self,
+        msg: Message,
+        cols: np.ndarray,
+        data: np.ndarray,
+        named: dict[str, HashedTerms],
+        row: int,
+        offsets: dict[str, tuple[int, int]],
+    ) -> tuple[Evidence, ...]:
+        """The strongest pushes of one row of the design matrix (its columns and values),
+        named from the terms the featurizer kept for row ``row`` of the batch."""
         featurizer = self.model.featurizer
-        offsets = featurizer.offsets()
-        cols = row.indices
-        pushed = row.data * self.model.head.coef_[cols]
+        pushed = data * self.model.head.coef_[cols]
         if "tokens" in offsets:
             cols, pushed = _fold_tokens(cols, pushed, offsets, featurizer.config.n_features)
         # Blocks of many tiny pushes (the embedding's dimensions, character n-grams) mean
@@ -379,7 +394,8 @@ class HeadScorer:
         order = np.argpartition(-np.abs(pushed), k - 1)[:k] if k else np.zeros(0, int)
         order = order[np.argsort(-np.abs(pushed[order]), kind="stable")]
         top = list(zip(cols[order].tolist(), pushed[order].tolist(), strict=True))
-        names = featurizer.term_names(msg, [c for c, _ in top]) if top else {}
+        wanted = [c for c, _ in top]
+        names = featurizer.column_names(msg, wanted, named, row, offsets) if top else {}
         hand = offsets.get("hand")
         sender = offsets.get("sender")
         out: list[Evidence] = []

@@ -89,3 +89,23 @@ def test_empty_batch_and_empty_texts() -> None:
     assert char_wb_counts([], 3, 5, 1024).shape == (0, 1024)
     empty = char_wb_counts(["", ""], 3, 5, 1024)
     assert empty.shape == (2, 1024) and empty.nnz == 0
+
+
+def test_word_grams_give_char_wb_counts_batch_after_batch() -> None:
+    """The per-word path (`WordGrams`, what stage 0 runs) against the per-text one, with a
+    cache that fills across batches and one small enough to be emptied on the way."""
+    from spamguard.scoring.charhash import WordGrams
+
+    cfg = FeatureConfig()
+    texts = [char_text(m, cfg) for m in _messages()]  # type: ignore[arg-type]
+    texts += ["same words again and again", "again and same", ""]
+    for n_features in (2**20, 2**8):
+        for grams in (WordGrams(3, 5, n_features), WordGrams(3, 5, n_features, max_words=40)):
+            for batch in (len(texts), 7, 1, len(texts)):
+                for i in range(0, len(texts), batch):
+                    ours = grams.counts(texts[i : i + batch])
+                    reference = char_wb_counts(texts[i : i + batch], 3, 5, n_features)
+                    assert ours.indptr.tolist() == reference.indptr.tolist()
+                    assert ours.indices.tolist() == reference.indices.tolist()
+                    assert ours.data.tolist() == reference.data.tolist()
+            assert len(grams._columns) <= grams.max_words

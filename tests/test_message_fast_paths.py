@@ -1,0 +1,53 @@
+"""The parser's fast paths against the plain code they replace, on random input."""
+
+from __future__ import annotations
+
+import random
+
+from spamguard.message import _TOP, _URL_RE, _hides, _inside, _url_matches
+
+_COLOURS = [None, "#fff", "#ffffff", "white", "#000", "black", "rgb(250,250,250)", "#fefefe"]
+_COLOURS += ["bogus", "", "#12345", "rgb(1,2)", "Snow", "#f0f0f0"]
+
+
+def test_hidden_state_step_by_step_is_hides_over_the_open_elements() -> None:
+    rng = random.Random(7)
+    for _ in range(3000):
+        stack: list[tuple[str, bool, str | None, str | None]] = []
+        state = _TOP
+        for _ in range(rng.randrange(1, 8)):
+            element = ("x", rng.random() < 0.1, rng.choice(_COLOURS), rng.choice(_COLOURS))
+            stack.append(element)
+            state = _inside(state, element)
+            assert state[3] == _hides(stack), stack
+    assert _TOP[3] == _hides([])
+
+
+def test_url_matches_are_finditers() -> None:
+    rng = random.Random(3)
+    pieces = [
+        "http://a.example/x",
+        "HTTPS://B.example",
+        "www.c.example",
+        "WWW.",
+        "http",
+        "xhttp://d.example",
+        "_www.e.example",
+        "https:/",
+        " ",
+        "\n",
+        ".",
+        ",",
+        "wwww.f.g",
+        "httphttp://h.example",
+        "ÿ",
+        "İ",
+        "ß",
+        "http://ü.example",
+        "a",
+    ]
+    texts = ["", "http://x.example", "no links here"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) for _ in range(4000)]
+    for text in texts:
+        ours = [(m.start(), m.group()) for m in _url_matches(text)]
+        assert ours == [(m.start(), m.group()) for m in _URL_RE.finditer(text)], text
