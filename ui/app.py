@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from spamguard.app_api import (
@@ -53,6 +53,30 @@ _WARM_UP = b"From: a@example.org\r\nSubject: warm-up\r\n\r\nHello, see you at no
 _STATE_ORDER = ("error", "scanning", "paused", "attention", "idle")
 
 
+class _Unlocker(QThread):
+    """Opens the encrypted password file with a passphrase; ``done`` carries the error text,
+    or "" when it is open."""
+
+    done = Signal(str)
+
+    def __init__(self, passphrase: str) -> None:
+        super().__init__()
+        self.setObjectName("spamguard-unlock")
+        self._passphrase = passphrase
+
+    def run(self) -> None:
+        from spamguard.mail.credentials import unlock_file_store
+
+        try:
+            unlock_file_store(self._passphrase)
+        except SpamGuardError as exc:
+            self.done.emit(str(exc))
+            return
+        finally:
+            self._passphrase = ""
+        self.done.emit("")
+
+
 class SpamGuardApp(QObject):
     """The controller: one `AccountRunner` per account, one window, one tray icon."""
 
@@ -89,6 +113,7 @@ class SpamGuardApp(QObject):
         self.accounts: dict[str, AccountSettings] = {}
         self.sign_in_dialog: Any = None  # the last "Sign in again" dialog (tests drive it)
         self.unlock_dialog: Any = None  # the passphrase dialog of the encrypted file (tests too)
+        self.unlocker: _Unlocker | None = None  # checks that passphrase off the GUI thread
         self.remove_dialog: Any = None  # the last "Remove account?" question (tests answer it)
         self.edit_dialog: Any = None  # the last account dialog opened to edit
         # Accounts whose password is in the locked encrypted file: started once it is unlocked.
@@ -278,13 +303,26 @@ class SpamGuardApp(QObject):
         dialog.open()
 
     def _unlock_with(self, passphrase: str) -> None:
-        from spamguard.mail.credentials import unlock_file_store
+        """Check the passphrase in a thread: the file's key derivation (Argon2) takes about a
+        second, and the window must not freeze for it."""
+        if self.unlocker is not None and self.unlocker.isRunning():
+            return  # a second press while the first is checked
+        self.window.show_banner(self.tr("Unlocking the password file…"))
+        unlocker = _Unlocker(passphrase)
+        unlocker.done.connect(self._unlocked)
+        self.unlocker = unlocker
+        unlocker.start()
 
-        try:
-            unlock_file_store(passphrase)
-        except SpamGuardError as exc:
+    def _unlocked(self, error: str) -> None:
+        if self.unlocker is not None:
+            self.unlocker.wait()
+            self.unlocker = None
+        if self._quitting:
+            return
+        if error:
+            self.window.show_unlock_banner(list(self._locked))
             self.unlock_dialog = None
-            self.unlock_secrets(str(exc)[:1].upper() + str(exc)[1:] + ".")
+            self.unlock_secrets(error[:1].upper() + error[1:] + ".")
             return
         self.window.show_banner("")
         waiting, self._locked = self._locked, {}
@@ -881,6 +919,8 @@ class SpamGuardApp(QObject):
         self._quitting = True
         self.quitting.emit()
         self.window.save()
+        if self.unlocker is not None:
+            self.unlocker.wait(QUIT_TIMEOUT_MS)  # a passphrase being checked: a second or so
         clean = self.stop_workers()
         if not clean:
             log.warning("a worker did not stop within %d ms", QUIT_TIMEOUT_MS)

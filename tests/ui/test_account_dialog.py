@@ -582,12 +582,20 @@ def test_app_waits_for_the_passphrase_then_scans(
     banner.linkActivated.emit("unlock:")
     app.unlock_dialog.setTextValue("not it")
     app.unlock_dialog.accept()
-    qtbot.waitUntil(lambda: app.unlock_dialog is not None and app.unlock_dialog.isVisible())
+    # Checked in a thread (Argon2: a second, more on a busy machine); then asked again.
+    qtbot.waitUntil(
+        lambda: app.unlock_dialog is not None and app.unlock_dialog.isVisible(), timeout=60_000
+    )
     assert "Wrong passphrase" in app.unlock_dialog.labelText()
     assert "home" not in app.runners
     with qtbot.waitSignal(app.scanDone, timeout=30_000) as scanned:
         app.unlock_dialog.setTextValue("correct horse")
         app.unlock_dialog.accept()
+        # The key derivation (about a second) runs in a thread: the window is back at once,
+        # saying what it does, and the file is not open yet.
+        assert credentials.file_store_locked()
+        assert app.unlocker is not None and app.unlocker.isRunning()
+        assert "Unlocking the password file" in banner.text()
     assert scanned.args[0] == "home"
     assert not banner.isVisible()
 
