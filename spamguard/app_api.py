@@ -224,6 +224,9 @@ class AccountSession:
             learner=learner,
         )
         self._open = False
+        from spamguard.own_neighbours import OwnNeighbours
+
+        self._own_neighbours = OwnNeighbours(store, settings.name)
 
     @property
     def _scorer(self) -> _RememberingScorer:
@@ -392,7 +395,15 @@ class AccountSession:
         stages = getattr(self._scorer.inner, "stages", None)
         full: Scorer = stages[-1] if stages else self._scorer
         with self._scorer_lock:
-            return full.score([msg])[0]
+            score = full.score([msg])[0]
+            embed = getattr(full, "embed", None)
+            # The user's own labelled mail first: closer to what they get than the corpus.
+            own = self._own_neighbours.find(msg, embed) if embed is not None else ()
+        if not own:
+            return score
+        from dataclasses import replace
+
+        return replace(score, neighbours=own + score.neighbours)
 
     def rationale(self, key: tuple[str, str, str], llm: LLMConfig) -> Iterator[str]:
         """The LLM's short rationale for a message's score and what was done with it.

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from spamguard.app_api import MessageRow
+from spamguard.own_neighbours import is_own
 from spamguard.scoring.base import Evidence, Neighbour
 from spamguard.scoring.explain import NEIGHBOUR_MIN_SIMILARITY, meaningful_neighbours, plain_reasons
 
@@ -223,10 +224,11 @@ class DetailPane(QWidget):
         if row.neighbours:
             self.show_neighbours(row.neighbours)
         else:
-            # The cascade's cheap stage, or an earlier session, left none: the full head
-            # finds them on request (a fraction of a second).
+            # The cascade's cheap stage, or an earlier session, left none.
             self.neighbour_box.addWidget(self._note(self.tr("Looking for similar known mail…")))
-            self.neighboursWanted.emit(row.key)
+        # The row's neighbours are the model's only: the full head (a fraction of a second,
+        # in the account's worker) adds the user's own labelled mail, shown first.
+        self.neighboursWanted.emit(row.key)
 
     def _done_text(self, row: MessageRow) -> str:
         parts = []
@@ -320,8 +322,11 @@ class DetailPane(QWidget):
                 )
             )
             return
-        for n in near:
+        # The user's own labelled mail first: it means more to them than a corpus message.
+        for n in sorted(near, key=lambda n: not is_own(n)):
             label = self.tr("spam") if n.label == "spam" else self.tr("not spam")
+            if is_own(n):
+                label = self.tr("%1 in your mail").replace("%1", label)
             colour = SPAM_COLOUR.name() if n.label == "spam" else "#2e7d32"
             text = QLabel(
                 f'<span style="color:{colour}">●</span> {html.escape(n.subject)} '
