@@ -32,6 +32,16 @@ COMMAND_GROUPS = (mail_commands, scoring_commands, learning_commands, doctor, th
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
+def time_left(seconds: float) -> str:
+    """ "about 40 s", "about 3 min", "about 1 h 20 min": a progress bar's estimate."""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60} min"
+
+
 class ProgressBar:
     """A one-line progress bar on stderr that appears only for work taking over a second."""
 
@@ -59,6 +69,8 @@ class ProgressBar:
             frac = min(done / self.total, 1.0)
             bar = "#" * int(frac * 30)
             text = f"\r{self.label} [{bar:<30}] {done}/{self.total} {rate:.0f}/s "
+            if rate > 0 and done < self.total:
+                text += f"{time_left((self.total - done) / rate)} left "
         else:
             text = f"\r{self.label} {done} {rate:.0f}/s "
         self.stream.write(text)
@@ -68,6 +80,7 @@ class ProgressBar:
         if self.shown:
             self.stream.write("\r" + " " * 78 + "\r")
             self.stream.flush()
+            self.shown = False
 
 
 # ---------------------------------------------------------------------------- inputs

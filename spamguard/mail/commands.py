@@ -177,6 +177,7 @@ def _stop_on_signals(stop: Any) -> Iterator[threading.Event]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from spamguard.cli import ProgressBar
     from spamguard.service import (
         ActionApplied,
         ConnectionState,
@@ -199,8 +200,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     fatal: list[Error] = []
     counts = {"scored": 0, "applied": 0, "failed": 0, "planned": 0}
+    # A first sync of a big folder takes minutes: a bar with the rate and the time left, on
+    # a terminal (one per folder being scanned; elsewhere the lines below say what it does).
+    bars: dict[tuple[str, str], ProgressBar] = {}
+
+    def progress(event: Progress) -> None:
+        key = (event.account, event.folder)
+        if event.done == 0:
+            bars[key] = ProgressBar(f"[{event.account}] {event.folder}", event.total)
+        elif key in bars:
+            bars[key].update(event.done, event.total)
+            if event.done >= event.total:
+                bars.pop(key).close()
 
     def show(event: Event) -> None:
+        if isinstance(event, Progress):
+            progress(event)
+        elif isinstance(event, ActionApplied | Error) or args.dry_run or args.verbose:
+            for bar in bars.values():
+                bar.close()  # clear its line for what is printed; the next update redraws it
         if isinstance(event, MessageScored):
             counts["scored"] += 1
             counts["planned"] += event.planned
