@@ -364,7 +364,7 @@ _AUTH_POS = re.compile(
 )
 _AUTH_NEG = re.compile(
     r"\b(?:fail(?:ed|s|ing|ures?)?|compromised|invalid|forged|forgery|spoof(?:ed|ing)?|"
-    r"unauthenticated|unverified|broken|bad|did\s+not\s+check\s+out|faked?)\b",
+    r"unauthenticated|unverified|broken|bad|did\s+not\s+check\s+out|faked?|rejected)\b",
     re.IGNORECASE,
 )
 _METHOD = re.compile(r"\b(dkim|spf|dmarc)\b", re.IGNORECASE)
@@ -632,9 +632,16 @@ def _attachments(clause: str, facts: Facts) -> Iterator[Contradiction]:
 # -- the action
 
 _MOVED = re.compile(
-    r"\b(?:moved|sent|filed|put|placed|went|moving|move[sd]?|quarantined|sorted|"
-    r"redirected|diverted)\b[^.;]{0,25}?\b(?:junk|spam\s+folder|spam\s+box|quarantine)\b|"
+    r"\b(?:moved|sent|filed|put|placed|went|moving|move[sd]?|quarantined|sorted|pushed|"
+    r"redirected|diverted|dropped)\b(?:(?!\bfrom\b|\bout\s+of\b)[^.;]){0,25}?"
+    r"\b(?:junk|spam\s+folder|spam\s+box|quarantine)\b|"
     r"\b(?:is|now|sits?|lands?|landed|ended\s+up)\s+(?:now\s+)?in\s+(?:the\s+|your\s+)?junk\b",
+    re.IGNORECASE,
+)
+# Out of Junk again: only a rescue (yours or Undo) does that, and then it is not in Junk.
+_OUT_OF_JUNK = re.compile(
+    r"\b(?:moved|taken|brought|restored|returned|rescued|released|pulled)\b[^.;]{0,25}?"
+    r"\b(?:from|out\s+of)\s+(?:the\s+|your\s+)?(?:junk|spam\s+folder|quarantine)\b",
     re.IGNORECASE,
 )
 _LEFT = re.compile(
@@ -657,7 +664,8 @@ _GONE = re.compile(
     r"\bno\s+longer\s+on\s+the\s+server\b|\b(?:spamguard|filter|it|message|mail|e-?mail)\s+"
     r"(?:was\s+|has\s+been\s+|is\s+|got\s+|have\s+been\s+)?(?:deleted|destroyed|erased|"
     r"removed\s+from\s+(?:the\s+server|your\s+mailbox)|blocked\s+the\s+sender|"
-    r"reported\s+(?:it\s+)?to)\b",
+    r"reported\s+(?:it\s+)?to)\b|\b(?:removed|deleted|erased|wiped)\b[^.;]{0,40}?\bfrom\s+"
+    r"(?:your\s+(?:mailbox|account|computer)|the\s+(?:mailbox|server))\b",
     re.IGNORECASE,
 )
 
@@ -679,6 +687,9 @@ def _action(clause: str, facts: Facts) -> Iterator[Contradiction]:
             yield Contradiction("action", words, "it was not moved to Junk")
         elif not moved and facts.moved_to_junk:
             yield Contradiction("action", words, "it was moved to Junk")
+    for m in _OUT_OF_JUNK.finditer(clause):
+        if facts.moved_to_junk and not _negated(clause, m.start(), window=6):
+            yield Contradiction("action", words, "it was moved to Junk and is there")
     for m in _LEFT.finditer(clause):
         if _hypothetical(clause, m.start()) or _reported(clause, m.start()):
             continue

@@ -106,6 +106,10 @@ ALLOWED = Facts(allow_listed=True, links=1, link_domains=("shop.example",), offs
         ("The message is no longer on the server.", STATEMENT, "action"),
         ("SpamGuard deleted it.", PHISH, "action"),
         ("The message was deleted from your mailbox.", PHISH, "action"),
+        ("It removed the spam from your mailbox.", PHISH, "action"),
+        ("Instead, it pushed the message to Junk.", STATEMENT, "action"),
+        ("The email has been moved from Junk into your inbox.", PHISH, "action"),
+        ("Its SPF and DKIM checks were rejected.", STATEMENT, "authentication"),
         # negations shared by two things
         ("It has no attachments or links.", STATEMENT, "links"),
         ("The message held no links or attachments.", PHISH, "links"),
@@ -174,6 +178,9 @@ def test_each_kind_of_contradiction_is_caught(text: str, facts: Facts, kind: str
         ("It has two links and no attachments.", Facts(links=2, link_domains=("a.example",))),
         # what SpamGuard never does, said of something else
         ("An editor had deleted a paragraph before it was sent.", NOTE),
+        ("It was not removed from your mailbox.", STATEMENT),
+        ("It was moved from your Inbox to Junk.", PHISH),
+        ("It was not moved out of Junk.", PHISH),
         # no claim at all
         ("It resembles earlier spam in its wording.", NOTE),
         ("SpamGuard rated it 62 % likely to be spam.", STATEMENT),
