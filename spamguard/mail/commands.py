@@ -105,9 +105,30 @@ def register(subparsers: Any) -> None:
     a.set_defaults(func=cmd_account_add)
     a = sub.add_parser("list", help="list accounts")
     a.set_defaults(func=cmd_account_list)
-    a = sub.add_parser("remove", help="forget an account's stored password or tokens")
+    a = sub.add_parser(
+        "remove",
+        help="stop watching an account: remove it from the config and forget its stored "
+        "password or tokens (your mail is not touched)",
+    )
     a.add_argument("name")
+    a.add_argument("--yes", action="store_true", help="do not ask on a terminal")
     a.set_defaults(func=cmd_account_remove)
+    a = sub.add_parser(
+        "edit",
+        help="change an account's server, port, security, user name, Junk folder or password",
+    )
+    a.add_argument("name")
+    a.add_argument("--host")
+    a.add_argument("--port", type=port)
+    a.add_argument("--security", choices=["tls", "starttls", "plain"])
+    a.add_argument("--username")
+    a.add_argument("--junk-folder", metavar="FOLDER", help='a folder name, or "auto"')
+    a.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a new password from standard input (else a stored one moves with the account)",
+    )
+    a.set_defaults(func=cmd_account_edit)
     a = sub.add_parser("test", help="log in and check the folders")
     a.add_argument("name")
     a.set_defaults(func=cmd_account_test)
@@ -651,20 +672,98 @@ def cmd_account_list(args: argparse.Namespace) -> int:
 
 
 def cmd_account_remove(args: argparse.Namespace) -> int:
-    from spamguard.mail.credentials import delete_password
+    """Remove ``[accounts.NAME]`` from the config and its secret from where it is kept, as the
+    app's File > Remove account does; on a terminal it asks first (``--yes`` does not)."""
+    from spamguard.app_api import remove_account
 
+    path = _config_path(args)
     config = _config(args)
-    settings = config.account(args.name)
-    if settings.auth == "oauth2":
-        from spamguard.mail import oauth
+    config.account(args.name)  # an unknown name: the config's own one-line error
+    if not args.yes and sys.stdin.isatty():
+        answer = input(
+            f"Remove {args.name!r} from {path} and forget its stored password or sign-in? "
+            "Your mail on the server is not touched. [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            _say("nothing was removed")
+            return 1
+    forgot = remove_account(path, args.name)
+    _say(
+        f"removed account {args.name!r} from {path}"
+        + ("; its stored password or sign-in is forgotten" if forgot else "")
+    )
+    return 0
 
-        oauth.forget_tokens(settings.name)
-        _say(f"forgot the OAuth2 sign-in of {args.name!r}")
-    elif delete_password(settings):
-        _say(f"removed the stored password of {args.name!r} from the keyring")
-    else:
-        _say(f"no stored password for {args.name!r}")
-    _say(f"remove the [accounts.{args.name}] section from {config.path} to stop watching it")
+
+def cmd_account_edit(args: argparse.Namespace) -> int:
+    """Change the given settings of an account, keeping every other line of its section; a
+    stored password moves with a changed user name, server or store (`app_api.update_account`,
+    the app's Edit account)."""
+    from spamguard.app_api import update_account
+
+    path = _config_path(args)
+    old = _config(args).account(args.name)
+    changes = {
+        k: v
+        for k, v in {
+            "host": args.host,
+            "port": args.port,
+            "security": args.security,
+            "username": args.username,
+            "junk_folder": args.junk_folder,
+        }.items()
+        if v is not None
+    }
+    secret = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+    if args.password_stdin and not secret:
+        raise SpamGuardError("no password on standard input; nothing was changed")
+    if not changes and not secret:
+        raise ConfigError(
+            "nothing to change: give --host, --port, --security, --username, --junk-folder "
+            "or --password-stdin"
+        )
+    if secret and (old.auth != "password" or old.password_command):
+        raise ConfigError(
+            f"account {args.name!r} does not keep a password "
+            f"({'OAuth2 sign-in' if old.auth != 'password' else 'password_command'}); "
+            "nothing was changed"
+        )
+    if old.password_store == "file" and not old.password_command:
+        from spamguard.mail.credentials import PASSPHRASE_ENV, file_store_locked, unlock_file_store
+
+        if file_store_locked():
+            unlock_file_store(
+                os.environ.get(PASSPHRASE_ENV)
+                or getpass.getpass("Passphrase of SpamGuard's encrypted password file: ")
+            )
+    update_account(
+        path,
+        args.name,
+        username=changes.get("username", old.username),
+        host=changes.get("host", old.host),
+        port=changes.get("port", old.port),
+        security=changes.get("security", old.security),
+        provider=old.provider,
+        junk_folder=changes.get("junk_folder", old.junk_folder),
+        auth=old.auth,
+        oauth=dict(old.oauth),
+        password_command=old.password_command,
+        password_store=old.password_store,
+        tls_fingerprint=None if {"host", "port"} & changes.keys() else old.tls_fingerprint,
+        allow_plaintext=old.allow_plaintext,
+        protect_known_senders=old.protect_known_senders,
+        secret=secret,
+    )
+    what = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
+    _say(
+        f"changed account {args.name!r} in {path}: "
+        + (what + ("; new password stored" if secret else "") if what else "new password stored")
+    )
+    if {"host", "port"} & changes.keys() and old.tls_fingerprint:
+        _say(
+            "the certificate pinned for the old server was dropped; "
+            f"`spamguard account test {args.name}` shows the new server's"
+        )
     return 0
 
 
