@@ -280,6 +280,9 @@ class AccountSession:
             self.worker.scorer = self._scorer  # wrapped again, to keep its neighbours
         self.worker.dry_run = True
         self.worker.plan_hook = recorder
+        scorer = self.worker.scorer
+        model = getattr(scorer, "model", None)  # a cascade's head names the version
+        recorder.model_version = str(getattr(model, "version", None) or scorer.version)
         try:
             yield from self.scan()
         finally:

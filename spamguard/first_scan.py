@@ -65,6 +65,7 @@ class Review:
 
     account: str
     items: tuple[ReviewItem, ...]
+    model_version: str = ""  # the head model that scored them
 
     @property
     def total(self) -> int:
@@ -184,6 +185,7 @@ class ReviewRecorder:
 
     def __init__(self, account: str) -> None:
         self.account = account
+        self.model_version = ""  # set by whoever ran the dry run
         self._items: dict[tuple[str, int], ReviewItem] = {}
 
     def __call__(self, folder: str, uid: int, message: Message, plan: Plan) -> Plan:
@@ -208,4 +210,4 @@ class ReviewRecorder:
         return plan
 
     def review(self) -> Review:
-        return Review(self.account, tuple(self._items.values()))
+        return Review(self.account, tuple(self._items.values()), self.model_version)

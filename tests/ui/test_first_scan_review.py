@@ -221,3 +221,54 @@ def test_apply_does_what_the_review_showed(
     after = _state(server, user)
     assert sorted(s for s, _ in after["Junk"]) == ["0.92", "0.95", "0.98", "0.99"]
     assert _flagged(after, "INBOX") == ["0.6", "0.7"]
+
+
+def test_learn_first_makes_the_review_again_with_the_learned_version(
+    server: Any, make_app: Any, qtbot: Any, tmp_path: Path, tiny_model: Path
+) -> None:
+    """First-sync learning offered on the review page: after it, the review is made again by
+    the version it promoted, and still nothing on the server has changed."""
+    import random
+
+    from imap_helpers import PASSWORD, account_toml
+    from imapclient import IMAPClient
+
+    from spamguard.versions import ModelRegistry
+    from tests.fixtures.make_corpus import render
+    from tests.ui.test_first_sync_dialog import OLD, filled_account
+
+    user = filled_account(server)  # 30 spam in Junk, 40 read messages in INBOX
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=60) as client:
+        client.login(user, PASSWORD)
+        for i in range(6):  # new, unread spam for the first scan to act on
+            raw = render(random.Random(f"new{i}"), "spam-a", 100 + i, OLD)
+            client.append("INBOX", raw.replace(b"\n", b"\r\n"))
+    registry = ModelRegistry(tmp_path / "data" / "models")
+    registry.register_dir(tiny_model, activate=True)
+    before_version = registry.active
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n\n'
+        + account_toml(server, user, extra='junk_folder = "Junk"\n')
+    )
+    before = _state(server, user)
+    # No pinned model: the registry's active version scores, and a promoted one replaces it.
+    app = make_app(demo=False, config_path=config, model_dir=None)
+    app.start(show_window=True)
+    dialog = _wait_review(app, qtbot)
+    first = dialog.review
+    assert first.moves + first.flags > 0
+    assert first.model_version == registry.active == before_version
+
+    with qtbot.waitSignal(app.runners["work"].reviewReady, timeout=300_000) as again:
+        qtbot.mouseClick(dialog.learn_button, _left())
+        assert "Learning from your existing mail" in dialog.note.text()
+    learned = app.first_sync_dialog.result
+    assert learned is not None and learned.state == "learned", learned
+    assert registry.active not in (None, before_version)
+    second = again.args[0]
+    assert second.model_version == registry.active
+    qtbot.waitUntil(lambda: dialog.review is second and dialog.apply_button.isEnabled())
+    assert _state(server, user) == before  # learning read, the review looked: nothing changed
+    assert app.store is not None and app.store.journal(account="work") == []
+    app.first_sync_dialog.reject()
