@@ -67,12 +67,12 @@ def main() -> int:
     args = parser.parse_args()
     from train_default import _LookupEncoder  # type: ignore[import-not-found]
 
-    from spamguard.corpus import load_split
     from spamguard.evaluate import metrics
+    from spamguard.learn.corpus import load_split
+    from spamguard.learn.fit import TrainOptions, train
     from spamguard.message import parse_message
     from spamguard.scoring.features import headerless_bytes
     from spamguard.scoring.model import HeadScorer
-    from spamguard.training import TrainOptions, train
 
     corpus = Path(
         os.environ.get("SPAMGUARD_CORPUS") or Path.home() / ".cache/spamguard/corpora/spamassassin"

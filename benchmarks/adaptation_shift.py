@@ -20,10 +20,10 @@ SHIFT = ("hard-ham-1", "spam-2")
 
 
 def main() -> int:
-    from spamguard.adaptation import adapt_curve, plot_curve
-    from spamguard.corpus import load_split
+    from spamguard.learn.adaptation import adapt_curve, plot_curve
+    from spamguard.learn.corpus import load_split
+    from spamguard.learn.fit import TrainOptions, WarmStartOptions, train
     from spamguard.scoring.model import load_model, save_model
-    from spamguard.training import TrainOptions, WarmStartOptions, train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation")

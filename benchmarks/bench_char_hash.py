@@ -83,7 +83,7 @@ def main() -> int:
 
 def _stage0(messages: list[Any], hasher: Any, cfg: FeatureConfig) -> int:
     import spamguard.scoring.head as head
-    from spamguard.scoring.commands import default_cheap_dir
+    from spamguard.scoring.assemble import default_cheap_dir
     from spamguard.scoring.model import load_scorer
 
     scorer = load_scorer(default_cheap_dir())

@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "mail"))
 from dovecot_server import PASSWORD, DovecotServer  # noqa: E402
 from imap_helpers import settings_for  # noqa: E402
 
-from spamguard.mail.bench import format_imap_bench, run_imap_bench  # noqa: E402
+from spamguard.bench.imap import format_imap_bench, run_imap_bench  # noqa: E402
 
 SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 
@@ -50,7 +50,7 @@ def main() -> int:
 
     from imapclient import IMAPClient
 
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     # What `spamguard run` scores with: the cascade (stage 0, then stage 1 for the uncertain).
     scorer = load_default_scorer(Path(args.model) if args.model else None)

@@ -20,10 +20,10 @@ CORPUS = Path.home() / ".cache" / "spamguard" / "corpora" / "spamassassin"
 def main() -> int:
     import csv
 
-    from spamguard.learning import LearnOptions, retrain_steps
+    from spamguard.learn.loop import LearnOptions, retrain_steps
+    from spamguard.learn.registry import ModelRegistry
     from spamguard.message import parse_message
     from spamguard.store import Store
-    from spamguard.versions import ModelRegistry
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True)

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from spamguard.native_host import ADDON_ID, encode_frame, read_frame  # noqa: E402
+from spamguard.engine.native_host import ADDON_ID, encode_frame, read_frame  # noqa: E402
 from spamguard.scoring.base import Evidence  # noqa: E402
 from spamguard.store import ScoredMessage, Store  # noqa: E402
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spamguard.corpus import load_split
 from spamguard.evaluate import metrics
-from spamguard.scoring.commands import build_cascade
+from spamguard.learn.corpus import load_split
+from spamguard.scoring.assemble import build_cascade
 from spamguard.scoring.model import load_scorer
 
 SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")

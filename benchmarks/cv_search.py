@@ -19,7 +19,7 @@ and the naive Bayes models are cross-validated again on the outer-training rows,
 is fitted on those inner out-of-fold scores, and the held-out fold is scored by a head, a
 naive Bayes and a stacker that never saw it. Each message's header-less copy is scored by the
 same fold models (for the header-less figures), and Platt calibration is fitted on the outer
-out-of-fold scores of both copies, as `spamguard.training.train_steps` does.
+out-of-fold scores of both copies, as `spamguard.learn.fit.train_steps` does.
 
 Sentence embeddings come from a precomputed cache keyed by
 `spamguard.scoring.encoder.encoder_text`; the encoder is never run. A message whose exact text
@@ -44,8 +44,8 @@ from scipy import sparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spamguard.corpus import load_split  # noqa: E402
 from spamguard.evaluate import metrics  # noqa: E402
+from spamguard.learn.corpus import load_split  # noqa: E402
 from spamguard.message import Message, parse_message  # noqa: E402
 from spamguard.scoring.encoder import encoder_text  # noqa: E402
 from spamguard.scoring.features import (  # noqa: E402
@@ -186,7 +186,7 @@ def nested_scores(
 
 
 # Candidates: which score columns (0 head, 1 nb, 2 robinson, 3 robinson mean over all terms,
-# 4 nb mean: what spamguard.training ships as the "tokens" block), whether the sender features
+# 4 nb mean: what spamguard.learn.fit ships as the "tokens" block), whether the sender features
 # enter the stacker, and whether the scores of the message's header-less copy do too (for a
 # header-less copy, its own scores again). "current" is the head's own out-of-fold log-odds.
 CANDIDATES: dict[str, tuple[list[int], bool, bool]] = {

@@ -32,12 +32,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from spamguard.corpus import load_split
+from spamguard.learn.corpus import load_split
+from spamguard.llm.consistency import contradictions
+from spamguard.llm.engine import LLMSettings, Outcome
+from spamguard.llm.explain import checked_explanation, judged_explanation, outcome_facts
 from spamguard.message import Message, parse_message
-from spamguard.scoring.commands import load_default_scorer
-from spamguard.scoring.consistency import contradictions
-from spamguard.scoring.explain import checked_explanation, judged_explanation, outcome_facts
-from spamguard.scoring.llm import LLMSettings, Outcome
+from spamguard.scoring.assemble import load_default_scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")

@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "mail"))
 from dovecot_server import PASSWORD, DovecotServer  # noqa: E402
 from imap_helpers import settings_for  # noqa: E402
 
-from spamguard.corpus import iter_message_files  # noqa: E402
+from spamguard.learn.corpus import iter_message_files  # noqa: E402
 from spamguard.message import parse_message  # noqa: E402
 
 
@@ -91,7 +91,7 @@ def crlf(raw: bytes) -> bytes:
 
 
 def score(model_dir: Path, raws: list[bytes]) -> list[float]:
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     scorer = load_default_scorer(model_dir)
     messages = [parse_message(r) for r in raws]
@@ -141,11 +141,11 @@ def main() -> int:
             "--manifest TSV --corpus DIR --ham-source S --spam-source S"
         )
 
-    from spamguard.first_sync import learn_existing
+    from spamguard.engine.service import open_mailstore
+    from spamguard.learn.first_sync import learn_existing
+    from spamguard.learn.registry import ModelRegistry
     from spamguard.scoring.model import default_model_dir, load_model
-    from spamguard.service import open_mailstore
     from spamguard.store import Store
-    from spamguard.versions import ModelRegistry
 
     ham, spam, source = load_inputs(args)
     rng = random.Random(args.seed)

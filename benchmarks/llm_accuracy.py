@@ -88,7 +88,7 @@ def main() -> None:
     oof = np.load(oof_file, allow_pickle=False)
     index = {str(r): i for i, r in enumerate(oof["refs"])}
     h_tr = np.array([oof["p_full"][index[r["ref"]]] for r in tr])
-    from spamguard.corpus import load_split
+    from spamguard.learn.corpus import load_split
     from spamguard.scoring.model import load_scorer
 
     wanted = {r["ref"] for r in te}

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from spamguard.corpus import LabelledMessage, load_split
-from spamguard.scoring.llm import LLMEngine, LLMSettings, mail_for_prompt
+from spamguard.learn.corpus import LabelledMessage, load_split
+from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
 
 SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 CORPUS = Path("/root/.cache/spamguard/corpora/spamassassin")

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from spamguard.corpus import ManifestEntry, load_manifest
 from spamguard.evaluate import auc, calibration_error, recall_at_fpr
+from spamguard.learn.corpus import ManifestEntry, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "data" / "modern" / "manifest.tsv"
@@ -146,7 +146,7 @@ def score(scorer: Any, messages: list[Any]) -> np.ndarray:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     rows = load_manifest(args.manifest, args.corpus, None if args.split == "all" else args.split)
     entries = [e for e, _ in rows]

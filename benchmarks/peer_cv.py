@@ -44,11 +44,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_default import DEFAULT_MODEL_BLOCKS, SPLIT, VERSION, _LookupEncoder  # noqa: E402
 
-from spamguard.corpus import load_split  # noqa: E402
 from spamguard.evaluate import metrics, recall_at_fpr  # noqa: E402
+from spamguard.learn.corpus import load_split  # noqa: E402
+from spamguard.learn.fit import TrainOptions, train  # noqa: E402
 from spamguard.scoring.encoder import encoder_text  # noqa: E402
 from spamguard.scoring.features import HEADERS_IGNORED  # noqa: E402
-from spamguard.training import TrainOptions, train  # noqa: E402
 
 FOLDS = 5
 

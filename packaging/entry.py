@@ -29,7 +29,7 @@ def _qt_steps() -> list[object]:
     """Self-test steps that need Qt: they live here because the engine never imports Qt."""
     import time
 
-    from spamguard.selftest import Step
+    from spamguard.cli.selftest import Step
 
     def qt() -> Step:
         started = time.perf_counter()
@@ -73,7 +73,7 @@ def main() -> int:
         sys.stdout.write(USAGE)
         return 0
     if "--self-test" in argv:
-        from spamguard.selftest import run
+        from spamguard.cli.selftest import run
 
         return run(argv, extra=_qt_steps())  # type: ignore[arg-type]
     if argv[:1] == ["--tray-probe"]:

@@ -72,7 +72,7 @@ def modern_training_rows(manifest: Path, corpus: Path, cap: int = MODERN_SPAM_CA
     """The modern train half, phishing_pot capped to ``cap`` messages by a fixed-seed sample."""
     import random
 
-    from spamguard.corpus import load_manifest
+    from spamguard.learn.corpus import load_manifest
 
     rows = load_manifest(manifest, corpus, "train")
     honeypot = [r for r in rows if r[0].source == "rf-peixoto/phishing_pot"]
@@ -98,9 +98,9 @@ def train_default_model(
     """Train the default recipe on the SpamAssassin train half + ``modern`` rows; save it."""
     import numpy as np
 
-    from spamguard.corpus import load_split
+    from spamguard.learn.corpus import load_split
+    from spamguard.learn.fit import TrainOptions, train
     from spamguard.scoring.model import save_model
-    from spamguard.training import TrainOptions, train
 
     sa = load_split(split, sa_corpus, "train")
     items = sa + [it for _, it in modern]
@@ -158,10 +158,10 @@ def refit_cascade(
     `spamguard cascade fit` does on the train half."""
     import numpy as np
 
-    from spamguard.corpus import load_split
+    from spamguard.learn.corpus import load_split
+    from spamguard.learn.fit import TrainOptions, train
     from spamguard.scoring.cascade import choose_band
     from spamguard.scoring.model import load_model, save_model
-    from spamguard.training import TrainOptions, train
 
     cheap_config = json.loads((ROOT / "models" / "stage0" / "config.json").read_text("utf-8"))
     sa = load_split(split, sa_corpus, "train")
@@ -268,7 +268,7 @@ def main() -> int:
         print(out)
         return 0
 
-    from spamguard.cli import evaluate_split
+    from spamguard.cli.train import evaluate_split
     from spamguard.scoring.model import load_model
 
     corpus = Path(args.corpus)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from spamguard.argtypes import positive_float
 from spamguard.errors import ConfigError, ModelError, SpamGuardError
 
 if TYPE_CHECKING:
@@ -29,7 +27,6 @@ __all__ = [
     "check_models",
     "check_privacy",
     "check_tray",
-    "register",
     "run_checks",
 ]
 
@@ -260,7 +257,7 @@ def check_llama() -> Finding:
     try:
         import llama_cpp
 
-        from spamguard.scoring.llm import LLMSettings, gpu_layers
+        from spamguard.llm.engine import LLMSettings, gpu_layers
 
         supported = bool(llama_cpp.llama_supports_gpu_offload())
         layers, words = gpu_layers(LLMSettings().n_gpu_layers)
@@ -390,7 +387,7 @@ def _check_encoder() -> Finding:
 
 
 def _check_gguf() -> Finding:
-    from spamguard.scoring.llm import DEFAULT_MODEL, load_catalog, resolve_model_path, verify_sha256
+    from spamguard.llm.engine import DEFAULT_MODEL, load_catalog, resolve_model_path, verify_sha256
 
     try:
         entry = load_catalog()[DEFAULT_MODEL]
@@ -494,8 +491,8 @@ _FIXES = {
 
 def check_account(account: AccountSettings, timeout: float = DEFAULT_TIMEOUT) -> Finding:
     """Connect and log in once, with a short timeout, and find the Junk folder."""
-    from spamguard.app_api import check_connection
     from spamguard.config import with_overrides
+    from spamguard.engine.session import check_connection
 
     area = f"account {account.name}"
     short = with_overrides(account, timeout=min(account.timeout, timeout))
@@ -608,38 +605,3 @@ def write_report(findings: Sequence[Finding], out: IO[str]) -> None:
         out.write(f"\n{fails} problem{'s' * (fails != 1)}, {warns} warning{'s' * (warns != 1)}\n")
     else:
         out.write("\neverything looks right\n")
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    findings = run_checks(
-        getattr(args, "config", None),
-        model_dir=Path(args.model) if args.model else None,
-        connect=not args.offline,
-        timeout=args.timeout,
-    )
-    failed = any(f.status == "FAIL" for f in findings)
-    if args.json:
-        report = {"ok": not failed, "checks": [asdict(f) for f in findings]}
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    else:
-        write_report(findings, sys.stdout)
-    return 1 if failed else 0
-
-
-def register(subparsers: Any) -> None:
-    """Add `spamguard doctor` to the CLI."""
-    p = subparsers.add_parser(
-        "doctor",
-        help="check keyring, tray, llama.cpp, models, config and accounts; say how to fix",
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("--offline", action="store_true", help="do not log in to the accounts")
-    p.add_argument(
-        "--timeout",
-        type=positive_float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"per-account connection timeout (default {DEFAULT_TIMEOUT:.0f})",
-    )
-    p.add_argument("--model", metavar="DIR", help="head model directory to check")
-    p.set_defaults(func=cmd_doctor)

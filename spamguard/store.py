@@ -89,7 +89,7 @@ _MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
-    # 2: learning from the user (feedback.py, training.py): what each label came from, the
+    # 2: learning from the user (learn/labels.py, learn/fit.py): what each label came from, the
     # labelled messages' bytes (so a retrain never needs the server), feature rows cached per
     # featurizer, and what feedback last saw in each folder to tell moves and keywords apart.
     """
@@ -115,7 +115,7 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account, folder)
     )
     """,
-    # 3: learning from an account's existing mail at first sync (first_sync.py): what was read
+    # 3: learning from an account's existing mail at first sync (learn/first_sync.py): what was read
     # from which folder, so a cancelled run resumes without fetching a message twice. The bytes
     # go to label_message like every label's.
     """
@@ -843,7 +843,7 @@ class Store:
             )
         )
 
-    # -- learning from the user (feedback.py, training.py) ---------------------------------------
+    # -- learning from the user (learn/labels.py, learn/fit.py) ----------------------------------
 
     def record_feedback(
         self,
@@ -929,7 +929,7 @@ class Store:
                 (content_hash, sqlite3.Binary(raw), time.time()),
             )
 
-    # -- first-sync learning (first_sync.py) ------------------------------------------------------
+    # -- first-sync learning (learn/first_sync.py) ------------------------------------------------
 
     def first_sync_read(
         self, account: str, folder: str, uidvalidity: int

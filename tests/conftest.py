@@ -34,9 +34,9 @@ def _private_log_dir(
 @pytest.fixture(scope="session")
 def fixture_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A head trained on the fixture corpus's train half (no encoder, so it takes seconds)."""
-    from spamguard.corpus import load_split
+    from spamguard.learn.corpus import load_split
+    from spamguard.learn.fit import TrainOptions, train
     from spamguard.scoring.model import save_model
-    from spamguard.training import TrainOptions, train
 
     items = load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")
     options = TrainOptions(keep_neighbours=False, folds=3, version="fixture-head")

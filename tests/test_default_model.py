@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 def _evaluate(headerless: bool) -> dict[str, Any]:
     import argparse
 
-    from spamguard.cli import evaluate_split
+    from spamguard.cli.train import evaluate_split
     from spamguard.scoring.model import default_model_dir
 
     corpus = shared_corpus_dir()

@@ -143,8 +143,8 @@ def test_imap_protocol_trace_is_not_logged(log_file: Path) -> None:
 def test_password_command_output_never_reaches_the_log(tmp_path: Path, log_file: Path) -> None:
     if DOVECOT is None:
         pytest.skip("the dovecot binary is missing: apt-get install -y dovecot-imapd")
-    from spamguard.app_api import check_connection
     from spamguard.config import parse_config
+    from spamguard.engine.session import check_connection
 
     server = DovecotServer()
     with (server.root / "passwd").open("a") as fh:

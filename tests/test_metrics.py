@@ -107,7 +107,7 @@ def test_idle_cores_sees_another_process_busy() -> None:
 
 
 def test_llm_threads_follow_the_free_cores_unless_set() -> None:
-    from spamguard.scoring.llm import LLMSettings
+    from spamguard.llm.engine import LLMSettings
 
     auto = LLMSettings()
     assert [auto.resolved_threads(f) for f in (0.0, 0.7, 1.6, 3.0, 16.0)] == [1, 1, 2, 3, 4]

@@ -168,7 +168,7 @@ def test_uninstall_without_install_is_a_no_op(tmp_path: Path) -> None:
 
 def test_spec_names_every_command_module_the_cli_imports() -> None:
     """A command module the bundle lacks takes its commands with it (`label` was missing)."""
-    from spamguard import cli
+    from spamguard.cli import root as cli
 
     spec = (ROOT / "packaging" / "spamguard.spec").read_text("utf-8")
     hidden = spec[spec.index("hiddenimports=[") : spec.index("],", spec.index("hiddenimports=["))]
@@ -180,7 +180,7 @@ def test_spec_names_every_command_module_the_cli_imports() -> None:
 def test_a_missing_command_module_fails_loudly() -> None:
     """Not `invalid choice: 'label'`: the import error names the module that is missing."""
     code = (
-        "import sys; sys.modules['spamguard.learning_commands'] = None\n"
+        "import sys; sys.modules['spamguard.cli.models'] = None\n"
         "from spamguard.cli import main\n"
         "sys.exit(main(['label', '--help']))\n"
     )
@@ -189,11 +189,11 @@ def test_a_missing_command_module_fails_loudly() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode != 0
-    assert "spamguard.learning_commands" in done.stderr, done.stderr[-2000:]
+    assert "spamguard.cli.models" in done.stderr, done.stderr[-2000:]
 
 
 def test_self_test_runs_every_command_groups_help() -> None:
-    from spamguard.selftest import Step, run
+    from spamguard.cli.selftest import Step, run
 
     out = io.StringIO()
     code = run(["--json", "--no-llm"], out=out, extra=(), only=("commands",))
@@ -207,8 +207,8 @@ def test_self_test_runs_every_command_groups_help() -> None:
 
 
 def test_self_test_reports_a_command_whose_help_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    from spamguard import learning_commands
-    from spamguard.selftest import run
+    from spamguard.cli import models as learning_commands
+    from spamguard.cli.selftest import run
 
     def broken(sub: object) -> None:
         raise ImportError("the label command could not load its model registry")

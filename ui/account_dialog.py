@@ -29,8 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spamguard.app_api import ConnectionReport, add_account, check_connection, preset_for_email
 from spamguard.config import PRESETS, AccountSettings, load_config
+from spamguard.engine.session import (
+    ConnectionReport,
+    add_account,
+    check_connection,
+    preset_for_email,
+)
 from spamguard.errors import SpamGuardError
 
 from .messages import SPAM_COLOUR
@@ -906,7 +911,7 @@ class AccountDialog(QDialog):
         self, settings: AccountSettings, junk: str, store: str | None, secret: str | None
     ) -> None:
         """Edit mode: rewrite the account's section; the stored password follows it."""
-        from spamguard.app_api import update_account
+        from spamguard.engine.session import update_account
         from spamguard.mail.credentials import file_store_locked, unlock_file_store
 
         try:

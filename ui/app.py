@@ -16,15 +16,6 @@ from typing import Any
 from PySide6.QtCore import QObject, QSettings, QThread, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from spamguard.app_api import (
-    DEMO_ACCOUNT,
-    AccountSession,
-    MessageRow,
-    ScanUpdate,
-    demo_settings,
-    prepare_demo_mailbox,
-    save_account_thresholds,
-)
 from spamguard.config import (
     AccountSettings,
     LLMConfig,
@@ -33,10 +24,19 @@ from spamguard.config import (
     load_config,
     parse_config,
 )
+from spamguard.engine.first_scan import Review
+from spamguard.engine.runtime import Runtime
+from spamguard.engine.service import ActionApplied
+from spamguard.engine.session import (
+    DEMO_ACCOUNT,
+    AccountSession,
+    MessageRow,
+    ScanUpdate,
+    demo_settings,
+    prepare_demo_mailbox,
+    save_account_thresholds,
+)
 from spamguard.errors import SpamGuardError
-from spamguard.first_scan import Review
-from spamguard.runtime import Runtime
-from spamguard.service import ActionApplied
 from spamguard.store import Store
 
 from .main_window import MainWindow
@@ -403,7 +403,7 @@ class SpamGuardApp(QObject):
         runner.start()
 
     def _make_runtime(self, config: Any, store: Path | None = None) -> Runtime:
-        """The composition root (`spamguard.runtime`): store, registry, scorer, learner.
+        """The composition root (`spamguard.engine.runtime`): store, registry, scorer, learner.
         ``store`` given: the demo mailbox's own database, and no learning from it."""
         return Runtime(
             config,
@@ -421,7 +421,7 @@ class SpamGuardApp(QObject):
 
     def _learned(self, event: object) -> None:
         """A retrain finished or a version was promoted: the Models page shows it at once."""
-        from spamguard.learning import RetrainOutcome
+        from spamguard.learn.loop import RetrainOutcome
 
         if self._quitting or self.runtime is None or not isinstance(event, RetrainOutcome):
             return
@@ -789,7 +789,7 @@ class SpamGuardApp(QObject):
 
     def remove_account(self, name: str) -> None:
         """Stop the account's worker, then remove its config section and its secret."""
-        from spamguard.app_api import remove_account
+        from spamguard.engine.session import remove_account
 
         self._trouble.pop(name, None)
         self.reviews.pop(name, None)

@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spamguard.app_api import MessageRow
-from spamguard.own_neighbours import is_own
+from spamguard.engine.session import MessageRow
+from spamguard.learn.own_neighbours import is_own
+from spamguard.llm.explain import NEIGHBOUR_MIN_SIMILARITY, meaningful_neighbours, plain_reasons
 from spamguard.scoring.base import Evidence, Neighbour
-from spamguard.scoring.explain import NEIGHBOUR_MIN_SIMILARITY, meaningful_neighbours, plain_reasons
 
 from .messages import SPAM_COLOUR, percent, verdict_colour
 

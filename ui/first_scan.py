@@ -1,6 +1,6 @@
 """The first-scan review: what SpamGuard would do with a new account's mail, before it does it.
 
-The account's runner scanned the backlog as a dry run (`spamguard.first_scan`); this dialog
+The account's runner scanned the backlog as a dry run (`spamguard.engine.first_scan`); this dialog
 shows the result and sends back the user's choice. Nothing on the server has changed while it
 is open; closing it ("Decide later") changes nothing either, and the banner brings it back.
 """
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from spamguard.config import Thresholds
-from spamguard.first_scan import Choice, Review
+from spamguard.engine.first_scan import Choice, Review
 
 from .messages import percent
 

@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (
 
 from spamguard.config import AccountSettings, load_config
 from spamguard.errors import SpamGuardError
-from spamguard.first_sync import FirstSyncOptions, FirstSyncResult
+from spamguard.learn.first_sync import FirstSyncOptions, FirstSyncResult
+from spamguard.learn.fit import Cancelled
+from spamguard.learn.registry import ModelRegistry
 from spamguard.store import Store
-from spamguard.training import Cancelled
-from spamguard.versions import ModelRegistry
 
 STEP_TEXT = {
     "looking": "Looking at the folders…",
@@ -62,8 +62,8 @@ class FirstSyncRunner(QThread):
         self.cancel_event.set()
 
     def run(self) -> None:
-        from spamguard.first_sync import learn_existing
-        from spamguard.service import open_mailstore
+        from spamguard.engine.service import open_mailstore
+        from spamguard.learn.first_sync import learn_existing
 
         try:
             mail = open_mailstore(self.settings, read_only=True)

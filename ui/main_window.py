@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spamguard.app_api import MessageRow
+from spamguard.engine.session import MessageRow
 
 from .detail import DetailPane
 from .messages import ROW_ROLE, MessageFilter, MessageModel, ProbabilityDelegate

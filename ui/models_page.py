@@ -10,10 +10,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from spamguard.app_api import ModelInfo, model_info, model_versions
 from spamguard.config import LLMConfig
+from spamguard.engine.session import ModelInfo, model_info, model_versions
 from spamguard.errors import SpamGuardError
-from spamguard.versions import ModelRegistry
+from spamguard.learn.registry import ModelRegistry
 
 
 def _pct(value: float | None) -> str:

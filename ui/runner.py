@@ -11,8 +11,9 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
-from spamguard.app_api import AccountSession, ScanUpdate
 from spamguard.config import Thresholds
+from spamguard.engine.first_scan import Choice
+from spamguard.engine.session import AccountSession, ScanUpdate
 from spamguard.errors import (
     AuthError,
     ConfigError,
@@ -23,7 +24,6 @@ from spamguard.errors import (
     SpamGuardError,
     TLSError,
 )
-from spamguard.first_scan import Choice
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class AccountRunner(QThread):
     def _review(self, session: AccountSession) -> bool:
         """The first scan as a dry run. True when it would change something: the review is
         shown and the runner waits for the user's choice; False: nothing to decide."""
-        from spamguard.first_scan import ReviewRecorder
+        from spamguard.engine.first_scan import ReviewRecorder
 
         self.stateChanged.emit("scanning", "")
         recorder = ReviewRecorder(self.name)

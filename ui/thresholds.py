@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spamguard.app_api import histogram, threshold_counts
 from spamguard.config import Thresholds
+from spamguard.engine.session import histogram, threshold_counts
 
 from .messages import FLAG_COLOUR, SPAM_COLOUR
 

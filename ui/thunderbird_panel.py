@@ -9,14 +9,14 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from spamguard.engine.thunderbird import build_addon, install, status
 from spamguard.errors import SpamGuardError
-from spamguard.thunderbird import build_addon, install, status
 
 REFRESH_MS = 5000
 
 
 class ThunderbirdPanel(QWidget):
-    """Shows `spamguard.thunderbird.status()` and offers to install the host."""
+    """Shows `spamguard.engine.thunderbird.status()` and offers to install the host."""
 
     def __init__(
         self, config_path: Path | None, target: Path | None = None, parent: QWidget | None = None

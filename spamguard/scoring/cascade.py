@@ -319,8 +319,8 @@ def cross_val_decisions(
     augment_headerless: bool = True,
 ) -> np.ndarray:
     """Out-of-fold calibrated probabilities of a head with ``blocks``, fitted exactly as
-    `spamguard.training` fits it (it is that training, keeping its out-of-fold scores)."""
-    from spamguard.training import TrainOptions, train
+    `spamguard.learn.fit` fits it (it is that training, keeping its out-of-fold scores)."""
+    from spamguard.learn.fit import TrainOptions, train
 
     options = TrainOptions(
         blocks=tuple(blocks.items()),

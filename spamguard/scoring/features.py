@@ -444,7 +444,7 @@ def hand_matrix(
 # Sender and link consistency: does the mail come from whom its links and name say? Commercial
 # newsletters (the hardest ham) link to their own domain and carry their brand in the From
 # name; spam links elsewhere. These enter the model through the stacker (see
-# `spamguard.training`), which is where cross-validation on the train half found them useful
+# `spamguard.learn.fit`), which is where cross-validation on the train half found them useful
 # (inside the head they were not).
 SENDER_FEATURES: tuple[tuple[str, str], ...] = (
     ("link_from_any", "a link goes to the sender's own domain"),

@@ -52,7 +52,7 @@ BLOCKS: dict[str, str] = {
 }
 HASHED_BLOCKS = ("words", "headers", "chars")
 # Blocks whose weights are not fitted by the logistic regression but set by the stacker
-# (see `spamguard.training`): the naive-Bayes token log-ratios and the sender signals.
+# (see `spamguard.learn.fit`): the naive-Bayes token log-ratios and the sender signals.
 STACKED_BLOCKS = ("tokens", "sender")
 
 

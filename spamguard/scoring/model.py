@@ -519,7 +519,7 @@ def load_scorer(
     """A scorer over ``model_dir`` (default: the shipped default model)."""
     if model_dir is None:
         # The user's promoted personal version when there is one, else the shipped default.
-        from spamguard.versions import active_model_dir
+        from spamguard.learn.registry import active_model_dir
 
         model_dir = active_model_dir()
     return HeadScorer(load_model(model_dir), encoder=encoder, encoder_kind=encoder_kind)

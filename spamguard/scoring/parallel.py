@@ -43,7 +43,7 @@ def _init(
 ) -> None:
     global _scorer, _authserv_id
     _authserv_id = authserv_id
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     _scorer = load_default_scorer(
         Path(model_dir) if model_dir else None, encoder_kind=encoder_kind, cascade=cascade

@@ -39,6 +39,6 @@ class CountingScorer:
 
 
 def factory() -> CountingScorer:
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     return CountingScorer(load_default_scorer(None), os.environ["TEST_SCORED_LOG"])

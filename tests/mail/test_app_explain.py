@@ -14,8 +14,8 @@ from dovecot_server import DovecotServer
 from header_scorer import HeaderScorer
 from imap_helpers import append_all, make_mail, settings_for
 
-from spamguard.app_api import AccountSession, outcome_of
 from spamguard.config import LLMConfig, Thresholds
+from spamguard.engine.session import AccountSession, outcome_of
 from spamguard.store import Store
 
 needs_llama = pytest.mark.skipif(
@@ -27,7 +27,7 @@ BODY = "Claim your prize of $5,000 now: confirm your bank details at http://clai
 @pytest.fixture
 def recorded_prompts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
     """The text before the quoted mail of every prompt the real engine is given."""
-    from spamguard.scoring import llm as llm_module
+    from spamguard.llm import engine as llm_module
 
     monkeypatch.setenv("SPAMGUARD_DATA_DIR", str(tmp_path / "llm-data"))
     prompts: list[str] = []
@@ -73,7 +73,7 @@ def test_explanation_of_an_allow_listed_spam_says_it_was_left_alone(
     # What the user reads does not claim a move, whether the LLM's words or the summary.
     for claim in ("moved it to Junk", "was moved to Junk", "has been moved to Junk"):
         assert claim not in shown, shown
-    from spamguard.scoring.explain import check_explanation
+    from spamguard.llm.explain import check_explanation
 
     if not shown.startswith("(The language model's explanation was not shown"):
         assert check_explanation(shown, outcome_of(row)) == []
@@ -120,9 +120,9 @@ def test_the_explanation_is_kept_per_message_and_written_anew_after_an_action(
     """Issue 22 item 5: the answer is kept once written (asked again, the model is not run
     again; after a restart too, since it is in the store), and what is shown never contradicts
     the evidence the checker reads: a phish with a link and no attachment, moved to Junk."""
+    from spamguard.llm.consistency import contradictions
+    from spamguard.llm.explain import outcome_facts
     from spamguard.message import parse_message
-    from spamguard.scoring.consistency import contradictions
-    from spamguard.scoring.explain import outcome_facts
 
     settings = settings_for(dovecot, user)
     mail = make_mail(3, 0.97, body=BODY)

@@ -9,8 +9,8 @@ from dovecot_server import DovecotServer
 from header_scorer import HeaderScorer
 from imap_helpers import append_all, mailbox_snapshot, make_mail, settings_for
 
-from spamguard.app_api import AccountSession
-from spamguard.feedback import latest_labels
+from spamguard.engine.session import AccountSession
+from spamguard.learn.labels import latest_labels
 from spamguard.store import Store
 
 

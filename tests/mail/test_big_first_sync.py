@@ -27,8 +27,8 @@ from imap_helpers import (
     with_message_id,
 )
 
-from spamguard.feedback import FeedbackWatcher
-from spamguard.service import AccountWorker
+from spamguard.engine.service import AccountWorker
+from spamguard.learn.labels import FeedbackWatcher
 from spamguard.store import Store
 
 pytestmark = pytest.mark.imap

@@ -27,7 +27,7 @@ from imap_helpers import (
     settings_for,
 )
 
-from spamguard.service import (
+from spamguard.engine.service import (
     AccountWorker,
     ActionApplied,
     ConnectionState,

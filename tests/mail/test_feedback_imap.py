@@ -18,12 +18,12 @@ from imap_helpers import (
 )
 from imapclient import IMAPClient
 
-from spamguard.app_api import AccountSession
-from spamguard.learning import Learner, LearnOptions
-from spamguard.service import AccountWorker
+from spamguard.engine.service import AccountWorker
+from spamguard.engine.session import AccountSession
+from spamguard.learn.fit import WarmStartOptions
+from spamguard.learn.loop import Learner, LearnOptions
+from spamguard.learn.registry import ModelRegistry
 from spamguard.store import Store
-from spamguard.training import WarmStartOptions
-from spamguard.versions import ModelRegistry
 
 pytestmark = pytest.mark.imap
 
@@ -212,7 +212,7 @@ def test_repeated_rescues_put_the_sender_on_the_allow_list(
 def test_a_button_label_without_bytes_is_backfilled_for_training(
     dovecot, user: str, store: Store, registry: ModelRegistry
 ) -> None:  # type: ignore[no-untyped-def]
-    from spamguard.feedback import record_label
+    from spamguard.learn.labels import record_label
     from spamguard.message import parse_message
 
     settings = settings_for(dovecot, user)

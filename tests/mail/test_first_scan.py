@@ -17,7 +17,7 @@ import pytest
 from imap_helpers import DovecotServer, account_toml, append_all, mailbox_snapshot, make_mail
 
 from spamguard.config import parse_config
-from spamguard.first_scan import Choice, ReviewRecorder, needs_review
+from spamguard.engine.first_scan import Choice, ReviewRecorder, needs_review
 from spamguard.message import parse_message
 from spamguard.policy import PolicyContext, plan_for
 from spamguard.scoring.base import Score

@@ -20,11 +20,11 @@ from dovecot_server import PASSWORD, DovecotServer
 from imap_helpers import account_toml, bodies_served, mailbox_snapshot, settings_for
 
 from spamguard.cli import main
-from spamguard.first_sync import FirstSyncOptions, first_sync_steps, provider_says_spam
-from spamguard.service import open_mailstore
+from spamguard.engine.service import open_mailstore
+from spamguard.learn.first_sync import FirstSyncOptions, first_sync_steps, provider_says_spam
+from spamguard.learn.fit import Cancelled
+from spamguard.learn.registry import ModelRegistry
 from spamguard.store import Store
-from spamguard.training import Cancelled
-from spamguard.versions import ModelRegistry
 from tests.fixtures.make_corpus import render
 
 OLD = datetime.now(UTC) - timedelta(days=20)
@@ -227,7 +227,7 @@ def test_a_cancelled_run_resumes_without_reading_anything_twice(
 def test_missing_junk_and_the_caps(
     dovecot: DovecotServer, user: str, tmp_path: Path, workspace: tuple[Path, ModelRegistry]
 ) -> None:
-    from spamguard.first_sync import learn_existing
+    from spamguard.learn.first_sync import learn_existing
 
     _, registry = workspace
     append(dovecot, user, "Junk", spam(30))
@@ -272,7 +272,7 @@ def test_archive_counts_as_kept_mail_and_the_providers_own_verdict_is_counted(
 ) -> None:
     from imapclient import IMAPClient
 
-    from spamguard.first_sync import learn_existing
+    from spamguard.learn.first_sync import learn_existing
 
     _, registry = workspace
     trace = b"Received: from mx.example.net by imap.example.net; Mon, 1 Dec 2025 10:00:00 +0000\r\n"

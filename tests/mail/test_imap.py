@@ -23,11 +23,7 @@ from imap_helpers import (
     settings_for,
 )
 
-from spamguard.errors import AuthError, TLSError
-from spamguard.mail.base import FetchedMessage
-from spamguard.mail.executor import Executor
-from spamguard.mail.imap import ImapMailStore
-from spamguard.service import (
+from spamguard.engine.service import (
     AccountWorker,
     ActionApplied,
     ConnectionState,
@@ -36,6 +32,10 @@ from spamguard.service import (
     Progress,
     Service,
 )
+from spamguard.errors import AuthError, TLSError
+from spamguard.mail.base import FetchedMessage
+from spamguard.mail.executor import Executor
+from spamguard.mail.imap import ImapMailStore
 from spamguard.store import Store
 
 pytestmark = pytest.mark.imap

@@ -8,9 +8,9 @@ from pathlib import Path
 from imap_helpers import HeaderScorer, make_mail
 
 from spamguard.config import parse_config
+from spamguard.engine.service import AccountWorker
 from spamguard.mail.executor import Executor
 from spamguard.mail.maildir import MaildirStore
-from spamguard.service import AccountWorker
 from spamguard.store import JournalDraft, ScoredMessage, Store
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dovecot_server import DovecotServer
 from imap_helpers import append_all, make_mail, settings_for
 
-from spamguard.app_api import AccountSession
-from spamguard.own_neighbours import OWN_REF_PREFIX, is_own
-from spamguard.scoring.commands import load_default_scorer
+from spamguard.engine.session import AccountSession
+from spamguard.learn.own_neighbours import OWN_REF_PREFIX, is_own
+from spamguard.scoring.assemble import load_default_scorer
 from spamguard.scoring.model import default_model_dir
 from spamguard.store import Store
 

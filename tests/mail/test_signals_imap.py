@@ -16,9 +16,9 @@ import pytest
 from dovecot_server import DovecotServer
 from imap_helpers import HeaderScorer, account_toml, append_all, mailbox_snapshot, settings_for
 
+from spamguard.engine.service import AccountWorker
 from spamguard.message import AuthSummary, Message
 from spamguard.scoring.base import Score
-from spamguard.service import AccountWorker
 from spamguard.store import ScoredMessage, Store
 
 pytestmark = pytest.mark.imap

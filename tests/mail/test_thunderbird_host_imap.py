@@ -16,8 +16,8 @@ from imap_helpers import HeaderScorer, account_toml, mailbox_snapshot, make_mail
 from imapclient import IMAPClient
 
 from spamguard.config import parse_config
-from spamguard.native_host import ADDON_ID, encode_frame, iter_frames
-from spamguard.service import AccountWorker
+from spamguard.engine.native_host import ADDON_ID, encode_frame, iter_frames
+from spamguard.engine.service import AccountWorker
 from spamguard.store import Store
 
 pytestmark = pytest.mark.imap

@@ -138,7 +138,7 @@ def test_stacker_fit_learns_to_use_an_informative_llm() -> None:
 
 
 def test_real_heads_in_a_cascade_record_the_deciding_stage(fixture_model: Path) -> None:
-    from spamguard.corpus import load_split
+    from spamguard.learn.corpus import load_split
     from spamguard.scoring.model import load_scorer
 
     items = load_split(FIXTURES / "split.tsv", FIXTURES, "test")
@@ -162,7 +162,7 @@ def test_injected_instructions_change_neither_score_nor_verdict(
     fixture_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The head and the cascade decide; asking the LLM for a rationale changes nothing."""
-    from spamguard.scoring import llm as llm_module
+    from spamguard.llm import engine as llm_module
     from spamguard.scoring.model import load_scorer
 
     monkeypatch.setenv("SPAMGUARD_CACHE_DIR", str(tmp_path))
@@ -202,7 +202,7 @@ def test_injected_instructions_change_neither_score_nor_verdict(
 def test_default_scorer_is_the_cascade_only_for_the_models_its_bands_fit(
     fixture_model: Path,
 ) -> None:
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
     from spamguard.scoring.model import HeadScorer
 
     shipped = load_default_scorer()

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spamguard.corpus import load_split
 from spamguard.errors import ModelError
+from spamguard.learn.corpus import load_split
 from spamguard.scoring.model import HeadScorer, load_model, save_model
 from tests.conftest import FIXTURE_CORPUS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from spamguard.cli import main
-from spamguard.corpus import load_folders
+from spamguard.learn.corpus import load_folders
 from spamguard.message import parse_message
 from spamguard.scoring.rules import GTUBE, GTUBE_FEATURE, is_gtube
 
@@ -79,7 +79,7 @@ def test_explain_names_gtube(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_the_cascade_decides_it_at_the_first_stage() -> None:
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     cascade = load_default_scorer()
     plain = parse_message(gtube_mail(NOTE.replace(GTUBE, "See you on Monday.")))
@@ -111,8 +111,8 @@ def test_training_folders_leave_gtube_out(tmp_path: Path) -> None:
 
 
 def test_the_learner_never_keeps_a_gtube_label_for_training(tmp_path: Path) -> None:
-    from spamguard.feedback import record_label
-    from spamguard.learning import ImplicitLabels, labelled_rows, training_labels
+    from spamguard.learn.labels import record_label
+    from spamguard.learn.loop import ImplicitLabels, labelled_rows, training_labels
     from spamguard.store import Store
 
     store = Store(tmp_path / "state.db")

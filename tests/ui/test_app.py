@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 from spamguard_ui.messages import ROW_ROLE, MessageFilter, MessageModel, percent
 
-from spamguard.app_api import MessageRow
+from spamguard.engine.session import MessageRow
 from spamguard.mail.maildir import MaildirStore
 
 
@@ -91,7 +91,7 @@ def test_explanation_pane_shows_evidence(demo_app: Any, qtbot: Any) -> None:
     pane = demo_app.window.detail
     assert pane.title.text() == row.subject
     assert percent(row.p_spam) in pane.score.text()
-    from spamguard.scoring.explain import plain_reasons
+    from spamguard.llm.explain import plain_reasons
 
     reasons = plain_reasons(row.evidence)
     assert pane.evidence_box.count() == len(reasons) > 0
@@ -249,7 +249,7 @@ def test_models_page_shows_the_model_its_versions_and_what_scoring_cost(
     counters = page.counters.text()
     assert version in counters and "decided 100%" in counters and "CPU-s per 1,000" in counters
     # A registered personal version is listed, with how to roll back.
-    from spamguard.versions import ModelRegistry
+    from spamguard.learn.registry import ModelRegistry
 
     monkeypatch.setenv("SPAMGUARD_MODELS_DIR", str(tmp_path / "models"))
     ModelRegistry().register_dir(fixture_model, activate=True, reason="test version")

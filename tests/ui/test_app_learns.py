@@ -41,7 +41,7 @@ def test_app_labels_retrain_a_personal_version_shown_on_the_models_page(
     from imap_helpers import append_all
     from PySide6.QtCore import Qt
 
-    from spamguard.learning import LearnOptions
+    from spamguard.learn.loop import LearnOptions
 
     user = server.add_user()
     append_all(server, user, [(CORPUS / ref).read_bytes() for ref in MAIL])

@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from spamguard_ui.detail import DetailPane
 
-from spamguard.app_api import MessageRow
+from spamguard.engine.session import MessageRow
 from spamguard.scoring.base import Evidence
 
 
@@ -71,7 +71,7 @@ def _scored_row(path: str) -> MessageRow:
 def test_the_why_pane_reads_as_sentences_with_a_legend(qtbot: Any) -> None:
     from PySide6.QtWidgets import QLabel
 
-    from spamguard.scoring.explain import NEIGHBOUR_MIN_SIMILARITY
+    from spamguard.llm.explain import NEIGHBOUR_MIN_SIMILARITY
 
     row = _scored_row("spam-a/00012.eml")
     near = [n for n in row.neighbours if n.similarity >= NEIGHBOUR_MIN_SIMILARITY]

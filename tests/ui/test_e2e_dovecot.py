@@ -115,7 +115,7 @@ def test_spam_arrives_is_moved_shown_notified_and_rescued(
     pane = app.window.detail
     qtbot.waitUntil(lambda: pane.row is not None and pane.row.key == spam.key, timeout=5000)
     assert percent(spam.p_spam) in pane.score.text()
-    from spamguard.scoring.explain import plain_reasons
+    from spamguard.llm.explain import plain_reasons
 
     assert pane.evidence_box.count() == len(plain_reasons(spam.evidence)) > 0
     reasons = pane.summary.text()

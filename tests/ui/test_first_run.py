@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spamguard.app_api import DEMO_ACCOUNT, prepare_demo_mailbox
+from spamguard.engine.session import DEMO_ACCOUNT, prepare_demo_mailbox
 
 
 def test_no_account_offers_the_demo_mailbox(

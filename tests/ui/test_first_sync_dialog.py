@@ -15,9 +15,9 @@ from PySide6.QtCore import Qt
 from spamguard_ui.account_dialog import AccountDialog
 from spamguard_ui.first_sync import FirstSyncDialog
 
-from spamguard.first_sync import FirstSyncOptions
+from spamguard.learn.first_sync import FirstSyncOptions
+from spamguard.learn.registry import ModelRegistry
 from spamguard.store import Store
-from spamguard.versions import ModelRegistry
 from tests.fixtures.make_corpus import render
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mail"))

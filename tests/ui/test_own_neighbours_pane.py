@@ -7,8 +7,8 @@ from typing import Any
 
 from spamguard_ui.detail import DetailPane
 
-from spamguard.app_api import MessageRow
-from spamguard.own_neighbours import OWN_REF_PREFIX
+from spamguard.engine.session import MessageRow
+from spamguard.learn.own_neighbours import OWN_REF_PREFIX
 from spamguard.scoring.base import Evidence, Neighbour
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 
-from spamguard.native_host import ADDON_ID, record_contact
+from spamguard.engine.native_host import ADDON_ID, record_contact
 from ui.thunderbird_panel import ThunderbirdPanel
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from spamguard_ui.messages import ROW_ROLE
 
-from spamguard.app_api import MessageRow
+from spamguard.engine.session import MessageRow
 from spamguard.mail.maildir import MaildirStore
 
 

@@ -1,0 +1,1 @@
+"""`spamguard bench`: what scoring costs beside its peers, and what a first IMAP sync costs."""

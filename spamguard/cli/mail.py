@@ -1,0 +1,817 @@
+"""The mail commands of the CLI: `run`, `undo`, `status`, `account add|list|remove|test|login`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from spamguard.cli.argtypes import count, journal_id, port, probability
+from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
+from spamguard.errors import ConfigError, FolderMissingError, SpamGuardError
+from spamguard.logs import log_failure
+
+__all__ = ["register"]
+
+# Undoing more actions than this asks first (or wants --yes): every undone move also marks
+# its message rescued, so it is never filtered again.
+UNDO_WITHOUT_ASKING = 5
+
+
+def register(subparsers: Any) -> None:
+    """Add the mail subcommands to the top-level parser's subparsers."""
+    p = subparsers.add_parser("run", help="watch the accounts and act on new mail")
+    p.add_argument("--once", action="store_true", help="sync, score and act once, then exit (cron)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--account", action="append", metavar="NAME", help="only this account")
+    p.add_argument("--model", metavar="DIR", help="model directory (default: the shipped model)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument(
+        "--move-above",
+        type=probability,
+        metavar="P",
+        help="in this run, move to Junk only at or above P; flag the rest that would move "
+        "(e.g. after a first --dry-run)",
+    )
+    limit.add_argument(
+        "--flag-only",
+        action="store_true",
+        help="in this run, move nothing: flag what would go to Junk",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = subparsers.add_parser("undo", help="move mail back / remove marks SpamGuard made")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--last", type=count, metavar="N", help="the last N actions (default 1)")
+    which.add_argument("--since", metavar="TIME", help="actions since TIME (ISO, or 30m, 2h, 1d)")
+    which.add_argument("--id", type=journal_id, action="append", metavar="ID", help="journal id")
+    p.add_argument("--account", metavar="NAME", help="only this account")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"undo more than {UNDO_WITHOUT_ASKING} actions without asking",
+    )
+    p.set_defaults(func=cmd_undo)
+
+    p = subparsers.add_parser("status", help="accounts, last sync, counts, recent actions")
+    p.add_argument("--journal", type=count, default=10, metavar="N", help="show the last N actions")
+    p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("state", help="the state file: set a lost or damaged one aside")
+    sub = p.add_subparsers(dest="state_command", metavar="ACTION", required=True)
+    a = sub.add_parser(
+        "reset",
+        help="set an empty or damaged state file aside and act only on mail that arrives "
+        "from now on",
+    )
+    a.set_defaults(func=cmd_state_reset)
+
+    p = subparsers.add_parser("account", help="add, list, test or remove mail accounts")
+    sub = p.add_subparsers(dest="account_command", metavar="ACTION", required=True)
+    a = sub.add_parser("add", help="add an account (or store its password in the keyring)")
+    a.add_argument("name")
+    a.add_argument("--provider", choices=sorted(PRESETS), help="fill host/port/Junk folder")
+    a.add_argument("--host")
+    a.add_argument("--port", type=port)
+    a.add_argument("--security", choices=["tls", "starttls", "plain"])
+    a.add_argument("--username")
+    a.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of prompting",
+    )
+    a.add_argument("--no-test", action="store_true", help="do not try to log in")
+    consent = a.add_mutually_exclusive_group()
+    consent.add_argument(
+        "--learn-existing",
+        action="store_true",
+        default=None,
+        help="learn from the mail the account already holds: Junk as spam, mail you read "
+        "as not spam (read-only; asked when neither option is given, default no)",
+    )
+    consent.add_argument("--no-learn-existing", dest="learn_existing", action="store_false")
+    a.set_defaults(func=cmd_account_add)
+    a = sub.add_parser("list", help="list accounts")
+    a.set_defaults(func=cmd_account_list)
+    a = sub.add_parser(
+        "remove",
+        help="stop watching an account: remove it from the config and forget its stored "
+        "password or tokens (your mail is not touched)",
+    )
+    a.add_argument("name")
+    a.add_argument("--yes", action="store_true", help="do not ask on a terminal")
+    a.set_defaults(func=cmd_account_remove)
+    a = sub.add_parser(
+        "edit",
+        help="change an account's server, port, security, user name, Junk folder or password",
+    )
+    a.add_argument("name")
+    a.add_argument("--host")
+    a.add_argument("--port", type=port)
+    a.add_argument("--security", choices=["tls", "starttls", "plain"])
+    a.add_argument("--username")
+    a.add_argument("--junk-folder", metavar="FOLDER", help='a folder name, or "auto"')
+    a.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a new password from standard input (else a stored one moves with the account)",
+    )
+    a.set_defaults(func=cmd_account_edit)
+    a = sub.add_parser("test", help="log in and check the folders")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_account_test)
+    a = sub.add_parser("login", help="sign in with OAuth2 in the browser")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_account_login)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def _accounts(config: Config, names: list[str] | None) -> list[AccountSettings]:
+    if not config.accounts:
+        where = config.path or default_config_path()
+        raise ConfigError(
+            f"no accounts configured in {where}; add one with `spamguard account add`"
+        )
+    return [config.account(n) for n in names] if names else list(config.accounts.values())
+
+
+def _store(config: Config) -> Any:
+    from spamguard.store import Store
+
+    return Store(config.state_path)
+
+
+def _scorer(config: Config, model: str | None) -> Any:
+    from spamguard.engine.runtime import load_scorer
+
+    return load_scorer(Path(model) if model else config.model_dir)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def _stop_on_signals(stop: Any) -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM ask the workers to finish their batch and stop: a clean shutdown."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        asked.set()
+        stop()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spamguard.cli.common import ProgressBar
+    from spamguard.engine.service import (
+        ActionApplied,
+        ConnectionState,
+        Error,
+        Event,
+        MessageScored,
+        Progress,
+        Service,
+    )
+
+    config = _config(args)
+    accounts = _accounts(config, args.account)
+    from spamguard.engine.runtime import Runtime
+
+    runtime = Runtime(config, model_dir=Path(args.model) if args.model else None)
+    try:
+        scorer = runtime.scorer()
+    except BaseException:
+        runtime.close()
+        raise
+    fatal: list[Error] = []
+    counts = {"scored": 0, "applied": 0, "failed": 0, "planned": 0}
+    # A first sync of a big folder takes minutes: a bar with the rate and the time left, on
+    # a terminal (one per folder being scanned; elsewhere the lines below say what it does).
+    bars: dict[tuple[str, str], ProgressBar] = {}
+
+    def progress(event: Progress) -> None:
+        key = (event.account, event.folder)
+        if event.done == 0:
+            bars[key] = ProgressBar(f"[{event.account}] {event.folder}", event.total)
+        elif key in bars:
+            bars[key].update(event.done, event.total)
+            if event.done >= event.total:
+                bars.pop(key).close()
+
+    def show(event: Event) -> None:
+        if isinstance(event, Progress):
+            progress(event)
+        elif isinstance(event, ActionApplied | Error) or args.dry_run or args.verbose:
+            for bar in bars.values():
+                bar.close()  # clear its line for what is printed; the next update redraws it
+        if isinstance(event, MessageScored):
+            counts["scored"] += 1
+            counts["planned"] += event.planned
+            if args.dry_run:
+                _say(
+                    f"[{event.account}] {event.folder} {event.uid}: p={event.p_spam:.2f} "
+                    f"{event.verdict:4} {event.subject[:60]!r} -> {event.plan}"
+                )
+        elif isinstance(event, ActionApplied):
+            counts["applied" if event.state == "applied" else "failed"] += 1
+            where = f" -> {event.dst}" if event.dst else ""
+            line = (
+                f"[{event.account}] #{event.journal_id} {event.action} {event.src}{where} "
+                f"{event.subject[:60]!r}: {event.state}"
+            )
+            line += f" ({event.error})" if event.error else ""
+            # Why, so a protected message's flag says what kept it out of Junk.
+            _say(line + (f" — {event.reason}" if event.reason else ""))
+        elif isinstance(event, Error):
+            if event.fatal:
+                fatal.append(event)
+            line = f"[{event.account}] {event.message}"
+            _warn(f"spamguard: {'error' if event.fatal else 'warning'}: {line}")
+            log_failure(line, level=logging.ERROR if event.fatal else logging.WARNING)
+        elif isinstance(event, Progress) and event.total and event.done == 0 and event.scope:
+            # A first sync says what it looks at: the `backlog` setting in words.
+            _warn(
+                f"[{event.account}] {event.folder}: {event.phase} scan of {event.scope}: "
+                f"{event.total} messages"
+            )
+        elif isinstance(event, Progress) and event.total and args.verbose:
+            _warn(f"[{event.account}] {event.folder}: {event.done}/{event.total} ({event.phase})")
+        elif isinstance(event, ConnectionState) and args.verbose:
+            _warn(f"[{event.account}] {event.state} {event.detail}")
+
+    from spamguard.engine.first_scan import Choice, ReviewRecorder, chain
+
+    choice: Choice | None = None
+    if args.flag_only:
+        choice = Choice("flag")
+    elif args.move_above is not None:
+        if args.move_above <= 0:
+            raise ConfigError("--move-above must be above 0 (0 would move everything)")
+        choice = Choice("above", args.move_above)
+    recorders: list[ReviewRecorder] = []
+    with runtime:
+        service = Service(
+            accounts,
+            scorer=scorer,
+            store=runtime.store,
+            dry_run=args.dry_run,
+            learner=runtime.learner,
+        )
+        for worker in service.workers:
+            recorder = ReviewRecorder(worker.name) if args.dry_run else None
+            if recorder is not None:
+                recorders.append(recorder)
+            worker.plan_hook = chain(choice.hook(worker.settings) if choice else None, recorder)
+        service.subscribe(show)
+        with _stop_on_signals(service.stop) as asked:
+            if args.once:
+                ok = service.run_once()
+            else:
+                service.start()
+                while not asked.wait(0.5):
+                    if all(not t.is_alive() for t in service._threads):
+                        break
+                service.stop()
+                service.join(60)
+                ok = not fatal
+    if args.dry_run:
+        # Nothing reaches the server in a dry run: the summary counts what was planned.
+        _warn(
+            f"spamguard: scored {counts['scored']} messages, would act on {counts['planned']} "
+            "(dry run: nothing changed)"
+        )
+        for recorder in recorders:
+            review = recorder.review()
+            if review.total:
+                _warn(f"[{review.account}] {review.summary()}")
+        _warn(_apply_hint(args))
+    else:
+        _warn(
+            f"spamguard: scored {counts['scored']} messages, acted on "
+            f"{counts['applied']}, {counts['failed']} refused"
+        )
+    return 0 if ok and not fatal else 1
+
+
+def _apply_hint(args: argparse.Namespace) -> str:
+    """The one line after a dry run that says how to do what it showed."""
+    import shlex
+
+    command = ["spamguard"]
+    if getattr(args, "config", None):
+        command += ["--config", str(args.config)]
+    command += ["run", "--once"]
+    for name in args.account or ():
+        command += ["--account", name]
+    if args.flag_only:
+        command.append("--flag-only")
+    elif args.move_above is not None:
+        command += ["--move-above", f"{args.move_above:g}"]
+    line = shlex.join(command)
+    if args.flag_only or args.move_above is not None:
+        return f"spamguard: to do this: {line}"
+    return (
+        f"spamguard: to do this: {line} (add --move-above 0.97 to move only the surest, "
+        "or --flag-only to move nothing)"
+    )
+
+
+# -- bench --imap ---------------------------------------------------------------------------------
+
+
+def cmd_bench_imap(args: argparse.Namespace) -> int:
+    """`spamguard bench --imap NAME`: a first sync of a scratch copy, timed per phase."""
+    import json
+
+    from spamguard.bench.imap import format_imap_bench, run_imap_bench
+
+    if args.n < 1:
+        raise ConfigError(f"-n must be at least 1, not {args.n}")
+    config = _config(args)
+    settings = _accounts(config, [args.imap])[0]
+    scorer = _scorer(config, args.model)
+    figures = run_imap_bench(settings, scorer, folder=args.folder, n=args.n)
+    _say(format_imap_bench(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+# -- undo -----------------------------------------------------------------------------------------
+
+
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """ "30m", "2h", "1d", "1w" ago, or an ISO date/time (local time when no zone)."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return now - float(match.group(1)) * unit
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SpamGuardError(
+            f"--since {text!r}: give a time like 2h, 30m, 1d or 2026-11-23T09:00"
+        ) from None
+    return when.timestamp()
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from spamguard.engine.service import open_mailstore
+    from spamguard.mail.executor import Executor
+
+    config = _config(args)
+    with _store(config) as store:
+        if args.id:
+            entries = [e for e in (store.journal_entry(i) for i in args.id) if e is not None]
+            missing = set(args.id) - {e.id for e in entries}
+            if missing:
+                raise SpamGuardError(
+                    f"no journal entries with id {', '.join(map(str, sorted(missing)))}"
+                )
+        else:
+            since = parse_since(args.since) if args.since else None
+            entries = store.journal(
+                account=args.account,
+                states=["applied"],
+                actions=["move_junk", "move", "flag", "keyword"],
+                since=since,
+                limit=None if since else (args.last or 1),
+            )
+        if args.account:
+            entries = [e for e in entries if e.account == args.account]
+        if not entries:
+            _say("nothing to undo")
+            return 0
+        if len(entries) > UNDO_WITHOUT_ASKING and not args.yes and not _confirm_undo(entries):
+            raise SpamGuardError(
+                f"this would undo {len(entries)} actions and never filter those messages "
+                "again; nothing was undone. Add --yes to go ahead, or choose fewer "
+                "with --last N, --since or --id"
+            )
+        failed = 0
+        for name in dict.fromkeys(e.account for e in entries):
+            settings = config.account(name)
+            mail = open_mailstore(settings)
+            mail.connect()
+            try:
+                executor = Executor(mail, store, settings, junk_folder=None)
+                mine = [e for e in entries if e.account == name]
+                for entry, result in zip(mine, executor.undo(mine), strict=True):
+                    failed += result.outcome == "not found"
+                    _say(
+                        f"#{entry.id} {entry.action} {entry.subject[:60]!r}: {result.outcome}"
+                        + (f" ({result.detail})" if result.detail else "")
+                    )
+            finally:
+                mail.close()
+    return 1 if failed else 0
+
+
+def _confirm_undo(entries: list[Any]) -> bool:
+    """Ask on a terminal; anywhere else (cron, scripts) the answer is no."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    accounts = ", ".join(dict.fromkeys(e.account for e in entries))
+    sys.stderr.write(
+        f"Undo {len(entries)} actions in {accounts}? Their messages will never be "
+        "filtered again. [y/N] "
+    )
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not config.accounts:
+        _say(f"no accounts configured in {config.path or default_config_path()}")
+        return 0
+    with _store(config) as store:
+        for name, a in config.accounts.items():
+            where = (
+                f"maildir {a.maildir}"
+                if a.maildir
+                else f"{a.username}@{a.host}:{a.port} ({a.security})"
+            )
+            _say(f"{name}: {where}; move ≥ {a.thresholds.move:.2f}, flag ≥ {a.thresholds.flag:.2f}")
+            server = store.authserv_id(name)
+            _say(
+                f"  authentication results trusted from: {server}"
+                if server
+                else "  authentication results: not read yet (no receiving server learnt "
+                "from the Inbox)"
+            )
+            if not a.protect_known_senders:
+                _say("  known senders are not protected from Junk (protect_known_senders = false)")
+            for state in store.folder_states(name):
+                when = dt.datetime.fromtimestamp(state.last_sync).strftime("%Y-%m-%d %H:%M:%S")
+                _say(f"  {state.folder}: last sync {when}, next UID {state.uidnext}")
+            counts = store.counts(name)
+            if counts:
+                _say("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            pending = store.journal(account=name, states=["planned"])
+            if pending:
+                _say(f"  {len(pending)} actions interrupted; the next run settles them")
+        recent = store.journal(limit=args.journal)
+        if recent:
+            _say("recent actions:")
+        for e in recent:
+            when = dt.datetime.fromtimestamp(e.created_at).strftime("%m-%d %H:%M")
+            dst = f" -> {e.dst}" if e.dst else ""
+            _say(
+                f"  #{e.id} {when} [{e.account}] {e.action} {e.src}{dst} "
+                f"{e.subject[:50]!r} {e.state}"
+            )
+    return 0
+
+
+# -- state --------------------------------------------------------------------------------------
+
+
+def cmd_state_reset(args: argparse.Namespace) -> int:
+    """Set a lost state file aside; a new one starts every account from its next message.
+
+    Without the old file SpamGuard cannot know which messages the user rescued from Junk.
+    A first-run backlog scan would move them back, so after a reset the mail already in the
+    folders is left as it is and only mail that arrives afterwards is scored and acted on.
+    """
+    from spamguard.errors import StateLostError
+    from spamguard.store import Store
+
+    config = _config(args)
+    path = config.state_path
+    if not path.exists():
+        _say(f"there is no state file at {path}; nothing to reset")
+        return 0
+    try:
+        Store(path).close()
+    except StateLostError:
+        pass
+    else:
+        raise SpamGuardError(
+            f"{path} is readable; a reset would forget which messages you rescued from Junk. "
+            "Nothing was changed"
+        )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, aside.with_name(aside.name + suffix))
+    with Store(path) as store:
+        store.start_from_new_mail(config.accounts)
+    _say(f"set the damaged state file aside as {aside}")
+    _say(
+        "a new one starts now: mail already in your folders is left as it is, and only "
+        "mail that arrives from now on is scored and moved"
+    )
+    return 0
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config) if getattr(args, "config", None) else default_config_path()
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cmd_account_add(args: argparse.Namespace) -> int:
+    from spamguard.mail.credentials import store_password
+
+    path = _config_path(args)
+    config = load_config(path) if path.exists() else Config(path=path, accounts={})
+    if args.name not in config.accounts:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
+            raise ConfigError("account names may use letters, digits, - and _ only")
+        if not (args.host or args.provider) or not args.username:
+            raise ConfigError(
+                f"account {args.name!r} is not in {path}: give --username and "
+                "--host or --provider to add it"
+            )
+        lines = [f"\n[accounts.{args.name}]"]
+        if args.provider:
+            lines.append(f"provider = {_toml_string(args.provider)}")
+        if args.host:
+            lines.append(f"host = {_toml_string(args.host)}")
+        if args.port:
+            lines.append(f"port = {args.port}")
+        if args.security:
+            lines.append(f"security = {_toml_string(args.security)}")
+        lines.append(f"username = {_toml_string(args.username)}")
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        new_text = text + "\n".join(lines) + "\n"
+        from spamguard.config import parse_config
+
+        config = parse_config(new_text, path=path)  # validate before writing anything
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_text, encoding="utf-8")
+        _say(f"added account {args.name!r} to {path}")
+        _say(
+            "see what SpamGuard would do before it moves anything: "
+            f"spamguard run --once --dry-run --account {args.name}"
+        )
+    settings = config.account(args.name)
+    if settings.auth == "oauth2":
+        status = cmd_account_login(args)
+        return status if status else _offer_first_sync(args)
+    if settings.password_command:
+        _say(f"account {args.name!r} uses password_command; nothing to store")
+    else:
+        if args.password_stdin:
+            secret = sys.stdin.readline().rstrip("\r\n")
+        else:
+            secret = getpass.getpass(f"Password for {settings.username} at {settings.host}: ")
+        if not secret:
+            raise SpamGuardError("no password given; nothing stored")
+        if settings.password_store == "file":
+            import os
+
+            from spamguard.mail.credentials import PASSPHRASE_ENV, unlock_file_store
+
+            unlock_file_store(
+                os.environ.get(PASSPHRASE_ENV)
+                or getpass.getpass("Passphrase of SpamGuard's encrypted password file: ")
+            )
+        store_password(settings, secret)
+        del secret
+        where = (
+            "the encrypted password file"
+            if settings.password_store == "file"
+            else 'the system keyring (service "spamguard")'
+        )
+        _say(f"password for {args.name!r} stored in {where}")
+    status = 0 if args.no_test else _test_account(settings)
+    return status if status else _offer_first_sync(args)
+
+
+def _offer_first_sync(args: argparse.Namespace) -> int:
+    """Learning from the account's existing mail: only when the user says yes."""
+    wanted = getattr(args, "learn_existing", None)
+    if wanted is None:
+        if getattr(args, "password_stdin", False) or not sys.stdin.isatty():
+            return 0  # nobody to ask: the answer is no
+        answer = input(
+            f"Learn from the mail {args.name!r} already holds? SpamGuard reads its Junk "
+            "folder as spam and the mail you read as not spam (read-only; the newest 2,000 "
+            "of each). [y/N] "
+        )
+        wanted = answer.strip().lower() in ("y", "yes")
+    if not wanted:
+        return 0
+    from spamguard.cli.models import run_first_sync
+
+    status = run_first_sync(args, args.name)
+    return 0 if status == 3 else status  # too little to learn from is not a failed add
+
+
+def cmd_account_list(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if not config.accounts:
+        _say(f"no accounts configured in {config.path or default_config_path()}")
+    for name, a in config.accounts.items():
+        if a.maildir:
+            source = f"maildir {a.maildir}"
+        elif a.auth == "oauth2":
+            source = "OAuth2"
+        elif a.password_command:
+            source = "password_command"
+        else:
+            source = "keyring"
+        _say(
+            f"{name}: {a.username}@{a.host}:{a.port} {a.security}, password from {source}, "
+            f"watching {', '.join(a.watch_folders)}"
+        )
+    return 0
+
+
+def cmd_account_remove(args: argparse.Namespace) -> int:
+    """Remove ``[accounts.NAME]`` from the config and its secret from where it is kept, as the
+    app's File > Remove account does; on a terminal it asks first (``--yes`` does not)."""
+    from spamguard.app_api import remove_account
+
+    path = _config_path(args)
+    config = _config(args)
+    config.account(args.name)  # an unknown name: the config's own one-line error
+    if not args.yes and sys.stdin.isatty():
+        answer = input(
+            f"Remove {args.name!r} from {path} and forget its stored password or sign-in? "
+            "Your mail on the server is not touched. [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            _say("nothing was removed")
+            return 1
+    forgot = remove_account(path, args.name)
+    _say(
+        f"removed account {args.name!r} from {path}"
+        + ("; its stored password or sign-in is forgotten" if forgot else "")
+    )
+    return 0
+
+
+def cmd_account_edit(args: argparse.Namespace) -> int:
+    """Change the given settings of an account, keeping every other line of its section; a
+    stored password moves with a changed user name, server or store (`app_api.update_account`,
+    the app's Edit account)."""
+    from spamguard.app_api import update_account
+
+    path = _config_path(args)
+    old = _config(args).account(args.name)
+    changes = {
+        k: v
+        for k, v in {
+            "host": args.host,
+            "port": args.port,
+            "security": args.security,
+            "username": args.username,
+            "junk_folder": args.junk_folder,
+        }.items()
+        if v is not None
+    }
+    secret = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+    if args.password_stdin and not secret:
+        raise SpamGuardError("no password on standard input; nothing was changed")
+    if not changes and not secret:
+        raise ConfigError(
+            "nothing to change: give --host, --port, --security, --username, --junk-folder "
+            "or --password-stdin"
+        )
+    if secret and (old.auth != "password" or old.password_command):
+        raise ConfigError(
+            f"account {args.name!r} does not keep a password "
+            f"({'OAuth2 sign-in' if old.auth != 'password' else 'password_command'}); "
+            "nothing was changed"
+        )
+    if old.password_store == "file" and not old.password_command:
+        from spamguard.mail.credentials import PASSPHRASE_ENV, file_store_locked, unlock_file_store
+
+        if file_store_locked():
+            unlock_file_store(
+                os.environ.get(PASSPHRASE_ENV)
+                or getpass.getpass("Passphrase of SpamGuard's encrypted password file: ")
+            )
+    update_account(
+        path,
+        args.name,
+        username=changes.get("username", old.username),
+        host=changes.get("host", old.host),
+        port=changes.get("port", old.port),
+        security=changes.get("security", old.security),
+        provider=old.provider,
+        junk_folder=changes.get("junk_folder", old.junk_folder),
+        auth=old.auth,
+        oauth=dict(old.oauth),
+        password_command=old.password_command,
+        password_store=old.password_store,
+        tls_fingerprint=None if {"host", "port"} & changes.keys() else old.tls_fingerprint,
+        allow_plaintext=old.allow_plaintext,
+        protect_known_senders=old.protect_known_senders,
+        secret=secret,
+    )
+    what = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
+    _say(
+        f"changed account {args.name!r} in {path}: "
+        + (what + ("; new password stored" if secret else "") if what else "new password stored")
+    )
+    if {"host", "port"} & changes.keys() and old.tls_fingerprint:
+        _say(
+            "the certificate pinned for the old server was dropped; "
+            f"`spamguard account test {args.name}` shows the new server's"
+        )
+    return 0
+
+
+def cmd_account_test(args: argparse.Namespace) -> int:
+    return _test_account(_config(args).account(args.name))
+
+
+def cmd_account_login(args: argparse.Namespace) -> int:
+    from spamguard.mail import oauth
+    from spamguard.mail.credentials import oauth_settings
+
+    settings = _config(args).account(args.name)
+    if settings.auth != "oauth2":
+        raise ConfigError(f'account {args.name!r} does not use auth = "oauth2"')
+    _say("opening the browser to sign in…")
+    oauth.authorize(settings.name, oauth_settings(settings), login_hint=settings.username)
+    _say(f"signed in; tokens for {args.name!r} stored in the system keyring")
+    return 0 if getattr(args, "no_test", False) else _test_account(settings)
+
+
+def _test_account(settings: AccountSettings) -> int:
+    from spamguard.engine.service import open_mailstore
+    from spamguard.mail.folders import find_junk_folder, find_sent_folder
+
+    mail = open_mailstore(settings)
+    mail.connect()
+    try:
+        _say(f"logged in to {settings.host} as {settings.username}")
+        caps = mail.capabilities
+        wanted = [c for c in ("IDLE", "MOVE", "UIDPLUS", "CONDSTORE", "SPECIAL-USE") if c in caps]
+        missing = [c for c in ("IDLE", "MOVE", "UIDPLUS") if c not in caps]
+        _say(
+            f"server offers {' '.join(wanted) or 'none of IDLE/MOVE/UIDPLUS'}"
+            + (f"; without {' '.join(missing)} SpamGuard uses its fallbacks" if missing else "")
+        )
+        try:
+            _say(f"Junk folder: {find_junk_folder(mail, settings)}")
+        except FolderMissingError as exc:
+            _say(f"Junk folder: none ({exc})")
+        _say(f"Sent folder: {find_sent_folder(mail, settings) or 'none found'}")
+        ok = True
+        for folder in settings.watch_folders:
+            try:
+                status = mail.select(folder)
+                _say(f"watching {folder}: {status.exists} messages")
+            except FolderMissingError:
+                _say(f"watching {folder}: MISSING")
+                ok = False
+    finally:
+        mail.close()
+    return 0 if ok else 1
