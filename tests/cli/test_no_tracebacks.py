@@ -246,11 +246,12 @@ def test_unexpected_errors_are_one_line_and_the_traceback_goes_to_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import spamguard.cli as cli
+    import spamguard.cli.score as score_commands
 
     def boom(args: object) -> int:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(cli, "cmd_demo", boom)
+    monkeypatch.setattr(score_commands, "cmd_demo", boom)
     logs = tmp_path / "logs"
     monkeypatch.setenv("SPAMGUARD_LOG_DIR", str(logs))
     assert cli.main(["demo"]) == 1
