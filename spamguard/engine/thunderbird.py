@@ -204,7 +204,7 @@ def build_addon(config_path: str | None = None) -> Path | None:
     (plugins/thunderbird next to the package); None otherwise."""
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     script = root / "packaging" / "build-xpi"
     if not (root / "plugins" / "thunderbird" / "manifest.json").exists() or not script.exists():
         return None
