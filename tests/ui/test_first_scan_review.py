@@ -233,7 +233,7 @@ def test_learn_first_makes_the_review_again_with_the_learned_version(
     from imap_helpers import PASSWORD, account_toml
     from imapclient import IMAPClient
 
-    from spamguard.versions import ModelRegistry
+    from spamguard.learn.registry import ModelRegistry
     from tests.fixtures.make_corpus import render
     from tests.ui.test_first_sync_dialog import OLD, filled_account
 
