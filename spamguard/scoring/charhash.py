@@ -78,16 +78,16 @@ class WordGrams:
 
     def counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """The matrix `char_wb_counts` gives for ``texts`` (single-spaced, as there)."""
-        vocab: dict[str, int] = {}
-        ids: list[int] = []
-        lens = np.empty(len(texts), dtype=np.int64)
-        for i, text in enumerate(texts):
-            words = text.split(" ")
-            lens[i] = len(words)
-            ids.extend([vocab.setdefault(w, len(vocab)) for w in words])
-        words = list(vocab)
+        if not texts:
+            return sparse.csr_matrix((0, self.n_features))
+        # Every text's words (text.split(" ")), one text after another, and their ids.
+        tokens = " ".join(texts).split(" ")
+        lens = np.fromiter((t.count(" ") + 1 for t in texts), dtype=np.int64, count=len(texts))
+        words = list(dict.fromkeys(tokens))
+        vocab = {w: i for i, w in enumerate(words)}
+        ids = list(map(vocab.__getitem__, tokens))
         known = self._columns
-        blobs = [known.get(w) for w in words]
+        blobs = list(map(known.get, words))
         missing = [i for i, blob in enumerate(blobs) if blob is None]
         if missing:
             new = [words[i] for i in missing]
@@ -106,13 +106,16 @@ class WordGrams:
                 start = end
         grams = np.frombuffer(b"".join(blobs), dtype=np.int32)  # type: ignore[arg-type]
         indptr = np.zeros(len(words) + 1, dtype=np.int64)
-        np.cumsum([len(b) // 4 for b in blobs], out=indptr[1:])  # type: ignore[arg-type]
+        sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))  # type: ignore[arg-type]
+        np.cumsum(sizes // 4, out=indptr[1:])
         word_grams = sparse.csr_matrix(
             (np.ones(len(grams)), grams, indptr), shape=(len(words), self.n_features)
         )
-        rows = np.repeat(np.arange(len(texts)), lens)
+        bounds = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lens, out=bounds[1:])
+        # A word twice in a text is two entries of its row: the product adds them up.
         message_words = sparse.csr_matrix(
-            (np.ones(len(ids)), (rows, np.asarray(ids, dtype=np.int64))),
+            (np.ones(len(ids)), np.asarray(ids, dtype=np.int64), bounds),
             shape=(len(texts), len(words)),
         )
         matrix = (message_words @ word_grams).tocsr()

@@ -109,3 +109,4 @@ def test_word_grams_give_char_wb_counts_batch_after_batch() -> None:
                     assert ours.indices.tolist() == reference.indices.tolist()
                     assert ours.data.tolist() == reference.data.tolist()
             assert len(grams._columns) <= grams.max_words
+            assert grams.counts([]).shape == (0, n_features)
