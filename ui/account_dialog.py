@@ -115,6 +115,25 @@ class _TestJob(QRunnable):
         self.signals.done.emit(report)
 
 
+class _SaveJob(QRunnable):
+    """Saves the account off the GUI thread when the encrypted password file is involved:
+    its key derivation (Argon2) takes a second or more, and the dialog must not freeze."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.work = work
+        self.signals = _Signals()
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except SpamGuardError as exc:
+            self.signals.done.emit(str(exc))
+            return
+        self.signals.done.emit("")
+
+
 class _SignInSignals(QObject):
     open_url = Signal(str)
     done = Signal(object)
@@ -862,7 +881,7 @@ class AccountDialog(QDialog):
                 self._fail(self.tr("Enter the password (or choose a password command)."))
                 return
             if store == "file":
-                from spamguard.mail.credentials import secrets_file, unlock_file_store
+                from spamguard.mail.credentials import secrets_file
 
                 if not self.passphrase.text():
                     self._fail(
@@ -877,9 +896,20 @@ class AccountDialog(QDialog):
                 ):
                     self._fail(self.tr("The two passphrases differ; type the same one twice."))
                     return
-                unlock_file_store(self.passphrase.text())
             if settings.auth == "oauth2" and self._signed_in_as not in (None, settings.name):
                 self._move_tokens(str(self._signed_in_as), settings.name)
+        except SpamGuardError as exc:
+            self._fail(str(exc))
+            return
+        passphrase = self.passphrase.text()
+        backlog = self.backlog.currentData() or None
+        protect = self.protect_known.isChecked()
+
+        def save() -> None:
+            if store == "file":
+                from spamguard.mail.credentials import unlock_file_store
+
+                unlock_file_store(passphrase)
             # Config and secret together: the section is checked, the secret stored, then the
             # file written; a failure on the way leaves neither behind.
             add_account(
@@ -891,18 +921,53 @@ class AccountDialog(QDialog):
                 security=settings.security,
                 provider=settings.provider,
                 junk_folder=junk,
-                backlog=self.backlog.currentData() or None,
+                backlog=backlog,
                 auth=settings.auth,
                 oauth=dict(settings.oauth),
                 password_command=settings.password_command,
                 password_store=settings.password_store,
                 tls_fingerprint=settings.tls_fingerprint,
                 allow_plaintext=settings.allow_plaintext,
-                protect_known_senders=self.protect_known.isChecked(),
+                protect_known_senders=protect,
                 secret=secret,
             )
-        except SpamGuardError as exc:
-            self._fail(str(exc))
+
+        self._save(save, slow=store == "file")
+
+    def _save(self, work: Callable[[], object], *, slow: bool) -> None:
+        """Run ``work`` (write the config and the secret); accept when it went through. With
+        the encrypted file (``slow``) it runs in a thread while the dialog says so, its
+        buttons held: a Cancel meanwhile could not take back what is being written."""
+        if not slow:
+            try:
+                work()
+            except SpamGuardError as exc:
+                self._fail(str(exc))
+                return
+            self._saved("")
+            return
+        self.buttons.setEnabled(False)
+        self.result.setText(self.tr("Saving; opening the encrypted password file takes a moment…"))
+        job = _SaveJob(work)
+        job.signals.done.connect(self._saved)
+        self._jobs.append(job)
+        QThreadPool.globalInstance().start(job)
+
+    def reject(self) -> None:
+        if self.saving:
+            return  # Escape or the window's close button while saving: it finishes first
+        super().reject()
+
+    @property
+    def saving(self) -> bool:
+        return any(isinstance(j, _SaveJob) for j in self._jobs)
+
+    def _saved(self, error: str) -> None:
+        self._jobs = [j for j in self._jobs if not isinstance(j, _SaveJob)]
+        self.buttons.setEnabled(True)
+        if error:
+            self._fail(error)
+            self._validate()
             return
         self._added = True
         super().accept()
@@ -914,11 +979,15 @@ class AccountDialog(QDialog):
         from spamguard.engine.session import update_account
         from spamguard.mail.credentials import file_store_locked, unlock_file_store
 
-        try:
-            before = self.editing.password_store if self.editing else "file"
-            needs_file = store == "file" and (bool(secret) or before != "file")
-            if needs_file and (self.passphrase.text() or file_store_locked()):
-                unlock_file_store(self.passphrase.text())
+        before = self.editing.password_store if self.editing else "file"
+        needs_file = store == "file" and (bool(secret) or before != "file")
+        unlock = needs_file and bool(self.passphrase.text() or file_store_locked())
+        passphrase = self.passphrase.text()
+        protect = self.protect_known.isChecked()
+
+        def save() -> None:
+            if unlock:
+                unlock_file_store(passphrase)
             update_account(
                 self.config_path,
                 settings.name,
@@ -934,14 +1003,11 @@ class AccountDialog(QDialog):
                 password_store=settings.password_store,
                 tls_fingerprint=settings.tls_fingerprint,
                 allow_plaintext=settings.allow_plaintext,
-                protect_known_senders=self.protect_known.isChecked(),
+                protect_known_senders=protect,
                 secret=secret or None,
             )
-        except SpamGuardError as exc:
-            self._fail(str(exc))
-            return
-        self._added = True
-        super().accept()
+
+        self._save(save, slow=unlock or store == "file")
 
     def _fail(self, text: str) -> None:
         self.result.setText(_outcome(False, html.escape(text, quote=False)))

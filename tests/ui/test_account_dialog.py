@@ -442,7 +442,14 @@ def test_without_keyring_the_encrypted_file_ends_in_a_working_account(
     assert "passphrases differ" in dialog.result.text() and dialog.isVisible()
     assert not dialog.config_path.exists()
     dialog.passphrase_again.setText("correct horse")
-    dialog.ok_button.click()
+    with qtbot.waitSignal(dialog.accepted, timeout=60_000):
+        dialog.ok_button.click()
+        # The key derivation runs in a thread: the dialog says so and holds its buttons;
+        # Escape meanwhile does not close it (the save could not be taken back).
+        assert dialog.saving and credentials.file_store_locked(), dialog.result.text()
+        assert "Saving" in dialog.result.text() and not dialog.buttons.isEnabled()
+        dialog.reject()
+        assert dialog.isVisible()
     assert not dialog.isVisible(), dialog.result.text()
     account = load_config(dialog.config_path).accounts[dialog.name.text()]
     assert account.password_store == "file" and account.password_command is None
