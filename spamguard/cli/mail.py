@@ -697,8 +697,8 @@ def cmd_account_remove(args: argparse.Namespace) -> int:
 
 def cmd_account_edit(args: argparse.Namespace) -> int:
     """Change the given settings of an account, keeping every other line of its section; a
-    stored password moves with a changed user name, server or store (`engine.session.update_account`,
-    the app's Edit account)."""
+    stored password moves with a changed user name, server or store (the app's Edit account,
+    `engine.session.update_account`)."""
     from spamguard.engine.session import update_account
 
     path = _config_path(args)
