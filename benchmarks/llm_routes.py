@@ -5,7 +5,7 @@
     python benchmarks/llm_routes.py cost --model NAME         # 3. cost on 2 threads, RSS
     python benchmarks/llm_routes.py report                    # 4. CV, decision, table, JSON
 
-Routes (spamguard/scoring/llm_routes.py): ``encoder`` (pooled hidden state + logistic block),
+Routes (spamguard/llm/routes.py): ``encoder`` (pooled hidden state + logistic block),
 ``fewshot`` (label log-odds after 3 neighbours that MiniLM retrieves from the shipped index),
 ``questions`` (yes/no log-odds of four narrow questions, each a stacker feature).
 
@@ -142,8 +142,8 @@ def selected(
 
 
 def features(args: argparse.Namespace) -> int:
-    from spamguard.scoring.llm import LLMEngine, LLMSettings, mail_for_prompt
-    from spamguard.scoring.llm_routes import (
+    from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
+    from spamguard.llm.routes import (
         LLMEmbedder,
         fewshot_logodds,
         question_logodds,
@@ -228,8 +228,8 @@ def _neighbours(
     """For each message, its SHOTS nearest labelled messages of the shipped neighbour index
     (the SpamAssassin train half, models/default/neighbours.npz: what the app retrieves from
     before the user's own labels exist), found by the MiniLM encoder as the app does."""
+    from spamguard.llm.routes import shot_text
     from spamguard.scoring.encoder import load_encoder
-    from spamguard.scoring.llm_routes import shot_text
     from spamguard.scoring.model import load_model
 
     model = load_model(ROOT / "models" / "default")
@@ -270,8 +270,8 @@ def _rss_mb() -> float:
 
 def cost(args: argparse.Namespace) -> int:
     """Per route: ms/message, p95, prompt tokens/s with --threads threads, RSS after load."""
-    from spamguard.scoring.llm import LLMEngine, LLMSettings, mail_for_prompt
-    from spamguard.scoring.llm_routes import (
+    from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
+    from spamguard.llm.routes import (
         LLMEmbedder,
         RouteStats,
         fewshot_logodds,

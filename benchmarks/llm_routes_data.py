@@ -47,7 +47,7 @@ def load_sets(
     only_sets: set[str] | None = None,
 ) -> dict[str, list[Any]]:
     """set name -> list of LabelledMessage (SpamAssassin halves, modern halves)."""
-    from spamguard.corpus import load_manifest, load_split
+    from spamguard.learn.corpus import load_manifest, load_split
 
     loaders = {
         "sa-train": lambda: load_split(SPLIT, sa_corpus, "train"),
@@ -70,8 +70,8 @@ def _score(scorer: Any, messages: list[Any]) -> np.ndarray:
 
 def oof_cascade(items: list[Any], encoder: Any) -> np.ndarray:
     """Out-of-fold cascade scores of the train half: both stages retrained with 5-fold CV."""
+    from spamguard.learn.fit import TrainOptions, train
     from spamguard.scoring.cascade import Band
-    from spamguard.training import TrainOptions, train
 
     spec = json.loads((ROOT / "models" / "cascade.json").read_text("utf-8"))
     band = Band(**spec["bands"][0])
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "scripts"))
     from train_default import _LookupEncoder  # type: ignore[import-not-found]
 
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     encoder = _LookupEncoder(args.embeddings or args.cache / "minilm.npz")
     scorer = load_default_scorer(ROOT / "models" / "default", cascade=True)

@@ -24,7 +24,7 @@ from typing import Any, Final
 import numpy as np
 
 from spamguard.errors import ModelError
-from spamguard.scoring.llm import (
+from spamguard.llm.engine import (
     CatalogEntry,
     LLMEngine,
     LLMSettings,
