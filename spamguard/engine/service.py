@@ -341,7 +341,8 @@ class AccountWorker:
         self._emit(ConnectionState(self.name, "connecting", self.settings.host))
         self.mail.connect()
         try:
-            self.junk_folder = find_junk_folder(self.mail, self.settings)
+            # A dry run (the first-scan review) plans the moves but creates no folder.
+            self.junk_folder = find_junk_folder(self.mail, self.settings, create=not self.dry_run)
         except FolderMissingError as exc:
             self.junk_folder = None
             self._emit(Error(self.name, str(exc), type(exc).__name__))

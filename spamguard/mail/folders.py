@@ -20,8 +20,9 @@ def _pick(folders: list[FolderInfo], special: str, names: tuple[str, ...]) -> st
     return None
 
 
-def find_junk_folder(mail: MailStore, settings: AccountSettings) -> str:
-    """The Junk folder's name; created only when the config says ``create_junk = true``.
+def find_junk_folder(mail: MailStore, settings: AccountSettings, *, create: bool = True) -> str:
+    """The Junk folder's name; created only when the config says ``create_junk = true``
+    (with ``create=False``, a dry run: the name it would create, left uncreated).
 
     Raises `FolderMissingError` (naming what to do) when there is none.
     """
@@ -31,7 +32,8 @@ def find_junk_folder(mail: MailStore, settings: AccountSettings) -> str:
         if settings.junk_folder in names:
             return settings.junk_folder
         if settings.create_junk:
-            mail.create_folder(settings.junk_folder)
+            if create:
+                mail.create_folder(settings.junk_folder)
             return settings.junk_folder
         raise FolderMissingError(
             f"the Junk folder {settings.junk_folder!r} set in the config does not exist on "
@@ -42,7 +44,8 @@ def find_junk_folder(mail: MailStore, settings: AccountSettings) -> str:
     if found:
         return found
     if settings.create_junk:
-        mail.create_folder("Junk")
+        if create:
+            mail.create_folder("Junk")
         return "Junk"
     raise FolderMissingError(
         f"account {settings.name!r} has no Junk folder (none is marked \\Junk and none has a "

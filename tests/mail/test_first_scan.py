@@ -191,3 +191,34 @@ def test_cli_flag_only_moves_nothing(dovecot: DovecotServer, tmp_path: Path) -> 
     bad = _run(config, tmp_path, "--move-above", "0")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("spamguard: ")
+
+
+def _folders(server: DovecotServer, user: str) -> set[str]:
+    from imap_helpers import PASSWORD
+    from imapclient import IMAPClient
+
+    with IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=30) as client:
+        client.login(user, PASSWORD)
+        return {name for _, _, name in client.list_folders()}
+
+
+def test_a_dry_run_plans_moves_into_a_junk_folder_it_does_not_create(
+    dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    """`create_junk = true` with no such folder yet: the review (a dry run) shows the moves
+    but creates nothing on the server; the run that applies them creates the folder."""
+    user = dovecot.add_user()
+    append_all(dovecot, user, [make_mail(i, p) for i, p in enumerate(SCORES)])
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "c"}"\n\n'
+        + account_toml(dovecot, user, extra='junk_folder = "Caught"\ncreate_junk = true\n')
+    )
+    dry = _run(config, tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "[work] SpamGuard would move 4 and flag 2 of 8 messages" in dry.stderr, dry.stderr
+    assert "Caught" not in _folders(dovecot, user)
+    done = _run(config, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Caught" in _folders(dovecot, user)
+    assert done.stdout.count("move_junk INBOX -> Caught") == 4, done.stdout
