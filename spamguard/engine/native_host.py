@@ -235,7 +235,7 @@ class Host:
 
     def explain(self, req: dict[str, Any], send: Callable[[str], None] | None = None) -> Any:
         """The local LLM's short explanation, checked against the evidence and what SpamGuard
-        did before it is sent (`scoring.explain`): the model's text, or SpamGuard's own summary
+        did before it is sent (`llm.explain`): the model's text, or SpamGuard's own summary
         with a note when the text contradicted them. Kept per message once written."""
         from spamguard.llm.engine import LLMSettings
         from spamguard.llm.explain import (

@@ -414,7 +414,7 @@ class AccountSession:
         It reads the score and evidence SpamGuard already has; it changes neither. It is told
         what was actually done (this account's thresholds, allow list and rules, from the
         journal) and checked against the verdict, the action and the evidence before it is
-        shown (`scoring.explain`). What is shown is kept for the message and shown again
+        shown (`llm.explain`). What is shown is kept for the message and shown again
         until the message's action or the model changes. A missing or damaged model is a
         `ModelError` naming what to install.
         """

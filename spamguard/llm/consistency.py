@@ -392,6 +392,11 @@ def _auth(clause: str, facts: Facts) -> Iterator[Contradiction]:
         says_pass = positive != negated  # "passed", or "did not fail"
         strong = not negated  # "passed"/"failed" vs "did not fail"/"did not pass"
         words = clause[max(0, start - 40) : end + 30].strip()
+        if not says_pass and strong and len(set(methods)) > 1:
+            # "its SPF/DKIM checks were rejected": true enough when one of them failed.
+            if any(results.get(m) in _FAILED for m in methods):
+                continue
+            methods = methods[:1]
         for method in methods or [""]:
             got = (
                 ([results[method]] if method in results else [])
@@ -638,6 +643,12 @@ _MOVED = re.compile(
     r"\b(?:is|now|sits?|lands?|landed|ended\s+up)\s+(?:now\s+)?in\s+(?:the\s+|your\s+)?junk\b",
     re.IGNORECASE,
 )
+# "It did not reach the threshold of spam" about a message moved to Junk for reaching it.
+_BELOW_SPAM = re.compile(
+    r"\b(?:did\s+not|didn't|does\s+not|doesn't|never)\s+(?:reach|cross|pass|exceed|meet|hit)\s+"
+    r"the\s+(?:threshold|score|level|bar)\s+(?:of|for)\s+(?:a\s+|being\s+)?spam\b",
+    re.IGNORECASE,
+)
 # Out of Junk again: only a rescue (yours or Undo) does that, and then it is not in Junk.
 _OUT_OF_JUNK = re.compile(
     r"\b(?:moved|taken|brought|restored|returned|rescued|released|pulled)\b[^.;]{0,25}?"
@@ -687,6 +698,8 @@ def _action(clause: str, facts: Facts) -> Iterator[Contradiction]:
             yield Contradiction("action", words, "it was not moved to Junk")
         elif not moved and facts.moved_to_junk:
             yield Contradiction("action", words, "it was moved to Junk")
+    if facts.moved_to_junk and _BELOW_SPAM.search(clause):
+        yield Contradiction("action", words, "it was moved to Junk for reaching that threshold")
     for m in _OUT_OF_JUNK.finditer(clause):
         if facts.moved_to_junk and not _negated(clause, m.start(), window=6):
             yield Contradiction("action", words, "it was moved to Junk and is there")

@@ -110,6 +110,7 @@ ALLOWED = Facts(allow_listed=True, links=1, link_domains=("shop.example",), offs
         ("Instead, it pushed the message to Junk.", STATEMENT, "action"),
         ("The email has been moved from Junk into your inbox.", PHISH, "action"),
         ("Its SPF and DKIM checks were rejected.", STATEMENT, "authentication"),
+        ("The filter did not reach the threshold of spam.", PHISH, "action"),
         # negations shared by two things
         ("It has no attachments or links.", STATEMENT, "links"),
         ("The message held no links or attachments.", PHISH, "links"),
@@ -181,6 +182,8 @@ def test_each_kind_of_contradiction_is_caught(text: str, facts: Facts, kind: str
         ("It was not removed from your mailbox.", STATEMENT),
         ("It was moved from your Inbox to Junk.", PHISH),
         ("It was not moved out of Junk.", PHISH),
+        ("Its SPF/DKIM checks were rejected.", PHISH),  # SPF soft-failed
+        ("It did not reach the threshold of spam, so it was flagged.", STATEMENT),
         # no claim at all
         ("It resembles earlier spam in its wording.", NOTE),
         ("SpamGuard rated it 62 % likely to be spam.", STATEMENT),
