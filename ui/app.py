@@ -123,6 +123,7 @@ class SpamGuardApp(QObject):
         # the user chooses in `review_dialog` (the demo mailbox acts at once: it is a copy).
         self.review_first_scan = review_first_scan
         self.reviews: dict[str, Review] = {}  # accounts whose review waits for a choice
+        self._chosen: set[str] = set()  # a choice was sent; a review still on its way is stale
         self.review_dialog: Any = None  # the last first-scan review opened
         self._first_scan_pending: set[str] = set()
         self._scan_started: dict[str, float] = {}
@@ -526,6 +527,8 @@ class SpamGuardApp(QObject):
 
     def _review_ready(self, account: str, review: Review) -> None:
         """The first scan's dry run is done: show what it would do, and wait for a choice."""
+        if account in self._chosen:
+            return  # made before the user's choice reached the worker (e.g. Scan now)
         self.reviews[account] = review
         self.window.show_progress(
             0,
@@ -569,6 +572,7 @@ class SpamGuardApp(QObject):
         runner = self.runners.get(account)
         if runner is None or self.reviews.pop(account, None) is None:
             return
+        self._chosen.add(account)
         self.window.show_banner("")
         runner.apply_review(choice)
 
@@ -596,6 +600,7 @@ class SpamGuardApp(QObject):
         runner.review_again()
 
     def _scan_finished(self, account: str, count: int) -> None:
+        self._chosen.discard(account)
         dialog = self.review_dialog
         if dialog is not None and dialog.account == account and account not in self.reviews:
             dialog.close()  # looked again and found nothing to decide: the scan went ahead
@@ -757,6 +762,7 @@ class SpamGuardApp(QObject):
 
     def _account_edited(self, name: str) -> None:
         self.reviews.pop(name, None)  # a new worker looks again on the saved settings
+        self._chosen.discard(name)
         runner = self.runners.pop(name, None)
         if runner is not None:
             runner.stop()
@@ -793,6 +799,7 @@ class SpamGuardApp(QObject):
 
         self._trouble.pop(name, None)
         self.reviews.pop(name, None)
+        self._chosen.discard(name)
         runner = self.runners.pop(name, None)
         if runner is not None:
             runner.stop()
