@@ -509,6 +509,13 @@ class SpamGuardApp(QObject):
         if self._attention:
             states.add("attention")
         state = next((s for s in _STATE_ORDER if s in states), "idle")
+        if self.reviews and state in ("idle", "attention"):
+            # Nothing moved yet: the first scan of a new account waits for the user's choice.
+            tip = self.tr("SpamGuard: the first scan of %1 waits for your review").replace(
+                "%1", ", ".join(self.reviews)
+            )
+            self.tray.set_state("attention", detail, tip=tip)
+            return
         if state != "scanning" or self.tray.state != "scanning":
             self.tray.set_state(state, detail)
 
@@ -530,6 +537,7 @@ class SpamGuardApp(QObject):
         if account in self._chosen:
             return  # made before the user's choice reached the worker (e.g. Scan now)
         self.reviews[account] = review
+        self._update_tray()
         self.window.show_progress(
             0,
             0,
@@ -574,6 +582,7 @@ class SpamGuardApp(QObject):
             return
         self._chosen.add(account)
         self.window.show_banner("")
+        self._update_tray()
         runner.apply_review(choice)
 
     def _learn_for_review(self, account: str) -> None:

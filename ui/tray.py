@@ -136,7 +136,10 @@ class Tray(QObject):
 
     # -- state -----------------------------------------------------------------------------
 
-    def set_state(self, state: str, detail: str = "", progress: float | None = None) -> None:
+    def set_state(
+        self, state: str, detail: str = "", progress: float | None = None, tip: str = ""
+    ) -> None:
+        """Show ``state``; ``tip`` replaces the state's usual first line of the tooltip."""
         assert state in STATES, state
         self.state = state
         self.progress = progress if state == "scanning" else None
@@ -150,7 +153,7 @@ class Tray(QObject):
             "error": self.tr("SpamGuard: needs your attention"),
             "paused": self.tr("SpamGuard: paused"),
         }
-        tip = tips[state]
+        tip = tip or tips[state]
         if progress is not None and state == "scanning":
             tip += f" ({progress * 100:.0f} %)"
         if detail:

@@ -176,6 +176,9 @@ def test_flag_only_moves_nothing_and_decide_later_changes_nothing(
     app.start(show_window=True)
     dialog = _wait_review(app, qtbot)
     assert dialog.flag_button.text() == "&Flag only: flag 6, move nothing"
+    # The tray says what is waiting, not "watching your mail" or "flagged or moved".
+    assert app.tray.state == "attention"
+    assert "the first scan of work waits for your review" in app.tray.icon.toolTip()
 
     # First-sync learning is offered on the same page; with an empty Junk there is too little
     # to learn from, and the review is back to take a choice.
@@ -206,6 +209,7 @@ def test_flag_only_moves_nothing_and_decide_later_changes_nothing(
     assert app.store is not None
     assert sorted(e.action for e in app.store.journal(account="work")) == ["flag"] * 6
     assert not banner.isVisible() or "Review" not in banner.text()
+    assert "waits for your review" not in app.tray.icon.toolTip()
 
 
 def test_apply_does_what_the_review_showed(
