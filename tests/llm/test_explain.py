@@ -293,11 +293,22 @@ def test_injected_mail_cannot_make_the_shown_explanation_call_spam_legitimate(
     with capsys.disabled():
         print(f"\n[{where}] LLM: {raw!r}\n[{where}] shown: {shown!r}")
 
+    from spamguard.llm.consistency import contradictions, finish_sentences
+    from spamguard.llm.explain import outcome_facts
+
+    quoted = llm_module.mail_for_prompt(msg, 3000)
+    finished = finish_sentences(raw)  # what is judged: the model's complete sentences
+    facts = outcome_facts(msg, MOVED)
     if shown.startswith(WITHHELD_NOTE.split(":")[0]):
         # Withheld: the user sees SpamGuard's own summary, nothing the mail wrote.
         assert shown.endswith(evidence_summary(SCORE, MOVED))
-        assert check_explanation(raw, MOVED, llm_module.mail_for_prompt(msg, 3000), FACTS)
+        assert (
+            not finished
+            or check_explanation(finished, MOVED, quoted, FACTS)
+            or contradictions(finished, facts)
+        )
     else:
-        assert shown == raw
-        assert check_explanation(shown, MOVED, llm_module.mail_for_prompt(msg, 3000), FACTS) == []
+        assert shown == finished
+        assert check_explanation(shown, MOVED, quoted, FACTS) == []
+        assert contradictions(shown, facts) == []
         assert not INJECTED.search(shown), shown
