@@ -15,7 +15,7 @@ import numpy as np
 
 from spamguard.evaluate import metrics
 from spamguard.learn.corpus import load_split
-from spamguard.scoring.assemble import build_cascade
+from spamguard.llm.cascade import build_cascade
 from spamguard.scoring.model import load_scorer
 
 SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD
+
 __all__ = ["auc", "calibration_error", "metrics", "plot", "recall_at_fpr"]
 
 
@@ -82,8 +84,8 @@ def metrics(
     p: Sequence[float] | np.ndarray,
     groups: Sequence[str] | None = None,
     *,
-    move: float = 0.90,
-    flag: float = 0.50,
+    move: float = DEFAULT_MOVE_THRESHOLD,
+    flag: float = DEFAULT_FLAG_THRESHOLD,
 ) -> dict[str, Any]:
     """Every figure `spamguard eval` reports."""
     ya = np.asarray(y, dtype=bool)

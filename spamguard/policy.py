@@ -9,7 +9,8 @@ from typing import Literal
 
 from spamguard.config import AccountSettings, FolderRule
 from spamguard.message import Message
-from spamguard.scoring.base import Score, Verdict, verdict_for
+from spamguard.scoring.base import Score
+from spamguard.verdict import Verdict, verdict_for
 
 __all__ = [
     "Action",

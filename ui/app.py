@@ -19,7 +19,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from spamguard.config import (
     AccountSettings,
     LLMConfig,
-    Thresholds,
     default_config_path,
     load_config,
     parse_config,
@@ -38,6 +37,7 @@ from spamguard.engine.session import (
 )
 from spamguard.errors import SpamGuardError
 from spamguard.store import Store
+from spamguard.verdict import Thresholds
 
 from .main_window import MainWindow
 from .messages import ROW_ROLE

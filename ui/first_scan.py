@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spamguard.config import Thresholds
 from spamguard.engine.first_scan import Choice, Review
+from spamguard.verdict import Thresholds
 
 from .messages import percent
 

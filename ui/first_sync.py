@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from spamguard.config import AccountSettings, load_config
+from spamguard.engine.runtime import model_registry
 from spamguard.errors import SpamGuardError
 from spamguard.learn.first_sync import FirstSyncOptions, FirstSyncResult
 from spamguard.learn.fit import Cancelled
@@ -188,5 +189,5 @@ def dialog_for(
 ) -> FirstSyncDialog:
     """The dialog for ``account`` of the config at ``config_path``, not started yet."""
     config = load_config(config_path)
-    registry = ModelRegistry(config.data_dir / "models" if config.data_dir else None)
+    registry = model_registry(config)
     return FirstSyncDialog(config.account(account), store, registry, parent=parent)

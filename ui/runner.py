@@ -11,7 +11,6 @@ from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 
-from spamguard.config import Thresholds
 from spamguard.engine.first_scan import Choice
 from spamguard.engine.session import AccountSession, ScanUpdate
 from spamguard.errors import (
@@ -24,6 +23,7 @@ from spamguard.errors import (
     SpamGuardError,
     TLSError,
 )
+from spamguard.verdict import Thresholds
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from spamguard.config import Thresholds
 from spamguard.engine.session import histogram, threshold_counts
+from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD, Thresholds
 
 from .messages import FLAG_COLOUR, SPAM_COLOUR
 
@@ -33,8 +33,8 @@ class ScoreHistogram(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.counts = [0] * BINS
-        self.flag = 0.5
-        self.move = 0.9
+        self.flag = DEFAULT_FLAG_THRESHOLD
+        self.move = DEFAULT_MOVE_THRESHOLD
         self.setMinimumSize(320, 140)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setToolTip(self.tr("How many recent messages got each spam probability"))

@@ -83,7 +83,7 @@ def _load_scorer(cfg: BenchConfig) -> Any:
         engine.load()
         return LLMScorer(engine)
     if cfg.kind == "cascade":
-        from spamguard.scoring.assemble import build_cascade
+        from spamguard.llm.cascade import build_cascade
 
         return build_cascade(
             Path(p["cheap"]),

@@ -1,4 +1,5 @@
-"""What the command modules share: the progress bar, model and threshold options."""
+"""What the command modules share: the config, output lines, the progress bar, model and
+threshold options."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from spamguard.cli.argtypes import probability
+from spamguard.config import Config, load_config
+from spamguard.engine.runtime import active_model_dir
 from spamguard.errors import SpamGuardError
+from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD, model_thresholds
 
 BATCH = 64
 
@@ -23,6 +27,22 @@ def time_left(seconds: float) -> str:
     if minutes < 60:
         return f"about {minutes} min"
     return f"about {minutes // 60} h {minutes % 60} min"
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    """``--config FILE``, else the platform default (a missing default is an empty config)."""
+    return load_config(getattr(args, "config", None))
+
+
+def say(text: str) -> None:
+    """A result line on stdout."""
+    print(text, flush=True)
+
+
+def warn(text: str) -> None:
+    """A progress or warning line on stderr (stdout stays machine-readable)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 class ProgressBar:
@@ -78,20 +98,19 @@ def _load_scorer(args: argparse.Namespace, *, cascade: bool = False) -> Any:
     )
 
 
-def _model_dir(args: argparse.Namespace) -> Path | None:
-    """``--model``, else the config's ``model_dir`` (what `run` scores with), else None (the
-    active model). A configured folder that is missing is an error, not a silent fallback."""
+def _model_dir(args: argparse.Namespace) -> Path:
+    """``--model``, else the config's ``model_dir`` (what `run` scores with), else the active
+    version in the config's data_dir. A configured folder that is missing is an error, not a
+    silent fallback."""
     if getattr(args, "model", None):
         return Path(args.model)
-    from spamguard.config import load_config
-
-    return load_config(getattr(args, "config", None)).model_dir
+    return active_model_dir(config_of(args))
 
 
 def _thresholds(args: argparse.Namespace, scorer: Any) -> tuple[float, float]:
-    model_thresholds = scorer.model.thresholds
-    move = args.move if args.move is not None else model_thresholds.get("move", 0.90)
-    flag = args.flag if args.flag is not None else model_thresholds.get("flag", 0.50)
+    saved = model_thresholds(scorer.model.thresholds)
+    move = args.move if args.move is not None else saved.move
+    flag = args.flag if args.flag is not None else saved.flag
     if not 0.0 <= flag <= move <= 1.0:
         raise SpamGuardError(f"thresholds must satisfy 0 <= flag ({flag}) <= move ({move}) <= 1")
     return float(move), float(flag)
@@ -104,8 +123,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         choices=["int8", "fp32", "torch"],
         help="sentence encoder path: int8 ONNX (default), fp32 ONNX, or the torch reference",
     )
-    p.add_argument("--move", type=probability, help="move-to-Junk threshold (default 0.90)")
-    p.add_argument("--flag", type=probability, help="flag threshold (default 0.50)")
+    p.add_argument(
+        "--move",
+        type=probability,
+        help=f"move-to-Junk threshold (default {DEFAULT_MOVE_THRESHOLD:.2f})",
+    )
+    p.add_argument(
+        "--flag", type=probability, help=f"flag threshold (default {DEFAULT_FLAG_THRESHOLD:.2f})"
+    )
 
 
 def _add_authserv_arg(p: argparse.ArgumentParser) -> None:

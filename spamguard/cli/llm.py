@@ -122,8 +122,9 @@ def cmd_llm_download(args: argparse.Namespace) -> int:
 def cmd_cascade_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from spamguard.learn.bands import cross_val_decisions
     from spamguard.learn.corpus import load_split
-    from spamguard.scoring.cascade import choose_band, cross_val_decisions
+    from spamguard.scoring.cascade import choose_band
     from spamguard.scoring.model import load_model
 
     items = load_split(Path(args.split), Path(args.corpus), "train")

@@ -19,7 +19,9 @@ from types import FrameType
 from typing import Any
 
 from spamguard.cli.argtypes import count, journal_id, port, probability
+from spamguard.cli.common import config_of, say, warn
 from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
+from spamguard.engine.runtime import load_scorer, model_registry, open_store
 from spamguard.errors import ConfigError, FolderMissingError, SpamGuardError
 from spamguard.logs import log_failure
 
@@ -140,8 +142,8 @@ def register(subparsers: Any) -> None:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _config(args: argparse.Namespace) -> Config:
-    return load_config(getattr(args, "config", None))
+def _scorer(config: Config, model: str | None) -> Any:
+    return load_scorer(Path(model) if model else config.model_dir, registry=model_registry(config))
 
 
 def _accounts(config: Config, names: list[str] | None) -> list[AccountSettings]:
@@ -151,27 +153,6 @@ def _accounts(config: Config, names: list[str] | None) -> list[AccountSettings]:
             f"no accounts configured in {where}; add one with `spamguard account add`"
         )
     return [config.account(n) for n in names] if names else list(config.accounts.values())
-
-
-def _store(config: Config) -> Any:
-    from spamguard.store import Store
-
-    return Store(config.state_path)
-
-
-def _scorer(config: Config, model: str | None) -> Any:
-    from spamguard.engine.runtime import load_scorer
-
-    return load_scorer(Path(model) if model else config.model_dir)
-
-
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
-def _warn(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
 
 
 @contextmanager
@@ -209,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Service,
     )
 
-    config = _config(args)
+    config = config_of(args)
     accounts = _accounts(config, args.account)
     from spamguard.engine.runtime import Runtime
 
@@ -244,7 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             counts["scored"] += 1
             counts["planned"] += event.planned
             if args.dry_run:
-                _say(
+                say(
                     f"[{event.account}] {event.folder} {event.uid}: p={event.p_spam:.2f} "
                     f"{event.verdict:4} {event.subject[:60]!r} -> {event.plan}"
                 )
@@ -257,23 +238,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             line += f" ({event.error})" if event.error else ""
             # Why, so a protected message's flag says what kept it out of Junk.
-            _say(line + (f" — {event.reason}" if event.reason else ""))
+            say(line + (f" — {event.reason}" if event.reason else ""))
         elif isinstance(event, Error):
             if event.fatal:
                 fatal.append(event)
             line = f"[{event.account}] {event.message}"
-            _warn(f"spamguard: {'error' if event.fatal else 'warning'}: {line}")
+            warn(f"spamguard: {'error' if event.fatal else 'warning'}: {line}")
             log_failure(line, level=logging.ERROR if event.fatal else logging.WARNING)
         elif isinstance(event, Progress) and event.total and event.done == 0 and event.scope:
             # A first sync says what it looks at: the `backlog` setting in words.
-            _warn(
+            warn(
                 f"[{event.account}] {event.folder}: {event.phase} scan of {event.scope}: "
                 f"{event.total} messages"
             )
         elif isinstance(event, Progress) and event.total and args.verbose:
-            _warn(f"[{event.account}] {event.folder}: {event.done}/{event.total} ({event.phase})")
+            warn(f"[{event.account}] {event.folder}: {event.done}/{event.total} ({event.phase})")
         elif isinstance(event, ConnectionState) and args.verbose:
-            _warn(f"[{event.account}] {event.state} {event.detail}")
+            warn(f"[{event.account}] {event.state} {event.detail}")
 
     from spamguard.engine.first_scan import Choice, ReviewRecorder, chain
 
@@ -312,17 +293,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                 ok = not fatal
     if args.dry_run:
         # Nothing reaches the server in a dry run: the summary counts what was planned.
-        _warn(
+        warn(
             f"spamguard: scored {counts['scored']} messages, would act on {counts['planned']} "
             "(dry run: nothing changed)"
         )
         for recorder in recorders:
             review = recorder.review()
             if review.total:
-                _warn(f"[{review.account}] {review.summary()}")
-        _warn(_apply_hint(args))
+                warn(f"[{review.account}] {review.summary()}")
+        warn(_apply_hint(args))
     else:
-        _warn(
+        warn(
             f"spamguard: scored {counts['scored']} messages, acted on "
             f"{counts['applied']}, {counts['failed']} refused"
         )
@@ -363,11 +344,11 @@ def cmd_bench_imap(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError(f"-n must be at least 1, not {args.n}")
-    config = _config(args)
+    config = config_of(args)
     settings = _accounts(config, [args.imap])[0]
     scorer = _scorer(config, args.model)
     figures = run_imap_bench(settings, scorer, folder=args.folder, n=args.n)
-    _say(format_imap_bench(figures))
+    say(format_imap_bench(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0
@@ -396,8 +377,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
     from spamguard.engine.service import open_mailstore
     from spamguard.mail.executor import Executor
 
-    config = _config(args)
-    with _store(config) as store:
+    config = config_of(args)
+    with open_store(config) as store:
         if args.id:
             entries = [e for e in (store.journal_entry(i) for i in args.id) if e is not None]
             missing = set(args.id) - {e.id for e in entries}
@@ -417,7 +398,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
         if args.account:
             entries = [e for e in entries if e.account == args.account]
         if not entries:
-            _say("nothing to undo")
+            say("nothing to undo")
             return 0
         if len(entries) > UNDO_WITHOUT_ASKING and not args.yes and not _confirm_undo(entries):
             raise SpamGuardError(
@@ -435,7 +416,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
                 mine = [e for e in entries if e.account == name]
                 for entry, result in zip(mine, executor.undo(mine), strict=True):
                     failed += result.outcome == "not found"
-                    _say(
+                    say(
                         f"#{entry.id} {entry.action} {entry.subject[:60]!r}: {result.outcome}"
                         + (f" ({result.detail})" if result.detail else "")
                     )
@@ -465,43 +446,43 @@ def _confirm_undo(entries: list[Any]) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = config_of(args)
     if not config.accounts:
-        _say(f"no accounts configured in {config.path or default_config_path()}")
+        say(f"no accounts configured in {config.path or default_config_path()}")
         return 0
-    with _store(config) as store:
+    with open_store(config) as store:
         for name, a in config.accounts.items():
             where = (
                 f"maildir {a.maildir}"
                 if a.maildir
                 else f"{a.username}@{a.host}:{a.port} ({a.security})"
             )
-            _say(f"{name}: {where}; move ≥ {a.thresholds.move:.2f}, flag ≥ {a.thresholds.flag:.2f}")
+            say(f"{name}: {where}; move ≥ {a.thresholds.move:.2f}, flag ≥ {a.thresholds.flag:.2f}")
             server = store.authserv_id(name)
-            _say(
+            say(
                 f"  authentication results trusted from: {server}"
                 if server
                 else "  authentication results: not read yet (no receiving server learnt "
                 "from the Inbox)"
             )
             if not a.protect_known_senders:
-                _say("  known senders are not protected from Junk (protect_known_senders = false)")
+                say("  known senders are not protected from Junk (protect_known_senders = false)")
             for state in store.folder_states(name):
                 when = dt.datetime.fromtimestamp(state.last_sync).strftime("%Y-%m-%d %H:%M:%S")
-                _say(f"  {state.folder}: last sync {when}, next UID {state.uidnext}")
+                say(f"  {state.folder}: last sync {when}, next UID {state.uidnext}")
             counts = store.counts(name)
             if counts:
-                _say("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+                say("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
             pending = store.journal(account=name, states=["planned"])
             if pending:
-                _say(f"  {len(pending)} actions interrupted; the next run settles them")
+                say(f"  {len(pending)} actions interrupted; the next run settles them")
         recent = store.journal(limit=args.journal)
         if recent:
-            _say("recent actions:")
+            say("recent actions:")
         for e in recent:
             when = dt.datetime.fromtimestamp(e.created_at).strftime("%m-%d %H:%M")
             dst = f" -> {e.dst}" if e.dst else ""
-            _say(
+            say(
                 f"  #{e.id} {when} [{e.account}] {e.action} {e.src}{dst} "
                 f"{e.subject[:50]!r} {e.state}"
             )
@@ -521,10 +502,10 @@ def cmd_state_reset(args: argparse.Namespace) -> int:
     from spamguard.errors import StateLostError
     from spamguard.store import Store
 
-    config = _config(args)
+    config = config_of(args)
     path = config.state_path
     if not path.exists():
-        _say(f"there is no state file at {path}; nothing to reset")
+        say(f"there is no state file at {path}; nothing to reset")
         return 0
     try:
         Store(path).close()
@@ -543,8 +524,8 @@ def cmd_state_reset(args: argparse.Namespace) -> int:
             os.replace(part, aside.with_name(aside.name + suffix))
     with Store(path) as store:
         store.start_from_new_mail(config.accounts)
-    _say(f"set the damaged state file aside as {aside}")
-    _say(
+    say(f"set the damaged state file aside as {aside}")
+    say(
         "a new one starts now: mail already in your folders is left as it is, and only "
         "mail that arrives from now on is scored and moved"
     )
@@ -592,8 +573,8 @@ def cmd_account_add(args: argparse.Namespace) -> int:
         config = parse_config(new_text, path=path)  # validate before writing anything
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(new_text, encoding="utf-8")
-        _say(f"added account {args.name!r} to {path}")
-        _say(
+        say(f"added account {args.name!r} to {path}")
+        say(
             "see what SpamGuard would do before it moves anything: "
             f"spamguard run --once --dry-run --account {args.name}"
         )
@@ -602,7 +583,7 @@ def cmd_account_add(args: argparse.Namespace) -> int:
         status = cmd_account_login(args)
         return status if status else _offer_first_sync(args)
     if settings.password_command:
-        _say(f"account {args.name!r} uses password_command; nothing to store")
+        say(f"account {args.name!r} uses password_command; nothing to store")
     else:
         if args.password_stdin:
             secret = sys.stdin.readline().rstrip("\r\n")
@@ -626,7 +607,7 @@ def cmd_account_add(args: argparse.Namespace) -> int:
             if settings.password_store == "file"
             else 'the system keyring (service "spamguard")'
         )
-        _say(f"password for {args.name!r} stored in {where}")
+        say(f"password for {args.name!r} stored in {where}")
     status = 0 if args.no_test else _test_account(settings)
     return status if status else _offer_first_sync(args)
 
@@ -652,9 +633,9 @@ def _offer_first_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_account_list(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = config_of(args)
     if not config.accounts:
-        _say(f"no accounts configured in {config.path or default_config_path()}")
+        say(f"no accounts configured in {config.path or default_config_path()}")
     for name, a in config.accounts.items():
         if a.maildir:
             source = f"maildir {a.maildir}"
@@ -664,7 +645,7 @@ def cmd_account_list(args: argparse.Namespace) -> int:
             source = "password_command"
         else:
             source = "keyring"
-        _say(
+        say(
             f"{name}: {a.username}@{a.host}:{a.port} {a.security}, password from {source}, "
             f"watching {', '.join(a.watch_folders)}"
         )
@@ -677,7 +658,7 @@ def cmd_account_remove(args: argparse.Namespace) -> int:
     from spamguard.engine.session import remove_account
 
     path = _config_path(args)
-    config = _config(args)
+    config = config_of(args)
     config.account(args.name)  # an unknown name: the config's own one-line error
     if not args.yes and sys.stdin.isatty():
         answer = input(
@@ -685,10 +666,10 @@ def cmd_account_remove(args: argparse.Namespace) -> int:
             "Your mail on the server is not touched. [y/N] "
         )
         if answer.strip().lower() not in ("y", "yes"):
-            _say("nothing was removed")
+            say("nothing was removed")
             return 1
     forgot = remove_account(path, args.name)
-    _say(
+    say(
         f"removed account {args.name!r} from {path}"
         + ("; its stored password or sign-in is forgotten" if forgot else "")
     )
@@ -702,7 +683,7 @@ def cmd_account_edit(args: argparse.Namespace) -> int:
     from spamguard.engine.session import update_account
 
     path = _config_path(args)
-    old = _config(args).account(args.name)
+    old = config_of(args).account(args.name)
     changes = {
         k: v
         for k, v in {
@@ -755,12 +736,12 @@ def cmd_account_edit(args: argparse.Namespace) -> int:
         secret=secret,
     )
     what = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
-    _say(
+    say(
         f"changed account {args.name!r} in {path}: "
         + (what + ("; new password stored" if secret else "") if what else "new password stored")
     )
     if {"host", "port"} & changes.keys() and old.tls_fingerprint:
-        _say(
+        say(
             "the certificate pinned for the old server was dropped; "
             f"`spamguard account test {args.name}` shows the new server's"
         )
@@ -768,19 +749,19 @@ def cmd_account_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_account_test(args: argparse.Namespace) -> int:
-    return _test_account(_config(args).account(args.name))
+    return _test_account(config_of(args).account(args.name))
 
 
 def cmd_account_login(args: argparse.Namespace) -> int:
     from spamguard.mail import oauth
     from spamguard.mail.credentials import oauth_settings
 
-    settings = _config(args).account(args.name)
+    settings = config_of(args).account(args.name)
     if settings.auth != "oauth2":
         raise ConfigError(f'account {args.name!r} does not use auth = "oauth2"')
-    _say("opening the browser to sign in…")
+    say("opening the browser to sign in…")
     oauth.authorize(settings.name, oauth_settings(settings), login_hint=settings.username)
-    _say(f"signed in; tokens for {args.name!r} stored in the system keyring")
+    say(f"signed in; tokens for {args.name!r} stored in the system keyring")
     return 0 if getattr(args, "no_test", False) else _test_account(settings)
 
 
@@ -791,26 +772,26 @@ def _test_account(settings: AccountSettings) -> int:
     mail = open_mailstore(settings)
     mail.connect()
     try:
-        _say(f"logged in to {settings.host} as {settings.username}")
+        say(f"logged in to {settings.host} as {settings.username}")
         caps = mail.capabilities
         wanted = [c for c in ("IDLE", "MOVE", "UIDPLUS", "CONDSTORE", "SPECIAL-USE") if c in caps]
         missing = [c for c in ("IDLE", "MOVE", "UIDPLUS") if c not in caps]
-        _say(
+        say(
             f"server offers {' '.join(wanted) or 'none of IDLE/MOVE/UIDPLUS'}"
             + (f"; without {' '.join(missing)} SpamGuard uses its fallbacks" if missing else "")
         )
         try:
-            _say(f"Junk folder: {find_junk_folder(mail, settings)}")
+            say(f"Junk folder: {find_junk_folder(mail, settings)}")
         except FolderMissingError as exc:
-            _say(f"Junk folder: none ({exc})")
-        _say(f"Sent folder: {find_sent_folder(mail, settings) or 'none found'}")
+            say(f"Junk folder: none ({exc})")
+        say(f"Sent folder: {find_sent_folder(mail, settings) or 'none found'}")
         ok = True
         for folder in settings.watch_folders:
             try:
                 status = mail.select(folder)
-                _say(f"watching {folder}: {status.exists} messages")
+                say(f"watching {folder}: {status.exists} messages")
             except FolderMissingError:
-                _say(f"watching {folder}: MISSING")
+                say(f"watching {folder}: MISSING")
                 ok = False
     finally:
         mail.close()

@@ -9,43 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from spamguard.cli.argtypes import non_negative_count, non_negative_float
+from spamguard.cli.common import ProgressBar, config_of, warn
+from spamguard.engine.runtime import model_registry, open_store
 from spamguard.errors import SpamGuardError
 
 __all__ = ["register"]
-
-
-def _say(text: str) -> None:
-    sys.stderr.write(text + "\n")
-
-
-def _config(args: argparse.Namespace) -> Any:
-    from spamguard.config import Config, default_config_path, load_config
-
-    path = getattr(args, "config", None)
-    if path is None and not default_config_path().exists():
-        return Config(path=None, accounts={})  # models commands work without any account
-    return load_config(path)
-
-
-def _registry(args: argparse.Namespace) -> Any:
-    from spamguard.learn.registry import ModelRegistry
-
-    config = _config(args)
-    data_dir = getattr(config, "data_dir", None)
-    return ModelRegistry(Path(data_dir) / "models" if data_dir else None)
-
-
-def _store(args: argparse.Namespace) -> Any:
-    from spamguard.store import Store, default_store_path
-
-    config = _config(args)
-    data_dir = getattr(config, "data_dir", None)
-    return Store(Path(data_dir) / "spamguard.sqlite3" if data_dir else default_store_path())
 
 
 # -- spamguard label -------------------------------------------------------------------------------
@@ -58,14 +30,14 @@ def cmd_label(args: argparse.Namespace) -> int:
     from spamguard.mail.executor import Executor
     from spamguard.mail.folders import find_junk_folder
 
-    config = _config(args)
+    config = config_of(args)
     failed = 0
-    with _store(args) as store:
+    with open_store(config) as store:
         found = []
         for ref in args.ids:
             scored = store.find_scored(ref, args.account)
             if scored is None:
-                _say(f"{ref}: SpamGuard has not scored a message with that id or Message-ID")
+                warn(f"{ref}: SpamGuard has not scored a message with that id or Message-ID")
                 failed += 1
             else:
                 found.append((ref, scored))
@@ -86,11 +58,11 @@ def cmd_label(args: argparse.Namespace) -> int:
                     try:
                         rec = apply_label(ctx, executor, scored, args.label)
                     except SpamGuardError as exc:
-                        _say(f"{ref}: {exc}")
+                        warn(f"{ref}: {exc}")
                         failed += 1
                         continue
                     what = "recorded" if rec is not None else "already labelled so"
-                    _say(f"{ref} {scored.subject[:60]!r}: {args.label} ({what})")
+                    warn(f"{ref} {scored.subject[:60]!r}: {args.label} ({what})")
             finally:
                 mail.close()
     return 1 if failed else 0
@@ -100,7 +72,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    registry = model_registry(config_of(args))
     versions = registry.versions()
     active = registry.active
     if args.json:
@@ -139,41 +111,40 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    info = _registry(args).promote(args.version, "promoted by hand")
-    _say(f"active: {info.version}")
+    info = model_registry(config_of(args)).promote(args.version, "promoted by hand")
+    warn(f"active: {info.version}")
     return 0
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    previous = _registry(args).rollback()
-    _say(f"active: {previous or 'the shipped default model'}")
+    previous = model_registry(config_of(args)).rollback()
+    warn(f"active: {previous or 'the shipped default model'}")
     return 0
 
 
 def cmd_models_register(args: argparse.Namespace) -> int:
-    version = _registry(args).register_dir(Path(args.dir), activate=args.activate)
-    _say(f"registered {version}" + (" (active)" if args.activate else ""))
+    version = model_registry(config_of(args)).register_dir(Path(args.dir), activate=args.activate)
+    warn(f"registered {version}" + (" (active)" if args.activate else ""))
     return 0
 
 
 def cmd_models_retrain(args: argparse.Namespace) -> int:
-    from spamguard.cli.common import ProgressBar
     from spamguard.learn.loop import Learner, LearnOptions
 
-    registry = _registry(args)
+    registry = model_registry(config_of(args))
     public = (Path(args.split), Path(args.corpus)) if args.split and args.corpus else None
     options = LearnOptions(shadow_messages=args.shadow, background=False, public_eval=public)
-    with _store(args) as store:
+    with open_store(config_of(args)) as store:
         learner = Learner(store, registry=registry, options=options)
         bar = ProgressBar("retraining", None)
         outcome = learner.retrain(lambda p: bar.update(p.done, p.total, f"retraining: {p.step}"))
         bar.close()
-    _say(f"{outcome.version}: {outcome.state} ({outcome.reason}) in {outcome.seconds:.1f} s")
+    warn(f"{outcome.version}: {outcome.state} ({outcome.reason}) in {outcome.seconds:.1f} s")
     return 0 if outcome.state != "rejected" else 1
 
 
 def cmd_models_export(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    registry = model_registry(config_of(args))
     version = args.version or registry.active
     labels: dict[str, Any] = {}
     if version is not None:
@@ -185,8 +156,8 @@ def cmd_models_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models_import(args: argparse.Namespace) -> int:
-    info = _registry(args).import_file(Path(args.file), activate=args.activate)
-    _say(f"imported {info.version} ({info.state})")
+    info = model_registry(config_of(args)).import_file(Path(args.file), activate=args.activate)
+    warn(f"imported {info.version} ({info.state})")
     return 0
 
 
@@ -212,20 +183,19 @@ def first_sync_options(args: argparse.Namespace) -> Any:
 def run_first_sync(args: argparse.Namespace, account: str) -> int:
     """Learn from ``account``'s existing mail with a progress bar; Ctrl-C stops it, and the
     next run continues where it stopped (`spamguard learn existing`, `account add`)."""
-    from spamguard.cli.common import ProgressBar
     from spamguard.engine.service import open_mailstore
     from spamguard.learn.first_sync import learn_existing
 
-    config = _config(args)
+    config = config_of(args)
     settings = config.account(account)
-    registry = _registry(args)
+    registry = model_registry(config)
     options = first_sync_options(args)
     steps = {
         "looking": "looking at the folders",
         "reading": "reading (nothing is moved)",
         "features": "reading the messages' features",
     }
-    with _store(args) as store:
+    with open_store(config) as store:
         mail = open_mailstore(settings, read_only=True)
         mail.connect()
         bar = ProgressBar("learning from existing mail", None)
@@ -243,7 +213,7 @@ def run_first_sync(args: argparse.Namespace, account: str) -> int:
         except KeyboardInterrupt:
             bar.close()
             kept = store.first_sync_count(account)
-            _say(
+            warn(
                 f"{account}: stopped; {kept:,} messages read so far are kept, and "
                 f"`spamguard learn existing --account {account}` continues from there"
             )
@@ -289,7 +259,6 @@ def _train_with_from(original: Any) -> Any:
 
 
 def cmd_train_from(args: argparse.Namespace) -> int:
-    from spamguard.cli.common import ProgressBar
     from spamguard.cli.train import training_items
     from spamguard.learn.fit import WarmStartOptions, train_from
     from spamguard.scoring.model import check_model_target, save_model
@@ -313,7 +282,7 @@ def cmd_train_from(args: argparse.Namespace) -> int:
     out = save_model(model, Path(args.out))
     cv = model.metrics.get("user_cv", {})
     auc = cv.get("roc_auc")
-    _say(
+    warn(
         f"trained {model.version} from {model.training['parent']} on {len(items)} messages"
         + (f" (cross-validated AUC {auc:.5f})" if isinstance(auc, float) else "")
     )
@@ -350,7 +319,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", "utf-8")
     if args.plot:
         plot_curve(result, Path(args.plot))
-        _say(f"curve: {args.plot}")
+        warn(f"curve: {args.plot}")
     return 0
 
 

@@ -19,6 +19,7 @@ from spamguard.cli.common import (
     _load_scorer,
     _model_dir,
     _thresholds,
+    config_of,
 )
 from spamguard.errors import SpamGuardError
 
@@ -247,11 +248,10 @@ def _explain_account(args: argparse.Namespace) -> tuple[Any, Any] | None:
     """(settings, store) of ``--account``, or None without it."""
     if not args.account:
         return None
-    from spamguard.config import load_config
-    from spamguard.store import Store
+    from spamguard.engine.runtime import open_store
 
-    config = load_config(args.config)
-    return config.account(args.account), Store(config.state_path)
+    config = config_of(args)
+    return config.account(args.account), open_store(config)
 
 
 def _would(plan: Any) -> Any:

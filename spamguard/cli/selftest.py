@@ -80,12 +80,14 @@ def _encoder() -> tuple[Status, str, dict[str, Any]]:
 def _demo(model_dir: Path | None) -> tuple[Status, str, dict[str, Any]]:
     from spamguard.demo import demo_labels, demo_mailbox_path
     from spamguard.learn.corpus import iter_message_files
+    from spamguard.learn.registry import active_model_dir
     from spamguard.message import parse_message
     from spamguard.scoring.model import load_scorer
+    from spamguard.verdict import model_thresholds
 
-    scorer = load_scorer(model_dir)
-    move = scorer.model.thresholds.get("move", 0.90)
-    flag = scorer.model.thresholds.get("flag", 0.50)
+    scorer = load_scorer(model_dir or active_model_dir())
+    saved = model_thresholds(scorer.model.thresholds)
+    move, flag = saved.move, saved.flag
     labels = demo_labels()
     files = sorted(iter_message_files(demo_mailbox_path()))
     messages = [parse_message(p.read_bytes()) for p in files]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import platformdirs
 
 from spamguard.errors import ConfigError
-from spamguard.scoring.base import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD
+from spamguard.verdict import Thresholds
 
 __all__ = [
     "DEFAULT_FLAG_KEYWORD",
@@ -22,7 +22,6 @@ __all__ = [
     "Config",
     "FolderRule",
     "Preset",
-    "Thresholds",
     "default_config_path",
     "default_data_dir",
     "describe_backlog",
@@ -96,14 +95,6 @@ PRESETS: dict[str, Preset] = {
 }
 PRESETS["office365"] = PRESETS["outlook"]
 PRESETS["m365"] = PRESETS["outlook"]
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    """p_spam at or above `move` goes to Junk; at or above `flag` is marked in place."""
-
-    move: float = DEFAULT_MOVE_THRESHOLD
-    flag: float = DEFAULT_FLAG_THRESHOLD
 
 
 @dataclass(frozen=True, slots=True)

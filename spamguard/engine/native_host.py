@@ -179,9 +179,10 @@ class Host:
     def scorer(self) -> Any:
         """The full head (not the cascade): it gives the reasons and the similar messages."""
         if self._scorer is None:
+            from spamguard.engine.runtime import active_model_dir
             from spamguard.scoring.assemble import load_default_scorer
 
-            self._scorer = load_default_scorer(self.config.model_dir, cascade=False)
+            self._scorer = load_default_scorer(active_model_dir(self.config), cascade=False)
         return self._scorer
 
     def close(self) -> None:
@@ -378,7 +379,7 @@ class Host:
 
     def _stored_result(self, scored: Any) -> dict[str, Any]:
         move, flag = self._thresholds(scored.account)
-        from spamguard.scoring.base import verdict_for
+        from spamguard.verdict import verdict_for
 
         verdict = scored.verdict if scored.verdict in _BANDS else verdict_for(scored.p_spam)
         entries = self.store.journal(

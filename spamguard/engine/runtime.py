@@ -20,7 +20,16 @@ from spamguard.store import Store
 if TYPE_CHECKING:
     from spamguard.learn.loop import Learner, LearnOptions
 
-__all__ = ["SCORER_ENV", "Runtime", "load_scorer", "models_root", "store_path"]
+__all__ = [
+    "SCORER_ENV",
+    "Runtime",
+    "active_model_dir",
+    "load_scorer",
+    "model_registry",
+    "models_root",
+    "open_store",
+    "store_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +47,23 @@ def models_root(config: Config) -> Path | None:
     return config.data_dir / "models" if config.data_dir else None
 
 
-def load_scorer(model_dir: Path | None, *, registry: ModelRegistry | None = None) -> Scorer:
+def open_store(config: Config) -> Store:
+    """The config's state database, open (close it, or use it as a context manager)."""
+    return Store(store_path(config))
+
+
+def model_registry(config: Config) -> ModelRegistry:
+    """The config's personal model versions (in its data_dir when one is set)."""
+    return ModelRegistry(models_root(config))
+
+
+def active_model_dir(config: Config) -> Path:
+    """The head ``config`` scores with: its pinned ``model_dir``, else the registry's active
+    version in its data_dir (the promoted personal version, else the shipped default)."""
+    return config.model_dir or model_registry(config).active_dir()
+
+
+def load_scorer(model_dir: Path | None, *, registry: ModelRegistry) -> Scorer:
     """The scorer for ``model_dir``, or for the registry's active version when None (the
     promoted personal version, else the shipped default); ``$SPAMGUARD_SCORER`` wins."""
     spec = os.environ.get(SCORER_ENV)
@@ -49,7 +74,7 @@ def load_scorer(model_dir: Path | None, *, registry: ModelRegistry | None = None
         return made
     from spamguard.scoring.assemble import load_default_scorer
 
-    if model_dir is None and registry is not None:
+    if model_dir is None:
         model_dir = registry.active_dir()
     loaded: Scorer = load_default_scorer(model_dir)
     return loaded
@@ -76,7 +101,7 @@ class Runtime:
         self.config = config
         self.model_dir = Path(model_dir) if model_dir else config.model_dir
         self.store = Store(store if store is not None else store_path(config))
-        self.registry = ModelRegistry(models_root(config))
+        self.registry = model_registry(config)
         self._scorer: Scorer | None = None
         self._scorer_lock = threading.Lock()
         self.learner: Learner | None = None

@@ -22,7 +22,6 @@ from spamguard.config import (
     Config,
     LLMConfig,
     Preset,
-    Thresholds,
     parse_config,
 )
 from spamguard.engine.service import AccountWorker, Event, EventBus, MessageScored, Progress
@@ -42,8 +41,9 @@ from spamguard.errors import (
 from spamguard.learn.registry import ModelRegistry, VersionInfo
 from spamguard.mail.base import MailStore
 from spamguard.message import Message, parse_message
-from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer, Verdict
+from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
 from spamguard.store import JournalEntry, ScoredMessage, Store
+from spamguard.verdict import Thresholds, Verdict
 
 if TYPE_CHECKING:
     from spamguard.engine.first_scan import Choice, ReviewRecorder

@@ -11,6 +11,7 @@ import numpy as np
 from spamguard.errors import CorpusError
 from spamguard.learn.corpus import LabelledMessage
 from spamguard.learn.fit import WarmStartOptions, design_for, warm_start_steps
+from spamguard.verdict import model_thresholds
 
 __all__ = ["DEFAULT_KS", "adapt_curve", "balanced_sample", "plot_curve", "summary"]
 
@@ -57,8 +58,8 @@ def adapt_curve(
     """
     options = options if options is not None else WarmStartOptions()
     say = on_step or (lambda _text: None)
-    move = float(parent.thresholds.get("move", 0.9))
-    flag = float(parent.thresholds.get("flag", 0.5))
+    saved = model_thresholds(parent.thresholds)
+    move, flag = saved.move, saved.flag
     y = np.asarray([it.is_spam for it in target], dtype=bool)
     say(f"features of {len(target)} target messages")
     X, XH = design_for(

@@ -25,10 +25,11 @@ from spamguard.learn.fit import (
     recency_weights,
 )
 from spamguard.learn.labels import FeedbackWatcher, LabelRecorded, MailContext, latest_labels
-from spamguard.learn.registry import CASCADE_FILE, STAGE0_DIR, ModelRegistry, VersionInfo
+from spamguard.learn.registry import ModelRegistry, VersionInfo
 from spamguard.message import Message, parse_message
-from spamguard.scoring.base import verdict_for
+from spamguard.scoring.assemble import CASCADE_FILE, STAGE0_DIR
 from spamguard.store import Store
+from spamguard.verdict import model_thresholds, verdict_for
 
 __all__ = [
     "ImplicitLabels",
@@ -277,7 +278,7 @@ def retrain_steps(
     if not new.any():
         new = np.ones(len(ids), dtype=bool)
         basis = "all labels (none is new to the active model, which favours it)"
-    flag = float(parent.thresholds.get("flag", 0.5))
+    flag = model_thresholds(parent.thresholds).flag
     held = compare_on_labels(y[new], result.oof_p[new], p_active[new], flag=flag)
     held["basis"] = basis
     metrics: dict[str, Any] = {"held_back": held, "user_cv": model.metrics.get("user_cv", {})}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from spamguard.errors import ModelError
+from spamguard.scoring.assemble import CASCADE_FILE, STAGE0_DIR
 
 __all__ = [
     "CASCADE_FILE",
@@ -32,8 +33,6 @@ VersionState = Literal["candidate", "shadow", "active", "retired", "rejected", "
 REGISTRY = "registry.json"
 EXPORT_MANIFEST = "spamguard-personal-model.json"
 EXPORT_FORMAT = 1
-STAGE0_DIR = "stage0"  # a version's own cascade stage 0 (see spamguard.learn.loop)
-CASCADE_FILE = "cascade.json"
 _LOCK = threading.RLock()
 
 

@@ -34,15 +34,9 @@ from spamguard.config import LLMConfig
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.metrics import IdleCores
-from spamguard.scoring.base import (
-    DEFAULT_FLAG_THRESHOLD,
-    DEFAULT_MOVE_THRESHOLD,
-    Evidence,
-    Score,
-    Verdict,
-    verdict_for,
-)
+from spamguard.scoring.base import Evidence, Score
 from spamguard.scoring.cache import LRUScoreCache, ScoreCache
+from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD, Verdict, verdict_for
 
 __all__ = [
     "DEFAULT_MODEL",

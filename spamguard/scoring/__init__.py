@@ -2,24 +2,6 @@
 
 from __future__ import annotations
 
-from spamguard.scoring.base import (
-    DEFAULT_FLAG_THRESHOLD,
-    DEFAULT_MOVE_THRESHOLD,
-    Evidence,
-    Neighbour,
-    Score,
-    Scorer,
-    Verdict,
-    verdict_for,
-)
+from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
 
-__all__ = [
-    "DEFAULT_FLAG_THRESHOLD",
-    "DEFAULT_MOVE_THRESHOLD",
-    "Evidence",
-    "Neighbour",
-    "Score",
-    "Scorer",
-    "Verdict",
-    "verdict_for",
-]
+__all__ = ["Evidence", "Neighbour", "Score", "Scorer"]

@@ -7,22 +7,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from spamguard.message import Message
+from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD, Verdict, verdict_for
 
-__all__ = [
-    "DEFAULT_FLAG_THRESHOLD",
-    "DEFAULT_MOVE_THRESHOLD",
-    "Evidence",
-    "Neighbour",
-    "Score",
-    "Scorer",
-    "Verdict",
-    "verdict_for",
-]
-
-DEFAULT_MOVE_THRESHOLD = 0.90
-DEFAULT_FLAG_THRESHOLD = 0.50
-
-Verdict = Literal["spam", "flag", "ham"]
+__all__ = ["Evidence", "Neighbour", "Score", "Scorer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +56,6 @@ class Score:
         self, move: float = DEFAULT_MOVE_THRESHOLD, flag: float = DEFAULT_FLAG_THRESHOLD
     ) -> Verdict:
         return verdict_for(self.p_spam, move, flag)
-
-
-def verdict_for(
-    p_spam: float, move: float = DEFAULT_MOVE_THRESHOLD, flag: float = DEFAULT_FLAG_THRESHOLD
-) -> Verdict:
-    """`spam` at or above the move threshold, `flag` at or above the flag one, else `ham`."""
-    if p_spam >= move:
-        return "spam"
-    if p_spam >= flag:
-        return "flag"
-    return "ham"
 
 
 @runtime_checkable

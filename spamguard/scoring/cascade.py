@@ -31,7 +31,6 @@ __all__ = [
     "Cascade",
     "Stacker",
     "choose_band",
-    "cross_val_decisions",
 ]
 
 log = logging.getLogger(__name__)
@@ -306,33 +305,6 @@ def choose_band(
     if best is None:
         return Band(-1.0, 2.0), {"decided_share": 0.0}
     return best[1], best[2]
-
-
-def cross_val_decisions(
-    items: Sequence[Any],
-    blocks: dict[str, float],
-    *,
-    embeddings: np.ndarray | None = None,
-    C: float = 100.0,
-    folds: int = 5,
-    seed: int = 0,
-    augment_headerless: bool = True,
-) -> np.ndarray:
-    """Out-of-fold calibrated probabilities of a head with ``blocks``, fitted exactly as
-    `spamguard.learn.fit` fits it (it is that training, keeping its out-of-fold scores)."""
-    from spamguard.learn.fit import TrainOptions, train
-
-    options = TrainOptions(
-        blocks=tuple(blocks.items()),
-        C=C,
-        folds=folds,
-        seed=seed,
-        augment_headerless=augment_headerless,
-        keep_neighbours=False,
-    )
-    model = train(items, options, embeddings=embeddings)
-    assert model.oof_p is not None
-    return np.asarray(model.oof_p, dtype=np.float64)
 
 
 def save_bands(path: Any, bands: Sequence[Band], info: dict[str, Any]) -> None:

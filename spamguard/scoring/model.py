@@ -28,6 +28,7 @@ from spamguard.scoring.features import (
 from spamguard.scoring.head import BLOCKS, Featurizer, LogisticHead
 from spamguard.scoring.rules import gtube_score
 from spamguard.scoring.termhash import HashedTerms
+from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD
 
 __all__ = [
     "FORMAT",
@@ -62,7 +63,9 @@ class HeadModel:
     head: LogisticHead
     version: str
     encoder: dict[str, str] | None = None
-    thresholds: dict[str, float] = field(default_factory=lambda: {"move": 0.90, "flag": 0.50})
+    thresholds: dict[str, float] = field(
+        default_factory=lambda: {"move": DEFAULT_MOVE_THRESHOLD, "flag": DEFAULT_FLAG_THRESHOLD}
+    )
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     # Labelled training messages for "looks like these" explanations.
@@ -516,10 +519,8 @@ def load_scorer(
     encoder: Any = None,
     encoder_kind: Literal["int8", "fp32", "torch"] | None = None,
 ) -> HeadScorer:
-    """A scorer over ``model_dir`` (default: the shipped default model)."""
+    """A scorer over ``model_dir`` (default: the shipped default model; the user's promoted
+    personal version is the registry's to name, see `spamguard.engine.runtime`)."""
     if model_dir is None:
-        # The user's promoted personal version when there is one, else the shipped default.
-        from spamguard.learn.registry import active_model_dir
-
-        model_dir = active_model_dir()
+        model_dir = default_model_dir()
     return HeadScorer(load_model(model_dir), encoder=encoder, encoder_kind=encoder_kind)

@@ -14,9 +14,10 @@ from dovecot_server import DovecotServer
 from header_scorer import HeaderScorer
 from imap_helpers import append_all, make_mail, settings_for
 
-from spamguard.config import LLMConfig, Thresholds
+from spamguard.config import LLMConfig
 from spamguard.engine.session import AccountSession, outcome_of
 from spamguard.store import Store
+from spamguard.verdict import Thresholds
 
 needs_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None, reason="llama_cpp is not importable"
