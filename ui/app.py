@@ -23,6 +23,7 @@ from spamguard.config import (
     load_config,
     parse_config,
 )
+from spamguard.config.edit import save_account_thresholds
 from spamguard.engine.first_scan import Review
 from spamguard.engine.runtime import Runtime
 from spamguard.engine.service import ActionApplied
@@ -33,7 +34,6 @@ from spamguard.engine.session import (
     ScanUpdate,
     demo_settings,
     prepare_demo_mailbox,
-    save_account_thresholds,
 )
 from spamguard.errors import SpamGuardError
 from spamguard.store import Store

@@ -21,6 +21,12 @@ from typing import Any
 from spamguard.cli.argtypes import count, journal_id, port, probability
 from spamguard.cli.common import config_of, say, warn
 from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
+from spamguard.config.edit import (
+    account_key_lines,
+    check_account_name,
+    with_account_added,
+    write_atomic,
+)
 from spamguard.engine.runtime import load_scorer, model_registry, open_store
 from spamguard.errors import ConfigError, FolderMissingError, SpamGuardError
 from spamguard.logs import log_failure
@@ -539,40 +545,28 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config) if getattr(args, "config", None) else default_config_path()
 
 
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def cmd_account_add(args: argparse.Namespace) -> int:
     from spamguard.mail.credentials import store_password
 
     path = _config_path(args)
     config = load_config(path) if path.exists() else Config(path=path, accounts={})
     if args.name not in config.accounts:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", args.name):
-            raise ConfigError("account names may use letters, digits, - and _ only")
+        check_account_name(args.name)
         if not (args.host or args.provider) or not args.username:
             raise ConfigError(
                 f"account {args.name!r} is not in {path}: give --username and "
                 "--host or --provider to add it"
             )
-        lines = [f"\n[accounts.{args.name}]"]
-        if args.provider:
-            lines.append(f"provider = {_toml_string(args.provider)}")
-        if args.host:
-            lines.append(f"host = {_toml_string(args.host)}")
-        if args.port:
-            lines.append(f"port = {args.port}")
-        if args.security:
-            lines.append(f"security = {_toml_string(args.security)}")
-        lines.append(f"username = {_toml_string(args.username)}")
+        key_lines = account_key_lines(
+            username=args.username,
+            host=args.host or None,
+            port=args.port or None,
+            security=args.security or None,
+            provider=args.provider or None,
+        )
         text = path.read_text(encoding="utf-8") if path.exists() else ""
-        new_text = text + "\n".join(lines) + "\n"
-        from spamguard.config import parse_config
-
-        config = parse_config(new_text, path=path)  # validate before writing anything
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(new_text, encoding="utf-8")
+        new_text, config = with_account_added(text, args.name, key_lines, path=path)
+        write_atomic(path, new_text)
         say(f"added account {args.name!r} to {path}")
         say(
             "see what SpamGuard would do before it moves anything: "

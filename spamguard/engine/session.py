@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import threading
 import time
@@ -22,7 +21,13 @@ from spamguard.config import (
     Config,
     LLMConfig,
     Preset,
-    parse_config,
+)
+from spamguard.config.edit import (
+    account_key_lines,
+    replace_account_keys,
+    with_account_added,
+    without_account,
+    write_atomic,
 )
 from spamguard.engine.service import AccountWorker, Event, EventBus, MessageScored, Progress
 from spamguard.errors import (
@@ -64,7 +69,6 @@ __all__ = [
     "model_info",
     "prepare_demo_mailbox",
     "preset_for_email",
-    "save_account_thresholds",
     "threshold_counts",
 ]
 
@@ -684,65 +688,6 @@ def histogram(scores: Iterable[float], bins: int = 20) -> list[int]:
     return counts
 
 
-def save_account_thresholds(path: Path, account: str, thresholds: Thresholds) -> Config:
-    """Write ``[accounts.NAME.thresholds]`` into the config file, keeping everything else
-    (comments included) as it is; validated before anything is written."""
-    if thresholds.flag > thresholds.move:
-        raise ConfigError("the flag threshold must not be above the move threshold")
-    text = Path(path).read_text(encoding="utf-8")
-    config = parse_config(text, path=path)
-    config.account(account)  # raises with the list of known accounts
-    header = re.compile(
-        rf"^\s*\[\s*accounts\s*\.\s*(\"{re.escape(account)}\"|{re.escape(account)})\s*\.\s*"
-        r"thresholds\s*\]\s*(#.*)?$"
-    )
-    lines = text.splitlines()
-    values = [f"move = {thresholds.move:.2f}", f"flag = {thresholds.flag:.2f}"]
-    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
-    if start is None:
-        if re.search(r"^\s*thresholds\s*=", _account_body(lines, account), re.M):
-            raise ConfigError(
-                f"{path}: accounts.{account}.thresholds is written inline; change it there "
-                "or turn it into an [accounts.NAME.thresholds] table"
-            )
-        new_lines = [*lines, "", f"[accounts.{account}.thresholds]", *values]
-    else:
-        end = start + 1
-        while end < len(lines) and not lines[end].lstrip().startswith("["):
-            end += 1
-        body = [
-            line for line in lines[start + 1 : end] if not re.match(r"\s*(move|flag)\s*=", line)
-        ]
-        new_lines = [*lines[: start + 1], *values, *body, *lines[end:]]
-    new_text = "\n".join(new_lines) + "\n"
-    config = parse_config(new_text, path=path)
-    _write_atomic(Path(path), new_text)
-    return config
-
-
-def _account_body(lines: Sequence[str], account: str) -> str:
-    out: list[str] = []
-    inside = False
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("["):
-            inside = stripped.replace(" ", "") in (
-                f"[accounts.{account}]",
-                f'[accounts."{account}"]',
-            )
-            continue
-        if inside:
-            out.append(line)
-    return "\n".join(out)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 # -- account setup ---------------------------------------------------------------------------------
 
 
@@ -770,65 +715,6 @@ def preset_for_email(address: str) -> Preset | None:
     }
     name = by_domain.get(domain)
     return PRESETS[name] if name else None
-
-
-def _toml_string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
-# The keys the account dialog writes; an edit replaces these and keeps every other line.
-_DIALOG_KEYS = re.compile(
-    r"\s*(provider|host|port|security|username|auth|oauth_\w+|junk_folder|password_command|"
-    r"password_store|tls_fingerprint|allow_plaintext|protect_known_senders)\s*="
-)
-
-
-def _account_key_lines(
-    *,
-    username: str,
-    host: str,
-    port: int,
-    security: str,
-    provider: str | None = None,
-    junk_folder: str | None = None,
-    auth: str = "password",
-    oauth: Mapping[str, str] | None = None,
-    backlog: str | None = None,
-    password_command: str | None = None,
-    password_store: str | None = None,
-    tls_fingerprint: str | None = None,
-    allow_plaintext: bool = False,
-    protect_known_senders: bool = True,
-) -> list[str]:
-    lines: list[str] = []
-    if provider:
-        lines.append(f"provider = {_toml_string(provider)}")
-    lines += [
-        f"host = {_toml_string(host)}",
-        f"port = {int(port)}",
-        f"security = {_toml_string(security)}",
-        f"username = {_toml_string(username)}",
-    ]
-    if auth != "password":
-        lines.append(f"auth = {_toml_string(auth)}")
-    for key, value in (oauth or {}).items():
-        if value:
-            lines.append(f"oauth_{key} = {_toml_string(value)}")
-    if junk_folder and junk_folder != "auto":
-        lines.append(f"junk_folder = {_toml_string(junk_folder)}")
-    if backlog:
-        lines.append(f"backlog = {_toml_string(backlog)}")
-    if password_command:
-        lines.append(f"password_command = {_toml_string(password_command)}")
-    elif password_store and password_store != "keyring":
-        lines.append(f"password_store = {_toml_string(password_store)}")
-    if tls_fingerprint:
-        lines.append(f"tls_fingerprint = {_toml_string(tls_fingerprint)}")
-    if allow_plaintext:
-        lines.append("allow_plaintext = true")
-    if not protect_known_senders:
-        lines.append("protect_known_senders = false")
-    return lines
 
 
 def update_account(
@@ -859,18 +745,7 @@ def update_account(
 
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    old_config = parse_config(text, path=path) if text.strip() else None
-    if old_config is None or name not in old_config.accounts:
-        raise ConfigError(f"there is no account called {name!r} in {path}")
-    old = old_config.accounts[name]
-    lines = text.splitlines()
-    headers = (f"[accounts.{name}]", f'[accounts."{name}"]')
-    start = next(i for i, line in enumerate(lines) if line.strip().replace(" ", "") in headers)
-    end = start + 1
-    while end < len(lines) and not lines[end].lstrip().startswith("["):
-        end += 1
-    kept = [line for line in lines[start + 1 : end] if not _DIALOG_KEYS.match(line)]
-    new_keys = _account_key_lines(
+    key_lines = account_key_lines(
         username=username,
         host=host,
         port=port,
@@ -885,9 +760,8 @@ def update_account(
         allow_plaintext=allow_plaintext,
         protect_known_senders=protect_known_senders,
     )
-    new_text = "\n".join([*lines[: start + 1], *new_keys, *kept, *lines[end:]]) + "\n"
-    config = parse_config(new_text, path=path)
-    new = config.accounts[name]
+    new_text, old_config, config = replace_account_keys(text, name, key_lines, path=path)
+    old, new = old_config.accounts[name], config.accounts[name]
 
     def stored_secret(a: AccountSettings) -> bool:
         return a.auth == "password" and not a.password_command
@@ -901,7 +775,7 @@ def update_account(
             store_password(new, secret)
             stored = True
     try:
-        _write_atomic(path, new_text)
+        write_atomic(path, new_text)
     except OSError as exc:
         if stored and moved:
             delete_password(new)
@@ -944,33 +818,25 @@ def add_account(
     tokens never go here, they live in the keyring. ``backlog`` is the first scan's reach
     in words ("newest 500", "last 30 days", "everything"; None: the default).
     """
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        raise ConfigError("account names may use letters, digits, - and _ only")
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if text.strip() and name in parse_config(text, path=path).accounts:
-        raise ConfigError(f"there is already an account called {name!r} in {path}")
-    lines = [
-        f"[accounts.{name}]",
-        *_account_key_lines(
-            username=username,
-            host=host,
-            port=port,
-            security=security,
-            provider=provider,
-            junk_folder=junk_folder,
-            auth=auth,
-            oauth=oauth,
-            backlog=backlog,
-            password_command=password_command,
-            password_store=password_store,
-            tls_fingerprint=tls_fingerprint,
-            allow_plaintext=allow_plaintext,
-            protect_known_senders=protect_known_senders,
-        ),
-    ]
-    new_text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
-    config = parse_config(new_text, path=path)
+    key_lines = account_key_lines(
+        username=username,
+        host=host,
+        port=port,
+        security=security,
+        provider=provider,
+        junk_folder=junk_folder,
+        auth=auth,
+        oauth=oauth,
+        backlog=backlog,
+        password_command=password_command,
+        password_store=password_store,
+        tls_fingerprint=tls_fingerprint,
+        allow_plaintext=allow_plaintext,
+        protect_known_senders=protect_known_senders,
+    )
+    new_text, config = with_account_added(text, name, key_lines, path=path)
     account = config.accounts[name]
     stored = False
     if secret and not account.password_command and account.auth == "password":
@@ -979,7 +845,7 @@ def add_account(
         store_password(account, secret)
         stored = True
     try:
-        _write_atomic(path, new_text)
+        write_atomic(path, new_text)
     except OSError as exc:
         if stored:
             from spamguard.mail.credentials import delete_password
@@ -994,24 +860,9 @@ def remove_account(path: Path, name: str) -> bool:
     stored password or sign-in tokens. True when the stored secret was found and removed."""
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    config = parse_config(text, path=path) if text.strip() else None
-    if config is None or name not in config.accounts:
-        raise ConfigError(f"there is no account called {name!r} in {path}")
+    new_text, config = without_account(text, name, path=path)
     account = config.accounts[name]
-    out: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        stripped = line.strip().replace(" ", "")
-        if stripped.startswith("["):
-            header = stripped.strip("[]")
-            inside = header in (f"accounts.{name}", f'accounts."{name}"') or header.startswith(
-                (f"accounts.{name}.", f'accounts."{name}".')
-            )
-        if not inside:
-            out.append(line)
-    new_text = re.sub(r"\n{3,}", "\n\n", "\n".join(out).strip("\n") + "\n")
-    parse_config(new_text, path=path)
-    _write_atomic(path, new_text)
+    write_atomic(path, new_text)
     if account.auth == "oauth2":
         from spamguard.mail import oauth
 

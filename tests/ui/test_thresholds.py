@@ -9,7 +9,7 @@ import pytest
 from spamguard_ui.thresholds import ThresholdsPanel
 
 from spamguard.config import load_config
-from spamguard.engine.session import save_account_thresholds
+from spamguard.config.edit import save_account_thresholds
 from spamguard.verdict import Thresholds
 
 SCORES = [0.05, 0.1, 0.2, 0.45, 0.55, 0.6, 0.75, 0.85, 0.92, 0.97]
