@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from spamguard.digest import file_sha256
 from spamguard.evaluate import auc, calibration_error, recall_at_fpr
 from spamguard.learn.corpus import ManifestEntry, load_manifest
 
@@ -166,7 +167,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         model_dir=str(args.model or "default"),
         cascade=not args.no_cascade,
         split=args.split,
-        manifest_sha256=_sha256(args.manifest),
+        manifest_sha256=file_sha256(args.manifest),
         seconds=elapsed,
     )
     half = "both halves" if args.split == "all" else f"{args.split} half"
@@ -249,14 +250,8 @@ def loso(args: argparse.Namespace) -> dict[str, Any]:
         "pooled_auc": pooled,
         "min_auc": min(v["roc_auc"] for v in per.values()),
         "per_source_cap": args.per_source,
-        "manifest_sha256": _sha256(args.manifest),
+        "manifest_sha256": file_sha256(args.manifest),
     }
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,8 +70,7 @@ def _entry_for(path: Path, name: str, sha256: str, prompt: str, url: str | None 
 
 
 def cmd_llm_add(args: argparse.Namespace) -> int:
-    import hashlib
-
+    from spamguard.digest import file_sha256
     from spamguard.llm.engine import add_user_model
 
     path = Path(args.file)
@@ -80,11 +79,7 @@ def cmd_llm_add(args: argparse.Namespace) -> int:
     with path.open("rb") as fh:
         if fh.read(4) != b"GGUF":
             raise ModelError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    actual = digest.hexdigest()
+    actual = file_sha256(path)
     if args.sha256 and args.sha256.lower() != actual:
         raise ModelError(f"{path} has sha256 {actual}, not the {args.sha256} you gave")
     entry = _entry_for(path, args.name or path.stem, actual, args.prompt)

@@ -20,6 +20,7 @@ __all__ = [
     "ManifestEntry",
     "data_hash",
     "iter_message_files",
+    "labels_hash",
     "load_folders",
     "load_manifest",
     "load_split",
@@ -190,8 +191,13 @@ def _overlap(a: Path, b: Path) -> bool:
 
 def data_hash(items: Iterable[LabelledMessage]) -> str:
     """sha256 over (content hash, label) of the training messages, order-independent."""
+    return labels_hash((it.message.content_hash, it.is_spam) for it in items)
+
+
+def labels_hash(pairs: Iterable[tuple[str, bool]]) -> str:
+    """sha256 over (content hash, is spam) pairs, order-independent (see `data_hash`)."""
     digest = hashlib.sha256()
-    for key in sorted(f"{it.message.content_hash}:{int(it.is_spam)}" for it in items):
+    for key in sorted(f"{content_hash}:{int(spam)}" for content_hash, spam in pairs):
         digest.update(key.encode())
     return digest.hexdigest()
 

@@ -15,6 +15,7 @@ from typing import Any, overload
 import numpy as np
 
 from spamguard.errors import ConnectionLostError, MailStoreError, SpamGuardError
+from spamguard.learn.corpus import labels_hash
 from spamguard.learn.fit import (
     Cancelled,
     Progress,
@@ -79,12 +80,7 @@ class _Labelled:
     @property
     def digest(self) -> str:
         # The same recipe as corpus.data_hash, without parsing the messages.
-        import hashlib
-
-        digest = hashlib.sha256()
-        for key in sorted(f"{h}:{int(s)}" for h, s in zip(self.hashes, self.spam, strict=True)):
-            digest.update(key.encode())
-        return digest.hexdigest()
+        return labels_hash(zip(self.hashes, self.spam, strict=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,19 +10,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from spamguard.digest import file_digest
 from spamguard.errors import ModelError
 
 __all__ = ["download"]
 
 CHUNK = 1 << 20
-
-
-def _hash_existing(path: Path) -> hashlib._Hash:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest
 
 
 def download(
@@ -67,7 +60,7 @@ def download(
                 content_range = response.headers.get("Content-Range", "")
                 if not content_range.startswith(f"bytes {have}-"):
                     raise ModelError(f"server answered the resume with {content_range!r}; retry")
-                mode, digest = "ab", _hash_existing(part)
+                mode, digest = "ab", file_digest(part)
             else:
                 have, mode, digest = 0, "wb", hashlib.sha256()  # no resume: start over
             length = response.headers.get("Content-Length")
@@ -92,7 +85,7 @@ def download(
                     "command again to resume"
                 )
     else:
-        digest = _hash_existing(part)
+        digest = file_digest(part)
     actual = digest.hexdigest()
     if actual != sha256:
         part.unlink(missing_ok=True)

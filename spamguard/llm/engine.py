@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -31,6 +30,7 @@ from typing import Any, Final, Literal, TypeVar
 import numpy as np
 
 from spamguard.config import LLMConfig
+from spamguard.digest import file_sha256
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.metrics import IdleCores
@@ -293,11 +293,7 @@ def verify_sha256(path: Path, expected: str, *, use_cache: bool = True) -> None:
         hit = known.get(key)
         if hit and hit.get("stat") == stat and hit.get("sha256") == expected.lower():
             return
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        actual = digest.hexdigest()
+        actual = file_sha256(path)
         if actual != expected.lower():
             raise ModelError(
                 f"model file {path} is corrupt or not the expected model (sha256 {actual[:16]}…, "
@@ -917,15 +913,11 @@ def _entry_for_file(path: Path, name: str) -> CatalogEntry:
     """A catalog entry for a GGUF file the user points at directly (sha256 taken as is)."""
     if not path.is_file():
         raise ModelError(f"LLM file {path} does not exist")
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
     return CatalogEntry(
         name=name if name != DEFAULT_MODEL else path.stem,
         kind="gguf",
         file=path.name,
-        sha256=digest.hexdigest(),
+        sha256=file_sha256(path),
         licence="see the model's card",
         quantization=_guess_quant(path.name),
         size=path.stat().st_size,

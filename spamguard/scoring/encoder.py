@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkab
 import numpy as np
 from numpy.typing import NDArray
 
+from spamguard.digest import file_sha256
 from spamguard.errors import ModelError
 
 if TYPE_CHECKING:
@@ -415,14 +415,6 @@ def _source_version() -> str | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check(root: Path, quantization: Quantization) -> str | None:
     """None when the cache for `quantization` is complete and intact, else what is wrong."""
     try:
@@ -452,7 +444,7 @@ def _check(root: Path, quantization: Quantization) -> str | None:
             return None
     for name, entry in wanted.items():
         try:
-            if _sha256(root / name) != entry["sha256"]:
+            if file_sha256(root / name) != entry["sha256"]:
                 return f"{name} does not match its sha256 in manifest.json"
         except (OSError, KeyError, TypeError) as exc:
             return f"{name} cannot be verified ({type(exc).__name__}: {exc})"
@@ -526,7 +518,7 @@ def _export(root: Path) -> None:
         "built_with": versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": {
-            rel: {"sha256": _sha256(root / rel), "size": (root / rel).stat().st_size}
+            rel: {"sha256": file_sha256(root / rel), "size": (root / rel).stat().st_size}
             for rel in sorted(written)
         },
     }

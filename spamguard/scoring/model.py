@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -13,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from spamguard.digest import file_sha256
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.scoring.base import Evidence, Neighbour, Score
@@ -80,14 +80,6 @@ class HeadModel:
     @property
     def needs_encoder(self) -> bool:
         return self.featurizer.uses_embedding or self.neighbour_vectors is not None
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -176,7 +168,7 @@ def save_model(model: HeadModel, out_dir: Path) -> Path:
         "thresholds": model.thresholds,
         "training": model.training,
         "metrics": model.metrics,
-        "files": {name: _file_sha256(tmp / name) for name in files},
+        "files": {name: file_sha256(tmp / name) for name in files},
     }
     (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n", "utf-8")
     if out_dir.exists():
@@ -217,7 +209,7 @@ def load_model(model_dir: Path | str) -> HeadModel:
         )
     for name, digest in (config.get("files") or {}).items():
         path = model_dir / name
-        if not path.is_file() or _file_sha256(path) != digest:
+        if not path.is_file() or file_sha256(path) != digest:
             raise ModelError(
                 f"model file {path} is missing or corrupt (sha256 mismatch); reinstall "
                 "SpamGuard or retrain this model"
