@@ -34,8 +34,9 @@ from typing import Any
 
 from spamguard.learn.corpus import load_split
 from spamguard.llm.consistency import contradictions
-from spamguard.llm.engine import LLMSettings, Outcome
+from spamguard.llm.engine import LLMSettings
 from spamguard.llm.explain import checked_explanation, judged_explanation, outcome_facts
+from spamguard.llm.prompts import Outcome
 from spamguard.message import Message, parse_message
 from spamguard.scoring.assemble import load_default_scorer
 

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from spamguard.learn.corpus import LabelledMessage, load_split
-from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
+from spamguard.llm.engine import LLMEngine, LLMSettings
+from spamguard.llm.prompts import mail_for_prompt
 
 SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 CORPUS = Path("/root/.cache/spamguard/corpora/spamassassin")

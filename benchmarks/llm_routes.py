@@ -142,7 +142,8 @@ def selected(
 
 
 def features(args: argparse.Namespace) -> int:
-    from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.prompts import mail_for_prompt
     from spamguard.llm.routes import (
         LLMEmbedder,
         fewshot_logodds,
@@ -270,7 +271,8 @@ def _rss_mb() -> float:
 
 def cost(args: argparse.Namespace) -> int:
     """Per route: ms/message, p95, prompt tokens/s with --threads threads, RSS after load."""
-    from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.prompts import mail_for_prompt
     from spamguard.llm.routes import (
         LLMEmbedder,
         RouteStats,

@@ -387,7 +387,7 @@ def _check_encoder() -> Finding:
 
 
 def _check_gguf() -> Finding:
-    from spamguard.llm.engine import DEFAULT_MODEL, load_catalog, resolve_model_path, verify_sha256
+    from spamguard.llm.catalog import DEFAULT_MODEL, load_catalog, resolve_model_path, verify_sha256
 
     try:
         entry = load_catalog()[DEFAULT_MODEL]

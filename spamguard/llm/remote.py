@@ -22,13 +22,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from spamguard.errors import ModelError
-from spamguard.llm.engine import (
-    Calibration,
-    Prompt,
-    classify_prompt_text,
-    load_prompt,
-    mail_for_prompt,
-)
+from spamguard.llm.prompts import Prompt, classify_prompt_text, load_prompt, mail_for_prompt
+from spamguard.llm.scorer import Calibration
 from spamguard.message import Message
 from spamguard.scoring.base import Evidence, Score, Scorer
 from spamguard.scoring.cache import LRUScoreCache, ScoreCache

@@ -24,19 +24,15 @@ from typing import Any, Final
 import numpy as np
 
 from spamguard.errors import ModelError
-from spamguard.llm.engine import (
+from spamguard.llm.catalog import (
     CatalogEntry,
-    LLMEngine,
-    LLMSettings,
-    _clean,
     _entry_for_file,
-    _Owner,
-    _prompt_path,
-    gpu_layers,
     load_catalog,
     resolve_model_path,
     verify_sha256,
 )
+from spamguard.llm.engine import LLMEngine, LLMSettings, _Owner, gpu_layers
+from spamguard.llm.prompts import _clean, _prompt_path
 
 __all__ = [
     "QUESTIONS",

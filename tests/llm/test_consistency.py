@@ -13,8 +13,8 @@ from spamguard.llm.consistency import (
     finish_sentences,
     link_text_mismatches,
 )
-from spamguard.llm.engine import Outcome
 from spamguard.llm.explain import WITHHELD_NOTE, Explanation
+from spamguard.llm.prompts import Outcome
 from spamguard.message import parse_message
 from spamguard.scoring.base import Evidence, Score
 

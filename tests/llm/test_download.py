@@ -82,7 +82,7 @@ def test_cli_download_adds_the_model_to_the_user_list(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from spamguard.cli import main
-    from spamguard.llm.engine import load_catalog
+    from spamguard.llm.catalog import load_catalog
 
     RangeHandler.cut_first = False
     monkeypatch.setenv("SPAMGUARD_DATA_DIR", str(tmp_path / "data"))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from spamguard.llm.engine import Outcome
 from spamguard.llm.explain import (
     WITHHELD_NOTE,
     check_explanation,
     evidence_summary,
 )
+from spamguard.llm.prompts import Outcome
 from spamguard.message import parse_message
 from spamguard.scoring.base import Evidence, Score
 
@@ -157,7 +157,7 @@ def test_the_summary_states_what_was_done_and_the_evidence() -> None:
 
 
 def test_allow_listed_outcome_is_what_the_prompt_states() -> None:
-    from spamguard.llm.engine import load_prompt, rationale_prompt_parts
+    from spamguard.llm.prompts import load_prompt, rationale_prompt_parts
 
     before, after = rationale_prompt_parts(
         load_prompt("rationale-chatml"), Score(0.97, "head", "h"), ALLOWED
@@ -266,6 +266,7 @@ def test_injected_mail_cannot_make_the_shown_explanation_call_spam_legitimate(
     where: str, engine: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from spamguard.llm import engine as llm_module
+    from spamguard.llm import prompts as llm_prompts
     from spamguard.llm.explain import explain
 
     assert isinstance(engine, llm_module.LLMEngine)
@@ -296,7 +297,7 @@ def test_injected_mail_cannot_make_the_shown_explanation_call_spam_legitimate(
     from spamguard.llm.consistency import contradictions, finish_sentences
     from spamguard.llm.explain import outcome_facts
 
-    quoted = llm_module.mail_for_prompt(msg, 3000)
+    quoted = llm_prompts.mail_for_prompt(msg, 3000)
     finished = finish_sentences(raw)  # what is judged: the model's complete sentences
     facts = outcome_facts(msg, MOVED)
     if shown.startswith(WITHHELD_NOTE.split(":")[0]):

@@ -60,7 +60,7 @@ def _fixture_messages() -> tuple[Message, Message]:
 
 
 def test_catalog_lists_smollm2_first_and_gemma() -> None:
-    from spamguard.llm.engine import DEFAULT_MODEL, load_catalog
+    from spamguard.llm.catalog import DEFAULT_MODEL, load_catalog
 
     catalog = load_catalog()
     assert DEFAULT_MODEL == "smollm2-135m-instruct"
@@ -70,7 +70,7 @@ def test_catalog_lists_smollm2_first_and_gemma() -> None:
 
 
 def test_missing_package_is_a_clear_model_error() -> None:
-    from spamguard.llm.engine import CatalogEntry, resolve_model_path
+    from spamguard.llm.catalog import CatalogEntry, resolve_model_path
 
     entry = CatalogEntry.from_json(
         {"name": "x", "file": "x/x.gguf", "sha256": "0" * 64, "package": "no-such-pkg-sg"}
@@ -80,7 +80,8 @@ def test_missing_package_is_a_clear_model_error() -> None:
 
 
 def test_missing_user_file_is_a_clear_model_error(tmp_path: Path) -> None:
-    from spamguard.llm.engine import CatalogEntry, LLMEngine
+    from spamguard.llm.catalog import CatalogEntry
+    from spamguard.llm.engine import LLMEngine
 
     entry = CatalogEntry.from_json(
         {"name": "mine", "file": "m.gguf", "sha256": "0" * 64, "path": str(tmp_path / "m.gguf")}
@@ -92,7 +93,7 @@ def test_missing_user_file_is_a_clear_model_error(tmp_path: Path) -> None:
 def test_sha256_check_is_cached_and_redone_after_a_rewrite(tmp_path: Path) -> None:
     import hashlib
 
-    from spamguard.llm.engine import cache_dir, verify_sha256
+    from spamguard.llm.catalog import cache_dir, verify_sha256
 
     f = tmp_path / "model.gguf"
     f.write_bytes(b"GGUF" + b"\0" * 1000)
@@ -106,7 +107,7 @@ def test_sha256_check_is_cached_and_redone_after_a_rewrite(tmp_path: Path) -> No
 
 
 def test_prompt_quotes_mail_inside_delimiters_and_strips_forged_markers() -> None:
-    from spamguard.llm.engine import (
+    from spamguard.llm.prompts import (
         classify_prompt_text,
         load_prompt,
         mail_for_prompt,
@@ -150,7 +151,8 @@ def test_gpu_setting_is_reported_and_degrades_without_a_gpu_backend() -> None:
 @pytest.mark.llm
 @needs_llama
 def test_corrupt_model_file_is_refused_before_loading(tmp_path: Path) -> None:
-    from spamguard.llm.engine import LLMEngine, load_catalog, resolve_model_path
+    from spamguard.llm.catalog import load_catalog, resolve_model_path
+    from spamguard.llm.engine import LLMEngine
 
     good = load_catalog()["smollm2-135m-instruct"]
     bad = tmp_path / "smollm2.gguf"
@@ -169,7 +171,8 @@ def test_corrupt_model_file_is_refused_before_loading(tmp_path: Path) -> None:
 def test_truncated_model_that_skips_verification_fails_to_load_cleanly(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from spamguard.llm.engine import LLMEngine, LLMSettings, load_catalog, resolve_model_path
+    from spamguard.llm.catalog import load_catalog, resolve_model_path
+    from spamguard.llm.engine import LLMEngine, LLMSettings
 
     good = load_catalog()["smollm2-135m-instruct"]
     bad = tmp_path / "half.gguf"
@@ -186,7 +189,8 @@ def test_truncated_model_that_skips_verification_fails_to_load_cleanly(tmp_path:
 @pytest.mark.llm
 @needs_llama
 def test_scores_are_probabilities_cached_by_content_and_model_version(engine: object) -> None:
-    from spamguard.llm.engine import LLMEngine, LLMScorer
+    from spamguard.llm.engine import LLMEngine
+    from spamguard.llm.scorer import LLMScorer
 
     assert isinstance(engine, LLMEngine)
     scorer = LLMScorer(engine)
@@ -204,7 +208,8 @@ def test_scores_are_probabilities_cached_by_content_and_model_version(engine: ob
 @pytest.mark.llm
 @needs_llama
 def test_prefix_kv_reuse_gives_the_same_logits_as_a_full_pass(engine: object) -> None:
-    from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.prompts import mail_for_prompt
 
     assert isinstance(engine, LLMEngine)
     spam, _ = _fixture_messages()
@@ -250,6 +255,9 @@ def test_injection_does_not_change_score_or_verdict_and_rationale_streams(
     engine: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from spamguard.llm import engine as llm_module
+    from spamguard.llm import rationale as llm_rationale
+    from spamguard.llm import scorer as llm_scorer
+    from spamguard.scoring.cache import LRUScoreCache
 
     assert isinstance(engine, llm_module.LLMEngine)
     monkeypatch.setitem(llm_module._engines, engine.settings, engine)
@@ -261,15 +269,15 @@ def test_injection_does_not_change_score_or_verdict_and_rationale_streams(
         evidence=(Evidence("url:claims.example", 2.2, "link to claims.example"),),
     )
     verdict = score.verdict()
-    pieces = list(llm_module.stream_rationale(msg, score, settings=engine.settings))
+    pieces = list(llm_rationale.stream_rationale(msg, score, settings=engine.settings))
     assert len(pieces) >= 2, "rationale should arrive token by token"
     text = "".join(pieces)
     assert text.strip()
     # The Score is frozen and nothing in the rationale path returns a new one.
     assert score.p_spam == 0.97 and score.verdict() == verdict == "spam"
     # The LLM's own reading of the injected mail still comes from label logits only.
-    scorer = llm_module.LLMScorer(engine)
+    scorer = llm_scorer.LLMScorer(engine)
     p1 = scorer.score([msg])[0].p_spam
-    list(llm_module.stream_rationale(msg, score, settings=engine.settings))
-    scorer.cache = llm_module.LRUScoreCache()
+    list(llm_rationale.stream_rationale(msg, score, settings=engine.settings))
+    scorer.cache = LRUScoreCache()
     assert scorer.score([msg])[0].p_spam == pytest.approx(p1, abs=1e-3)

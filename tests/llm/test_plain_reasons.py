@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from spamguard.llm.engine import Outcome
 from spamguard.llm.explain import (
     NEIGHBOUR_MIN_SIMILARITY,
     check_explanation,
@@ -15,6 +14,7 @@ from spamguard.llm.explain import (
     meaningful_neighbours,
     plain_reasons,
 )
+from spamguard.llm.prompts import Outcome
 from spamguard.message import parse_message
 from spamguard.scoring.base import Evidence, Neighbour, Score
 from spamguard.scoring.model import load_scorer

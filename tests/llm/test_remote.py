@@ -42,7 +42,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from spamguard.llm.engine import load_catalog, resolve_model_path
+    from spamguard.llm.catalog import load_catalog, resolve_model_path
 
     model = resolve_model_path(load_catalog()["smollm2-135m-instruct"])
     port = _free_port()
@@ -83,7 +83,8 @@ class FixedHead:
 
 
 def test_remote_label_logits_match_the_local_model(server_url: str) -> None:
-    from spamguard.llm.engine import LLMEngine, LLMSettings, mail_for_prompt
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.prompts import mail_for_prompt
     from spamguard.llm.remote import RemoteLLMScorer
 
     remote = RemoteLLMScorer(server_url, timeout=60)
@@ -99,7 +100,8 @@ def test_remote_label_logits_match_the_local_model(server_url: str) -> None:
 
 
 def test_rationale_streams_from_the_server(server_url: str) -> None:
-    from spamguard.llm.engine import LLMSettings, stream_rationale
+    from spamguard.llm.engine import LLMSettings
+    from spamguard.llm.rationale import stream_rationale
 
     settings = LLMSettings(remote_url=server_url, rationale_tokens=12, remote_timeout=60)
     pieces = list(stream_rationale(MAIL, Score(0.95, "head", "h"), settings=settings))
@@ -134,8 +136,9 @@ def test_a_dead_or_silent_server_degrades_to_the_head_without_blocking() -> None
 
 
 def test_dead_server_with_a_local_model_falls_back_to_it() -> None:
-    from spamguard.llm.engine import LLMEngine, LLMScorer, LLMSettings
+    from spamguard.llm.engine import LLMEngine, LLMSettings
     from spamguard.llm.remote import RemoteLLMScorer
+    from spamguard.llm.scorer import LLMScorer
 
     engine = LLMEngine(LLMSettings(threads=1, token_budget=64))
     try:

@@ -114,7 +114,8 @@ def test_a_user_added_gguf_runs_every_route_without_change(
     """`spamguard llm add FILE` then the route code by name: what a user with a larger
     instruct model (e.g. 0.5-1.5B, Q4_K_M) does. The small catalog file stands in for it."""
     from spamguard.cli import main
-    from spamguard.llm.engine import LLMEngine, LLMSettings, load_catalog, resolve_model_path
+    from spamguard.llm.catalog import load_catalog, resolve_model_path
+    from spamguard.llm.engine import LLMEngine, LLMSettings
     from spamguard.llm.routes import (
         QUESTIONS,
         LLMEmbedder,
@@ -153,7 +154,7 @@ def test_a_user_added_gguf_runs_every_route_without_change(
 
 
 def test_route_templates_follow_the_model_family_and_quote_the_mail() -> None:
-    from spamguard.llm.engine import load_catalog
+    from spamguard.llm.catalog import load_catalog
     from spamguard.llm.routes import QUESTIONS, _template, prompt_family
 
     catalog = load_catalog()

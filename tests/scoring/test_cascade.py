@@ -163,6 +163,8 @@ def test_injected_instructions_change_neither_score_nor_verdict(
 ) -> None:
     """The head and the cascade decide; asking the LLM for a rationale changes nothing."""
     from spamguard.llm import engine as llm_module
+    from spamguard.llm import rationale as llm_rationale
+    from spamguard.llm import scorer as llm_scorer
     from spamguard.scoring.model import load_scorer
 
     monkeypatch.setenv("SPAMGUARD_CACHE_DIR", str(tmp_path))
@@ -178,15 +180,15 @@ def test_injected_instructions_change_neither_score_nor_verdict(
     monkeypatch.setitem(llm_module._engines, settings, engine)
     try:
         cascade = Cascade(
-            [head, llm_module.LLMScorer(engine)],
+            [head, llm_scorer.LLMScorer(engine)],
             [Band(0.0, 1.0)],  # everything goes on to the LLM stage
             names=["head", "llm"],
             stacker=Stacker(1.0, 0.0, 0.0),  # ...whose vote carries no weight here
         )
         before = cascade.score([msg])[0]
-        rationale = "".join(llm_module.stream_rationale(msg, before, settings=settings))
+        rationale = "".join(llm_rationale.stream_rationale(msg, before, settings=settings))
         after = Cascade(
-            [head, llm_module.LLMScorer(engine)],
+            [head, llm_scorer.LLMScorer(engine)],
             [Band(0.0, 1.0)],
             names=["head", "llm"],
             stacker=Stacker(1.0, 0.0, 0.0),
