@@ -272,3 +272,21 @@ def test_explain_streams_the_local_llms_reading_then_the_whole_text(config: Path
     assert "".join(p["text"] for p in pieces).strip() == final["text"]
     assert len(final["text"].split()) > 8
     assert final["note"] == ""  # the local model: nothing leaves the machine
+    # Checked against the evidence before it was sent: the model's text, or the summary with
+    # a note saying why it was withheld (issue 22 item 5; it was sent unchecked before).
+    assert final["checked"] is True
+    if not final["from_llm"]:
+        assert final["text"].startswith("(The language model's explanation was not shown")
+    # Kept once written: asked again (a new host process), the text comes from the store (it
+    # is marked there, so the model writing the same words again would not pass).
+    import sqlite3
+
+    db = sqlite3.connect(config.parent / "data" / "spamguard.sqlite3")
+    with db:
+        [(kept,)] = db.execute("SELECT text FROM explanation").fetchall()
+        assert kept == final["text"]
+        db.execute("UPDATE explanation SET text = text || ' [kept]'")
+    db.close()
+    again, rc, err = host(config, frames({"id": 10, "type": "explain", "raw": b64(SPAM)}))
+    assert rc == 0, err
+    assert again[-1]["text"] == final["text"] + " [kept]"
