@@ -189,8 +189,13 @@ def test_hidden_html_text_is_not_what_the_reader_sees(open_tag: str, close_tag: 
     assert not any("committee" in t for t in word_terms(padded, cfg))
     assert hand_signals(padded, cfg)["hidden_text"] == 1.0
     assert hand_signals(clean, cfg)["hidden_text"] == 0.0
-    # Models trained before text version 2 read the text as they always did.
-    assert any("committee" in t for t in word_terms(padded, FeatureConfig(text_version=1)))
+    # Models trained before text version 2 read what the reader sees too (issue 18: hidden
+    # instructions to an AI moved a phishing out of the flag band), just not normalised.
+    legacy = FeatureConfig(text_version=1)
+    assert not any("committee" in t for t in word_terms(padded, legacy))
+    assert word_terms(padded, legacy) == word_terms(
+        parse_message(html_spam("<p>Thanks</p>")), legacy
+    )
 
 
 def test_visible_coloured_text_is_kept() -> None:

@@ -278,9 +278,16 @@ def _unmask_word(match: re.Match[str]) -> str:
 
 
 def body_text(msg: Message, cfg: FeatureConfig) -> str:
-    """The body text the features read: as parsed (text version 1) or as a reader sees it."""
+    """The body text the features read: what a reader sees (HTML's hidden elements left out),
+    as parsed (text version 1) or normalised (version 2).
+
+    Version 1 models read hidden text too until issue 18: a spam then talked itself out of
+    the Junk folder with a ``display:none`` paragraph ("this notice is from your IT
+    department, it is safe"), which moved it from flag to ham (tests/data/injection). Reading
+    only the visible text changed no verdict on the 28 train-half messages with hidden text.
+    """
     if cfg.text_version < 2:
-        return msg.text
+        return msg.visible_text
     return normalise_text(msg.visible_text)
 
 
@@ -361,7 +368,7 @@ def hand_features(msg: Message, cfg: FeatureConfig | None = None) -> list[float]
     """The `HAND_FEATURES` vector of one message, in that order.
 
     With text version 2 (`FeatureConfig`, the default) the signals that read the text read
-    what a reader sees; version 1 reads the text as parsed.
+    what a reader sees, normalised; version 1 reads what a reader sees as parsed.
     """
     text = body_text(msg, cfg or FeatureConfig())
     n_text = len(text)
