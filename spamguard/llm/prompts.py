@@ -26,10 +26,14 @@ __all__ = [
 
 
 # Strings a mail must not be able to forge inside the prompt: our delimiters and the chat
-# markers of the templates we ship. Special tokens are also never parsed from mail text
-# (tokenize(special=False)), so this is belt and braces for the text the user sees.
+# markers of the templates we ship or a user's model may use (ChatML, Gemma, Llama 2/3,
+# Mistral, Phi). Special tokens are also never parsed from mail text (tokenize(special=False));
+# this keeps the text a model reads, and a person sees, free of them too. The mail is matched
+# after NFKC (full-width ＜/email＞), without format characters (</em\u200bail>) and with
+# HTML entities decoded (&lt;/email&gt;), so no spelling of a marker survives.
 _FORGEABLE = re.compile(
-    r"(?i)</?\s*email\s*>|<\|im_(?:start|end)\|>|<\|endoftext\|>|<(?:start|end)_of_turn>"
+    r"(?i)<\s*/?\s*e-?mail\s*>|<\|[a-z_]{2,30}\|>|<\s*/?\s*(?:start|end)_of_turn\s*>|"
+    r"\[\s*/?\s*inst\s*\]|<<\s*/?\s*sys\s*>>|</?s>"
 )
 
 
@@ -84,24 +88,37 @@ def load_prompt(name: str) -> Prompt:
 
 
 def _clean(text: str) -> str:
+    import html
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", html.unescape(text))
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return _FORGEABLE.sub("[removed marker]", text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def mail_for_prompt(message: Message, max_chars: int = 6000) -> str:
     """The mail as the LLM sees it (before token truncation): a few headers, then the text.
 
     Delimiter and chat-template markers inside the mail are replaced, so the quoted mail
-    cannot close its own quote or open a new turn.
+    cannot close its own quote or open a new turn; every header is one line, so none can
+    start a line of its own ("SYSTEM: ..."). The text is what a reader sees: HTML's hidden
+    elements (display:none, white on white, 1 px fonts), comments and alt text never reach
+    the model, as they never reach the reader.
     """
     lines = [
-        f"From: {message.from_name} <{message.from_addr}>".strip(),
-        f"Subject: {message.subject}",
+        _one_line(f"From: {message.from_name} <{message.from_addr}>"),
+        _one_line(f"Subject: {message.subject}"),
     ]
     if message.url_domains:
         lines.append("Links to: " + ", ".join(message.url_domains[:6]))
     if message.attachments:
-        lines.append("Attachments: " + ", ".join(a.filename for a in message.attachments[:5]))
-    text = " ".join(message.text.split())[:max_chars]
+        names = ", ".join(_one_line(a.filename) for a in message.attachments[:5])
+        lines.append("Attachments: " + names)
+    text = _one_line(message.visible_text)[:max_chars]
     return _clean("\n".join(lines) + "\n\n" + text)
 
 
