@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from spamguard.errors import ConfigError, ModelError, SpamGuardError
 
 if TYPE_CHECKING:
-    from spamguard.config import AccountSettings, Config
+    from spamguard.config import AccountSettings, Config, LLMConfig
 
 __all__ = [
     "TRAY_PROBE",
@@ -24,6 +24,7 @@ __all__ = [
     "check_config",
     "check_keyring",
     "check_llama",
+    "check_llm_speed",
     "check_models",
     "check_privacy",
     "check_tray",
@@ -241,8 +242,9 @@ _GPU_LIBS = (
 )
 
 
-def check_llama() -> Finding:
-    """llama.cpp: installed, which backend it was built with, how many layers go to the GPU."""
+def check_llama(llm: LLMConfig | None = None) -> Finding:
+    """llama.cpp: installed, which backend it was built with, how many layers go to the GPU
+    with the config's ``n_gpu_layers`` (auto unless ``[llm]`` says otherwise)."""
     import importlib.metadata
     import importlib.util
 
@@ -260,7 +262,8 @@ def check_llama() -> Finding:
         from spamguard.llm.engine import LLMSettings, gpu_layers
 
         supported = bool(llama_cpp.llama_supports_gpu_offload())
-        layers, words = gpu_layers(LLMSettings().n_gpu_layers)
+        setting = llm.n_gpu_layers if llm is not None else LLMSettings().n_gpu_layers
+        layers, words = gpu_layers(setting)
     except (OSError, AttributeError, RuntimeError) as exc:
         return Finding(
             "llama.cpp",
@@ -304,6 +307,36 @@ def _gpu_hint() -> tuple[str, str] | None:
             "llama-cpp-python",
         )
     return None
+
+
+def check_llm_speed(llm: LLMConfig | None = None) -> Finding:
+    """Load the configured LLM, run a fixed prompt and 32 generated tokens: which backend ran
+    (CPU or GPU, and how many layers) and its tokens per second."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return Finding("LLM speed", "WARN", "not measured: llama-cpp-python is not installed")
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.speed import measure_speed
+
+    # The local model, even when explanations go to a remote server: this is its speed.
+    settings = LLMSettings.from_config(llm) if llm is not None else LLMSettings()
+    try:
+        engine = LLMEngine(settings)
+    except ModelError as exc:
+        return Finding("LLM speed", "WARN", f"not measured: {exc}")
+    try:
+        speed = measure_speed(engine)
+    except (ModelError, OSError, RuntimeError, ValueError) as exc:
+        return Finding(
+            "LLM speed",
+            "FAIL",
+            f"{engine.entry.name} did not run ({exc})",
+            "pip install --force-reinstall llama-cpp-python; then spamguard doctor again",
+        )
+    finally:
+        engine.close()
+    return Finding("LLM speed", "OK", speed.summary(), "", speed.to_json())
 
 
 # ---------------------------------------------------------------------------- models
@@ -568,13 +601,17 @@ def run_checks(
     connect: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     tray_probe: Callable[[], dict[str, Any]] | None = None,
+    llm_speed: bool = True,
 ) -> list[Finding]:
     """Every check, in the order a person would fix them."""
     config_finding, config = check_config(config_path)
     findings = [config_finding, check_privacy(config), check_keyring(config)]
-    findings += [check_tray(tray_probe), check_llama()]
+    llm = config.llm if config else None
+    findings += [check_tray(tray_probe), check_llama(llm)]
     model_dir = model_dir or (config.model_dir if config else None)
     findings += check_models(model_dir)
+    if llm_speed:
+        findings.append(check_llm_speed(llm))
     findings.append(check_logs())
     if config is not None and connect:
         findings += check_accounts(config, timeout)

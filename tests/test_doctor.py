@@ -147,7 +147,7 @@ def test_doctor_never_imports_qt_in_process(tmp_path: Path, fixture_model: Path)
     code = (
         "import sys\n"
         "from spamguard.doctor import run_checks\n"
-        f"run_checks(None, model_dir={str(fixture_model)!r}, connect=False)\n"
+        f"run_checks(None, model_dir={str(fixture_model)!r}, connect=False, llm_speed=False)\n"
         "assert 'PySide6' not in sys.modules, 'doctor imported Qt'\n"
     )
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}

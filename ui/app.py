@@ -169,6 +169,7 @@ class SpamGuardApp(QObject):
         self.window.detail.rationaleRequested.connect(self.rationale)
         self.window.detail.neighboursWanted.connect(self.explain)
         self.window.thresholds.applied.connect(self.apply_thresholds)
+        self.models_page.llm_changed.connect(self._set_llm)
         self.window.undo_batch.clicked.connect(self.tray._undo_last)
         self.window.tabs.currentChanged.connect(lambda _: self._clear_attention())
         self.tray.openRequested.connect(self.open_window)
@@ -258,7 +259,7 @@ class SpamGuardApp(QObject):
             # First run: no config file yet is an empty config, not an error.
             exists = self.config_path.exists()
             config = load_config(self.config_path) if exists else parse_config("")
-            self.models_page.set_llm(config.llm)
+            self.models_page.set_llm(config.llm, self.config_path)
             self._llm = config.llm
             self.runtime = self._make_runtime(config)
             self.store = self.runtime.store
@@ -691,6 +692,11 @@ class SpamGuardApp(QObject):
             if runner is not None:
                 runner.undo_journal(ids)
         self.window.undo_batch.hide()
+
+    def _set_llm(self, llm: LLMConfig) -> None:
+        """The [llm] section after a change in Settings (already saved): the next explanation
+        loads the model with it."""
+        self._llm = llm
 
     def apply_thresholds(self, account: str, thresholds: Thresholds) -> None:
         self.settings.setValue(f"thresholds/{account}/flag", thresholds.flag)

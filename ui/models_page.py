@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QShowEvent
-from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from spamguard.config import LLMConfig
-from spamguard.engine.session import ModelInfo, model_info, model_versions
+from spamguard.config.edit import save_llm_gpu_layers
+from spamguard.engine.session import (
+    ModelInfo,
+    gpu_offload_supported,
+    model_info,
+    model_versions,
+)
 from spamguard.errors import SpamGuardError
 from spamguard.learn.registry import ModelRegistry
 
@@ -21,7 +38,10 @@ def _pct(value: float | None) -> str:
 
 
 class ModelsPage(QWidget):
-    """The active model, its versions, the LLM switch and what scoring costs (read-only)."""
+    """The active model, its versions, the LLM and its GPU offload, what scoring costs."""
+
+    # The [llm] section after the user applied a new GPU offload setting (saved already).
+    llm_changed = Signal(object)
 
     def __init__(self, model_dir: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -44,6 +64,31 @@ class ModelsPage(QWidget):
         lv.addRow(self.tr("LLM stage:"), self.llm_state)
         self.remote_state = QLabel(self.tr("<b>Off</b> (no server set)"))
         lv.addRow(self.tr("Remote server:"), self.remote_state)
+        # GPU offload: [llm] n_gpu_layers. Automatic puts every layer on the GPU when the
+        # installed llama.cpp reports GPU offload (CUDA, Metal, Vulkan ...), none otherwise.
+        gpu_row = QHBoxLayout()
+        self.gpu_mode = QComboBox()
+        self.gpu_mode.addItem(self.tr("Automatic"), "auto")
+        self.gpu_mode.addItem(self.tr("Off: CPU only"), 0)
+        self.gpu_mode.addItem(self.tr("Number of layers:"), "layers")
+        self.gpu_layers = QSpinBox()
+        self.gpu_layers.setRange(1, 999)
+        self.gpu_layers.setValue(16)
+        self.gpu_layers.setEnabled(False)
+        self.gpu_apply = QPushButton(self.tr("Apply"))
+        self.gpu_apply.setEnabled(False)
+        gpu_row.addWidget(self.gpu_mode, 1)
+        gpu_row.addWidget(self.gpu_layers)
+        gpu_row.addWidget(self.gpu_apply)
+        lv.addRow(self.tr("GPU offload:"), gpu_row)
+        self.gpu_note = QLabel()
+        self.gpu_note.setWordWrap(True)
+        lv.addRow(self.gpu_note)
+        self.gpu_mode.currentIndexChanged.connect(self._gpu_edited)
+        self.gpu_layers.valueChanged.connect(self._gpu_edited)
+        self.gpu_apply.clicked.connect(self.apply_gpu_layers)
+        self._llm = LLMConfig()
+        self._config_path: Path | None = None
         privacy = QLabel(
             self.tr(
                 "Everything runs on this computer and no mail leaves it. If a remote "
@@ -84,6 +129,7 @@ class ModelsPage(QWidget):
         if not self._filled:
             self._filled = True
             self.show_model(self._model_dir)
+        self._describe_gpu(self._llm.n_gpu_layers)
         super().showEvent(event)
 
     def show_model(self, model_dir: Path | None) -> None:
@@ -174,8 +220,12 @@ class ModelsPage(QWidget):
         path.setWordWrap(True)
         self.form.addRow(self.tr("Folder:"), path)
 
-    def set_llm(self, llm: LLMConfig) -> None:
-        """What the [llm] section says: the model that explains, and any remote server."""
+    def set_llm(self, llm: LLMConfig, config_path: Path | None = None) -> None:
+        """What the [llm] section says: the model that explains, any remote server, and the
+        GPU offload setting (saved into ``config_path`` when the user applies a new one)."""
+        self._llm = llm
+        self._config_path = config_path
+        self._show_gpu_setting(llm.n_gpu_layers)
         model = llm.model_path.name if llm.model_path else llm.model
         self.llm_state.setText(
             self.tr(
@@ -192,6 +242,80 @@ class ModelsPage(QWidget):
             )
         else:
             self.remote_state.setText(self.tr("<b>Off</b> (no server set)"))
+
+    # -- GPU offload
+
+    def gpu_setting(self) -> int | str:
+        """The setting the controls show: "auto", 0, or a number of layers."""
+        mode = self.gpu_mode.currentData()
+        return int(self.gpu_layers.value()) if mode == "layers" else mode  # type: ignore[no-any-return]
+
+    def _show_gpu_setting(self, setting: int | str) -> None:
+        for widget in (self.gpu_mode, self.gpu_layers):
+            widget.blockSignals(True)
+        if setting == "auto":
+            self.gpu_mode.setCurrentIndex(0)
+        elif setting == 0:
+            self.gpu_mode.setCurrentIndex(1)
+        else:
+            self.gpu_mode.setCurrentIndex(2)
+            self.gpu_layers.setValue(int(setting))
+        for widget in (self.gpu_mode, self.gpu_layers):
+            widget.blockSignals(False)
+        self.gpu_layers.setEnabled(self.gpu_mode.currentData() == "layers")
+        self.gpu_apply.setEnabled(False)
+        self._describe_gpu(setting)
+
+    def _describe_gpu(self, setting: int | str) -> None:
+        if not self.isVisible():
+            return  # asking llama.cpp loads its library: not on the way to the tray
+        supported = gpu_offload_supported()
+        if supported is None:
+            build = self.tr("llama-cpp-python is not installed, so no language model runs.")
+        elif supported:
+            build = self.tr("The installed llama.cpp reports GPU offload.")
+        else:
+            build = self.tr(
+                "The installed llama.cpp has no GPU backend: the model runs on the CPU "
+                "whatever is chosen here (rebuild llama-cpp-python with CUDA or Metal to use a "
+                "GPU)."
+            )
+        if setting == "auto":
+            what = (
+                self.tr("Automatic: every layer on the GPU.")
+                if supported
+                else self.tr("Automatic: CPU only.")
+            )
+        elif setting == 0:
+            what = self.tr("CPU only.")
+        else:
+            what = self.tr("%1 layers on the GPU, the rest on the CPU.").replace("%1", str(setting))
+        self.gpu_note.setText(f"{what} {build}")
+
+    def _gpu_edited(self) -> None:
+        self.gpu_layers.setEnabled(self.gpu_mode.currentData() == "layers")
+        self.gpu_apply.setEnabled(self.gpu_setting() != self._llm.n_gpu_layers)
+
+    def apply_gpu_layers(self) -> None:
+        """Save the chosen setting as ``[llm] n_gpu_layers`` (validated, the rest of the file
+        kept) and tell the app, which loads the model with it for the next explanation."""
+        setting = self.gpu_setting()
+        if self._config_path is None:
+            self.gpu_note.setText(self.tr("No config file to save into (demo mode)."))
+            return
+        try:
+            config = save_llm_gpu_layers(self._config_path, setting)
+        except SpamGuardError as exc:
+            self.gpu_note.setText(self.tr("Not saved: %1").replace("%1", html.escape(str(exc))))
+            return
+        self._llm = replace(self._llm, n_gpu_layers=config.llm.n_gpu_layers)
+        self._show_gpu_setting(config.llm.n_gpu_layers)
+        self.gpu_note.setText(
+            self.gpu_note.text()
+            + " "
+            + self.tr("Saved; the language model uses it from its next explanation.")
+        )
+        self.llm_changed.emit(self._llm)
 
     def set_counters(self, rows: list[dict[str, Any]]) -> None:
         """The engine's counters (`Recorder.snapshot()`): one line per stage and model."""

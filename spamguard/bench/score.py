@@ -178,7 +178,12 @@ def _child(cfg: BenchConfig, paths: list[str], labels: list[bool]) -> dict[str, 
             "forward_passes": st.forward_passes,
             "prompt_tokens_evaluated": st.prompt_tokens,
             "prefix_tokens_reused": st.reused_tokens,
+            "scoring_tokens_per_s": st.prompt_tokens / st.eval_seconds if st.eval_seconds else 0,
         }
+        # Which backend ran, and its tokens/s on a fixed prompt and 32 generated tokens.
+        from spamguard.llm.speed import measure_speed
+
+        out["llm_speed"] = measure_speed(scorer.engine).to_json()
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out.update(_accuracy(labels, probs))
     return out
@@ -468,6 +473,15 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{row['cpu_seconds_per_1000']:>9.2f} {row['wh_per_1000']:>8.4f} "
                 f"{r.get('peak_rss_mb', float('nan')):>7.0f} "
                 f"{auc:>7}  {share}"
+            )
+    for r in report["results"]:
+        speed, stats = r.get("llm_speed"), r.get("llm_stats") or {}
+        if speed:
+            lines.append(
+                f"{r['name']}: ran on {speed['device']} (n_gpu_layers={speed['n_gpu_layers']}, "
+                f"{speed['threads']} threads); scoring {stats.get('scoring_tokens_per_s', 0):.0f}"
+                f" prompt tokens/s; fixed prompt {speed['prompt_tokens_per_s']:.0f} tokens/s, "
+                f"generation {speed['generation_tokens_per_s']:.0f} tokens/s"
             )
     src = report["energy_source"]
     lines.append(

@@ -19,6 +19,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         model_dir=Path(args.model) if args.model else None,
         connect=not args.offline,
         timeout=args.timeout,
+        llm_speed=not args.no_llm_speed,
     )
     failed = any(f.status == "FAIL" for f in findings)
     if args.json:
@@ -45,4 +46,9 @@ def register(subparsers: Any) -> None:
         help=f"per-account connection timeout (default {DEFAULT_TIMEOUT:.0f})",
     )
     p.add_argument("--model", metavar="DIR", help="head model directory to check")
+    p.add_argument(
+        "--no-llm-speed",
+        action="store_true",
+        help="skip loading the LLM to measure its backend and tokens per second",
+    )
     p.set_defaults(func=cmd_doctor)

@@ -19,6 +19,7 @@ __all__ = [
     "check_account_name",
     "replace_account_keys",
     "save_account_thresholds",
+    "save_llm_gpu_layers",
     "toml_string",
     "with_account_added",
     "without_account",
@@ -75,6 +76,37 @@ def save_account_thresholds(path: Path, account: str, thresholds: Thresholds) ->
     new_text = "\n".join(new_lines) + "\n"
     config = parse_config(new_text, path=path)
     write_atomic(Path(path), new_text)
+    return config
+
+
+def save_llm_gpu_layers(path: Path, setting: int | str) -> Config:
+    """Write ``n_gpu_layers`` into the config's ``[llm]`` table ("auto", 0 for CPU only, or a
+    number of layers), keeping everything else as it is; the file is created when missing.
+    The file as it was must parse, and so must the new text, before anything is written."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    parse_config(text, path=path)
+    if isinstance(setting, bool) or not (setting == "auto" or isinstance(setting, int)):
+        raise ConfigError(f'n_gpu_layers must be "auto" or a number >= 0, not {setting!r}')
+    value = '"auto"' if setting == "auto" else str(setting)
+    lines = text.splitlines()
+    header = re.compile(r"^\s*\[\s*llm\s*\]\s*(#.*)?$")
+    start = next((i for i, line in enumerate(lines) if header.match(line)), None)
+    if start is None:
+        if re.search(r"^\s*llm\s*=", text, re.M):
+            raise ConfigError(f"{path}: llm is written inline; change n_gpu_layers there")
+        new_lines = [*lines, *([""] if lines else []), "[llm]", f"n_gpu_layers = {value}"]
+    else:
+        end = start + 1
+        while end < len(lines) and not lines[end].lstrip().startswith("["):
+            end += 1
+        body = [
+            line for line in lines[start + 1 : end] if not re.match(r"\s*n_gpu_layers\s*=", line)
+        ]
+        new_lines = [*lines[: start + 1], f"n_gpu_layers = {value}", *body, *lines[end:]]
+    new_text = "\n".join(new_lines) + "\n"
+    config = parse_config(new_text, path=path)
+    write_atomic(path, new_text)
     return config
 
 

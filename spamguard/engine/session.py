@@ -65,6 +65,7 @@ __all__ = [
     "add_account",
     "check_connection",
     "demo_settings",
+    "gpu_offload_supported",
     "histogram",
     "model_info",
     "prepare_demo_mailbox",
@@ -686,6 +687,19 @@ def histogram(scores: Iterable[float], bins: int = 20) -> list[int]:
     for p in scores:
         counts[min(bins - 1, max(0, int(p * bins)))] += 1
     return counts
+
+
+def gpu_offload_supported() -> bool | None:
+    """Whether the installed llama.cpp reports GPU offload; None when it is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    try:
+        import llama_cpp
+    except (ImportError, OSError):
+        return None
+    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 # -- account setup ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ __all__ = [
     "EngineStats",
     "LLMEngine",
     "LLMSettings",
+    "choose_gpu_layers",
     "gpu_layers",
     "shared_engine",
 ]
@@ -114,7 +115,15 @@ def gpu_layers(setting: int | Literal["auto"]) -> tuple[int, str]:
     """(layers to offload, the backend in words) for this llama.cpp build."""
     import llama_cpp
 
-    supported = bool(llama_cpp.llama_supports_gpu_offload())
+    return choose_gpu_layers(setting, bool(llama_cpp.llama_supports_gpu_offload()))
+
+
+def choose_gpu_layers(setting: int | Literal["auto"], supported: bool) -> tuple[int, str]:
+    """(layers to offload, the backend in words) given whether llama.cpp reports GPU offload.
+
+    "auto": every layer (-1) when it does, none when it does not. A number is taken as is
+    where offload works and becomes 0 (with how to rebuild) where it does not.
+    """
     if setting == "auto":
         if supported:
             return -1, "GPU offload (llama.cpp reports a GPU backend): all layers"

@@ -127,12 +127,13 @@ MARKERS = re.compile(
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_quoted_mail_cannot_close_its_block_or_open_a_turn(name: str) -> None:
-    from spamguard.scoring.base import Score
     from spamguard.scoring.llm import (
         load_prompt,
         mail_for_prompt,
         rationale_prompt_text,
     )
+
+    from spamguard.scoring.base import Score
 
     msg = parse_message((DATA / f"{name}.eml").read_bytes())
     mail = mail_for_prompt(msg)
@@ -194,8 +195,9 @@ def test_the_explanation_never_states_the_injected_claim(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from spamguard.scoring import llm as llm_module
     from spamguard.scoring.explain import WITHHELD_NOTE, check_explanation, explain
+
+    from spamguard.scoring import llm as llm_module
 
     monkeypatch.setenv("SPAMGUARD_DATA_DIR", str(tmp_path))
     monkeypatch.setitem(llm_module._engines, engine.settings, engine)
