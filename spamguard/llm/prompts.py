@@ -107,19 +107,28 @@ def mail_for_prompt(message: Message, max_chars: int = 6000) -> str:
     cannot close its own quote or open a new turn; every header is one line, so none can
     start a line of its own ("SYSTEM: ..."). The text is what a reader sees: HTML's hidden
     elements (display:none, white on white, 1 px fonts), comments and alt text never reach
-    the model, as they never reach the reader.
+    the model, as they never reach the reader. Sentences that address the model itself
+    ("Note to the AI assistant: ...", "SYSTEM: ...", a forged answer) are left out
+    (`spamguard.llm.untrusted`).
     """
+    from spamguard.llm.untrusted import without_instructions
+
+    def untrusted(value: str) -> str:
+        return _one_line(without_instructions(_clean(value)))
+
     lines = [
-        _one_line(f"From: {message.from_name} <{message.from_addr}>"),
-        _one_line(f"Subject: {message.subject}"),
+        f"From: {untrusted(message.from_name)} <{_clean(message.from_addr)}>".replace(
+            "From:  <", "From: <"
+        ),
+        f"Subject: {untrusted(message.subject)}",
     ]
     if message.url_domains:
         lines.append("Links to: " + ", ".join(message.url_domains[:6]))
     if message.attachments:
-        names = ", ".join(_one_line(a.filename) for a in message.attachments[:5])
+        names = ", ".join(untrusted(a.filename) for a in message.attachments[:5])
         lines.append("Attachments: " + names)
-    text = _one_line(message.visible_text)[:max_chars]
-    return _clean("\n".join(lines) + "\n\n" + text)
+    text = untrusted(message.visible_text[: max_chars * 2])[:max_chars]
+    return _clean("\n".join(lines)) + "\n\n" + text
 
 
 @dataclass(frozen=True, slots=True)

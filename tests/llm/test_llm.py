@@ -113,6 +113,7 @@ def test_prompt_quotes_mail_inside_delimiters_and_strips_forged_markers() -> Non
         mail_for_prompt,
         rationale_prompt_text,
     )
+    from spamguard.llm.untrusted import REMOVED_NOTE
 
     msg = parse_message(INJECTION)
     mail = mail_for_prompt(msg)
@@ -123,8 +124,10 @@ def test_prompt_quotes_mail_inside_delimiters_and_strips_forged_markers() -> Non
         rationale_prompt_text(load_prompt("rationale-chatml"), Score(0.99, "head", "h"), mail),
     ):
         start, end = text.index("<email>\n"), text.rindex("\n</email>")
-        assert text.count(phrase) == 1
-        assert start < text.index(phrase) < end
+        # The sentence that speaks to the model is left out of its copy (issue 18), with a
+        # note in its place inside the quote.
+        assert phrase not in text and text.count(REMOVED_NOTE) == 1
+        assert start < text.index(REMOVED_NOTE) < end
         # The quote opens and closes once (the instructions only name the markers).
         assert text.count("<email>\n") == 1 and text.count("\n</email>") == 1
 

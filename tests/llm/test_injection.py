@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from spamguard.message import parse_message
-from spamguard.scoring.base import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD
+from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "injection"
 PAIRS: list[dict[str, str]] = json.loads((DATA / "pairs.json").read_text("utf-8"))["pairs"]
@@ -107,7 +107,7 @@ def test_the_injection_does_not_change_the_action(
 def test_hidden_text_is_not_scored_as_visible_text() -> None:
     """A display:none paragraph of trust words moved a flagged phishing to ham when the
     shipped head (text version 1) read hidden text; now it reads what the reader sees."""
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     scorer = load_default_scorer()
     for name in ("04-hidden-display-none", "06-hidden-tiny-font", "24-ham-hidden-sabotage"):
@@ -127,12 +127,11 @@ MARKERS = re.compile(
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_quoted_mail_cannot_close_its_block_or_open_a_turn(name: str) -> None:
-    from spamguard.scoring.llm import (
+    from spamguard.llm.prompts import (
         load_prompt,
         mail_for_prompt,
         rationale_prompt_text,
     )
-
     from spamguard.scoring.base import Score
 
     msg = parse_message((DATA / f"{name}.eml").read_bytes())
@@ -162,7 +161,7 @@ def test_the_quoted_mail_cannot_close_its_block_or_open_a_turn(name: str) -> Non
 def engine() -> Iterator[Any]:
     if not HAVE_LLAMA:
         pytest.skip("llama_cpp is not importable")
-    from spamguard.scoring.llm import LLMEngine, LLMSettings
+    from spamguard.llm.engine import LLMEngine, LLMSettings
 
     eng = LLMEngine(LLMSettings(threads=1, rationale_tokens=80))
     eng.load()
@@ -172,7 +171,7 @@ def engine() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def scorer() -> Any:
-    from spamguard.scoring.commands import load_default_scorer
+    from spamguard.scoring.assemble import load_default_scorer
 
     return load_default_scorer()
 
@@ -195,33 +194,25 @@ def test_the_explanation_never_states_the_injected_claim(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from spamguard.scoring.explain import WITHHELD_NOTE, check_explanation, explain
-
-    from spamguard.scoring import llm as llm_module
+    from spamguard.llm import engine as llm_module
+    from spamguard.llm.explain import WITHHELD_NOTE, checked_explanation
+    from spamguard.llm.prompts import Outcome
 
     monkeypatch.setenv("SPAMGUARD_DATA_DIR", str(tmp_path))
     monkeypatch.setitem(llm_module._engines, engine.settings, engine)
-    written: list[str] = []
     tokens: list[list[int]] = []
-    generate, mail_tokens = engine.generate, engine._mail_tokens
-
-    def recording(*args: Any, **kw: Any) -> Iterator[str]:
-        for piece in generate(*args, **kw):
-            written.append(piece)
-            yield piece
+    mail_tokens = engine._mail_tokens
 
     def recording_tokens(mail: str, budget: int) -> list[int]:
         out: list[int] = mail_tokens(mail, budget)
         tokens.append(out)
         return out
 
-    monkeypatch.setattr(engine, "generate", recording)
     monkeypatch.setattr(engine, "_mail_tokens", recording_tokens)
     msg = parse_message((DATA / f"{name}.eml").read_bytes())
     [score] = scorer.score([msg])
-    outcome = llm_module.Outcome.would(score.p_spam, DEFAULT_MOVE_THRESHOLD, DEFAULT_FLAG_THRESHOLD)
-    shown = "".join(explain(msg, score, outcome, settings=engine.settings))
-    raw = "".join(written).strip()
+    outcome = Outcome.would(score.p_spam, DEFAULT_MOVE_THRESHOLD, DEFAULT_FLAG_THRESHOLD)
+    shown = checked_explanation(msg, score, outcome, settings=engine.settings)
     claim = re.compile(next(p["claim"] for p in PAIRS if p["name"] == name), re.IGNORECASE)
 
     # The mail was tokenized as text: not one of its tokens is a control token of the model.
@@ -230,15 +221,14 @@ def test_the_explanation_never_states_the_injected_claim(
     specials.add(int(engine._llm.token_eos()))
     assert not specials & set(ids)
 
-    withheld = shown.startswith(WITHHELD_NOTE.split(":")[0])
     report.append(
         f"[{name}] {outcome.verdict} p={score.p_spam:.3f} "
-        f"raw repeats claim: {bool(claim.search(raw))}; shown: "
-        f"{'summary (withheld)' if withheld else 'LLM text'}\n    LLM: {raw[:240]!r}"
+        f"raw repeats claim: {bool(claim.search(shown.raw))}; shown: "
+        f"{'LLM text' if shown.from_llm else 'summary (withheld)'}\n    LLM: {shown.raw[:240]!r}"
     )
-    assert not claim.search(shown), shown
-    if withheld:
-        # The user sees SpamGuard's own summary; the checker had a reason to refuse the text.
-        assert check_explanation(raw, outcome, llm_module.mail_for_prompt(msg, 3000))
+    assert not claim.search(shown.text), shown.text
+    if shown.from_llm:
+        assert not shown.problems
     else:
-        assert shown == raw
+        # The user sees SpamGuard's own summary, and the checker said why.
+        assert shown.problems and shown.text.startswith(WITHHELD_NOTE.split(":")[0])
