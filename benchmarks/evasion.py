@@ -1,7 +1,8 @@
 """Evasion benchmark: spam recall at the move and flag thresholds under spammers' cheap tricks.
 
     python benchmarks/evasion.py [--model DIR] [--split TSV] [--corpus DIR] [--half test]
-                                 [--limit N] [--name LABEL] [--out results/evasion-LABEL.json]
+                                 [--limit N] [--every N] [--views model|on|off] [--name LABEL]
+                                 [--embeddings-cache CACHE.npz] [--out results/evasion-LABEL.json]
 
 Every spam of one half of a split (by default the SpamAssassin test half) is rewritten by
 each trick below and scored by the model's full head. For each trick the table gives how many
@@ -680,6 +681,13 @@ def main() -> int:
         help="an .npz of sentence vectors by text, read if it exists and written back (the "
         "encoder gives a text the same vector every time; this only saves time)",
     )
+    parser.add_argument(
+        "--views",
+        choices=("model", "on", "off"),
+        default="model",
+        help="scoring views (spamguard/scoring/views.py): as the model's config.json says "
+        "(default), on with the default settings, or off (the whole message only)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -688,10 +696,14 @@ def main() -> int:
 
     model_dir = Path(args.model) if args.model else None
     # One vector per distinct text: most tricks leave the opening the encoder reads as it was.
-    memo = _MemoEncoder(load_encoder("int8"), args.embeddings_cache)
+    memo = _MemoEncoder(load_encoder("int8", threads=1), args.embeddings_cache)
     scorer = load_scorer(model_dir, encoder=memo)
     scorer.top_evidence = 0
     scorer.n_neighbours = 0
+    if args.views != "model":
+        from spamguard.scoring.views import ViewConfig
+
+        scorer.model.views = ViewConfig(enabled=args.views == "on")
     tricks = TRICKS
     if args.tricks:
         tricks = {k: TRICKS[k] for k in args.tricks.split(",")}
@@ -719,6 +731,7 @@ def main() -> int:
         "every": args.every,
         "thresholds": {"move": MOVE, "flag": FLAG},
         "scorer": "the model's full head (no cascade), as `spamguard score --no-cascade`",
+        "views": scorer.model.views.to_json(),
         "code": _code_version(),
         "measured_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tricks": rows,

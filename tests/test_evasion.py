@@ -13,6 +13,7 @@ import email.parser
 import email.policy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,27 +259,68 @@ def test_shipped_model_scores_a_deeply_nested_spam_like_the_spam() -> None:
     assert deep.p_spam >= 0.99
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21 item 4 is only partly fixed: without the unbounded link count a model "
-    "trained on the train half takes this spam from 0.33 to 0.73 with 50 well-known links, "
-    "not past the move threshold; the links' domains (hammy in the 2002 ham) and the longer "
-    "text still push towards ham (benchmarks/evasion.py, links-unrelated)",
-)
-def test_shipped_model_is_not_talked_out_of_a_spam_by_fifty_links() -> None:
+def _fifty_links_scores(views: bool) -> list[Any]:
     from benchmarks.evasion import UNRELATED_SITES
+    from spamguard.scoring.views import ViewConfig
 
     scorer, _ = _shipped()
+    if views:
+        scorer.model.views = ViewConfig(enabled=True)  # type: ignore[attr-defined]
     unrelated = "\n".join(f"http://{site}" for site in UNRELATED_SITES)
     own = "\n".join(["http://www.lowrates-mortgage-now.biz/apply.html"] * 50)
-    scores = scorer.score(  # type: ignore[attr-defined]
+    return scorer.score(  # type: ignore[attr-defined, no-any-return]
         [
             parse_message(spam()),
             parse_message(spam(SPAM_TEXT + "\n" + own)),
             parse_message(spam(SPAM_TEXT + "\n" + unrelated)),
         ]
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21 item 4: the shipped model scores the whole message, and 50 well-known "
+    "links talk default-3 out of this spam (0.33). Scoring views fix it (next test) but are "
+    "off for default-3: on the SpamAssassin test half they moved 5 ham instead of 2 and cost "
+    "recall at 0.1% FPR (96% -> 94.8%); see spamguard/scoring/views.py",
+)
+def test_shipped_model_is_not_talked_out_of_a_spam_by_fifty_links() -> None:
+    scores = _fifty_links_scores(views=False)
     assert scores[0].p_spam >= 0.99
     assert scores[1].p_spam >= 0.90, scores[1]
-    # default-3 (with the unbounded link count, weight about -3.6): 0.33.
     assert scores[2].p_spam >= 0.90, scores[2]
+
+
+def test_views_keep_the_spam_that_fifty_links_talk_the_whole_message_out_of() -> None:
+    scores = _fifty_links_scores(views=True)
+    assert scores[0].p_spam >= 0.99
+    assert scores[1].p_spam >= 0.90, scores[1]
+    # The whole message alone (default-3, unbounded link count weighing about -3.6): 0.33.
+    # Without its last paragraph (the run of links) it still reads as the spam it is.
+    assert scores[2].p_spam >= 0.90, scores[2]
+    assert any(e.feature.startswith("view:") for e in scores[2].evidence)
+    from spamguard.llm.explain import plain_reasons
+
+    reasons = plain_reasons(scores[2].evidence)
+    assert any(r.label == "Padding" and "padding" in r.sentence for r in reasons), reasons
+    # The control: the whole message alone is talked out of it, so this is about the views.
+    assert _fifty_links_scores(views=False)[2].p_spam < 0.90
+
+
+@pytest.mark.parametrize("where", ["paragraph", "newsletter", "subject"])
+def test_views_keep_a_spam_padded_with_ordinary_words(where: str) -> None:
+    from benchmarks.evasion import LONG_SUBJECT, NEWSLETTER, PARAGRAPH
+    from spamguard.scoring.views import ViewConfig
+
+    raw = {
+        "paragraph": spam(SPAM_TEXT + "\n" + PARAGRAPH * 2),
+        "newsletter": spam(SPAM_TEXT + "\n" + NEWSLETTER),
+        "subject": spam(subject=LONG_SUBJECT),
+    }[where]
+    scorer, _ = _shipped()
+    scorer.model.views = ViewConfig(enabled=True)  # type: ignore[attr-defined]
+    tricked = scorer.score([parse_message(raw)])[0]  # type: ignore[attr-defined]
+    assert tricked.p_spam >= 0.90, tricked
+    scorer.model.views = ViewConfig(enabled=False)  # type: ignore[attr-defined]
+    whole = scorer.score([parse_message(raw)])[0]  # type: ignore[attr-defined]
+    assert whole.p_spam < tricked.p_spam

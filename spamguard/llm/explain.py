@@ -379,6 +379,9 @@ def _sentence(group: str, items: list[Evidence], weight: float) -> tuple[str, st
             f"Mail from {'.' if items[0].feature.startswith('fromtld:') else ''}{where} "
             f"is more often {_lean(weight, 'spam', 'ordinary mail')}."
         )
+    if group.startswith("view:"):  # scored by its most spam-like part (scoring/views.py)
+        detail = items[0].detail or "it was read without what looks like padding"
+        return "Padding", detail[:1].upper() + detail[1:] + "."
     # A single signal with its own words ("an executable attachment").
     detail = items[0].detail or items[0].feature
     label = detail[:1].upper() + detail[1:]

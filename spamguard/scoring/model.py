@@ -28,6 +28,7 @@ from spamguard.scoring.features import (
 from spamguard.scoring.head import BLOCKS, Featurizer, LogisticHead
 from spamguard.scoring.rules import gtube_score
 from spamguard.scoring.termhash import HashedTerms
+from spamguard.scoring.views import ViewConfig, flatten, message_views
 from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD
 
 __all__ = [
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 FORMAT = 1
+# A design-matrix row and what names its columns: (message or view, matrix, its named terms,
+# row index in that matrix).
+_Row = tuple[Message, Any, dict[str, HashedTerms], int]
 CONFIG = "config.json"
 HEAD = "head.npz"
 NEIGHBOURS = "neighbours.npz"
@@ -76,6 +80,8 @@ class HeadModel:
     # Calibrated out-of-fold probabilities of the training messages (set by training, not
     # saved): what `spamguard cascade fit` chooses band edges on.
     oof_p: np.ndarray | None = None
+    # How scoring also reads the message's most spam-like part (padding-proof scoring).
+    views: ViewConfig = field(default_factory=ViewConfig)
 
     @property
     def needs_encoder(self) -> bool:
@@ -166,6 +172,7 @@ def save_model(model: HeadModel, out_dir: Path) -> Path:
             },
         },
         "thresholds": model.thresholds,
+        "views": model.views.to_json(),
         "training": model.training,
         "metrics": model.metrics,
         "files": {name: file_sha256(tmp / name) for name in files},
@@ -247,6 +254,8 @@ def load_model(model_dir: Path | str) -> HeadModel:
             thresholds={k: float(v) for k, v in config.get("thresholds", {}).items()},
             training=config.get("training", {}),
             metrics=config.get("metrics", {}),
+            # Models saved before views existed read them as the shipped default does.
+            views=ViewConfig.from_json(config.get("views")),
         )
         if (model_dir / NEIGHBOURS).is_file():
             with np.load(model_dir / NEIGHBOURS) as arrays:
@@ -333,16 +342,22 @@ class HeadScorer:
         embeddings = self.embed(messages)
         X, named = self.model.featurizer.transform_named(messages, embeddings)
         decision = self.model.head.decision_function(X)
+        # What each message's evidence is read from: itself, or the view that decided.
+        rows: list[_Row] = [(m, X, named, i) for i, m in enumerate(messages)]
+        lifted = self._views(messages, embeddings, decision, rows)
         probs = self.model.head.calibrate(decision)
         scores: list[Score] = []
         offsets = self.model.featurizer.offsets()
-        for i, msg in enumerate(messages):
-            lo, hi = X.indptr[i], X.indptr[i + 1]
+        for i in range(len(messages)):
+            msg, M, names, r = rows[i]
+            lo, hi = M.indptr[r], M.indptr[r + 1]
             evidence = (
-                self._evidence(msg, X.indices[lo:hi], X.data[lo:hi], named, i, offsets)
+                self._evidence(msg, M.indices[lo:hi], M.data[lo:hi], names, r, offsets)
                 if self.top_evidence
                 else ()
             )
+            if i in lifted:
+                evidence = _with_view(evidence, *lifted[i], self.top_evidence)
             neighbours = (
                 self._neighbours(embeddings[i])
                 if embeddings is not None and self.n_neighbours
@@ -358,6 +373,59 @@ class HeadScorer:
                 )
             )
         return scores
+
+    def _views(
+        self,
+        messages: Sequence[Message],
+        embeddings: np.ndarray | None,
+        decision: np.ndarray,
+        rows: list[_Row],
+    ) -> dict[int, tuple[str, float]]:
+        """Raise each message's log-odds to its most spam-like view's (`views`), in place.
+
+        Returns, for each message a view lifted, the view's name and how much it added;
+        ``rows`` then holds the view and its features (what the evidence is read from).
+        """
+        cfg = self.model.views
+        if not cfg.enabled:
+            return {}
+        per = [message_views(m, cfg) for m in messages]
+        flat, owner = flatten(per)
+        if not flat:
+            return {}
+        names = [name for views in per for name, _ in views]
+        featurizer, head = self.model.featurizer, self.model.head
+        # Every view first reads the whole message's sentence vector (no encoder call) ...
+        emb = embeddings[np.asarray(owner)] if embeddings is not None else None
+        Xv, named_v = featurizer.transform_named(flat, emb)
+        dv = head.decision_function(Xv) - cfg.view_margin
+        best: dict[int, int] = {}
+        for j, i in enumerate(owner):
+            if dv[j] > decision[i] and (i not in best or dv[j] > dv[best[i]]):
+                best[i] = j
+        own_rows: dict[int, _Row] = {}
+        if embeddings is not None and featurizer.uses_embedding and cfg.own_embedding and best:
+            # ... then the most spam-like one is scored with its own: padding and an innocent
+            # subject colour the whole message's vector too.
+            redo = [
+                j
+                for i, j in best.items()
+                if featurizer.encoder_input(flat[j]) != featurizer.encoder_input(messages[i])
+            ]
+            if redo:
+                own = self.embed([flat[j] for j in redo])
+                Xr, named_r = featurizer.transform_named([flat[j] for j in redo], own)
+                dr = head.decision_function(Xr) - cfg.view_margin
+                for k, j in enumerate(redo):
+                    own_rows[j] = (flat[j], Xr, named_r, k)
+                    dv[j] = dr[k]
+        lifted: dict[int, tuple[str, float]] = {}
+        for i, j in best.items():
+            if dv[j] > decision[i]:
+                lifted[i] = (names[j], float(dv[j] - decision[i]))
+                decision[i] = dv[j]
+                rows[i] = own_rows.get(j, (flat[j], Xv, named_v, j))
+        return lifted
 
     def _evidence(
         self,
@@ -439,6 +507,23 @@ class HeadScorer:
             )
             for i in idx
         )
+
+
+_VIEW_DETAIL = {
+    "opening": "its opening alone reads as spam; what follows it looks like padding",
+    "trimmed": "without its last paragraphs it reads as spam; they look like padding",
+    "body": "without its subject it reads as spam; the subject looks chosen to mislead",
+}
+
+
+def _with_view(
+    evidence: tuple[Evidence, ...], view: str, gain: float, limit: int
+) -> tuple[Evidence, ...]:
+    """The evidence of the view that decided, and the view itself as one more item."""
+    kind = view.split("-", 1)[0]
+    item = Evidence(feature=f"view:{view}", weight=gain, detail=_VIEW_DETAIL[kind])
+    out = sorted((*evidence, item), key=lambda e: -abs(e.weight))
+    return tuple(out[: max(limit, 1)])
 
 
 def _fold_tokens(

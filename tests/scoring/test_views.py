@@ -1,0 +1,84 @@
+"""Padding-proof scoring (issue 21): a message is also read as its most spam-like part."""
+
+from __future__ import annotations
+
+import pytest
+
+from spamguard.message import parse_message
+from spamguard.scoring.views import ViewConfig, message_views
+
+LONG_TEXT = " ".join(f"word{i}" for i in range(1500))  # about 12,000 characters
+
+
+def mail(body: str, subject: str = "Hello", links: int = 0) -> bytes:
+    urls = "\n".join(f"http://site{i}.example.org/page" for i in range(links))
+    return (
+        f"From: A <a@example.com>\nTo: b@example.org\nSubject: {subject}\n\n{body}\n\n{urls}\n"
+    ).encode()
+
+
+def test_views_cut_the_text_and_the_links_and_drop_the_subject() -> None:
+    msg = parse_message(mail(LONG_TEXT, links=30))
+    cfg = ViewConfig(enabled=True, openings=(500, 2000), trims=(1,), max_links=10)
+    views = dict(message_views(msg, cfg))
+    assert list(views) == ["opening-500", "opening-2000", "trimmed-1", "body"]
+    opening = views["opening-500"]
+    assert 250 < len(opening.text) <= 500 and msg.text.startswith(opening.text)
+    assert opening.text.endswith(opening.text.split()[-1])  # cut between words
+    assert msg.text[len(opening.text)] == " "
+    assert opening.urls == () and opening.url_domains == ()  # its links come later
+    assert opening.subject == msg.subject
+    # The 30 bare links are one paragraph: trimming one leaves the words and no link.
+    trimmed = views["trimmed-1"]
+    assert trimmed.text.strip() == LONG_TEXT and trimmed.urls == ()
+    body = views["body"]
+    assert body.subject == "" and body.text == msg.text and body.urls == msg.urls
+    assert dict(body.headers)["Subject"] == ""  # the header stays, its words go
+
+
+def test_an_opening_ends_at_a_paragraph_and_keeps_its_own_links() -> None:
+    first = "Cheap meds at http://pills.example.biz/buy now.\n\nOrder today, ships fast."
+    padding = "\n\n".join(f"http://site{i}.example.org/" for i in range(50))
+    msg = parse_message(mail(first + "\n\n" + padding))
+    views = dict(message_views(msg, ViewConfig(enabled=True, openings=(250,), trims=(1, 2))))
+    assert views["opening-250"].text == first
+    assert views["opening-250"].urls == ("http://pills.example.biz/buy",)
+    # Without its last paragraph (the run of bare links is one) it is the same as that
+    # opening, so it is not scored twice.
+    assert "trimmed-1" not in views
+    assert views["trimmed-2"].text == "Cheap meds at http://pills.example.biz/buy now."
+    assert len(msg.urls) == 51
+
+
+def test_a_short_message_has_no_view_that_repeats_it() -> None:
+    on = ViewConfig(enabled=True)
+    msg = parse_message(mail("Lunch at one?", subject=""))
+    assert message_views(msg, on) == []
+    # With a subject only the subject-less view differs from the message.
+    msg = parse_message(mail("Lunch at one?", subject="Lunch"))
+    assert [name for name, _ in message_views(msg, on)] == ["body"]
+    msg = parse_message(mail("Lunch at one?\n\nOr two?", subject=""))
+    assert [name for name, _ in message_views(msg, on)] == ["trimmed-1"]
+    assert message_views(msg, ViewConfig()) == []  # off unless a model turns them on
+
+
+def test_the_opening_view_reads_what_the_reader_sees() -> None:
+    raw = (
+        "From: A <a@example.com>\nSubject: Offer\nMIME-Version: 1.0\n"
+        "Content-Type: text/html\n\n<html><body><p>Cheap meds here</p>"
+        '<div style="display:none">' + "the committee met on tuesday " * 50 + "</div>"
+        "</body></html>\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert "committee" in msg.text and msg.visible is not None
+    opening = dict(message_views(msg, ViewConfig(enabled=True, openings=(250,))))["opening-250"]
+    assert "committee" not in opening.text and "Cheap meds here" in opening.text
+
+
+def test_view_config_round_trips_and_refuses_unknown_views() -> None:
+    cfg = ViewConfig(openings=(300,), trims=(), max_links=5, view_margin=0.5, own_embedding=False)
+    assert ViewConfig.from_json(cfg.to_json()) == cfg
+    assert ViewConfig.from_json(None) == ViewConfig() and not ViewConfig().enabled
+    with pytest.raises(ValueError, match="unknown scoring view"):
+        ViewConfig.from_json({"views": ["opening", "middle"]})
+    assert ViewConfig.from_json({"enabled": True}).enabled is True
