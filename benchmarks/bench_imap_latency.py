@@ -25,7 +25,8 @@ from conftest import make_mail, settings_for  # noqa: E402
 from dovecot_server import PASSWORD, DovecotServer  # noqa: E402
 from header_scorer import HeaderScorer  # noqa: E402
 
-from spamguard.engine.service import ActionApplied, ConnectionState, Event, Service  # noqa: E402
+from spamguard.engine.events import ActionApplied, ConnectionState, Event  # noqa: E402
+from spamguard.engine.service import Service  # noqa: E402
 from spamguard.store import Store  # noqa: E402
 
 

@@ -24,9 +24,9 @@ from spamguard.config import (
     parse_config,
 )
 from spamguard.config.edit import save_account_thresholds
+from spamguard.engine.events import ActionApplied
 from spamguard.engine.first_scan import Review
 from spamguard.engine.runtime import Runtime
-from spamguard.engine.service import ActionApplied
 from spamguard.engine.session import (
     DEMO_ACCOUNT,
     AccountSession,

@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from spamguard.config import AccountSettings
-from spamguard.engine.service import (
-    PHASES,
-    AccountWorker,
-    ActionApplied,
-    Error,
-    Event,
-    MessageScored,
-)
+from spamguard.engine.events import PHASES, ActionApplied, Error, Event, MessageScored
+from spamguard.engine.service import AccountWorker
 from spamguard.errors import MailStoreError
 from spamguard.mail.imap import ImapMailStore
 from spamguard.scoring.base import Scorer

@@ -186,15 +186,15 @@ def _stop_on_signals(stop: Any) -> Iterator[threading.Event]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from spamguard.cli.common import ProgressBar
-    from spamguard.engine.service import (
+    from spamguard.engine.events import (
         ActionApplied,
         ConnectionState,
         Error,
         Event,
         MessageScored,
         Progress,
-        Service,
     )
+    from spamguard.engine.service import Service
 
     config = config_of(args)
     accounts = _accounts(config, args.account)

@@ -29,7 +29,8 @@ from spamguard.config.edit import (
     without_account,
     write_atomic,
 )
-from spamguard.engine.service import AccountWorker, Event, EventBus, MessageScored, Progress
+from spamguard.engine.events import Event, EventBus, MessageScored, Progress
+from spamguard.engine.service import AccountWorker
 from spamguard.errors import (
     AuthError,
     ConfigError,

@@ -19,7 +19,7 @@ from dovecot_server import PASSWORD, DovecotServer
 from header_scorer import HeaderScorer
 
 from spamguard.config import AccountSettings, parse_config
-from spamguard.engine.service import Event
+from spamguard.engine.events import Event
 
 __all__ = [
     "PASSWORD",

@@ -27,14 +27,8 @@ from imap_helpers import (
     settings_for,
 )
 
-from spamguard.engine.service import (
-    AccountWorker,
-    ActionApplied,
-    ConnectionState,
-    Error,
-    Progress,
-    Service,
-)
+from spamguard.engine.events import ActionApplied, ConnectionState, Error, Progress
+from spamguard.engine.service import AccountWorker, Service
 from spamguard.store import Store
 
 pytestmark = pytest.mark.imap

@@ -23,15 +23,8 @@ from imap_helpers import (
     settings_for,
 )
 
-from spamguard.engine.service import (
-    AccountWorker,
-    ActionApplied,
-    ConnectionState,
-    Error,
-    MessageScored,
-    Progress,
-    Service,
-)
+from spamguard.engine.events import ActionApplied, ConnectionState, Error, MessageScored, Progress
+from spamguard.engine.service import AccountWorker, Service
 from spamguard.errors import AuthError, TLSError
 from spamguard.mail.base import FetchedMessage
 from spamguard.mail.executor import Executor
