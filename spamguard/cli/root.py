@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from spamguard import __version__
-from spamguard.cli import doctor, llm, mail, models, score, thunderbird, train
+from spamguard.cli import account, doctor, llm, mail, models, score, thunderbird, train
 from spamguard.errors import SpamGuardError
 
 __all__ = ["build_parser", "fail", "main"]
@@ -19,7 +19,7 @@ __all__ = ["build_parser", "fail", "main"]
 # The command modules, imported by name: a module missing from an install or a bundle fails
 # loudly at start instead of its commands quietly vanishing. Each adds its commands through
 # `register(subparsers)`, in this order (the order of `spamguard --help`).
-COMMAND_GROUPS = (score, train, mail, llm, models, doctor, thunderbird)
+COMMAND_GROUPS = (score, train, mail, account, llm, models, doctor, thunderbird)
 
 
 def build_parser() -> argparse.ArgumentParser:
