@@ -22,7 +22,8 @@ SHIFT = ("hard-ham-1", "spam-2")
 def main() -> int:
     from spamguard.learn.adaptation import adapt_curve, plot_curve
     from spamguard.learn.corpus import load_split
-    from spamguard.learn.fit import TrainOptions, WarmStartOptions, train
+    from spamguard.learn.fit import TrainOptions, train
+    from spamguard.learn.warm import WarmStartOptions
     from spamguard.scoring.model import load_model, save_model
 
     ap = argparse.ArgumentParser()

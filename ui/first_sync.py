@@ -25,8 +25,8 @@ from spamguard.config import AccountSettings, load_config
 from spamguard.engine.runtime import model_registry
 from spamguard.errors import SpamGuardError
 from spamguard.learn.first_sync import FirstSyncOptions, FirstSyncResult
-from spamguard.learn.fit import Cancelled
 from spamguard.learn.registry import ModelRegistry
+from spamguard.learn.warm import Cancelled
 from spamguard.store import Store
 
 STEP_TEXT = {

@@ -260,7 +260,7 @@ def _train_with_from(original: Any) -> Any:
 
 def cmd_train_from(args: argparse.Namespace) -> int:
     from spamguard.cli.train import training_items
-    from spamguard.learn.fit import WarmStartOptions, train_from
+    from spamguard.learn.warm import WarmStartOptions, train_from
     from spamguard.scoring.model import check_model_target, save_model
 
     check_model_target(Path(args.out))  # before minutes of training, not after
@@ -296,7 +296,7 @@ def cmd_train_from(args: argparse.Namespace) -> int:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from spamguard.learn.adaptation import adapt_curve, plot_curve
     from spamguard.learn.corpus import load_folders
-    from spamguard.learn.fit import WarmStartOptions
+    from spamguard.learn.warm import WarmStartOptions
     from spamguard.scoring.model import default_model_dir, load_model
 
     model_dir = default_model_dir() if args.model in (None, "default") else Path(args.model)

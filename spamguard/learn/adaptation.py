@@ -10,7 +10,7 @@ import numpy as np
 
 from spamguard.errors import CorpusError
 from spamguard.learn.corpus import LabelledMessage
-from spamguard.learn.fit import WarmStartOptions, design_for, warm_start_steps
+from spamguard.learn.warm import WarmStartOptions, design_for, warm_start_steps
 from spamguard.verdict import model_thresholds
 
 __all__ = ["DEFAULT_KS", "adapt_curve", "balanced_sample", "plot_curve", "summary"]

@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 from spamguard.config import AccountSettings
 from spamguard.errors import FolderMissingError, SpamGuardError
-from spamguard.learn.fit import Cancelled, Progress, WarmStartOptions
+from spamguard.learn.fit import Progress
 from spamguard.learn.loop import ImplicitLabels, LearnOptions, RetrainOutcome, retrain_steps
 from spamguard.learn.registry import ModelRegistry
+from spamguard.learn.warm import Cancelled, WarmStartOptions
 from spamguard.mail.base import SEEN, MailStore, content_hash
 from spamguard.store import FirstSyncRow, Store
 
@@ -275,8 +276,8 @@ def first_sync_steps(
         return FirstSyncResult(state="unchanged", message=message, **base)
 
     # -- features in chunks (cached in the store: a resumed run does not redo them) ----------
-    from spamguard.learn.fit import design_for
     from spamguard.learn.loop import _StoredMessages
+    from spamguard.learn.warm import design_for
     from spamguard.scoring.model import load_model
 
     featurizer = load_model(registry.active_dir()).featurizer

@@ -16,17 +16,17 @@ import numpy as np
 
 from spamguard.errors import ConnectionLostError, MailStoreError, SpamGuardError
 from spamguard.learn.corpus import labels_hash
-from spamguard.learn.fit import (
+from spamguard.learn.fit import Progress
+from spamguard.learn.labels import FeedbackWatcher, LabelRecorded, MailContext, latest_labels
+from spamguard.learn.registry import ModelRegistry, VersionInfo
+from spamguard.learn.warm import (
     Cancelled,
-    Progress,
     WarmStart,
     WarmStartOptions,
     design_for,
     fit_labels_steps,
     recency_weights,
 )
-from spamguard.learn.labels import FeedbackWatcher, LabelRecorded, MailContext, latest_labels
-from spamguard.learn.registry import ModelRegistry, VersionInfo
 from spamguard.message import Message, parse_message
 from spamguard.scoring.assemble import CASCADE_FILE, STAGE0_DIR
 from spamguard.store import Store
@@ -518,7 +518,7 @@ class Learner:
 
     def prepare_features(self, limit: int = 50) -> int:
         """Featurize a few new labels per sync, so the retrain finds every row cached."""
-        from spamguard.learn.fit import featurizer_key
+        from spamguard.learn.warm import featurizer_key
 
         try:
             featurizer = self._scorer(self.registry.active or "").model.featurizer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spamguard.learn.corpus import LabelledMessage, load_split
-from spamguard.learn.fit import (
+from spamguard.learn.warm import (
     Cancelled,
     WarmStart,
     WarmStartOptions,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from spamguard.learn.corpus import load_split
-from spamguard.learn.fit import Cancelled, WarmStartOptions
 from spamguard.learn.labels import record_label
 from spamguard.learn.loop import Learner, LearnOptions, retrain_steps
 from spamguard.learn.registry import ModelRegistry
+from spamguard.learn.warm import Cancelled, WarmStartOptions
 from spamguard.store import Store
 from tests.conftest import FIXTURE_CORPUS
 

@@ -9,8 +9,8 @@ import pytest
 
 from spamguard.errors import ModelError
 from spamguard.learn.corpus import load_split
-from spamguard.learn.fit import WarmStartOptions, train_from
 from spamguard.learn.registry import ModelRegistry, active_model_dir
+from spamguard.learn.warm import WarmStartOptions, train_from
 from spamguard.scoring.model import load_model, load_scorer
 from tests.conftest import FIXTURE_CORPUS
 

@@ -20,9 +20,9 @@ from imapclient import IMAPClient
 
 from spamguard.engine.service import AccountWorker
 from spamguard.engine.session import AccountSession
-from spamguard.learn.fit import WarmStartOptions
 from spamguard.learn.loop import Learner, LearnOptions
 from spamguard.learn.registry import ModelRegistry
+from spamguard.learn.warm import WarmStartOptions
 from spamguard.store import Store
 
 pytestmark = pytest.mark.imap

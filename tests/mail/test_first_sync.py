@@ -22,8 +22,8 @@ from imap_helpers import account_toml, bodies_served, mailbox_snapshot, settings
 from spamguard.cli import main
 from spamguard.engine.service import open_mailstore
 from spamguard.learn.first_sync import FirstSyncOptions, first_sync_steps, provider_says_spam
-from spamguard.learn.fit import Cancelled
 from spamguard.learn.registry import ModelRegistry
+from spamguard.learn.warm import Cancelled
 from spamguard.store import Store
 from tests.fixtures.make_corpus import render
 
