@@ -525,7 +525,7 @@ _FIXES = {
 def check_account(account: AccountSettings, timeout: float = DEFAULT_TIMEOUT) -> Finding:
     """Connect and log in once, with a short timeout, and find the Junk folder."""
     from spamguard.config import with_overrides
-    from spamguard.engine.session import check_connection
+    from spamguard.engine.accounts import check_connection
 
     area = f"account {account.name}"
     short = with_overrides(account, timeout=min(account.timeout, timeout))

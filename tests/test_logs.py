@@ -144,7 +144,7 @@ def test_password_command_output_never_reaches_the_log(tmp_path: Path, log_file:
     if DOVECOT is None:
         pytest.skip("the dovecot binary is missing: apt-get install -y dovecot-imapd")
     from spamguard.config import parse_config
-    from spamguard.engine.session import check_connection
+    from spamguard.engine.accounts import check_connection
 
     server = DovecotServer()
     with (server.root / "passwd").open("a") as fh:

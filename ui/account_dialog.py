@@ -30,12 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from spamguard.config import PRESETS, AccountSettings, load_config
-from spamguard.engine.session import (
-    ConnectionReport,
-    add_account,
-    check_connection,
-    preset_for_email,
-)
+from spamguard.engine.accounts import add_account, check_connection, preset_for_email
+from spamguard.engine.session import ConnectionReport
 from spamguard.errors import SpamGuardError
 
 from .messages import SPAM_COLOUR
@@ -976,7 +972,7 @@ class AccountDialog(QDialog):
         self, settings: AccountSettings, junk: str, store: str | None, secret: str | None
     ) -> None:
         """Edit mode: rewrite the account's section; the stored password follows it."""
-        from spamguard.engine.session import update_account
+        from spamguard.engine.accounts import update_account
         from spamguard.mail.credentials import file_store_locked, unlock_file_store
 
         before = self.editing.password_store if self.editing else "file"

@@ -810,7 +810,7 @@ class SpamGuardApp(QObject):
 
     def remove_account(self, name: str) -> None:
         """Stop the account's worker, then remove its config section and its secret."""
-        from spamguard.engine.session import remove_account
+        from spamguard.engine.accounts import remove_account
 
         self._trouble.pop(name, None)
         self.reviews.pop(name, None)

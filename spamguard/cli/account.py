@@ -193,7 +193,7 @@ def cmd_account_list(args: argparse.Namespace) -> int:
 def cmd_account_remove(args: argparse.Namespace) -> int:
     """Remove ``[accounts.NAME]`` from the config and its secret from where it is kept, as the
     app's File > Remove account does; on a terminal it asks first (``--yes`` does not)."""
-    from spamguard.engine.session import remove_account
+    from spamguard.engine.accounts import remove_account
 
     path = _config_path(args)
     config = config_of(args)
@@ -217,8 +217,8 @@ def cmd_account_remove(args: argparse.Namespace) -> int:
 def cmd_account_edit(args: argparse.Namespace) -> int:
     """Change the given settings of an account, keeping every other line of its section; a
     stored password moves with a changed user name, server or store (the app's Edit account,
-    `engine.session.update_account`)."""
-    from spamguard.engine.session import update_account
+    `engine.accounts.update_account`)."""
+    from spamguard.engine.accounts import update_account
 
     path = _config_path(args)
     old = config_of(args).account(args.name)

@@ -390,7 +390,7 @@ def test_without_keyring_a_password_command_ends_in_a_working_account(
 ) -> None:
     from dovecot_server import PASSWORD
 
-    from spamguard.engine.session import check_connection
+    from spamguard.engine.accounts import check_connection
 
     dialog = bare_dialog
     assert dialog.keyring_note.isVisible()
@@ -423,7 +423,7 @@ def test_without_keyring_the_encrypted_file_ends_in_a_working_account(
 ) -> None:
     from dovecot_server import PASSWORD
 
-    from spamguard.engine.session import check_connection
+    from spamguard.engine.accounts import check_connection
     from spamguard.mail import credentials
 
     dialog = bare_dialog
@@ -486,7 +486,7 @@ def test_add_account_is_config_and_secret_together_or_nothing(
 ) -> None:
     import keyring
 
-    from spamguard.engine.session import add_account
+    from spamguard.engine.accounts import add_account
     from spamguard.errors import SpamGuardError
 
     config = tmp_path / "config.toml"
@@ -516,7 +516,7 @@ def test_self_signed_certificate_is_trusted_through_the_dialog(
 ) -> None:
     from dovecot_server import PASSWORD
 
-    from spamguard.engine.session import check_connection
+    from spamguard.engine.accounts import check_connection
 
     fill_dovecot_account(dialog, dovecot, tls=True)
     dialog.password.setText(PASSWORD)
@@ -686,7 +686,7 @@ def test_edit_account_keeps_other_settings_and_moves_the_secret(
 def test_update_account_moves_the_password_with_the_user_name(
     tmp_path: Path, plaintext_keyring: Any
 ) -> None:
-    from spamguard.engine.session import add_account, update_account
+    from spamguard.engine.accounts import add_account, update_account
     from spamguard.errors import SpamGuardError
 
     config = tmp_path / "config.toml"
