@@ -281,7 +281,7 @@ def test_self_signed_tls_refused_until_pinned(dovecot_factory, store: Store) -> 
     assert PASSWORD not in str(refused.value)
     # No login was attempted over the unverified connection.
     assert f"user=<{user}>" not in server.log()
-    from spamguard.config import _normalise_fingerprint
+    from spamguard.config.schema import _normalise_fingerprint
 
     pinned = dataclasses.replace(settings, tls_fingerprint=_normalise_fingerprint(fingerprint))
     mail = ImapMailStore(pinned)
