@@ -1,4 +1,8 @@
-"""`spamguard doctor`: check the environment SpamGuard runs in and say how to fix each problem."""
+"""`spamguard doctor`: check the environment SpamGuard runs in and say how to fix each problem.
+
+Over 600 lines on purpose: one check per area (keyring, tray, llama.cpp, models, config,
+accounts), each with its fix text.
+"""
 
 from __future__ import annotations
 

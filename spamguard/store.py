@@ -1,4 +1,9 @@
-"""The SQLite state file: folder sync state, scored messages, score cache, journal, labels."""
+"""The SQLite state file: folder sync state, scored messages, score cache, journal, labels.
+
+Over 600 lines on purpose: one `Store` class owns one SQLite schema and its migrations; its
+sections (sync state, scores, journal, labels, first sync, explanations) share the connection,
+the lock and the crash-safety rules, and are marked below.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ error answer naming what was wrong, and the host reads on; it never dies of a re
 
 Only the SpamGuard add-on may use it: Thunderbird passes the calling add-on's ID as an
 argument, and any other caller is told so and the host exits.
+
+Over 600 lines on purpose: one request handler per add-on request, sharing the host's config,
+store and scorer.
 """
 
 from __future__ import annotations

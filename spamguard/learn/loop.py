@@ -1,4 +1,8 @@
-"""The learning loop: labels from sync -> warm-started head -> checks -> shadow -> promotion."""
+"""The learning loop: labels from sync -> warm-started head -> checks -> shadow -> promotion.
+
+Over 600 lines on purpose: `Learner` is one loop (record, decide, retrain, check, shadow,
+promote) whose steps share its state and its thread.
+"""
 
 from __future__ import annotations
 

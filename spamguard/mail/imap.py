@@ -1,4 +1,8 @@
-"""`ImapMailStore`: one IMAP connection with TLS pinning, capped fetch, MOVE fallbacks, IDLE."""
+"""`ImapMailStore`: one IMAP connection with TLS pinning, capped fetch, MOVE fallbacks, IDLE.
+
+Over 600 lines on purpose: `ImapMailStore` implements the whole `MailStore` protocol over one
+connection, with the server quirks each method must survive.
+"""
 
 from __future__ import annotations
 

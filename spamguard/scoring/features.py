@@ -4,6 +4,9 @@ Which headers are read is a deliberate choice. The training corpus (2001-2002) a
 different routes for ham (mailing lists, fetchmail) and spam, so relay, list and delivery
 headers describe how the corpus was *collected*, not whether mail is spam. Only headers a
 sender writes and that mean the same thing today are read here.
+
+Over 600 lines on purpose: every hand-made feature is defined here next to the others, so the
+model's inputs can be read in one place.
 """
 
 from __future__ import annotations
