@@ -38,6 +38,7 @@ from html.parser import HTMLParser
 from typing import Final, Literal
 
 from spamguard.message import Message
+from spamguard.scoring.features import SHORTENERS
 
 __all__ = [
     "Contradiction",
@@ -50,23 +51,6 @@ __all__ = [
 
 Kind = Literal["authentication", "links", "sender", "attachments", "action"]
 _FAILED: Final = frozenset({"fail", "softfail", "permerror", "temperror", "hardfail"})
-# Hosts of the common link shorteners (the same list the model's `url_shortener` signal reads).
-SHORTENERS: Final = frozenset(
-    {
-        "bit.ly",
-        "tinyurl.com",
-        "t.co",
-        "goo.gl",
-        "ow.ly",
-        "is.gd",
-        "buff.ly",
-        "rebrand.ly",
-        "cutt.ly",
-        "shorturl.at",
-        "tiny.cc",
-        "rb.gy",
-    }
-)
 _ATTACHMENT_KINDS: Final = {
     "executable": (".exe", ".scr", ".bat", ".cmd", ".com", ".pif", ".js", ".vbs", ".jar", ".msi"),
     "archive": (".zip", ".rar", ".7z", ".gz", ".tgz", ".cab", ".ace"),

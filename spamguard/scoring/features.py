@@ -30,6 +30,7 @@ __all__ = [
     "LEGACY_SENDER_FEATURES",
     "RETIRED_HAND_FEATURES",
     "SENDER_FEATURES",
+    "SHORTENERS",
     "FeatureConfig",
     "body_text",
     "char_terms",
@@ -86,7 +87,8 @@ _EXECUTABLE_EXT = (
 _ARCHIVE_EXT = (".zip", ".rar", ".7z", ".gz", ".tgz", ".cab", ".ace")
 _HTML_EXT = (".html", ".htm", ".shtml", ".svg")
 _OFFICE_MACRO_EXT = (".docm", ".xlsm", ".pptm", ".xlsb")
-_SHORTENERS = frozenset(
+# Hosts of the common link shorteners (the `url_shortener` signal; `llm.consistency` reads it too).
+SHORTENERS = frozenset(
     {
         "bit.ly",
         "tinyurl.com",
@@ -398,7 +400,7 @@ def hand_features(msg: Message, cfg: FeatureConfig | None = None) -> list[float]
         _log1(len(msg.urls)) / 3.0,
         _log1(len(domains)) / 3.0,
         1.0 if any(_IP_HOST_RE.match(d) for d in domains) else 0.0,
-        1.0 if any(d in _SHORTENERS for d in domains) else 0.0,
+        1.0 if any(d in SHORTENERS for d in domains) else 0.0,
         len(offsite) / len(domains) if domains and own_base else 0.0,
         1.0 if any("@" in u.split("://", 1)[-1].split("/", 1)[0] for u in msg.urls) else 0.0,
         1.0 if any(n.endswith(_EXECUTABLE_EXT) for n in names) else 0.0,
