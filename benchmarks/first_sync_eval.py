@@ -141,9 +141,9 @@ def main() -> int:
             "--manifest TSV --corpus DIR --ham-source S --spam-source S"
         )
 
-    from spamguard.engine.service import open_mailstore
     from spamguard.learn.first_sync import learn_existing
     from spamguard.learn.registry import ModelRegistry
+    from spamguard.mail.connect import open_mailstore
     from spamguard.scoring.model import default_model_dir, load_model
     from spamguard.store import Store
 

@@ -63,8 +63,8 @@ class FirstSyncRunner(QThread):
         self.cancel_event.set()
 
     def run(self) -> None:
-        from spamguard.engine.service import open_mailstore
         from spamguard.learn.first_sync import learn_existing
+        from spamguard.mail.connect import open_mailstore
 
         try:
             mail = open_mailstore(self.settings, read_only=True)

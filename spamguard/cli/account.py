@@ -304,7 +304,7 @@ def cmd_account_login(args: argparse.Namespace) -> int:
 
 
 def _test_account(settings: AccountSettings) -> int:
-    from spamguard.engine.service import open_mailstore
+    from spamguard.mail.connect import open_mailstore
     from spamguard.mail.folders import find_junk_folder, find_sent_folder
 
     mail = open_mailstore(settings)

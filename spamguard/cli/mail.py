@@ -315,7 +315,7 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from spamguard.engine.service import open_mailstore
+    from spamguard.mail.connect import open_mailstore
     from spamguard.mail.executor import Executor
 
     config = config_of(args)

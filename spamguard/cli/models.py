@@ -24,11 +24,7 @@ __all__ = ["register"]
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from spamguard.engine.service import open_mailstore
-    from spamguard.errors import FolderMissingError
-    from spamguard.learn.labels import LabelContext, apply_label
-    from spamguard.mail.executor import Executor
-    from spamguard.mail.folders import find_junk_folder
+    from spamguard.learn.labels import apply_label, labelling
 
     config = config_of(args)
     failed = 0
@@ -42,16 +38,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             else:
                 found.append((ref, scored))
         for name in dict.fromkeys(s.account for _, s in found):
-            settings = config.account(name)
-            mail = open_mailstore(settings)
-            mail.connect()
-            try:
-                try:
-                    junk: str | None = find_junk_folder(mail, settings)
-                except FolderMissingError:
-                    junk = None
-                ctx = LabelContext(name, mail, store, settings, junk)
-                executor = Executor(mail, store, settings, junk_folder=junk)
+            with labelling(config.account(name), store) as (ctx, executor):
                 for ref, scored in found:
                     if scored.account != name:
                         continue
@@ -63,8 +50,6 @@ def cmd_label(args: argparse.Namespace) -> int:
                         continue
                     what = "recorded" if rec is not None else "already labelled so"
                     warn(f"{ref} {scored.subject[:60]!r}: {args.label} ({what})")
-            finally:
-                mail.close()
     return 1 if failed else 0
 
 
@@ -183,8 +168,8 @@ def first_sync_options(args: argparse.Namespace) -> Any:
 def run_first_sync(args: argparse.Namespace, account: str) -> int:
     """Learn from ``account``'s existing mail with a progress bar; Ctrl-C stops it, and the
     next run continues where it stopped (`spamguard learn existing`, `account add`)."""
-    from spamguard.engine.service import open_mailstore
     from spamguard.learn.first_sync import learn_existing
+    from spamguard.mail.connect import open_mailstore
 
     config = config_of(args)
     settings = config.account(account)

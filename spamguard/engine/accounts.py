@@ -250,7 +250,7 @@ def check_connection(
 
         with using_password(password):
             return check_connection(settings, mail)
-    from spamguard.engine.service import open_mailstore
+    from spamguard.mail.connect import open_mailstore
     from spamguard.mail.folders import find_junk_folder
 
     preset = PRESETS.get(settings.provider or "")

@@ -337,25 +337,10 @@ class Host:
         return {"recorded": rec is not None, "moved_by": "addon", "account": name}
 
     def _label_on_server(self, scored: Any, label: str) -> dict[str, Any]:
-        from spamguard.engine.service import open_mailstore
-        from spamguard.errors import FolderMissingError
-        from spamguard.learn.labels import LabelContext, apply_label
-        from spamguard.mail.executor import Executor
-        from spamguard.mail.folders import find_junk_folder
+        from spamguard.learn.labels import apply_label, labelling
 
-        settings = self.config.account(scored.account)
-        mail = open_mailstore(settings)
-        mail.connect()
-        try:
-            try:
-                junk: str | None = find_junk_folder(mail, settings)
-            except FolderMissingError:
-                junk = None
-            ctx = LabelContext(scored.account, mail, self.store, settings, junk)
-            executor = Executor(mail, self.store, settings, junk_folder=junk)
+        with labelling(self.config.account(scored.account), self.store) as (ctx, executor):
             rec = apply_label(ctx, executor, scored, label, source=SOURCE)  # type: ignore[arg-type]
-        finally:
-            mail.close()
         return {"recorded": rec is not None, "moved_by": "spamguard", "account": scored.account}
 
     # -- helpers ------------------------------------------------------------------------

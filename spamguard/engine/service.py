@@ -39,6 +39,7 @@ from spamguard.errors import (
     TLSError,
 )
 from spamguard.mail.base import DELETED, FetchedMessage, MailStore
+from spamguard.mail.connect import open_mailstore
 from spamguard.mail.executor import Executor
 from spamguard.mail.folders import find_junk_folder, find_sent_folder
 from spamguard.message import Message, learn_authserv_id, parse_message
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountWorker",
     "Service",
-    "open_mailstore",
     "policy_context",
 ]
 
@@ -97,19 +97,6 @@ def policy_context(
 # -- the worker ---------------------------------------------------------------------------------
 
 _PERMANENT = (AuthError, TLSError, CredentialError, ConfigError)
-
-
-def open_mailstore(settings: AccountSettings, *, read_only: bool = False) -> MailStore:
-    """The default backend for an account: IMAP (Maildir when the config names one).
-
-    ``read_only``: IMAP folders are opened with EXAMINE, so the server refuses any change."""
-    if settings.maildir is not None:
-        from spamguard.mail.maildir import MaildirStore
-
-        return MaildirStore(settings.maildir)
-    from spamguard.mail.imap import ImapMailStore
-
-    return ImapMailStore(settings, read_only=read_only)
 
 
 #: Watched folders beyond the first that get a connection of their own to IDLE on. Servers

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Literal, Protocol
@@ -11,7 +12,9 @@ from typing import Literal, Protocol
 from spamguard.config import AccountSettings
 from spamguard.errors import FolderMissingError, MailStoreError, MessageError, NotMailError
 from spamguard.mail.base import DELETED, MailStore
+from spamguard.mail.connect import open_mailstore
 from spamguard.mail.executor import Executor
+from spamguard.mail.folders import find_junk_folder
 from spamguard.message import Message, parse_message
 from spamguard.policy import Action, Plan
 from spamguard.scoring.rules import is_gtube
@@ -87,6 +90,23 @@ class LabelContext:
     store: Store
     settings: AccountSettings
     junk_folder: str | None
+
+
+@contextmanager
+def labelling(settings: AccountSettings, store: Store) -> Iterator[tuple[LabelContext, Executor]]:
+    """The account's mail store, connected, as a `LabelContext` and its `Executor` for
+    `apply_label`; closed afterwards. A missing Junk folder is None (a ham label still works)."""
+    mail = open_mailstore(settings)
+    mail.connect()
+    try:
+        try:
+            junk: str | None = find_junk_folder(mail, settings)
+        except FolderMissingError:
+            junk = None
+        ctx = LabelContext(settings.name, mail, store, settings, junk)
+        yield ctx, Executor(mail, store, settings, junk_folder=junk)
+    finally:
+        mail.close()
 
 
 # -- recording ----------------------------------------------------------------------------------

@@ -20,10 +20,10 @@ from dovecot_server import PASSWORD, DovecotServer
 from imap_helpers import account_toml, bodies_served, mailbox_snapshot, settings_for
 
 from spamguard.cli import main
-from spamguard.engine.service import open_mailstore
 from spamguard.learn.first_sync import FirstSyncOptions, first_sync_steps, provider_says_spam
 from spamguard.learn.registry import ModelRegistry
 from spamguard.learn.warm import Cancelled
+from spamguard.mail.connect import open_mailstore
 from spamguard.store import Store
 from tests.fixtures.make_corpus import render
 
