@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from spamguard.learn.corpus import MANIFEST_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 HAND = ROOT / "data" / "modern" / "hand_labels.tsv"
 
@@ -236,18 +238,7 @@ def main() -> int:
             for r in review:
                 fh.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in r) + "\n")
         print(f"{len(review)} messages to read by hand -> {args.review}", file=sys.stderr)
-    cols = [
-        "source",
-        "commit",
-        "path",
-        "sha256",
-        "label",
-        "category",
-        "language",
-        "year",
-        "label_how",
-        "split",
-    ]
+    cols = list(MANIFEST_COLUMNS)  # the columns spamguard.learn.corpus reads
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8", newline="") as fh:
         w = csv.DictWriter(fh, cols, delimiter="\t", lineterminator="\n")
