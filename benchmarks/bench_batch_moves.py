@@ -23,53 +23,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "mail"))
 
-from dovecot_server import PASSWORD, DovecotServer  # noqa: E402
-from imap_helpers import make_mail, settings_for  # noqa: E402
+from dovecot_server import DovecotServer  # noqa: E402
+from imap_helpers import append_all, junk_batch, make_mail, settings_for  # noqa: E402
 
-from spamguard.mail.base import content_hash  # noqa: E402
 from spamguard.mail.executor import Executor  # noqa: E402
 from spamguard.mail.imap import ImapMailStore  # noqa: E402
-from spamguard.message import parse_message  # noqa: E402
-from spamguard.policy import Action, Plan  # noqa: E402
-from spamguard.store import ScoredMessage, Store  # noqa: E402
+from spamguard.store import Store  # noqa: E402
 
 _NO_MOVE = "IMAP4rev1 LITERAL+ SASL-IR IDLE UIDPLUS SPECIAL-USE"
-
-
-def _append(server: DovecotServer, user: str, messages: list[bytes]) -> None:
-    from imapclient import IMAPClient
-
-    with IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=60) as client:
-        client.login(user, PASSWORD)
-        for raw in messages:
-            client.append("INBOX", raw)
-
-
-def _items(
-    mail: ImapMailStore, uids: list[int], uidvalidity: int
-) -> list[tuple[ScoredMessage, Plan, frozenset[str]]]:
-    plan = Plan(0.99, "spam", (Action("junk", "bench"),))
-    out = []
-    for fetched in mail.fetch("INBOX", uids, 256 * 1024):
-        msg = parse_message(fetched.raw)
-        scored = ScoredMessage(
-            "work",
-            "INBOX",
-            uidvalidity,
-            fetched.uid,
-            msg.message_id,
-            content_hash(fetched.raw),
-            0.99,
-            "spam",
-            "bench",
-            "bench-1",
-            (),
-            subject=msg.subject,
-            from_addr=msg.from_addr,
-            plan=plan.describe(),
-        )
-        out.append((scored, plan, fetched.flags))
-    return out
 
 
 def main() -> int:
@@ -93,11 +54,11 @@ def main() -> int:
         with Store(tmp / "state.sqlite3") as store, ImapMailStore(settings) as mail:
             executor = Executor(mail, store, settings, junk_folder="Junk")
             for r in range(args.rounds):
-                _append(server, user, [make_mail(i, 0.99) for i in range(2 * args.n)])
+                append_all(server, user, [make_mail(i, 0.99) for i in range(2 * args.n)])
                 status = mail.select("INBOX")
                 uids = mail.uids("INBOX")
                 assert len(uids) == 2 * args.n, len(uids)
-                items = _items(mail, uids, status.uidvalidity)
+                items = junk_batch(mail, uids, status.uidvalidity, model="bench")
                 singles, batch = items[: args.n], items[args.n :]
                 sides = ["single", "batch"] if r % 2 == 0 else ["batch", "single"]
                 for side in sides:

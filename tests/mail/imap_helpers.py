@@ -144,6 +144,40 @@ def append_all(
             client.append(folder, raw, flags=list(flags))
 
 
+def junk_batch(
+    mail: Any, uids: Sequence[int], uidvalidity: int, *, model: str = "test"
+) -> list[tuple[Any, Any, frozenset[str]]]:
+    """`Executor.apply_batch` items that send INBOX's ``uids`` to Junk, each recorded as scored
+    0.99 spam by ``model`` (for the fault tests and bench_batch_moves)."""
+    from spamguard.mail.base import content_hash
+    from spamguard.message import parse_message
+    from spamguard.policy import Action, Plan
+    from spamguard.store import ScoredMessage
+
+    plan = Plan(0.99, "spam", (Action("junk", model),))
+    out = []
+    for fetched in mail.fetch("INBOX", list(uids), 256 * 1024):
+        msg = parse_message(fetched.raw)
+        scored = ScoredMessage(
+            "work",
+            "INBOX",
+            uidvalidity,
+            fetched.uid,
+            msg.message_id,
+            content_hash(fetched.raw),
+            0.99,
+            "spam",
+            model,
+            f"{model}-1",
+            (),
+            subject=msg.subject,
+            from_addr=msg.from_addr,
+            plan=plan.describe(),
+        )
+        out.append((scored, plan, fetched.flags))
+    return out
+
+
 def with_message_id(raw: bytes, message_id: str) -> bytes:
     """``raw`` with its Message-ID header(s) replaced by ``<message_id>``: a corpus message
     repeated this way is new mail each time (its own Message-ID and content hash)."""

@@ -22,6 +22,7 @@ from imap_helpers import (
     Recorder,
     account_toml,
     append_all,
+    junk_batch,
     mailbox_snapshot,
     make_mail,
     settings_for,
@@ -596,37 +597,15 @@ def test_batch_settles_a_message_another_client_expunged_meanwhile(
     and nothing else is touched."""
     from imapclient import IMAPClient
 
-    from spamguard.mail.base import content_hash
     from spamguard.mail.executor import Executor
     from spamguard.mail.imap import ImapMailStore
-    from spamguard.message import parse_message
-    from spamguard.policy import Action, Plan
-    from spamguard.store import ScoredMessage
 
     spam = [make_mail(i, 0.99, subject=f"spam {i}") for i in range(5)]
     append_all(dovecot, user, spam)
     settings = settings_for(dovecot, user)
-    plan = Plan(0.99, "spam", (Action("junk", "test"),))
     with ImapMailStore(settings) as mail:
         uidvalidity = mail.select("INBOX").uidvalidity
-        items = []
-        for fetched in mail.fetch("INBOX", mail.uids("INBOX"), 256 * 1024):
-            msg = parse_message(fetched.raw)
-            scored = ScoredMessage(
-                "work",
-                "INBOX",
-                uidvalidity,
-                fetched.uid,
-                msg.message_id,
-                content_hash(fetched.raw),
-                0.99,
-                "spam",
-                "test",
-                "test-1",
-                (),
-                subject=msg.subject,
-            )
-            items.append((scored, plan, fetched.flags))
+        items = junk_batch(mail, mail.uids("INBOX"), uidvalidity)
         gone = items[2][0]
         with IMAPClient("127.0.0.1", port=dovecot.port, ssl=False) as other:
             other.login(user, PASSWORD)
