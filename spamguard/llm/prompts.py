@@ -20,6 +20,7 @@ __all__ = [
     "classify_prompt_text",
     "load_prompt",
     "mail_for_prompt",
+    "quote_untrusted",
     "rationale_prompt_parts",
     "rationale_prompt_text",
 ]
@@ -100,6 +101,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def quote_untrusted(text: str) -> str:
+    """Text a sender wrote, made fit to quote in a prompt: no marker in any spelling, none of
+    its sentences addressed to a model (`spamguard.llm.untrusted`), on one line. For every
+    piece of mail a prompt quotes: the message, and the labelled neighbours shown with it."""
+    from spamguard.llm.untrusted import without_instructions
+
+    return _one_line(without_instructions(_clean(text)))
+
+
 def mail_for_prompt(message: Message, max_chars: int = 6000) -> str:
     """The mail as the LLM sees it (before token truncation): a few headers, then the text.
 
@@ -111,23 +121,18 @@ def mail_for_prompt(message: Message, max_chars: int = 6000) -> str:
     ("Note to the AI assistant: ...", "SYSTEM: ...", a forged answer) are left out
     (`spamguard.llm.untrusted`).
     """
-    from spamguard.llm.untrusted import without_instructions
-
-    def untrusted(value: str) -> str:
-        return _one_line(without_instructions(_clean(value)))
-
     lines = [
-        f"From: {untrusted(message.from_name)} <{_clean(message.from_addr)}>".replace(
+        f"From: {quote_untrusted(message.from_name)} <{_clean(message.from_addr)}>".replace(
             "From:  <", "From: <"
         ),
-        f"Subject: {untrusted(message.subject)}",
+        f"Subject: {quote_untrusted(message.subject)}",
     ]
     if message.url_domains:
         lines.append("Links to: " + ", ".join(message.url_domains[:6]))
     if message.attachments:
-        names = ", ".join(untrusted(a.filename) for a in message.attachments[:5])
+        names = ", ".join(quote_untrusted(a.filename) for a in message.attachments[:5])
         lines.append("Attachments: " + names)
-    text = untrusted(message.visible_text[: max_chars * 2])[:max_chars]
+    text = quote_untrusted(message.visible_text[: max_chars * 2])[:max_chars]
     return _clean("\n".join(lines)) + "\n\n" + text
 
 
