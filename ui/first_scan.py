@@ -143,14 +143,19 @@ class FirstScanDialog(QDialog):
         self.review = review
         self.headline.setText(review.summary() + ".")
         self.list.clear()
+        rows = []
+        move, flag = self.tr("Move to Junk"), self.tr("Flag")
         for item in review.acted:
-            would = self.tr("Move to Junk") if item.action == "move" else self.tr("Flag")
+            would = move if item.action == "move" else flag
             row = QTreeWidgetItem([percent(item.p_spam), would, item.from_addr, item.subject])
             row.setTextAlignment(0, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             tip = item.plan + (f"\n{item.protected}" if item.protected else "")
             for column in range(4):
                 row.setToolTip(column, tip)
-            self.list.addTopLevelItem(row)
+            rows.append(row)
+        # One insertion for the whole list: after the first sync of a big folder it holds
+        # thousands of rows, and one view update per row held up the event loop.
+        self.list.addTopLevelItems(rows)
         self.apply_button.setText(
             self.tr("&Apply: move %1, flag %2")
             .replace("%1", str(review.moves))
