@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from spamguard.config import default_data_dir
 from spamguard.errors import StateError, StateLostError
 from spamguard.scoring.base import Evidence, Score
 
@@ -169,7 +170,6 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def default_store_path() -> Path:
-    from spamguard.config import default_data_dir
 
     return default_data_dir() / "spamguard.sqlite3"
 

@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spamguard.llm.cascade import build_cascade
+from spamguard.message import parse_message
 from spamguard.metrics import WATTS_PER_CORE_ESTIMATE, EnergyMeter, measure, percentile
+from spamguard.scoring.cache import LRUScoreCache
+from spamguard.scoring.parallel import WorkerPool
 
 __all__ = ["BenchConfig", "pick_messages", "run_bench"]
 
@@ -84,8 +88,6 @@ def _load_scorer(cfg: BenchConfig) -> Any:
         engine.load()
         return LLMScorer(engine)
     if cfg.kind == "cascade":
-        from spamguard.llm.cascade import build_cascade
-
         return build_cascade(
             Path(p["cheap"]),
             Path(p["full"]),
@@ -98,7 +100,6 @@ def _load_scorer(cfg: BenchConfig) -> Any:
 
 def _pool_child(cfg: BenchConfig, paths: list[str], labels: list[bool]) -> dict[str, Any]:
     """Batch mode in `WorkerPool` processes (`score --jobs N`), as spamd runs its children."""
-    from spamguard.scoring.parallel import WorkerPool
 
     raws = [Path(p).read_bytes() for p in paths]
     jobs = int(cfg.params["workers"])
@@ -125,8 +126,6 @@ def _child(cfg: BenchConfig, paths: list[str], labels: list[bool]) -> dict[str, 
 
     if cfg.params.get("workers"):
         return _pool_child(cfg, paths, labels)
-
-    from spamguard.message import parse_message
 
     # Files are read before the clock starts (as for the peers, whose input is piped from
     # memory); parsing is timed with scoring, because the peers parse too.
@@ -191,7 +190,6 @@ def _child(cfg: BenchConfig, paths: list[str], labels: list[bool]) -> dict[str, 
 
 def _forget_scores(scorer: Any) -> None:
     """Empty every score cache (the cascade's and its stages'), so each mode pays in full."""
-    from spamguard.scoring.cache import LRUScoreCache
 
     for s in [scorer, *getattr(scorer, "stages", [])]:
         if getattr(s, "cache", None) is not None:

@@ -36,7 +36,11 @@ from spamguard.errors import (
     SpamGuardError,
     TLSError,
 )
+from spamguard.mail import oauth
 from spamguard.mail.base import MailStore
+from spamguard.mail.connect import open_mailstore
+from spamguard.mail.credentials import delete_password, get_password, store_password, using_password
+from spamguard.mail.folders import find_junk_folder
 
 __all__ = [
     "add_account",
@@ -100,7 +104,6 @@ def update_account(
     stored where the edited account keeps it; without one, a stored password moves when the
     user name, host or store changed. Config and secret change together, as in `add_account`.
     """
-    from spamguard.mail.credentials import delete_password, get_password, store_password
 
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -199,16 +202,12 @@ def add_account(
     account = config.accounts[name]
     stored = False
     if secret and not account.password_command and account.auth == "password":
-        from spamguard.mail.credentials import store_password
-
         store_password(account, secret)
         stored = True
     try:
         write_atomic(path, new_text)
     except OSError as exc:
         if stored:
-            from spamguard.mail.credentials import delete_password
-
             delete_password(account)
         raise ConfigError(f"could not write {path}: {exc.strerror}; nothing was added") from None
     return config
@@ -223,14 +222,11 @@ def remove_account(path: Path, name: str) -> bool:
     account = config.accounts[name]
     write_atomic(path, new_text)
     if account.auth == "oauth2":
-        from spamguard.mail import oauth
-
         forgotten = oauth.load_tokens(name) is not None
         oauth.forget_tokens(name)
         return forgotten
     if account.password_command:
         return False
-    from spamguard.mail.credentials import delete_password
 
     try:
         return delete_password(account)
@@ -246,12 +242,8 @@ def check_connection(
     With ``password`` the login uses it and nothing is stored anywhere (a connection test
     before the account exists)."""
     if password:
-        from spamguard.mail.credentials import using_password
-
         with using_password(password):
             return check_connection(settings, mail)
-    from spamguard.mail.connect import open_mailstore
-    from spamguard.mail.folders import find_junk_folder
 
     preset = PRESETS.get(settings.provider or "")
     store = mail if mail is not None else open_mailstore(settings)

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from spamguard import __version__
-from spamguard.errors import SpamGuardError
+from spamguard.config import DEFAULT_FLAG_KEYWORD, default_data_dir, load_config
+from spamguard.engine.runtime import active_model_dir
+from spamguard.errors import NotMailError, SpamGuardError
+from spamguard.learn.labels import apply_label, labelling, record_label
+from spamguard.llm.prompts import Outcome
+from spamguard.message import parse_message
+from spamguard.scoring.assemble import load_default_scorer
+from spamguard.store import Store, StoredExplanation
+from spamguard.verdict import verdict_for
 
 __all__ = [
     "ADDON_ID",
@@ -156,23 +164,18 @@ class Host:
     @property
     def config(self) -> Any:
         if self._config is None:
-            from spamguard.config import load_config
-
             self._config = load_config(self.config_path)
         return self._config
 
     def _data_dir(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir
-        from spamguard.config import default_data_dir
 
         return Path(self.config.data_dir) if self.config.data_dir else default_data_dir()
 
     @property
     def store(self) -> Any:
         if self._store is None:
-            from spamguard.store import Store
-
             path = self._data_dir() / "spamguard.sqlite3"
             path.parent.mkdir(parents=True, exist_ok=True)
             self._store = Store(path)
@@ -182,9 +185,6 @@ class Host:
     def scorer(self) -> Any:
         """The full head (not the cascade): it gives the reasons and the similar messages."""
         if self._scorer is None:
-            from spamguard.engine.runtime import active_model_dir
-            from spamguard.scoring.assemble import load_default_scorer
-
             self._scorer = load_default_scorer(active_model_dir(self.config), cascade=False)
         return self._scorer
 
@@ -247,7 +247,6 @@ class Host:
             explanation_context,
             outcome_facts,
         )
-        from spamguard.store import StoredExplanation
 
         msg, raw = self._message(req)
         score = self.scorer.score([msg])[0]
@@ -275,7 +274,6 @@ class Host:
     def _outcome(self, req: dict[str, Any], msg: Any, score: Any) -> tuple[str, Any]:
         """(account, `llm.Outcome`): what SpamGuard did with a message it scored on an account
         it watches (from the journal), else that it did nothing (scored in Thunderbird)."""
-        from spamguard.llm.prompts import Outcome
 
         scored = self._find(msg.message_id, req.get("account")) if msg.message_id else None
         account = scored.account if scored is not None else SOURCE
@@ -308,7 +306,6 @@ class Host:
         SpamGuard does not watch -- is recorded with its bytes by `feedback.record_label`,
         and the add-on moves it in Thunderbird.
         """
-        from spamguard.learn.labels import record_label
 
         label = req.get("label")
         if label not in ("spam", "ham"):
@@ -337,7 +334,6 @@ class Host:
         return {"recorded": rec is not None, "moved_by": "addon", "account": name}
 
     def _label_on_server(self, scored: Any, label: str) -> dict[str, Any]:
-        from spamguard.learn.labels import apply_label, labelling
 
         with labelling(self.config.account(scored.account), self.store) as (ctx, executor):
             rec = apply_label(ctx, executor, scored, label, source=SOURCE)  # type: ignore[arg-type]
@@ -367,7 +363,6 @@ class Host:
 
     def _stored_result(self, scored: Any) -> dict[str, Any]:
         move, flag = self._thresholds(scored.account)
-        from spamguard.verdict import verdict_for
 
         verdict = scored.verdict if scored.verdict in _BANDS else verdict_for(scored.p_spam)
         entries = self.store.journal(
@@ -407,8 +402,6 @@ class Host:
         return float(t.move), float(t.flag)
 
     def _message(self, req: dict[str, Any]) -> tuple[Any, bytes]:
-        from spamguard.errors import NotMailError
-        from spamguard.message import parse_message
 
         encoded = req.get("raw")
         if not isinstance(encoded, str) or not encoded:
@@ -462,8 +455,6 @@ def keyword_tags(config: Any) -> list[dict[str, str]]:
                     {"key": rule.target, "name": f"SpamGuard: {rule.target}", "color": "#6A5ACD"},
                 )
     if not tags:
-        from spamguard.config import DEFAULT_FLAG_KEYWORD
-
         tags[DEFAULT_FLAG_KEYWORD.lower()] = {
             "key": DEFAULT_FLAG_KEYWORD,
             "name": "SpamGuard: suspicious",

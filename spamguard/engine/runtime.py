@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from spamguard.config import Config
 from spamguard.learn.registry import ModelRegistry
+from spamguard.scoring.assemble import load_default_scorer
 from spamguard.scoring.base import Scorer
 from spamguard.store import Store
 
@@ -72,7 +73,6 @@ def load_scorer(model_dir: Path | None, *, registry: ModelRegistry) -> Scorer:
         factory = getattr(importlib.import_module(module), attr or "factory")
         made: Scorer = factory()
         return made
-    from spamguard.scoring.assemble import load_default_scorer
 
     if model_dir is None:
         model_dir = registry.active_dir()

@@ -38,6 +38,7 @@ from spamguard.errors import (
     StateError,
     TLSError,
 )
+from spamguard.learn.labels import record_label
 from spamguard.mail.base import DELETED, FetchedMessage, MailStore
 from spamguard.mail.connect import open_mailstore
 from spamguard.mail.executor import Executor
@@ -652,7 +653,6 @@ class AccountWorker:
         msg: Message | None = None,
         raw: bytes | None = None,
     ) -> None:
-        from spamguard.learn.labels import record_label
 
         record_label(
             self.store,

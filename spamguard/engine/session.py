@@ -23,17 +23,24 @@ from spamguard.config import (
     AccountSettings,
     LLMConfig,
 )
+from spamguard.demo import demo_mailbox_path
 from spamguard.engine.events import Event, EventBus, MessageScored, Progress
+from spamguard.engine.first_scan import needs_review
 from spamguard.engine.service import AccountWorker
 from spamguard.errors import (
     MailStoreError,
+    ModelError,
     NotMailError,
 )
-from spamguard.learn.registry import ModelRegistry, VersionInfo
+from spamguard.learn.labels import apply_label
+from spamguard.learn.own_neighbours import OwnNeighbours
+from spamguard.learn.registry import ModelRegistry, VersionInfo, active_model_dir
+from spamguard.llm.prompts import Outcome
 from spamguard.mail.base import MailStore
+from spamguard.mail.maildir import MaildirStore
 from spamguard.message import Message, parse_message
 from spamguard.scoring.base import Evidence, Neighbour, Score, Scorer
-from spamguard.store import JournalEntry, ScoredMessage, Store
+from spamguard.store import JournalEntry, ScoredMessage, Store, StoredExplanation
 from spamguard.verdict import Thresholds, Verdict
 
 if TYPE_CHECKING:
@@ -212,7 +219,6 @@ class AccountSession:
             learner=learner,
         )
         self._open = False
-        from spamguard.learn.own_neighbours import OwnNeighbours
 
         self._own_neighbours = OwnNeighbours(store, settings.name)
 
@@ -253,7 +259,6 @@ class AccountSession:
 
     def needs_review(self) -> bool:
         """Never scanned yet: its first scan is a review (`first_scan`) before anything moves."""
-        from spamguard.engine.first_scan import needs_review
 
         return needs_review(self.store, self.settings)
 
@@ -412,7 +417,6 @@ class AccountSession:
             explanation_context,
             outcome_facts,
         )
-        from spamguard.store import StoredExplanation
 
         row = self.row(key)
         if row is None:
@@ -474,7 +478,6 @@ class AccountSession:
         """Spam: move it to Junk. Not spam: undo our move or flag and never touch it again.
         Either way the label is recorded for training, through the same `apply_label` as
         `spamguard label` (the bytes, sender and folder are kept with it)."""
-        from spamguard.learn.labels import apply_label
 
         self.open()
         executor = self.worker.executor
@@ -524,7 +527,6 @@ class AccountSession:
 def outcome_of(row: MessageRow) -> Outcome:
     """What SpamGuard did with a row's message, in the words the LLM is given and checked
     against: the journal's last action, else the plan's reason for leaving it alone."""
-    from spamguard.llm.prompts import Outcome
 
     verdict = cast(Verdict, row.verdict if row.verdict in ("spam", "flag", "ham") else "ham")
     action = row.action
@@ -621,8 +623,6 @@ def _epoch(header: str) -> float | None:
 def prepare_demo_mailbox(workdir: Path) -> Path:
     """Copy the bundled demo Maildir into ``workdir`` (the app moves mail around in it)
     with an empty Junk folder, and return the copy's root."""
-    from spamguard.demo import demo_mailbox_path
-    from spamguard.mail.maildir import MaildirStore
 
     root = Path(workdir) / "demo-mailbox"
     if root.exists():
@@ -690,8 +690,6 @@ def gpu_offload_supported() -> bool | None:
 
 def model_info(model_dir: Path | None = None) -> ModelInfo:
     """The active head's version, training data and headline metrics, from its config.json."""
-    from spamguard.errors import ModelError
-    from spamguard.learn.registry import active_model_dir
 
     path = Path(model_dir) if model_dir else active_model_dir()
     try:

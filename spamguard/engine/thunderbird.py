@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from spamguard.config import default_data_dir, load_config
 from spamguard.engine.native_host import ADDON_ID, HOST_NAME, last_contact
 from spamguard.errors import SpamGuardError
 
@@ -53,7 +54,6 @@ def manifest_dir(platform: str | None = None, home: Path | None = None) -> Path:
 
 
 def _data_dir(config_path: str | None) -> Path:
-    from spamguard.config import default_data_dir, load_config
 
     config = load_config(config_path)
     return Path(config.data_dir) if config.data_dir else default_data_dir()

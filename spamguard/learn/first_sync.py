@@ -30,6 +30,8 @@ from spamguard.learn.loop import ImplicitLabels, LearnOptions, RetrainOutcome, r
 from spamguard.learn.registry import ModelRegistry
 from spamguard.learn.warm import Cancelled, WarmStartOptions
 from spamguard.mail.base import SEEN, MailStore, content_hash
+from spamguard.mail.folders import find_archive_folder, locate_junk_folder
+from spamguard.message import parse_message
 from spamguard.store import FirstSyncRow, Store
 
 __all__ = [
@@ -151,7 +153,6 @@ def _ham_candidates(
 def _plan(
     mail: MailStore, settings: AccountSettings, options: FirstSyncOptions
 ) -> tuple[str | None, list[_Wanted], list[str]]:
-    from spamguard.mail.folders import find_archive_folder, locate_junk_folder
 
     junk = locate_junk_folder(mail, settings)
     wanted: list[_Wanted] = []
@@ -344,7 +345,6 @@ def _already_learned(registry: ModelRegistry, account: str, implicit: ImplicitLa
 
 
 def _message_id(raw: bytes) -> str:
-    from spamguard.message import parse_message
 
     try:
         return parse_message(raw).message_id

@@ -19,7 +19,7 @@ from typing import Any, overload
 import numpy as np
 
 from spamguard.errors import ConnectionLostError, MailStoreError, SpamGuardError
-from spamguard.learn.corpus import labels_hash
+from spamguard.learn.corpus import labels_hash, load_split
 from spamguard.learn.fit import Progress
 from spamguard.learn.labels import FeedbackWatcher, LabelRecorded, MailContext, latest_labels
 from spamguard.learn.registry import ModelRegistry, VersionInfo
@@ -32,7 +32,8 @@ from spamguard.learn.warm import (
     recency_weights,
 )
 from spamguard.message import Message, parse_message
-from spamguard.scoring.assemble import CASCADE_FILE, STAGE0_DIR
+from spamguard.scoring.assemble import CASCADE_FILE, STAGE0_DIR, cascade_parts, load_default_scorer
+from spamguard.scoring.rules import GTUBE, is_gtube
 from spamguard.store import Store
 from spamguard.verdict import model_thresholds, verdict_for
 
@@ -145,7 +146,6 @@ def training_labels(
 def _is_test_message(store: Store, content_hash: str) -> bool:
     """Whether the kept bytes carry the GTUBE line, as written or inside an encoded body
     (parsed only when an encoding may hide it)."""
-    from spamguard.scoring.rules import GTUBE, is_gtube
 
     raw = store.label_raw(content_hash) or b""
     if GTUBE.encode() in raw:
@@ -376,7 +376,6 @@ def _cheap_candidate(
     options: LearnOptions,
     cancel: threading.Event | None,
 ) -> Generator[Progress, None, _CheapFit | None]:
-    from spamguard.scoring.assemble import cascade_parts
     from spamguard.scoring.model import load_model
 
     parts = cascade_parts(parent_dir, parent_version)
@@ -441,7 +440,6 @@ def _save_cascade(
 
 def _public_auc(public: tuple[Path, Path], active: Any, candidate: Any) -> dict[str, float]:
     from spamguard.evaluate import auc
-    from spamguard.learn.corpus import load_split
 
     split, corpus = public
     items = load_split(split, corpus, "test")
@@ -674,6 +672,4 @@ class Learner:
         model = getattr(scorer, "model", None)
         current = getattr(model, "version", None) or getattr(scorer, "version", None)
         if active is not None and current != active:
-            from spamguard.scoring.assemble import load_default_scorer
-
             ctx.scorer = load_default_scorer(self.registry.active_dir(), encoder=self.encoder)

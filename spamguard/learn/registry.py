@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from spamguard.config import default_data_dir
 from spamguard.errors import ModelError
 from spamguard.scoring.assemble import CASCADE_FILE, STAGE0_DIR
 
@@ -41,7 +42,6 @@ def default_models_root() -> Path:
     env = os.environ.get("SPAMGUARD_MODELS_DIR")
     if env:
         return Path(env)
-    from spamguard.config import default_data_dir
 
     return default_data_dir() / "models"
 

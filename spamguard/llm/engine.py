@@ -35,7 +35,7 @@ from spamguard.llm.catalog import (
     verify_sha256,
 )
 from spamguard.llm.prompts import Prompt, load_prompt
-from spamguard.metrics import IdleCores
+from spamguard.metrics import IdleCores, cpu_count
 
 __all__ = [
     "EngineStats",
@@ -105,7 +105,6 @@ class LLMSettings:
         """
         if self.threads:
             return self.threads
-        from spamguard.metrics import cpu_count
 
         free = cpu_count() if free_cores is None else free_cores
         return max(1, min(int(free + 0.5), 4))

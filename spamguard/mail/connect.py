@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from spamguard.config import AccountSettings
 from spamguard.mail.base import MailStore
+from spamguard.mail.imap import ImapMailStore
 from spamguard.mail.maildir import MaildirStore
 
 __all__ = [
@@ -17,6 +18,5 @@ def open_mailstore(settings: AccountSettings, *, read_only: bool = False) -> Mai
     ``read_only``: IMAP folders are opened with EXAMINE, so the server refuses any change."""
     if settings.maildir is not None:
         return MaildirStore(settings.maildir)
-    from spamguard.mail.imap import ImapMailStore  # imapclient: only when an account needs it
 
     return ImapMailStore(settings, read_only=read_only)

@@ -37,6 +37,7 @@ from spamguard.mail.base import (
     failpoint,
     search_prefix,
 )
+from spamguard.mail.credentials import login
 
 __all__ = ["ImapMailStore"]
 
@@ -89,7 +90,6 @@ class ImapMailStore:
 
     def connect(self) -> None:
         """Connect, check TLS (verified or pinned), log in, learn capabilities."""
-        from spamguard.mail.credentials import login
 
         self.close()
         s = self.settings

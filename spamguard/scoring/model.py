@@ -15,6 +15,7 @@ import numpy as np
 from spamguard.digest import file_sha256
 from spamguard.errors import ModelError
 from spamguard.message import Message
+from spamguard.metrics import Recorder
 from spamguard.scoring.base import Evidence, Neighbour, Score
 from spamguard.scoring.features import (
     HAND_FEATURES,
@@ -294,7 +295,6 @@ class HeadScorer:
         self.n_neighbours = neighbours
         self.stage = stage
         self.encoder_threads: int | None = None  # None: the encoder's default (all cores)
-        from spamguard.metrics import Recorder
 
         self.recorder = Recorder()  # what scoring cost, for the app's counters
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spamguard.errors import MessageError
+from spamguard.message import parse_message
+from spamguard.metrics import cpu_count
+from spamguard.scoring.assemble import load_default_scorer
 from spamguard.scoring.base import Score
 
 __all__ = ["Parsed", "WorkerPool"]
@@ -43,7 +47,6 @@ def _init(
 ) -> None:
     global _scorer, _authserv_id
     _authserv_id = authserv_id
-    from spamguard.scoring.assemble import load_default_scorer
 
     _scorer = load_default_scorer(
         Path(model_dir) if model_dir else None, encoder_kind=encoder_kind, cascade=cascade
@@ -55,8 +58,6 @@ def _init(
 
 def _score_chunk(raws: Sequence[bytes]) -> list[tuple[Parsed, Score] | str]:
     """Parse and score one chunk; a message that cannot be parsed gives its error text."""
-    from spamguard.errors import MessageError
-    from spamguard.message import parse_message
 
     parsed: list[Any] = []
     for raw in raws:
@@ -92,8 +93,6 @@ class WorkerPool:
     ) -> None:
         """``authserv_id``: whose Authentication-Results to trust (`parse_message`)."""
         import multiprocessing
-
-        from spamguard.metrics import cpu_count
 
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
