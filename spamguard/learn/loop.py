@@ -522,11 +522,14 @@ class Learner:
         """Featurize a few new labels per sync, so the retrain finds every row cached."""
         from spamguard.learn.warm import featurizer_key
 
+        labelled = labelled_rows(self.store)
+        if not labelled.hashes:
+            # Nothing to prepare (every first sync): no second copy of the model for it.
+            return 0
         try:
             featurizer = self._scorer(self.registry.active or "").model.featurizer
         except SpamGuardError:
             return 0
-        labelled = labelled_rows(self.store)
         if featurizer.uses_embedding and self.encoder is None:
             return 0  # loading the encoder here would stall the mail loop; the retrain does it
         key = featurizer_key(featurizer)
