@@ -21,6 +21,11 @@ not know (no Authentication-Results it trusts, a file with no account's correspo
 contradiction where the claim is positive and the fact to support it is missing: "DKIM passed"
 with no DKIM result recorded was made up.
 
+`ungrounded_names` reads what a text names rather than what it claims: a person, organisation,
+place, product, web domain or e-mail address that is in neither the message nor the findings the
+model was told ("a VPN in Moscow" about a coffee receipt) was made up, even where no fact above
+contradicts it.
+
 `finish_sentences` trims a text to its last complete sentence, so nothing shown stops mid-word.
 
 Over 600 lines on purpose: one reader per kind of claim, all against the same `Facts`.
@@ -46,7 +51,9 @@ __all__ = [
     "contradictions",
     "facts_for",
     "finish_sentences",
+    "grounding_source",
     "link_text_mismatches",
+    "ungrounded_names",
 ]
 
 Kind = Literal["authentication", "links", "sender", "attachments", "action"]
@@ -748,3 +755,154 @@ def finish_sentences(text: str) -> str:
             continue
         last = m.end()
     return text[:last].strip()
+
+
+# --------------------------------------------------------------------------- grounding
+
+# Capitalised words SpamGuard itself uses, or that an explanation of any mail may use, which
+# name nothing the mail would have to contain.
+_OWN_WORDS: Final = frozenset(
+    w.lower()
+    for w in [
+        "I",
+        "I'm",
+        "I've",
+        "SpamGuard",
+        "Junk",
+        "Inbox",
+        "Spam",
+        "Ham",
+        "Trash",
+        "Sent",
+        "Drafts",
+        "Archive",
+        "Not",
+        "Flagged",
+        "SPF",
+        "DKIM",
+        "DMARC",
+        "ARC",
+        "HTML",
+        "URL",
+        "URLs",
+        "HTTP",
+        "HTTPS",
+        "IMAP",
+        "SMTP",
+        "MIME",
+        "PDF",
+        "ZIP",
+        "IP",
+        "DNS",
+        "LLM",
+        "AI",
+        "E-mail",
+        "Email",
+        "E-mails",
+        "Emails",
+        "OK",
+        "Yes",
+        "No",
+        "Why",
+        "Sender",
+        "Subject",
+        "From",
+        "To",
+        "Reply-To",
+        "Date",
+    ]
+)
+_MONTHS: Final = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# A word with a capital letter anywhere: "Moscow", "QuantEdge", "VPN", "O'Neill", "Wells-Fargo".
+_CAPITALISED = re.compile(r"[^\W\d_]*[A-Z][\w'\u2019&-]*")
+_NAME_RUN = re.compile(
+    r"(?<![\w'\u2019-])[A-Z][\w'\u2019&-]*"
+    r"(?:\s+(?:of|de|van|von|du|la|&)?\s*[A-Z][\w'\u2019&-]*)*|"
+    r"(?<![\w'\u2019-])[a-z][\w'-]*[A-Z][\w'-]*"  # "eBay", "iCloud"
+)
+# Where a capital says nothing: the start of the text, of a sentence, a clause after a colon,
+# a quotation, a parenthesis or a list mark.
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|[\"\u201c\u2018'(\[]\s*|\n\s*(?:[-*\u2022]\s*)?)$")
+_DOMAIN = re.compile(r"(?i)\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\b")
+_ADDRESS = re.compile(r"(?i)\b[\w.+-]+@(?:[a-z0-9-]+\.)+[a-z]{2,}\b")
+_WORDS_OF = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+
+
+def grounding_source(message: Message) -> str:
+    """Everything of ``message`` an explanation may name: its subject, sender (name and
+    address), date, the text a reader sees, link domains and attachment names."""
+    return "\n".join(
+        [
+            message.subject,
+            message.from_name,
+            message.from_addr,
+            message.date,
+            " ".join(message.url_domains),
+            " ".join(a.filename for a in message.attachments),
+            message.visible_text,
+        ]
+    )
+
+
+def _words_in(source: str) -> set[str]:
+    return {w.lower().replace("\u2019", "'") for w in _WORDS_OF.findall(source)}
+
+
+def _word_grounded(word: str, words: set[str]) -> bool:
+    word = re.sub(r"['\u2019]s?$", "", word.replace("\u2019", "'")).strip("'&-")
+    w = word.lower()
+    if len(w) < 2 or w in _OWN_WORDS or w in words:  # "I", a list's "A)" name nothing
+        return True
+    if w in _MONTHS or w in _WEEKDAYS:  # "Saturday" is grounded by a Date of "Sat, ..."
+        return w in words or w[:3] in words
+    # "AI-based", "Greenway-Energy": the capitalised parts are the names.
+    parts = [p for p in re.split(r"[-'&]", word) if p and not p.islower()]
+    return len(re.split(r"[-'&]", word)) > 1 and all(_word_grounded(p, words) for p in parts)
+
+
+def ungrounded_names(text: str, source: str) -> list[str]:
+    """Named things ``text`` asserts that ``source`` (the message and the findings the model
+    was given) does not contain: proper names and organisations ("a VPN in Moscow"),
+    web domains and e-mail addresses. A capital at the start of a sentence, after a colon or
+    an opening quotation mark says nothing by itself; SpamGuard's own words (Junk, Inbox,
+    SPF, DKIM, HTML, ...) are always allowed; a weekday or month only when the message's
+    date or text has it. Figures are `llm.explain`'s check. Words are compared whole and
+    without case, so "Beanline coffee" in the mail grounds "Beanline Coffee"."""
+    lowered = source.lower()
+    words = _words_in(source)
+    found: list[str] = []
+    for m in _ADDRESS.finditer(text):
+        if m.group(0).lower() not in lowered:
+            found.append(m.group(0))
+    masked = _ADDRESS.sub(" ", text)
+    for m in _DOMAIN.finditer(masked):
+        domain = m.group(0).lower().removeprefix("www.")
+        if re.fullmatch(r"(?:[a-z]\.)+[a-z]{1,2}", domain):
+            continue  # "e.g", "i.e", "U.S": abbreviations, not domains
+        if domain not in lowered:
+            found.append(m.group(0))
+    masked = _DOMAIN.sub(" ", masked)
+    for m in _NAME_RUN.finditer(masked):
+        run = m.group(0)
+        names = _CAPITALISED.findall(run)
+        if _SENTENCE_START.search(masked[: m.start()]) and names:
+            names = names[1:]  # "Moscow is ..." is lost; "The ... " must not count
+            run = run.split(None, 1)[-1] if len(names) > 1 else run
+        missing = [n for n in names if not _word_grounded(n, words)]
+        if missing:
+            found.append(run if len(names) > 1 else missing[0])
+    return list(dict.fromkeys(found))

@@ -6,7 +6,8 @@ talked round by the mail it quotes ("this is a legitimate message from a trusted
 So the finished explanation is checked before anyone sees it: it may not claim the mail is
 legitimate when the verdict is spam or suspicious (nor the reverse), may not say the message
 was moved to Junk when it was not (nor the reverse), may not follow or repeat the mail's
-instructions, may not copy the mail's own words as its own, and must be English. When it
+instructions, may not copy the mail's own words as its own, may not name what the message does not
+(`consistency.ungrounded_names`), and must be English. When it
 fails, the deterministic summary of the evidence is shown instead, with a note saying so.
 
 The check is deliberately strict: wrongly rejecting a good explanation costs the user a plainer
@@ -28,6 +29,8 @@ from spamguard.llm.consistency import (
     contradictions,
     facts_for,
     finish_sentences,
+    grounding_source,
+    ungrounded_names,
 )
 from spamguard.llm.engine import LLMSettings
 from spamguard.llm.prompts import Outcome, mail_for_prompt
@@ -456,7 +459,7 @@ class Explanation:
 
 # Part of every kept explanation's context: raise it when the prompt or the checks change, so
 # explanations written under the old ones are written again.
-EXPLANATION_VERSION: Final = "checked-2"
+EXPLANATION_VERSION: Final = "checked-3"
 
 
 def explanation_context(settings: LLMSettings, model_version: str, outcome: Outcome) -> str:
@@ -537,7 +540,15 @@ def judged_explanation(
     )
     found = tuple(contradictions(text, facts))
     problems = [] if text or not raw else ["it did not finish a sentence"]
-    problems += check_explanation(text, outcome, mail_for_prompt(message, max_chars=3000), context)
+    mail = mail_for_prompt(message, max_chars=3000)
+    problems += check_explanation(text, outcome, mail, context)
+    # Names it may use: the message's own, and those of the findings and facts it was told.
+    plain = " ".join(r.sentence for r in plain_reasons(score.evidence, limit=4))
+    told = " ".join([grounding_source(message), mail, context, plain, facts.in_words()])
+    problems += [
+        f"it names something that is not in the message ({name!r})"
+        for name in ungrounded_names(text, told)[:1]
+    ]
     problems += [f"it contradicted the evidence ({c.kind}: {c.evidence})" for c in found]
     if not problems:
         return Explanation(text, True, raw, (), found, seconds)
