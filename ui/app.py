@@ -394,6 +394,7 @@ class SpamGuardApp(QObject):
         runner.reviewReady.connect(lambda review, n=account.name: self._review_ready(n, review))
         runner.rationalePiece.connect(self.window.detail.append_rationale)
         runner.rationaleDone.connect(self.window.detail.rationale_done)
+        runner.rationaleKept.connect(self.window.detail.show_kept_rationale)
         self.runners[account.name] = runner
         self.states[account.name] = "idle"
         self._first_scan_pending.add(account.name)
@@ -665,9 +666,12 @@ class SpamGuardApp(QObject):
             runner.mark(key, label)
 
     def explain(self, key: tuple[str, str, str]) -> None:
-        """Score the shown message with the full head, for its nearest known messages."""
+        """Score the shown message with the full head, for its nearest known messages, and
+        show the language model's explanation if one was kept for it (read from the store in
+        the account's worker, before the slower scoring)."""
         runner = self.runners.get(key[0])
         if runner is not None:
+            runner.kept_rationale(key, self._llm)
             runner.explain(key)
 
     def rationale(self, key: tuple[str, str, str]) -> None:

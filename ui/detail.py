@@ -380,6 +380,15 @@ class DetailPane(QWidget):
             self.llm_text.clear()
         self.llm_text.setText(self.llm_text.text() + piece)
 
+    def show_kept_rationale(self, key: object, text: str) -> None:
+        """The explanation kept for a message from an earlier request, if that message is
+        still shown and nothing is being written for it now."""
+        if self.row is None or self.row.key != key or not self.llm_button.isEnabled():
+            return
+        if not self.llm_text.text():
+            self.llm_text.setText(text)
+            self._written[_written_key(self.row)] = text
+
     def rationale_done(self, key: object) -> None:
         if self.row is not None and self.row.key == key:
             self.llm_button.setEnabled(True)

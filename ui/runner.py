@@ -54,6 +54,8 @@ class AccountRunner(QThread):
     explained = Signal(object, object)  # row key, Score | None
     rationalePiece = Signal(object, str)  # row key, the next piece of the LLM's text
     rationaleDone = Signal(object)  # row key
+    # A message's checked explanation kept from an earlier request (row key, its text).
+    rationaleKept = Signal(object, str)
     # The first scan of a new account, as a dry run: what it would do (`first_scan.Review`).
     # Nothing on the server changes until `apply_review` brings the user's choice.
     reviewReady = Signal(object)
@@ -114,6 +116,11 @@ class AccountRunner(QThread):
 
     def rationale(self, key: tuple[str, str, str], llm: Any) -> None:
         self._commands.put(_Command("rationale", (key, llm)))
+
+    def kept_rationale(self, key: tuple[str, str, str], llm: Any) -> None:
+        """Look up the message's kept explanation in the store (`rationaleKept` if there is
+        one); the model is not asked."""
+        self._commands.put(_Command("kept_rationale", (key, llm)))
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         self._commands.put(_Command("thresholds", (thresholds,)))
@@ -277,6 +284,11 @@ class AccountRunner(QThread):
             elif command.name == "explain":
                 key = command.args[0]
                 self.explained.emit(key, session.explain(key))
+            elif command.name == "kept_rationale":
+                key, llm = command.args
+                kept = session.kept_rationale(key, llm)
+                if kept is not None:
+                    self.rationaleKept.emit(key, kept)
             elif command.name == "rationale":
                 key, llm = command.args
                 try:

@@ -401,6 +401,23 @@ class AccountSession:
 
         return replace(score, neighbours=own + score.neighbours)
 
+    def kept_rationale(self, key: tuple[str, str, str], llm: LLMConfig) -> str | None:
+        """The checked explanation kept for a message by an earlier `rationale` (this run or
+        an earlier one), if it was written for the message's present action, this scoring
+        model and these [llm] settings; None otherwise. Reads the store only: no mail, no
+        model, so the app can show it as soon as the message is selected."""
+        from spamguard.llm.engine import LLMSettings
+        from spamguard.llm.explain import explanation_context
+
+        row = self.row(key)
+        if row is None:
+            return None
+        context = explanation_context(
+            LLMSettings.from_config(llm), row.model_version, outcome_of(row)
+        )
+        kept = self.store.explanation(self.name, row.message_id, row.content_hash, context)
+        return kept.text if kept is not None else None
+
     def rationale(self, key: tuple[str, str, str], llm: LLMConfig) -> Iterator[str]:
         """The LLM's short rationale for a message's score and what was done with it.
 
@@ -421,13 +438,13 @@ class AccountSession:
         row = self.row(key)
         if row is None:
             raise MailStoreError("SpamGuard has no record of that message; scan again")
+        kept = self.kept_rationale(key, llm)
+        if kept is not None:
+            yield kept
+            return
         settings = LLMSettings.from_config(llm)
         outcome = outcome_of(row)
         context = explanation_context(settings, row.model_version, outcome)
-        kept = self.store.explanation(self.name, row.message_id, row.content_hash, context)
-        if kept is not None:
-            yield kept.text
-            return
         fetched = self._fetch_raw(row)
         if fetched is None:
             raise MailStoreError(
