@@ -161,7 +161,10 @@ def main() -> int:
         jobs += [
             ("cascade (one process)", lambda: _in_child(cascade, s_paths, s_labels)),
             ("cascade (score --jobs 2)", lambda: _in_child(jobs2, s_paths, s_labels)),
-            ("SpamAssassin spamd (2 children)", lambda: bench._spamassassin(s_paths, s_labels)),
+            (
+                "SpamAssassin spamd (2 children)",
+                lambda: bench._spamassassin(s_paths, s_labels, ("batch",)),
+            ),
         ]
     started = time.time()
     for r in range(args.rounds):

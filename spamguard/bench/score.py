@@ -254,7 +254,9 @@ def _proc_tree_cpu(root: int) -> float:
     return total
 
 
-def _spamassassin(paths: list[str], labels: list[bool]) -> dict[str, Any]:
+def _spamassassin(
+    paths: list[str], labels: list[bool], modes: tuple[str, ...] = ("batch", "streaming")
+) -> dict[str, Any]:
     if not shutil.which("spamd") or not shutil.which("spamc"):
         return {"name": "SpamAssassin", "skipped": "apt-get install -y spamassassin spamc"}
     port = _free_port()
@@ -302,7 +304,7 @@ def _spamassassin(paths: list[str], labels: list[bool]) -> dict[str, Any]:
         out: dict[str, Any] = {"name": "SpamAssassin (spamd --local)", "kind": "peer"}
         out["load_seconds"] = startup
         results = []
-        for mode in ("batch", "streaming"):
+        for mode in modes:
             cpu0 = _proc_tree_cpu(proc.pid)
             with measure(len(paths), children=True) as cost:
                 if mode == "batch":
