@@ -9,6 +9,7 @@ import ipaddress
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QUrl, Signal
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from spamguard.config import PRESETS, AccountSettings, load_config
+from spamguard.config.edit import AccountKeys
 from spamguard.engine.accounts import add_account, check_connection, preset_for_email
 from spamguard.engine.session import ConnectionReport
 from spamguard.errors import SpamGuardError
@@ -908,25 +910,13 @@ class AccountDialog(QDialog):
                 unlock_file_store(passphrase)
             # Config and secret together: the section is checked, the secret stored, then the
             # file written; a failure on the way leaves neither behind.
-            add_account(
-                self.config_path,
-                settings.name,
-                username=settings.username,
-                host=settings.host,
-                port=settings.port,
-                security=settings.security,
-                provider=settings.provider,
+            keys = replace(
+                AccountKeys.of(settings),
                 junk_folder=junk,
                 backlog=backlog,
-                auth=settings.auth,
-                oauth=dict(settings.oauth),
-                password_command=settings.password_command,
-                password_store=settings.password_store,
-                tls_fingerprint=settings.tls_fingerprint,
-                allow_plaintext=settings.allow_plaintext,
                 protect_known_senders=protect,
-                secret=secret,
             )
+            add_account(self.config_path, settings.name, keys, secret=secret)
 
         self._save(save, slow=store == "file")
 
@@ -984,24 +974,10 @@ class AccountDialog(QDialog):
         def save() -> None:
             if unlock:
                 unlock_file_store(passphrase)
-            update_account(
-                self.config_path,
-                settings.name,
-                username=settings.username,
-                host=settings.host,
-                port=settings.port,
-                security=settings.security,
-                provider=settings.provider,
-                junk_folder=junk,
-                auth=settings.auth,
-                oauth=dict(settings.oauth),
-                password_command=settings.password_command,
-                password_store=settings.password_store,
-                tls_fingerprint=settings.tls_fingerprint,
-                allow_plaintext=settings.allow_plaintext,
-                protect_known_senders=protect,
-                secret=secret or None,
+            keys = replace(
+                AccountKeys.of(settings), junk_folder=junk, protect_known_senders=protect
             )
+            update_account(self.config_path, settings.name, keys, secret=secret or None)
 
         self._save(save, slow=unlock or store == "file")
 

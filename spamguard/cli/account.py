@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from spamguard.cli.argtypes import port
 from spamguard.cli.common import config_of, say
 from spamguard.config import PRESETS, AccountSettings, Config, default_config_path, load_config
 from spamguard.config.edit import (
+    AccountKeys,
     account_key_lines,
     check_account_name,
     with_account_added,
@@ -101,13 +103,14 @@ def cmd_account_add(args: argparse.Namespace) -> int:
                 f"account {args.name!r} is not in {path}: give --username and "
                 "--host or --provider to add it"
             )
-        key_lines = account_key_lines(
+        keys = AccountKeys(
             username=args.username,
             host=args.host or None,
             port=args.port or None,
             security=args.security or None,
             provider=args.provider or None,
         )
+        key_lines = account_key_lines(keys)
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         new_text, config = with_account_added(text, args.name, key_lines, path=path)
         write_atomic(path, new_text)
@@ -255,24 +258,12 @@ def cmd_account_edit(args: argparse.Namespace) -> int:
                 os.environ.get(PASSPHRASE_ENV)
                 or getpass.getpass("Passphrase of SpamGuard's encrypted password file: ")
             )
-    update_account(
-        path,
-        args.name,
-        username=changes.get("username", old.username),
-        host=changes.get("host", old.host),
-        port=changes.get("port", old.port),
-        security=changes.get("security", old.security),
-        provider=old.provider,
-        junk_folder=changes.get("junk_folder", old.junk_folder),
-        auth=old.auth,
-        oauth=dict(old.oauth),
-        password_command=old.password_command,
-        password_store=old.password_store,
+    keys = replace(
+        AccountKeys.of(old),
+        **changes,
         tls_fingerprint=None if {"host", "port"} & changes.keys() else old.tls_fingerprint,
-        allow_plaintext=old.allow_plaintext,
-        protect_known_senders=old.protect_known_senders,
-        secret=secret,
     )
+    update_account(path, args.name, keys, secret=secret)
     what = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items())
     say(
         f"changed account {args.name!r} in {path}: "

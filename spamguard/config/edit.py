@@ -8,13 +8,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from spamguard.config import Config, parse_config
+from spamguard.config import AccountSettings, Config, parse_config
 from spamguard.errors import ConfigError
 from spamguard.verdict import Thresholds
 
 __all__ = [
+    "AccountKeys",
     "account_key_lines",
     "check_account_name",
     "replace_account_keys",
@@ -133,53 +135,79 @@ _DIALOG_KEYS = re.compile(
 )
 
 
-def account_key_lines(
-    *,
-    username: str,
-    host: str | None = None,
-    port: int | None = None,
-    security: str | None = None,
-    provider: str | None = None,
-    junk_folder: str | None = None,
-    auth: str = "password",
-    oauth: Mapping[str, str] | None = None,
-    backlog: str | None = None,
-    password_command: str | None = None,
-    password_store: str | None = None,
-    tls_fingerprint: str | None = None,
-    allow_plaintext: bool = False,
-    protect_known_senders: bool = True,
-) -> list[str]:
+@dataclass(frozen=True)
+class AccountKeys:
+    """The keys of ``[accounts.NAME]`` the account dialog and `spamguard account add/edit`
+    write; None (or the default) leaves a key out. ``host``, ``port`` and ``security`` may come
+    from the provider preset instead; ``oauth`` holds the ``oauth_*`` keys without their prefix.
+    ``backlog`` is written when an account is added only: an edit keeps the section's own."""
+
+    username: str
+    host: str | None = None
+    port: int | None = None
+    security: str | None = None
+    provider: str | None = None
+    junk_folder: str | None = None
+    auth: str = "password"
+    oauth: Mapping[str, str] | None = None
+    backlog: str | None = None
+    password_command: str | None = None
+    password_store: str | None = None
+    tls_fingerprint: str | None = None
+    allow_plaintext: bool = False
+    protect_known_senders: bool = True
+
+    @classmethod
+    def of(cls, account: AccountSettings) -> AccountKeys:
+        """The keys that write ``account`` again (change some with `dataclasses.replace`)."""
+        return cls(
+            username=account.username,
+            host=account.host,
+            port=account.port,
+            security=account.security,
+            provider=account.provider,
+            junk_folder=account.junk_folder,
+            auth=account.auth,
+            oauth=dict(account.oauth),
+            password_command=account.password_command,
+            password_store=account.password_store,
+            tls_fingerprint=account.tls_fingerprint,
+            allow_plaintext=account.allow_plaintext,
+            protect_known_senders=account.protect_known_senders,
+        )
+
+
+def account_key_lines(keys: AccountKeys) -> list[str]:
     """The ``key = value`` lines of an account's connection settings, in a fixed order."""
     lines: list[str] = []
-    if provider:
-        lines.append(f"provider = {toml_string(provider)}")
+    if keys.provider:
+        lines.append(f"provider = {toml_string(keys.provider)}")
     # host, port and security may come from the provider preset (the CLI's `--provider`).
-    if host is not None:
-        lines.append(f"host = {toml_string(host)}")
-    if port is not None:
-        lines.append(f"port = {int(port)}")
-    if security is not None:
-        lines.append(f"security = {toml_string(security)}")
-    lines.append(f"username = {toml_string(username)}")
-    if auth != "password":
-        lines.append(f"auth = {toml_string(auth)}")
-    for key, value in (oauth or {}).items():
+    if keys.host is not None:
+        lines.append(f"host = {toml_string(keys.host)}")
+    if keys.port is not None:
+        lines.append(f"port = {int(keys.port)}")
+    if keys.security is not None:
+        lines.append(f"security = {toml_string(keys.security)}")
+    lines.append(f"username = {toml_string(keys.username)}")
+    if keys.auth != "password":
+        lines.append(f"auth = {toml_string(keys.auth)}")
+    for key, value in (keys.oauth or {}).items():
         if value:
             lines.append(f"oauth_{key} = {toml_string(value)}")
-    if junk_folder and junk_folder != "auto":
-        lines.append(f"junk_folder = {toml_string(junk_folder)}")
-    if backlog:
-        lines.append(f"backlog = {toml_string(backlog)}")
-    if password_command:
-        lines.append(f"password_command = {toml_string(password_command)}")
-    elif password_store and password_store != "keyring":
-        lines.append(f"password_store = {toml_string(password_store)}")
-    if tls_fingerprint:
-        lines.append(f"tls_fingerprint = {toml_string(tls_fingerprint)}")
-    if allow_plaintext:
+    if keys.junk_folder and keys.junk_folder != "auto":
+        lines.append(f"junk_folder = {toml_string(keys.junk_folder)}")
+    if keys.backlog:
+        lines.append(f"backlog = {toml_string(keys.backlog)}")
+    if keys.password_command:
+        lines.append(f"password_command = {toml_string(keys.password_command)}")
+    elif keys.password_store and keys.password_store != "keyring":
+        lines.append(f"password_store = {toml_string(keys.password_store)}")
+    if keys.tls_fingerprint:
+        lines.append(f"tls_fingerprint = {toml_string(keys.tls_fingerprint)}")
+    if keys.allow_plaintext:
         lines.append("allow_plaintext = true")
-    if not protect_known_senders:
+    if not keys.protect_known_senders:
         lines.append("protect_known_senders = false")
     return lines
 

@@ -6,8 +6,8 @@ together, so nothing is ever half-added."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 
 from spamguard.config import (
@@ -17,6 +17,7 @@ from spamguard.config import (
     Preset,
 )
 from spamguard.config.edit import (
+    AccountKeys,
     account_key_lines,
     replace_account_keys,
     with_account_added,
@@ -81,23 +82,7 @@ def preset_for_email(address: str) -> Preset | None:
 
 
 def update_account(
-    path: Path,
-    name: str,
-    *,
-    username: str,
-    host: str,
-    port: int,
-    security: str,
-    provider: str | None = None,
-    junk_folder: str | None = None,
-    auth: str = "password",
-    oauth: Mapping[str, str] | None = None,
-    password_command: str | None = None,
-    password_store: str | None = None,
-    tls_fingerprint: str | None = None,
-    allow_plaintext: bool = False,
-    protect_known_senders: bool = True,
-    secret: str | None = None,
+    path: Path, name: str, keys: AccountKeys, *, secret: str | None = None
 ) -> Config:
     """Rewrite the dialog's keys of ``[accounts.NAME]``, keeping every other line (watch
     folders, thresholds, lists, backlog). The password follows the account: ``secret`` is
@@ -107,21 +92,7 @@ def update_account(
 
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    key_lines = account_key_lines(
-        username=username,
-        host=host,
-        port=port,
-        security=security,
-        provider=provider,
-        junk_folder=junk_folder,
-        auth=auth,
-        oauth=oauth,
-        password_command=password_command,
-        password_store=password_store,
-        tls_fingerprint=tls_fingerprint,
-        allow_plaintext=allow_plaintext,
-        protect_known_senders=protect_known_senders,
-    )
+    key_lines = account_key_lines(replace(keys, backlog=None))  # an edit keeps the backlog
     new_text, old_config, config = replace_account_keys(text, name, key_lines, path=path)
     old, new = old_config.accounts[name], config.accounts[name]
 
@@ -148,26 +119,7 @@ def update_account(
     return config
 
 
-def add_account(
-    path: Path,
-    name: str,
-    *,
-    username: str,
-    host: str,
-    port: int,
-    security: str,
-    provider: str | None = None,
-    junk_folder: str | None = None,
-    auth: str = "password",
-    oauth: Mapping[str, str] | None = None,
-    backlog: str | None = None,
-    password_command: str | None = None,
-    password_store: str | None = None,
-    tls_fingerprint: str | None = None,
-    allow_plaintext: bool = False,
-    protect_known_senders: bool = True,
-    secret: str | None = None,
-) -> Config:
+def add_account(path: Path, name: str, keys: AccountKeys, *, secret: str | None = None) -> Config:
     """Append ``[accounts.NAME]`` to the config file (created if missing); validated first.
 
     With ``secret`` the password is stored (system keyring, or the encrypted file when
@@ -175,29 +127,14 @@ def add_account(
     secret stored, then the file written; if the write fails the secret is removed again, so
     nothing is ever half-added. ``password_command`` accounts store nothing.
 
-    ``oauth`` holds the ``oauth_*`` keys of an ``auth = "oauth2"`` account (provider,
+    ``keys.oauth`` holds the ``oauth_*`` keys of an ``auth = "oauth2"`` account (provider,
     client_id, client_secret of the app's registration, mechanism, tenant); the user's
-    tokens never go here, they live in the keyring. ``backlog`` is the first scan's reach
+    tokens never go here, they live in the keyring. ``keys.backlog`` is the first scan's reach
     in words ("newest 500", "last 30 days", "everything"; None: the default).
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    key_lines = account_key_lines(
-        username=username,
-        host=host,
-        port=port,
-        security=security,
-        provider=provider,
-        junk_folder=junk_folder,
-        auth=auth,
-        oauth=oauth,
-        backlog=backlog,
-        password_command=password_command,
-        password_store=password_store,
-        tls_fingerprint=tls_fingerprint,
-        allow_plaintext=allow_plaintext,
-        protect_known_senders=protect_known_senders,
-    )
+    key_lines = account_key_lines(keys)
     new_text, config = with_account_added(text, name, key_lines, path=path)
     account = config.accounts[name]
     stored = False

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QLabel
 from spamguard_ui.account_dialog import AccountDialog
 
 from spamguard.config import load_config
+from spamguard.config.edit import AccountKeys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mail"))
 
@@ -490,24 +491,19 @@ def test_add_account_is_config_and_secret_together_or_nothing(
     from spamguard.errors import SpamGuardError
 
     config = tmp_path / "config.toml"
-    fields: dict[str, Any] = {
-        "username": "me",
-        "host": "imap.example.org",
-        "port": 993,
-        "security": "tls",
-    }
+    keys = AccountKeys(username="me", host="imap.example.org", port=993, security="tls")
     # No keyring: the secret cannot be kept, so no section is written either.
     with pytest.raises(SpamGuardError, match="No system keyring"):
-        add_account(config, "home", secret="pw", **fields)
+        add_account(config, "home", keys, secret="pw")
     assert not config.exists()
     # The secret was stored but the config cannot be written: the secret goes again.
     keyring.set_keyring(plaintext_keyring)
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("")
     with pytest.raises(SpamGuardError, match="nothing was added"):
-        add_account(blocked / "config.toml", "home", secret="pw", **fields)
+        add_account(blocked / "config.toml", "home", keys, secret="pw")
     assert plaintext_keyring.get_password("spamguard", "me@imap.example.org") is None
-    add_account(config, "home", secret="pw", **fields)
+    add_account(config, "home", keys, secret="pw")
     assert plaintext_keyring.get_password("spamguard", "me@imap.example.org") == "pw"
 
 
@@ -690,16 +686,16 @@ def test_update_account_moves_the_password_with_the_user_name(
     from spamguard.errors import SpamGuardError
 
     config = tmp_path / "config.toml"
-    fields: dict[str, Any] = {"host": "imap.example.org", "port": 993, "security": "tls"}
-    add_account(config, "home", username="old", secret="pw", **fields)
+    keys = AccountKeys(username="old", host="imap.example.org", port=993, security="tls")
+    add_account(config, "home", keys, secret="pw")
     config.write_text(config.read_text() + 'block = ["spam.example"]\n')
-    update_account(config, "home", username="new", **fields)
+    update_account(config, "home", dataclasses.replace(keys, username="new"))
     assert plaintext_keyring.get_password("spamguard", "new@imap.example.org") == "pw"
     assert plaintext_keyring.get_password("spamguard", "old@imap.example.org") is None
     account = load_config(config).accounts["home"]
     assert account.username == "new" and account.block == ("spam.example",)
     with pytest.raises(SpamGuardError, match="no account called 'work'"):
-        update_account(config, "work", username="x", **fields)
+        update_account(config, "work", dataclasses.replace(keys, username="x"))
 
 
 def test_cancel_after_browser_sign_in_leaves_no_tokens(
