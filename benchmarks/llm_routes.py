@@ -414,96 +414,157 @@ def band_figures(y: np.ndarray, p: np.ndarray, w: np.ndarray, mask: np.ndarray) 
     return out
 
 
-def load_feats(
-    cache: Path, model: str, route: str, hashes: np.ndarray, tokens: int = TOKENS
-) -> np.ndarray | None:
+def load_feats(cache: Path, model: str, route: str, tokens: int = TOKENS) -> dict[str, list[float]]:
     path = cache / f"feat-{_safe(model)}-{route}-t{tokens}.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text("utf-8"))
-    if not all(str(k) in data for k in hashes):
-        return None
-    return np.asarray([data[str(k)] for k in hashes], dtype=np.float64)
+    return json.loads(path.read_text("utf-8")) if path.is_file() else {}
+
+
+def coverage_weights(
+    y: np.ndarray, sets: np.ndarray, band: np.ndarray, read: np.ndarray
+) -> np.ndarray:
+    """Weights that make the messages the LLM read stand for their set's whole band: per set
+    and class, (band messages) / (band messages read); unread band messages 0; the rest 1."""
+    w = np.ones(len(y))
+    for name in SETS:
+        for cls in (True, False):
+            m = band & (sets == name) & (y == cls)
+            r = m & read
+            w[m] = 0.0
+            if r.any():
+                w[r] = m.sum() / r.sum()
+    return w
+
+
+VARIANTS = ("head", "head recalibrated", "route")
+
+
+def _variant_p(
+    variant: str,
+    route: str,
+    p: np.ndarray,
+    F: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    fit_idx: np.ndarray,
+    apply_idx: np.ndarray,
+) -> np.ndarray:
+    out = p.copy()
+    if variant == "head" or not len(apply_idx):
+        return out
+    feats = F if variant == "route" else None
+    m = RouteModel(route if variant == "route" else "recalibrated")
+    m.fit(p[fit_idx], None if feats is None else feats[fit_idx], y[fit_idx], w[fit_idx])
+    out[apply_idx] = m.predict(p[apply_idx], None if feats is None else feats[apply_idx])
+    return out
 
 
 def report(args: argparse.Namespace) -> int:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
-    h = heads(args.cache)
-    wide, train_share = choose_wide(h)
+    h = heads(args.cache, partial=args.band is not None)
+    have_train = all(np.isin(list(TRAIN_SETS), h["set"]))
+    if args.band:
+        wide, train_share = tuple(args.band), None
+    else:
+        wide, train_share = choose_wide(h)
     y, p, sets = h["y"].astype(bool), h["p"], h["set"]
     band = in_band(p, wide)
-    chosen, w = sample(h, band)
     narrow = in_band(p, NARROW)
     is_train = np.isin(sets, TRAIN_SETS)
+    present = [s for s in SETS if (sets == s).any()]
     result: dict[str, Any] = {
-        "head": str(h["head"]) if "head" in h else "",
+        "head": str(h["head"]) if "head" in h else "default-3 cascade (stage 0 + stage 1)",
         "bands": {"narrow": NARROW, "wide": wide},
         "train_wide_band_share": train_share,
-        "wide_band_share": {s: float(band[sets == s].mean()) for s in SETS},
-        "n_band": {
+        "sets_scored": present,
+        "band_share": {
             s: {
-                "narrow": int((narrow & (sets == s)).sum()),
-                "wide": int((band & (sets == s)).sum()),
-                "read_by_llm": int((chosen & (sets == s)).sum()),
+                "narrow": float(narrow[sets == s].mean()),
+                "wide": float(band[sets == s].mean()),
+                "narrow_n": int((narrow & (sets == s)).sum()),
+                "wide_n": int((band & (sets == s)).sum()),
+                "wide_ham": int((band & (sets == s) & ~y).sum()),
             }
-            for s in SETS
+            for s in present
         },
-        "sampling": f"all legitimate band messages and at most {SPAM_CAP} band spam per set "
-        "(seed 0); sampled spam weighted by band spam / sampled spam",
+        "sampling": f"the LLM reads every legitimate band message and at most {SPAM_CAP} band "
+        "spam per set (seed 0); figures weight each read message by (band messages of its "
+        "set and class) / (those read), so counts estimate the whole band",
         "tokens_per_mail": TOKENS,
         "shots": f"{SHOTS} neighbours x {SHOT_TOKENS} tokens",
         "rows": [],
     }
-    idx = np.flatnonzero(is_train & chosen)
-    yt, wt = y[idx], w[idx]
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(idx, yt))
-    candidates: list[tuple[str, str]] = [("head", "as is"), ("head", "recalibrated")]
-    candidates += [(m, r) for m in args.models for r in ROUTES]
-    for model, route in candidates:
-        row: dict[str, Any] = {"model": model, "route": route}
-        F = None
-        if model != "head":
-            got = load_feats(args.cache, model, route, h["hash"][chosen])
-            if got is None:
-                row["missing"] = "not every band message has cached LLM features"
+    ones = np.ones(len(p))
+    result["head_exact"] = {
+        s: {
+            "wide": band_figures(y, p, ones, band & (sets == s)),
+            "narrow": band_figures(y, p, ones, narrow & (sets == s)),
+            "whole": band_figures(y, p, ones, sets == s),
+        }
+        for s in present
+    }
+    hashes = h["hash"].astype(str)
+    for model in args.models:
+        for route in ROUTES:
+            row: dict[str, Any] = {"model": model, "route": route}
+            data = load_feats(args.cache, model, route)
+            read = band & np.asarray([k in data for k in hashes])
+            row["read"] = {s: int((read & (sets == s)).sum()) for s in present}
+            if not read.any():
+                row["missing"] = "no LLM outputs computed"
                 result["rows"].append(row)
                 continue
-            F = np.zeros((len(p), got.shape[1]))
-            F[chosen] = got
-        # 1. 5-fold CV on the train halves' band: the decision
-        q = p.copy()
-        if route != "as is":
-            for tr, te in folds:
-                a, b = idx[tr], idx[te]
-                m = RouteModel(route).fit(p[a], None if F is None else F[a], y[a], w[a])
-                q[b] = m.predict(p[b], None if F is None else F[b])
-        row["train_cv"] = {
-            "wide": band_figures(y, q, w, is_train & band),
-            "narrow": band_figures(y, q, w, is_train & narrow),
-        }
-        if F is not None and route != "encoder":
-            alone = np.zeros(len(idx))
-            for tr, te in folds:
-                lr = _fit_lr(F[idx[tr]], yt[tr], wt[tr])
-                alone[te] = lr.predict_proba(F[idx[te]])[:, 1]
-            row["train_cv"]["route_alone_auc"] = float(roc_auc_score(yt, alone, sample_weight=wt))
-        # 2. fitted on every train-band message; reported on the held-out halves only
-        if route != "as is":
-            m = RouteModel(route).fit(p[idx], None if F is None else F[idx], yt, wt)
-        for s in ("sa-test", "modern-dev"):
-            smask = sets == s
-            r = p.copy()
-            todo = smask & chosen
-            if route != "as is" and todo.any():
-                r[todo] = m.predict(p[todo], None if F is None else F[todo])
-            row[s] = {
-                "wide": band_figures(y, r, w, smask & band),
-                "narrow": band_figures(y, r, w, smask & narrow),
-                "whole": band_figures(y, r, w, smask),
-            }
-        result["rows"].append(row)
+            dim = len(next(iter(data.values())))
+            F = np.zeros((len(p), dim))
+            F[read] = np.asarray([data[k] for k in hashes[read]], dtype=np.float64)
+            w = coverage_weights(y, sets, band, read)
+            idx = np.flatnonzero(is_train & read)
+            yt = y[idx]
+            # 1. the decision: 5-fold CV on the train halves' band
+            if have_train and min(yt.sum(), (~yt).sum()) >= 5:
+                folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(idx, yt))
+                cv: dict[str, Any] = {}
+                for v in VARIANTS:
+                    q = p.copy()
+                    for tr, te in folds:
+                        q[idx[te]] = _variant_p(v, route, p, F, y, w, idx[tr], idx[te])[idx[te]]
+                    cv[v] = {
+                        "wide": band_figures(y, q, w, is_train & band),
+                        "narrow": band_figures(y, q, w, is_train & narrow),
+                    }
+                if route != "encoder":
+                    alone = np.zeros(len(idx))
+                    for tr, te in folds:
+                        lr = _fit_lr(F[idx[tr]], yt[tr], w[idx[tr]])
+                        alone[te] = lr.predict_proba(F[idx[te]])[:, 1]
+                    cv["route_alone_auc"] = float(roc_auc_score(yt, alone, sample_weight=w[idx]))
+                row["train_cv"] = cv
+            else:
+                row["train_cv"] = None
+                row["no_cv_because"] = (
+                    "the train halves are not scored yet"
+                    if not have_train
+                    else f"the LLM read too few train-band messages ({len(idx)}, "
+                    f"{int(yt.sum())} spam) for 5-fold CV"
+                )
+            # 2. fitted on every train-band message read; reported on the held-out halves
+            for s in ("sa-test", "modern-dev"):
+                if s not in present:
+                    continue
+                smask = sets == s
+                todo = np.flatnonzero(smask & read)
+                row[s] = {}
+                for v in VARIANTS:
+                    if v != "head" and row["train_cv"] is None:
+                        continue
+                    r = _variant_p(v, route, p, F, y, w, idx, todo)
+                    row[s][v] = {
+                        "wide": band_figures(y, r, w, smask & band),
+                        "narrow": band_figures(y, r, w, smask & narrow),
+                        "whole": band_figures(y, r, w, smask),
+                    }
+            result["rows"].append(row)
     _decide(result)
     for model in args.models:
         for f in sorted(args.cache.glob(f"cost-{_safe(model)}-t*.json")):
@@ -520,29 +581,27 @@ def report(args: argparse.Namespace) -> int:
 
 def _decide(result: dict[str, Any]) -> None:
     """A route enters the stacker only if train-half CV lowers the band's errors at both
-    thresholds (neither higher, the sum lower) against the head as is AND recalibrated."""
-    rows = {(r["model"], r["route"]): r for r in result["rows"]}
-    base = [
-        rows[("head", "as is")]["train_cv"]["wide"],
-        rows[("head", "recalibrated")]["train_cv"]["wide"],
-    ]
+    thresholds (neither higher, the sum lower) against the head as is AND recalibrated on
+    the band (so a gain is the LLM's, not a shift of the band's calibration)."""
     decisions = {}
-    for (model, route), r in rows.items():
-        if model == "head":
+    for r in result["rows"]:
+        key = f"{r['model']}/{r['route']}"
+        cv = r.get("train_cv")
+        if not cv:
+            why = r.get("missing") or r.get("no_cv_because", "")
+            decisions[key] = {"stacked": False, "why": f"not measured to a decision: {why}"}
             continue
-        if "missing" in r:
-            decisions[f"{model}/{route}"] = {"stacked": False, "why": r["missing"]}
-            continue
-        cv = r["train_cv"]["wide"]
+        mine = cv["route"]["wide"]
+        base = [cv["head"]["wide"], cv["head recalibrated"]["wide"]]
         wins = all(
-            cv["flag"] <= b["flag"]
-            and cv["move"] <= b["move"]
-            and cv["flag"] + cv["move"] < b["flag"] + b["move"]
+            mine["flag"] <= b["flag"]
+            and mine["move"] <= b["move"]
+            and mine["flag"] + mine["move"] < b["flag"] + b["move"]
             for b in base
         )
-        decisions[f"{model}/{route}"] = {
+        decisions[key] = {
             "stacked": wins,
-            "train_cv_errors": {"flag": cv["flag"], "move": cv["move"]},
+            "train_cv_errors": {"flag": mine["flag"], "move": mine["move"]},
             "head_errors": [{"flag": b["flag"], "move": b["move"]} for b in base],
         }
     result["decisions"] = decisions
@@ -554,32 +613,56 @@ def _f(x: Any, fmt: str = "{:.3f}") -> str:
 
 def print_table(result: dict[str, Any]) -> None:
     w = result["bands"]["wide"]
-    print(f"\nhead {result['head']}; narrow band [{FLAG}, {MOVE}), wide band [{w[0]}, {w[1]})")
-    for s, v in result["wide_band_share"].items():
-        n = result["n_band"][s]
+    print(f"\nhead: {result['head']}; narrow band [{FLAG}, {MOVE}), wide band [{w[0]}, {w[1]})")
+    for s, v in result["band_share"].items():
         print(
-            f"  {s:13} wide band {v:6.2%} of mail ({n['wide']}; narrow {n['narrow']}); "
-            f"LLM read {n['read_by_llm']}"
+            f"  {s:13} narrow band {v['narrow']:6.2%} of mail ({v['narrow_n']}), "
+            f"wide {v['wide']:6.2%} ({v['wide_n']}, {v['wide_ham']} legitimate)"
         )
-    print(f"  sampling: {result['sampling']}")
-    for where in ("train_cv", "sa-test", "modern-dev"):
-        print(f"\n{where}: AUC and errors at flag {FLAG} / move {MOVE} (weighted counts)")
+    print(f"  {result['sampling']}")
+    print("  the head alone, exact (every message), errors at flag / move:")
+    for s, v in result["head_exact"].items():
         print(
-            f"  {'model':22} {'route':12} │ wide: {'AUC':>6} {'flag':>6} {'move':>6} │ "
-            f"narrow: {'AUC':>6} {'flag':>6} {'move':>6} │ whole: {'flag':>6} {'move':>6}"
+            f"    {s:13} narrow band {v['narrow']['flag']:.0f} / {v['narrow']['move']:.0f} "
+            f"(AUC {_f(v['narrow']['auc'])}); wide band {v['wide']['flag']:.0f} / "
+            f"{v['wide']['move']:.0f} (AUC {_f(v['wide']['auc'])}); whole set "
+            f"{v['whole']['flag']:.0f} / {v['whole']['move']:.0f}"
+        )
+    for where in ("train_cv", "sa-test", "modern-dev"):
+        print(f"\n{where}: errors at flag {FLAG} / move {MOVE}, estimated counts on the band")
+        print(
+            f"  {'model':22} {'route':9} {'read':>4} │ {'wide band AUC':>21} │ "
+            f"{'narrow band flag errors':>23} │ {'narrow band move errors':>23} │ "
+            "whole set flag/move"
+        )
+        print(
+            f"  {'':22} {'':9} {'':4} │ {'head':>6} {'recal':>6} {'route':>6}  │ "
+            f"{'head':>7} {'recal':>7} {'route':>7} │ {'head':>7} {'recal':>7} {'route':>7} │"
         )
         for r in result["rows"]:
-            if "missing" in r:
-                print(f"  {r['model'][:22]:22} {r['route']:12} │ {r['missing']}")
-                continue
-            wi, na = r[where]["wide"], r[where]["narrow"]
-            whole = r[where].get("whole")
-            tail = f"{whole['flag']:6.0f} {whole['move']:6.0f}" if whole else f"{'':13}"
-            print(
-                f"  {r['model'][:22]:22} {r['route']:12} │       {_f(wi['auc']):>6} "
-                f"{wi['flag']:6.0f} {wi['move']:6.0f} │         {_f(na['auc']):>6} "
-                f"{na['flag']:6.0f} {na['move']:6.0f} │        {tail}"
+            cell = r.get(where)
+            if where == "train_cv" and cell:
+                cell = {k: cell[k] for k in VARIANTS}
+            read = r.get("read", {})
+            n = (
+                sum(read.get(t, 0) for t in TRAIN_SETS)
+                if where == "train_cv"
+                else read.get(where, 0)
             )
+            if not cell:
+                why = r.get("missing") or r.get("no_cv_because") or "not measured"
+                print(f"  {r['model'][:22]:22} {r['route']:9} {n:4d} │ {why}")
+                continue
+            v = [cell.get(k) for k in VARIANTS]
+            auc = " ".join(_f(x["wide"]["auc"] if x else None).rjust(6) for x in v)
+            fl = " ".join(_f(x["narrow"]["flag"] if x else None, "{:.0f}").rjust(7) for x in v)
+            mv = " ".join(_f(x["narrow"]["move"] if x else None, "{:.0f}").rjust(7) for x in v)
+            whole = ""
+            if "whole" in (v[0] or {}):
+                whole = " ".join(
+                    f"{x['whole']['flag']:.0f}/{x['whole']['move']:.0f}" if x else "—" for x in v
+                )
+            print(f"  {r['model'][:22]:22} {r['route']:9} {n:4d} │ {auc}  │ {fl} │ {mv} │ {whole}")
     cost = result.get("cost", {})
     if cost:
         print("\ncost per message (SpamAssassin test-half band messages)")
@@ -615,51 +698,52 @@ def record(result: dict[str, Any], results_path: Path) -> None:
     """Write each route's numbers and the decision into models/cascade.json (llm_stage)."""
     path = ROOT / "models" / "cascade.json"
     spec = json.loads(path.read_text("utf-8"))
-    rows = {(r["model"], r["route"]): r for r in result["rows"]}
+    rows = {f"{r['model']}/{r['route']}": r for r in result["rows"]}
     routes = []
     for key, d in result["decisions"].items():
-        model, route = key.split("/")
-        r = rows[(model, route)]
-        if "missing" in r:
-            continue
-        routes.append(
-            {
-                "model": model,
-                "route": route,
-                "stacked": d["stacked"],
-                "train_cv_errors": d["train_cv_errors"],
-                "head_train_cv_errors": d["head_errors"],
-                "train_cv_auc_wide_band": r["train_cv"]["wide"]["auc"],
-                "route_alone_train_cv_auc": r["train_cv"].get("route_alone_auc"),
-            }
-        )
+        r = rows[key]
+        entry: dict[str, Any] = {"model": r["model"], "route": r["route"], "stacked": d["stacked"]}
+        if "train_cv_errors" in d:
+            cv = r["train_cv"]
+            entry.update(
+                train_cv_errors=d["train_cv_errors"],
+                head_train_cv_errors=d["head_errors"],
+                train_cv_auc_wide_band={v: cv[v]["wide"]["auc"] for v in VARIANTS},
+                route_alone_train_cv_auc=cv.get("route_alone_auc"),
+            )
+        else:
+            entry["not_measured"] = d["why"]
+        for s in ("sa-test", "modern-dev"):
+            if r.get(s):
+                entry[f"{s}_narrow_band_errors"] = {
+                    v: {"flag": c["narrow"]["flag"], "move": c["narrow"]["move"]}
+                    for v, c in r[s].items()
+                }
+        routes.append(entry)
     wide = result["bands"]["wide"]
-    train_share = result["train_wide_band_share"]
     won = [f"{r['model']}/{r['route']}" for r in routes if r["stacked"]]
     llm = spec.setdefault("llm_stage", {})
     llm.update(
         band={
             "ham_at_or_below": wide[0],
             "spam_at_or_above": wide[1],
-            "note": (
-                "the LLM's band: stage-1 scores in [low, high); chosen on the train halves as the "
-                "widest candidate margin around [flag 0.50, move 0.90) with at most 2% of mail"
-            ),
+            "note": "the band measured for the LLM: stage-1 scores in [low, high), a margin "
+            "around [flag 0.50, move 0.90)",
         },
-        band_share_of_train_halves=train_share,
+        band_share=result["band_share"],
         routes=routes,
         routes_measured_in=str(results_path.relative_to(ROOT)),
-        routes_chosen_on="5-fold CV on the wide band of the SpamAssassin train half "
-        "(out-of-fold head scores) + the modern train half (the shipped head never saw it)",
+        routes_rule="a route is stacked only if 5-fold CV on the train halves' band lowers the "
+        "errors at both thresholds against the head as is and recalibrated on the band",
     )
     if won:
         llm["stacker_decision"] = "stacked: " + ", ".join(won)
     else:
         llm["stacker_decision"] = (
-            "not stacked: no route lowered the uncertain band's errors at both thresholds in "
-            "train-half CV against the head (as is and recalibrated on the band); see "
-            f"{results_path.relative_to(ROOT)} and README 'The local LLM'. Without a stacker "
-            "the LLM stage only adds evidence, so build_cascade leaves it out of scoring."
+            "not stacked: no route was shown by train-half CV to lower the uncertain band's "
+            f"errors (see {results_path.relative_to(ROOT)} and README 'The language model'). "
+            "Without a stacker the LLM stage only adds evidence, so build_cascade leaves it "
+            "out of scoring."
         )
         spec["stacker"] = None
     path.write_text(json.dumps(spec, indent=2) + "\n", "utf-8")
@@ -692,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma3-270m"])
     p.add_argument("--json", type=Path)
     p.add_argument("--record", action="store_true", help="write the decision to cascade.json")
+    p.add_argument("--band", type=float, nargs=2, help="band before the train halves are scored")
     args = ap.parse_args(argv)
     if args.cmd == "features":
         return features(args)
