@@ -44,6 +44,7 @@ NARROW = (FLAG, MOVE)
 # halves' mail is at most MAX_SHARE is the wide band.
 WIDE_CANDIDATES = ((0.3, 0.95), (0.4, 0.93))
 MAX_SHARE = 0.02
+MIN_PER_CLASS = 10  # band messages of each class the LLM must have read for CV to decide
 SPAM_CAP = 20
 QUESTIONS = ("credentials", "payment", "urgent", "claimed_org_mismatch")
 SHOTS = 3
@@ -96,7 +97,11 @@ class Cache:
             self.data = json.loads(path.read_text("utf-8"))
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        # Several feature runs may share a file: merge with what is on disk, never clobber.
+        if self.path.is_file():
+            on_disk = json.loads(self.path.read_text("utf-8"))
+            self.data = {**on_disk, **self.data}
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.data), "utf-8")
         os.replace(tmp, self.path)
 
@@ -489,6 +494,7 @@ def report(args: argparse.Namespace) -> int:
         "train_wide_band_share": train_share,
         "sets_scored": present,
         "train_sets_used": [t for t in TRAIN_SETS if t in present],
+        "train_band_share": float(band[is_train].mean()) if is_train.any() else 1.0,
         "band_share": {
             s: {
                 "narrow": float(narrow[sets == s].mean()),
@@ -548,6 +554,7 @@ def report(args: argparse.Namespace) -> int:
             w = coverage_weights(y, sets, band, read)
             idx = np.flatnonzero(is_train & read)
             yt = y[idx]
+            row["train_read_by_class"] = {"ham": int((~yt).sum()), "spam": int(yt.sum())}
             # 1. the decision: 5-fold CV on the train halves' band
             if have_train and min(yt.sum(), (~yt).sum()) >= 5:
                 folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(idx, yt))
@@ -640,8 +647,29 @@ def _decide(result: dict[str, Any]) -> None:
             and mine["flag"] + mine["move"] < b["flag"] + b["move"]
             for b in base
         )
+        read = r["train_read_by_class"]
+        enough = min(read["ham"], read["spam"]) >= MIN_PER_CLASS
+        share = result["train_band_share"]
+        share_ok = share <= MAX_SHARE
+        why = []
+        if not wins:
+            why.append("train-half CV did not lower the band's errors at both thresholds")
+        if wins and not enough:
+            why.append(
+                f"the CV gain rests on {read['ham']} legitimate and {read['spam']} spam band "
+                f"messages (fewer than {MIN_PER_CLASS} of a class)"
+            )
+        if wins and not share_ok:
+            why.append(
+                f"the band it would read is {share:.0%} of the train halves' mail "
+                f"(the LLM may run on at most {MAX_SHARE:.0%})"
+            )
         decisions[key] = {
-            "stacked": wins,
+            "stacked": wins and enough and share_ok,
+            "cv_wins": wins,
+            "enough_evidence": enough,
+            "band_share_ok": share_ok,
+            "why": "; ".join(why) or "CV lowered the band's errors",
             "train_cv_errors": {"flag": mine["flag"], "move": mine["move"]},
             "head_errors": [{"flag": b["flag"], "move": b["move"]} for b in base],
         }
@@ -746,7 +774,7 @@ def print_table(result: dict[str, Any]) -> None:
                 f"  {k:36} {'STACKED' if d['stacked'] else 'not stacked':12} CV errors "
                 f"flag {e['flag']:.0f} move {e['move']:.0f}; head as is "
                 f"{hs[0]['flag']:.0f}/{hs[0]['move']:.0f}, recalibrated "
-                f"{hs[1]['flag']:.0f}/{hs[1]['move']:.0f}"
+                f"{hs[1]['flag']:.0f}/{hs[1]['move']:.0f}\n  {'':36} {d['why']}"
             )
         else:
             print(f"  {k:36} not stacked  ({d['why']})")
@@ -764,6 +792,11 @@ def record(result: dict[str, Any], results_path: Path) -> None:
         if "train_cv_errors" in d:
             cv = r["train_cv"]
             entry.update(
+                cv_wins=d["cv_wins"],
+                enough_evidence=d["enough_evidence"],
+                band_share_ok=d["band_share_ok"],
+                why=d["why"],
+                train_read_by_class=r["train_read_by_class"],
                 train_cv_errors=d["train_cv_errors"],
                 head_train_cv_errors=d["head_errors"],
                 train_cv_auc_wide_band={v: cv[v]["wide"]["auc"] for v in VARIANTS},
@@ -797,11 +830,13 @@ def record(result: dict[str, Any], results_path: Path) -> None:
     if won:
         llm["stacker_decision"] = "stacked: " + ", ".join(won)
     else:
+        reasons = "; ".join(
+            f"{r['model']}/{r['route']}: {r.get('why') or r['not_measured']}" for r in routes
+        )
         llm["stacker_decision"] = (
-            "not stacked: no route was shown by train-half CV to lower the uncertain band's "
-            f"errors (see {results_path.relative_to(ROOT)} and README 'The language model'). "
-            "Without a stacker the LLM stage only adds evidence, so build_cascade leaves it "
-            "out of scoring."
+            f"not stacked. {reasons}. See {results_path.relative_to(ROOT)} and the README "
+            "('Does the LLM help decide?'). Without a stacker the LLM stage only adds "
+            "evidence, so build_cascade leaves it out of scoring."
         )
         spec["stacker"] = None
     path.write_text(json.dumps(spec, indent=2) + "\n", "utf-8")
