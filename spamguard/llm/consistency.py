@@ -46,6 +46,7 @@ from spamguard.message import Message
 from spamguard.scoring.features import SHORTENERS
 
 __all__ = [
+    "LEFT_IN_PLACE",
     "Contradiction",
     "Facts",
     "contradictions",
@@ -648,7 +649,8 @@ _OUT_OF_JUNK = re.compile(
     r"\b(?:from|out\s+of)\s+(?:the\s+|your\s+)?(?:junk|spam\s+folder|quarantine)\b",
     re.IGNORECASE,
 )
-_LEFT = re.compile(
+# A claim that the message stayed where it was (the explainer's own check reads it too).
+LEFT_IN_PLACE = re.compile(
     r"\b(?:left|kept|keeps|stay(?:s|ed)?|remain(?:s|ed)?|delivered)\b[^.;]{0,25}?"
     r"\b(?:inbox|alone|in\s+place|where\s+it\s+(?:is|was))\b",
     re.IGNORECASE,
@@ -696,7 +698,7 @@ def _action(clause: str, facts: Facts) -> Iterator[Contradiction]:
     for m in _OUT_OF_JUNK.finditer(clause):
         if facts.moved_to_junk and not _negated(clause, m.start(), window=6):
             yield Contradiction("action", words, "it was moved to Junk and is there")
-    for m in _LEFT.finditer(clause):
+    for m in LEFT_IN_PLACE.finditer(clause):
         if _hypothetical(clause, m.start()) or _reported(clause, m.start()):
             continue
         if facts.moved_to_junk and not _negated(clause, m.start(), window=6):

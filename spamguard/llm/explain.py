@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from spamguard.llm.consistency import (
+    LEFT_IN_PLACE,
     Contradiction,
     Facts,
     contradictions,
@@ -96,11 +97,6 @@ _HOSTILE = re.compile(
 _MOVED = re.compile(
     r"\b(?:moved|sent|filed|put|placed|went|moving|move[sd]?|quarantined)\b[^.;]{0,25}?"
     r"\b(?:junk|spam\s+folder|spam\s+box|quarantine)\b",
-    re.IGNORECASE,
-)
-_LEFT = re.compile(
-    r"\b(?:left|kept|keeps|stay(?:s|ed)?|remain(?:s|ed)?|delivered)\b[^.;]{0,25}?"
-    r"\b(?:inbox|alone|in\s+place|where\s+it\s+(?:is|was))\b",
     re.IGNORECASE,
 )
 _NEVER = re.compile(r"\b(?:deleted|destroyed|reported\s+to|blocked\s+the\s+sender)\b", re.I)
@@ -183,7 +179,7 @@ def check_explanation(text: str, outcome: Outcome, mail: str = "", facts: str = 
     moved = _claims(_MOVED, text, _HYPOTHETICAL)
     if moved and not outcome.moved_to_junk:
         problems.append(f"it claimed a move to Junk that never happened ({moved[0]!r})")
-    left = _claims(_LEFT, text, _HYPOTHETICAL)
+    left = _claims(LEFT_IN_PLACE, text, _HYPOTHETICAL)
     if left and outcome.moved_to_junk:
         problems.append(f"it denied the move to Junk ({left[0]!r})")
     request = _claims(_REQUEST, text, _REPORTED)
