@@ -1,4 +1,9 @@
-"""A model directory (config.json + plain arrays) and the `HeadScorer` that runs it."""
+"""A model directory (config.json + plain arrays) and the `HeadScorer` that runs it.
+
+Over 600 lines on purpose: the directory's format (`save_model`, `load_model`, and the legacy
+layouts it still reads) and the scorer that reads it are one contract about one `HeadModel`;
+split, every change of the format would have to be made twice in step.
+"""
 
 from __future__ import annotations
 
