@@ -780,7 +780,13 @@ class SpamGuardApp(QObject):
         return dialog
 
     def _account_edited(self, name: str) -> None:
-        self.reviews.pop(name, None)  # a new worker looks again on the saved settings
+        self._stop_account(name)  # a new worker looks again on the saved settings
+        self.window.remove_account_place(name)
+        self.watch_new_accounts()  # starts it again on the saved settings
+
+    def _stop_account(self, name: str) -> None:
+        """Stop the account's worker and forget what the app held of it (an edit or a removal)."""
+        self.reviews.pop(name, None)
         self._chosen.discard(name)
         runner = self.runners.pop(name, None)
         if runner is not None:
@@ -789,8 +795,6 @@ class SpamGuardApp(QObject):
         self._locked.pop(name, None)
         self.accounts.pop(name, None)
         self.states.pop(name, None)
-        self.window.remove_account_place(name)
-        self.watch_new_accounts()  # starts it again on the saved settings
 
     def confirm_remove_account(self, name: str) -> None:
         box = QMessageBox(
@@ -817,15 +821,7 @@ class SpamGuardApp(QObject):
         from spamguard.engine.accounts import remove_account
 
         self._trouble.pop(name, None)
-        self.reviews.pop(name, None)
-        self._chosen.discard(name)
-        runner = self.runners.pop(name, None)
-        if runner is not None:
-            runner.stop()
-            runner.wait(QUIT_TIMEOUT_MS)
-        self._locked.pop(name, None)
-        self.accounts.pop(name, None)
-        self.states.pop(name, None)
+        self._stop_account(name)
         try:
             remove_account(self.config_path, name)
         except SpamGuardError as exc:
