@@ -68,13 +68,7 @@ def save_account_thresholds(path: Path, account: str, thresholds: Thresholds) ->
             )
         new_lines = [*lines, "", f"[accounts.{account}.thresholds]", *values]
     else:
-        end = start + 1
-        while end < len(lines) and not lines[end].lstrip().startswith("["):
-            end += 1
-        body = [
-            line for line in lines[start + 1 : end] if not re.match(r"\s*(move|flag)\s*=", line)
-        ]
-        new_lines = [*lines[: start + 1], *values, *body, *lines[end:]]
+        new_lines = _with_table_keys(lines, start, re.compile(r"\s*(move|flag)\s*="), values)
     new_text = "\n".join(new_lines) + "\n"
     config = parse_config(new_text, path=path)
     write_atomic(Path(path), new_text)
@@ -99,17 +93,24 @@ def save_llm_gpu_layers(path: Path, setting: int | str) -> Config:
             raise ConfigError(f"{path}: llm is written inline; change n_gpu_layers there")
         new_lines = [*lines, *([""] if lines else []), "[llm]", f"n_gpu_layers = {value}"]
     else:
-        end = start + 1
-        while end < len(lines) and not lines[end].lstrip().startswith("["):
-            end += 1
-        body = [
-            line for line in lines[start + 1 : end] if not re.match(r"\s*n_gpu_layers\s*=", line)
-        ]
-        new_lines = [*lines[: start + 1], f"n_gpu_layers = {value}", *body, *lines[end:]]
+        key = re.compile(r"\s*n_gpu_layers\s*=")
+        new_lines = _with_table_keys(lines, start, key, [f"n_gpu_layers = {value}"])
     new_text = "\n".join(new_lines) + "\n"
     config = parse_config(new_text, path=path)
     write_atomic(path, new_text)
     return config
+
+
+def _with_table_keys(
+    lines: Sequence[str], start: int, keys: re.Pattern[str], values: Sequence[str]
+) -> list[str]:
+    """``lines`` with ``values`` first in the table whose header is ``lines[start]``, its own
+    lines that match ``keys`` left out and every other line kept as it was."""
+    end = start + 1
+    while end < len(lines) and not lines[end].lstrip().startswith("["):
+        end += 1
+    body = [line for line in lines[start + 1 : end] if not keys.match(line)]
+    return [*lines[: start + 1], *values, *body, *lines[end:]]
 
 
 def _account_body(lines: Sequence[str], account: str) -> str:
@@ -212,14 +213,10 @@ def account_key_lines(keys: AccountKeys) -> list[str]:
     return lines
 
 
-def _account_lines(lines: Sequence[str], name: str) -> tuple[int, int]:
-    """[start, end) of ``[accounts.NAME]``'s own lines (its header first)."""
+def _account_start(lines: Sequence[str], name: str) -> int:
+    """The index of ``[accounts.NAME]``'s header."""
     headers = (f"[accounts.{name}]", f'[accounts."{name}"]')
-    start = next(i for i, line in enumerate(lines) if line.strip().replace(" ", "") in headers)
-    end = start + 1
-    while end < len(lines) and not lines[end].lstrip().startswith("["):
-        end += 1
-    return start, end
+    return next(i for i, line in enumerate(lines) if line.strip().replace(" ", "") in headers)
 
 
 def with_account_added(
@@ -243,9 +240,8 @@ def replace_account_keys(
     if old_config is None or name not in old_config.accounts:
         raise ConfigError(f"there is no account called {name!r} in {path}")
     lines = text.splitlines()
-    start, end = _account_lines(lines, name)
-    kept = [line for line in lines[start + 1 : end] if not _DIALOG_KEYS.match(line)]
-    new_text = "\n".join([*lines[: start + 1], *key_lines, *kept, *lines[end:]]) + "\n"
+    new_lines = _with_table_keys(lines, _account_start(lines, name), _DIALOG_KEYS, key_lines)
+    new_text = "\n".join(new_lines) + "\n"
     return new_text, old_config, parse_config(new_text, path=path)
 
 
