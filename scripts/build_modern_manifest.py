@@ -6,11 +6,17 @@ This is how the committed manifest was made, kept so the selection can be checke
 redone; users never need it (they run scripts/fetch-modern-corpus, which reads the
 manifest). Python standard library only; needs `git`.
 
-Selection: a fixed-seed sample of each source's messages at its pinned commit.
+Selection: a fixed-seed sample of each source's messages at its pinned commit; for the
+"listed" sources (test fixtures of other projects, a few dozen messages each) every message
+is named in data/modern/hand_labels.tsv by "<commit>:<path>", each pinned on its own.
 Labels: phishing_pot's own label (every file is a phishing sample caught by a honeypot),
 minus the files read by hand and found not to be phishing; mailing-list archives are ham
 when the message is list traffic by its subject (patch, bug, reply, list tag) and the
-rest was read by hand (data/modern/hand_labels.tsv: spam, ham or drop).
+rest was read by hand (data/modern/hand_labels.tsv: spam, ham or drop); every message of a
+listed source was read by hand (its hand label, and its language when the row gives one).
+
+A source whose mirror is missing keeps its rows from the existing manifest (--out), so a
+new source can be added without mirroring the old ones again.
 """
 
 from __future__ import annotations
@@ -75,6 +81,22 @@ SOURCES = [
         "correspondence/user-support-list",
     ),
 ]
+# Sources whose every message is listed (and labelled) in hand_labels.tsv: real mail kept
+# as test fixtures by other projects. (source, split); see docs/data.md for each licence.
+LISTED = [
+    ("moralmunky/Home-Assistant-Mail-And-Packages", "dev"),
+    ("prototypefund/BBND-unspy.email-untrack-email-analyzer", "dev"),
+    ("zkemail/zk-email-sdk-js", "dev"),
+    ("zkemail/registry", "dev"),
+    ("zkemail/zkemail.nr", "train"),
+    ("zkemail/proof-of-twitter", "train"),
+    ("zkp2p/zk-p2p-v1", "train"),
+    ("zkemail/zk-email-verify", "train"),
+    ("postalsys/mailauth", "train"),
+    ("SpamScope/mail-parser", "train"),
+]
+SOURCES += [(src, None, "listed", None, split, None) for src, split in LISTED]
+
 # phishing_pot is the one large modern spam source, so it is split by time (the Date
 # header's year): earlier samples train, 2025 and later are the dev half's spam.
 PHISHING_DEV_FROM_YEAR = 2025
@@ -154,13 +176,22 @@ def year_of(msg: email.message.Message) -> int | None:
     return dt.year if dt and 1990 < dt.year < 2100 else None
 
 
-def load_hand() -> dict[tuple[str, str], tuple[str, str]]:
-    out: dict[tuple[str, str], tuple[str, str]] = {}
-    if HAND.is_file():
-        with HAND.open(encoding="utf-8", newline="") as fh:
+def load_hand(path: Path = HAND) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(source, key) -> (label, category, language or "")."""
+    out: dict[tuple[str, str], tuple[str, str, str]] = {}
+    if path.is_file():
+        with path.open(encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh, delimiter="\t"):
-                out[(row["source"], row["key"])] = (row["label"], row["category"])
+                lang = row.get("language") or ""
+                out[(row["source"], row["key"])] = (row["label"], row["category"], lang)
     return out
+
+
+def existing_rows(manifest: Path, source: str) -> list[dict[str, str]]:
+    if not manifest.is_file():
+        return []
+    with manifest.open(encoding="utf-8", newline="") as fh:
+        return [r for r in csv.DictReader(fh, delimiter="\t") if r["source"] == source]
 
 
 def main() -> int:
@@ -168,13 +199,25 @@ def main() -> int:
     ap.add_argument("--mirror", required=True, type=Path)
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "modern" / "manifest.tsv")
     ap.add_argument("--review", type=Path, help="write the messages that need reading by hand here")
+    ap.add_argument("--hand", type=Path, default=HAND, help="hand labels TSV")
     args = ap.parse_args()
-    hand = load_hand()
+    hand = load_hand(args.hand)
     rows = []
     review = []
     for source, commit, kind, n, split, category in SOURCES:
         gd = args.mirror / source.replace("/", "+") / "repo"
-        if kind == "files":
+        if not gd.is_dir():
+            kept = existing_rows(args.out, source)
+            if not kept:
+                print(f"no mirror of {source} at {gd} and no rows to keep", file=sys.stderr)
+                return 1
+            print(f"{source}: no mirror, keeping its {len(kept)} rows", file=sys.stderr)
+            rows.extend(kept)
+            continue
+        if kind == "listed":
+            listed = sorted(key for (src, key) in hand if src == source)
+            keys = [(key.partition(":")[0], key.partition(":")[2]) for key in listed]
+        elif kind == "files":
             names = git(gd, "ls-tree", "-r", "--name-only", commit, "email/").decode().split()
             keys = [(commit, p) for p in sorted(names) if p.endswith(".eml")]
         else:
@@ -199,10 +242,11 @@ def main() -> int:
             text = body_text(msg)
             year = year_of(msg)
             lang = language(subject, text)
-            key = path if kind == "files" else rev
+            key = {"files": path, "listed": f"{rev}:{path}"}.get(kind, rev)
             label, cat, how = None, None, None
             if (source, key) in hand:
-                label, cat = hand[(source, key)]
+                label, cat, hand_lang = hand[(source, key)]
+                lang = hand_lang or lang
                 how = "read by hand"
             elif kind == "files":
                 label, cat, how = "spam", "spam/honeypot", "source label (honeypot)"
