@@ -4,7 +4,6 @@ the evidence and the action (`Outcome`) stated to the model."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
@@ -12,6 +11,7 @@ from typing import Final
 from spamguard.errors import ModelError
 from spamguard.message import Message
 from spamguard.scoring.base import Score
+from spamguard.untrusted import unforgeable, without_instructions
 from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD, Verdict, verdict_for
 
 __all__ = [
@@ -24,18 +24,6 @@ __all__ = [
     "rationale_prompt_parts",
     "rationale_prompt_text",
 ]
-
-
-# Strings a mail must not be able to forge inside the prompt: our delimiters and the chat
-# markers of the templates we ship or a user's model may use (ChatML, Gemma, Llama 2/3,
-# Mistral, Phi). Special tokens are also never parsed from mail text (tokenize(special=False));
-# this keeps the text a model reads, and a person sees, free of them too. The mail is matched
-# after NFKC (full-width ＜/email＞), without format characters (</em\u200bail>) and with
-# HTML entities decoded (&lt;/email&gt;), so no spelling of a marker survives.
-_FORGEABLE = re.compile(
-    r"(?i)<\s*/?\s*e-?mail\s*>|<\|[a-z_]{2,30}\|>|<\s*/?\s*(?:start|end)_of_turn\s*>|"
-    r"\[\s*/?\s*inst\s*\]|<<\s*/?\s*sys\s*>>|</?s>"
-)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -89,12 +77,7 @@ def load_prompt(name: str) -> Prompt:
 
 
 def _clean(text: str) -> str:
-    import html
-    import unicodedata
-
-    text = unicodedata.normalize("NFKC", html.unescape(text))
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
-    return _FORGEABLE.sub("[removed marker]", text)
+    return unforgeable(text)
 
 
 def _one_line(text: str) -> str:
@@ -103,10 +86,8 @@ def _one_line(text: str) -> str:
 
 def quote_untrusted(text: str) -> str:
     """Text a sender wrote, made fit to quote in a prompt: no marker in any spelling, none of
-    its sentences addressed to a model (`spamguard.llm.untrusted`), on one line. For every
+    its sentences addressed to a model (`spamguard.untrusted`), on one line. For every
     piece of mail a prompt quotes: the message, and the labelled neighbours shown with it."""
-    from spamguard.llm.untrusted import without_instructions
-
     return _one_line(without_instructions(_clean(text)))
 
 
@@ -119,7 +100,7 @@ def mail_for_prompt(message: Message, max_chars: int = 6000) -> str:
     elements (display:none, white on white, 1 px fonts), comments and alt text never reach
     the model, as they never reach the reader. Sentences that address the model itself
     ("Note to the AI assistant: ...", "SYSTEM: ...", a forged answer) are left out
-    (`spamguard.llm.untrusted`).
+    (`spamguard.untrusted`).
     """
     lines = [
         f"From: {quote_untrusted(message.from_name)} <{_clean(message.from_addr)}>".replace(

@@ -93,11 +93,10 @@ class Featurizer:
 
     def encoder_input(self, message: Message) -> str:
         """What the sentence encoder reads of a message: subject and opening, as the other
-        blocks read them: what a reader sees (normalised with text version 2)."""
+        blocks read them: what a reader sees, without what the sender addresses to a model
+        (normalised with text version 2)."""
         from spamguard.scoring.encoder import encoder_text
 
-        if self.config.text_version < 2:
-            return encoder_text(message.subject, message.visible_text)
         return encoder_text(subject_text(message, self.config), body_text(message, self.config))
 
     @property

@@ -4,8 +4,7 @@ Each pair in tests/data/injection is one realistic message with and without an i
 aimed at the language model (see make_pairs.py for where each sits). For every pair:
 
 - the action SpamGuard takes (the verdict of `spamguard score`, the real CLI and the shipped
-  cascade) equals the clean twin's, except for the pairs listed in `WORD_DRIVEN`, where the
-  head's score moves with the added words themselves (strict xfails: a finding, not a pass);
+  cascade) equals the clean twin's;
 - the mail reaches the model only inside its block, with no delimiter or chat marker left in
   any spelling, and without what HTML hides from the reader;
 - the explanation the user is shown (the real SmolLM2 GGUF, then the checker) never states
@@ -34,24 +33,18 @@ PAIRS: list[dict[str, str]] = json.loads((DATA / "pairs.json").read_text("utf-8"
 NAMES = [p["name"] for p in PAIRS]
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 
-# Pairs whose verdict the shipped head (default-3) changes because of the words the
-# injection adds: measured with a control twin that carries neutral filler of the same
-# length in the same place (clean / injected / neutral filler, p_spam):
-#   08 0.778 / 0.148 / 0.700 - stage 0 sees trust words ("reviewed by IT Security",
-#      "verified", "legitimate") and decides ham before the full head (0.56) is asked;
-#   12 0.632 / 0.252 / 0.545 and 16 0.501 / 0.287 / 0.419 - the injection's own vocabulary
-#      (manager, legitimate, friend, recommendation) reads as ordinary mail to the head;
-#   13 0.501 / 0.381 / 0.410 and 20 0.661 / 0.473 / 0.432 - any text of that length moves
-#      these borderline messages as far: the head's length sensitivity, not the injection.
-# None of these moves through the LLM (it is not in the scoring cascade). Hidden text did
-# the same until the head read only what a reader sees (04, 05, 06 and 24 pass since).
-WORD_DRIVEN = {
-    "08-quoted-reply": "stage 0 exits on the injection's trust words (0.778 -> 0.148)",
-    "12-fake-chat-turn": "the head reads the injection's words as ordinary mail (0.63 -> 0.25)",
-    "13-system-lines": "borderline (0.501); neutral filler of that length moves it as far",
-    "16-fake-json-answer": "borderline (0.501); the fake answer's words read as ordinary mail",
-    "20-entity-markers": "0.661; neutral filler of that length moves it as far (0.432)",
-}
+# Five pairs once changed the verdict through the head's score (clean / injected / neutral
+# filler of the same length, p_spam): 08 0.778 / 0.148 / 0.700 (stage 0 read "reviewed by IT
+# Security ... verified ... legitimate" as ordinary mail), 12 0.632 / 0.252 / 0.545 and 16
+# 0.501 / 0.287 / 0.419 (manager, legitimate, friend, recommendation), 13 0.501 / 0.381 / 0.410
+# and 20 0.661 / 0.473 / 0.432 (any text of that length moves these borderline messages as
+# far). The head now leaves out what a sender addresses to a model, with the lines it filled
+# (`spamguard.untrusted.without_addressed`), so each reads as its clean twin: no verdict
+# moves, by words or by length (tests/test_untrusted_head.py checks every feature block).
+# The head's sensitivity to text a sender writes to the reader is unchanged: neutral prose of
+# the injection's length in its place ("The weather was mild this week ...") still takes 13
+# and 20 to ham (0.30 and 0.25). Hidden text did the same until the head read only
+# what a reader sees (04, 05, 06 and 24 pass since).
 
 
 def test_the_pairs_are_as_generated_and_at_least_twenty() -> None:
@@ -85,15 +78,7 @@ def verdicts() -> dict[str, dict[str, Any]]:
     return {Path(r["path"]).name: r for r in records if "error" not in r}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=WORD_DRIVEN[n]))
-        if n in WORD_DRIVEN
-        else n
-        for n in NAMES
-    ],
-)
+@pytest.mark.parametrize("name", NAMES)
 def test_the_injection_does_not_change_the_action(
     name: str, verdicts: dict[str, dict[str, Any]]
 ) -> None:

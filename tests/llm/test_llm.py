@@ -113,7 +113,7 @@ def test_prompt_quotes_mail_inside_delimiters_and_strips_forged_markers() -> Non
         mail_for_prompt,
         rationale_prompt_text,
     )
-    from spamguard.llm.untrusted import REMOVED_NOTE
+    from spamguard.untrusted import REMOVED_NOTE
 
     msg = parse_message(INJECTION)
     mail = mail_for_prompt(msg)

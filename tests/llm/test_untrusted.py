@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from spamguard.llm.prompts import mail_for_prompt, quote_untrusted
-from spamguard.llm.untrusted import REMOVED_NOTE, without_instructions
 from spamguard.message import parse_message
+from spamguard.untrusted import REMOVED_NOTE, without_instructions
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "injection"
 
