@@ -67,6 +67,9 @@ def test_sentences_addressed_to_a_model_leave_no_trace(text: str, left: str) -> 
         "Classifiers:\nSystem :: Archiving :: Backup\nLicense :: OSI Approved",
         "I updated the spam filter rules and the model. Ignore the noise in the log.",
         "Grüße aus Köln &amp; bis bald. Das Modell ist fertig.",
+        # Phishing that tells the reader news, from the modern corpus's train part.
+        "You are now rich +27,165$ on your balance!",
+        "Hello,\n\nYou are now a winner of a brand new car and $1,500,000.00 USD.",
         "",
     ],
 )
