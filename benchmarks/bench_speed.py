@@ -12,6 +12,13 @@ read for timing and for the accuracy of each row's scores; nothing is tuned on i
 
     PYTHONPATH=. python benchmarks/bench_speed.py [--rounds 3] [--peer-n 600] [--json OUT]
         [--before DIR]   # DIR: `git archive COMMIT | tar -x -C DIR`, its rows run alongside
+        [--identity-only]
+
+With --before, the two checkouts' scores are also compared message by message over both
+halves (test and train, 6,046 messages): stage 0 alone and the cascade, each in its own
+process. Printed: the largest |p_spam - p_spam before|, the verdicts (Junk at 0.90, flag at
+0.50) and deciding stages that changed, and the messages whose evidence changed; the run
+exits 1 unless all are 0. --identity-only runs that check and no timing.
 
 Needs the shared corpus (shared/corpora/fetch-spamassassin), spamd/spamc and bogofilter.
 """
@@ -35,7 +42,9 @@ from spamguard.bench import score as bench
 from spamguard.bench.score import BenchConfig, pick_messages
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLIT = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
+# The shared data sits beside the checkout (/work/main) or further up (a worktree in /work/wt).
+SHARED = next((p / "shared" for p in ROOT.parents if (p / "shared").is_dir()), ROOT / "shared")
+SPLIT = SHARED / "corpora" / "spamassassin-split.tsv"
 
 
 def corpus_dir() -> Path:
@@ -83,6 +92,62 @@ def _in_checkout(
     return result
 
 
+_SCORES_CHILD = """
+import json, sys
+from pathlib import Path
+from spamguard.message import parse_message
+a = json.load(sys.stdin)
+if a["kind"] == "stage0":
+    from spamguard.scoring.model import load_scorer
+    scorer = load_scorer(a["cheap"])
+else:
+    from spamguard.llm.cascade import build_cascade
+    scorer = build_cascade(Path(a["cheap"]), Path(a["full"]), Path(a["bands"]))
+out = []
+paths = a["paths"]
+for i in range(0, len(paths), 64):
+    batch = [parse_message(Path(p).read_bytes()) for p in paths[i : i + 64]]
+    for s in scorer.score(batch):
+        out.append([s.p_spam, s.stage, [[e.feature, e.weight] for e in s.evidence]])
+print(json.dumps(out))
+"""
+
+
+def _scores(checkout: Path, request: dict[str, Any]) -> list[list[Any]]:
+    """Every message's (p_spam, deciding stage, evidence), scored by ``checkout``'s code."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SCORES_CHILD],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+    )
+    if done.returncode:
+        raise SystemExit(f"scoring in {checkout} failed:\n{done.stderr[-3000:]}")
+    result: list[list[Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _identity(before: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """How the scores of this checkout differ from ``before``'s on the same messages."""
+    from spamguard.verdict import verdict_for
+
+    old, new = _scores(before, request), _scores(ROOT, request)
+    pairs = list(zip(old, new, strict=True))
+    return {
+        "messages": len(pairs),
+        "max_abs_p_spam_diff": max(abs(a[0] - b[0]) for a, b in pairs),
+        "p_spam_changed": sum(a[0] != b[0] for a, b in pairs),
+        "verdicts_changed": sum(verdict_for(a[0]) != verdict_for(b[0]) for a, b in pairs),
+        "stages_changed": sum(a[1] != b[1] for a, b in pairs),
+        "evidence_changed": sum(a[2] != b[2] for a, b in pairs),
+        "decided_by_stage": {
+            stage: sum(b[1] == stage for b in new) for stage in sorted({b[1] for b in new})
+        },
+    }
+
+
 def _row(result: dict[str, Any]) -> dict[str, float]:
     if "error" in result or "skipped" in result:
         raise SystemExit(f"{result['name']}: {result.get('error') or result.get('skipped')}")
@@ -117,6 +182,11 @@ def main() -> int:
     parser.add_argument("--skip-cascade", action="store_true", help="stage 0 part only")
     parser.add_argument("--json", help="write every figure here")
     parser.add_argument(
+        "--identity-only",
+        action="store_true",
+        help="with --before: only compare the two checkouts' scores, no timing",
+    )
+    parser.add_argument(
         "--before",
         metavar="DIR",
         type=Path,
@@ -145,6 +215,32 @@ def main() -> int:
 
     rows: dict[str, list[dict[str, float]]] = {}
     before = args.before
+    identity: dict[str, Any] = {}
+    if before:
+        # Both halves, in the split's order: every score and verdict must be as before.
+        both = [m[0] for m in half] + [m[0] for m in train]
+        base = {"paths": both, "cheap": cheap, "full": full, "bands": bands}
+        for kind in ("stage0", "cascade"):
+            identity[kind] = _identity(before, {**base, "kind": kind})
+            got = identity[kind]
+            print(
+                f"score identity, {kind}, {got['messages']} messages (test + train halves): "
+                f"max |p_spam - before| = {got['max_abs_p_spam_diff']:.3g}, "
+                f"p_spam changed {got['p_spam_changed']}, verdicts changed "
+                f"{got['verdicts_changed']}, deciding stage changed {got['stages_changed']}, "
+                f"evidence changed {got['evidence_changed']} "
+                f"(decided by {got['decided_by_stage']})",
+                flush=True,
+            )
+    identical = all(
+        not (g["p_spam_changed"] or g["verdicts_changed"] or g["stages_changed"])
+        and not g["evidence_changed"]
+        for g in identity.values()
+    )
+    if args.identity_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"identity": identity}, indent=2) + "\n", "utf-8")
+        return 0 if identical else 1
     jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if before:
         jobs.append(("stage 0 before", lambda: _in_checkout(before, stage0, paths, labels)))
@@ -189,6 +285,7 @@ def main() -> int:
             text=True,
         ).stdout.strip(),
         "rows": {name: _summary(runs) for name, runs in rows.items()},
+        "identity": identity,
         "ratios": {
             "stage0 / bogofilter": _ratios(rows["stage 0 (one process)"], rows["bogofilter"]),
         },
@@ -233,7 +330,7 @@ def main() -> int:
     print(f"{os.cpu_count()} cores shared; load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
-    return 0
+    return 0 if identical else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLIT = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
+# The shared data sits beside the checkout (/work/main) or further up (a worktree in /work/wt).
+SHARED = next((p / "shared" for p in ROOT.parents if (p / "shared").is_dir()), ROOT / "shared")
+SPLIT = SHARED / "corpora" / "spamassassin-split.tsv"
 
 
 def main() -> int:
