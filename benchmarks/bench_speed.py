@@ -96,6 +96,11 @@ _SCORES_CHILD = """
 import json, sys
 from pathlib import Path
 from spamguard.message import parse_message
+try:  # pipelined where the checkout can (the scores must be the same)
+    from spamguard.scoring.base import score_batches
+except ImportError:
+    def score_batches(scorer, batches):
+        return (scorer.score(b) for b in batches)
 a = json.load(sys.stdin)
 if a["kind"] == "stage0":
     from spamguard.scoring.model import load_scorer
@@ -105,9 +110,12 @@ else:
     scorer = build_cascade(Path(a["cheap"]), Path(a["full"]), Path(a["bands"]))
 out = []
 paths = a["paths"]
-for i in range(0, len(paths), 64):
-    batch = [parse_message(Path(p).read_bytes()) for p in paths[i : i + 64]]
-    for s in scorer.score(batch):
+batches = (
+    [parse_message(Path(p).read_bytes()) for p in paths[i : i + 64]]
+    for i in range(0, len(paths), 64)
+)
+for scores in score_batches(scorer, batches):
+    for s in scores:
         out.append([s.p_spam, s.stage, [[e.feature, e.weight] for e in s.evidence]])
 print(json.dumps(out))
 """

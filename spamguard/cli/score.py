@@ -104,6 +104,7 @@ def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[d
     """Score every input in batches; yields one record per input, errors included."""
     from spamguard.errors import MessageError
     from spamguard.message import parse_message
+    from spamguard.scoring.base import score_batches
 
     if getattr(args, "jobs", 1) > 1:
         yield from _scored_records_parallel(args, paths)
@@ -115,32 +116,44 @@ def scored_records(args: argparse.Namespace, paths: Sequence[str]) -> Iterator[d
         # Counting walks the folders a second time: only worth it when a bar is drawn.
         bar.total = _count_inputs(paths)
     done = 0
-    pending: list[tuple[str, Any]] = []
+    # Each batch handed to the scorer, as its inputs in order: (path, message) or, for an
+    # input that could not be read or parsed, (path, its error record).
+    sent: deque[list[tuple[str, Any]]] = deque()
 
-    def flush() -> Iterator[dict[str, Any]]:
-        nonlocal done
-        scores = scorer.score([m for _, m in pending])
-        for (path, msg), score in zip(pending, scores, strict=True):
-            yield _score_record(path, msg, score, move, flag)
-        done += len(pending)
-        bar.update(done)
-        pending.clear()
-
-    try:
+    def batches() -> Iterator[list[Any]]:
+        items: list[tuple[str, Any]] = []
+        count = 0
         for path, data in _iter_inputs(paths):
             if isinstance(data, Exception):
-                yield {"path": path, "error": f"cannot read: {data}"}
+                items.append((path, {"path": path, "error": f"cannot read: {data}"}))
                 continue
             try:
                 msg = parse_message(data, authserv_id=getattr(args, "authserv_id", None))
             except MessageError as exc:
-                yield {"path": path, "error": str(exc)}
+                items.append((path, {"path": path, "error": str(exc)}))
                 continue
-            pending.append((path, msg))
-            if len(pending) >= BATCH:
-                yield from flush()
-        if pending:
-            yield from flush()
+            items.append((path, msg))
+            count += 1
+            if count >= BATCH:
+                sent.append(items)
+                yield [m for _, m in items if not isinstance(m, dict)]
+                items, count = [], 0
+        if items:
+            sent.append(items)
+            yield [m for _, m in items if not isinstance(m, dict)]
+
+    try:
+        # Pipelined (`score_batches`): the cascade's later stages on one batch overlap the
+        # reading, parsing and stage 0 of the next. Records come in input order.
+        for scores in score_batches(scorer, batches()):
+            scored = iter(scores)
+            for path, item in sent.popleft():
+                if isinstance(item, dict):
+                    yield item
+                else:
+                    yield _score_record(path, item, next(scored), move, flag)
+                done += 1
+            bar.update(done)
     finally:
         bar.close()
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from spamguard.message import Message
 from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD, Verdict, verdict_for
 
-__all__ = ["Evidence", "Neighbour", "Score", "Scorer"]
+__all__ = ["Evidence", "Neighbour", "Score", "Scorer", "score_batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +66,15 @@ class Scorer(Protocol):
     def version(self) -> str: ...
 
     def score(self, messages: Sequence[Message]) -> list[Score]: ...
+
+
+def score_batches(scorer: Scorer, batches: Iterable[Sequence[Message]]) -> Iterator[list[Score]]:
+    """``scorer.score`` of each batch, in order: pipelined when the scorer can overlap one
+    batch's later stages with the next batch (`Cascade.score_batches`), else one by one.
+    ``batches`` is read lazily, so making the next batch (parsing) overlaps too."""
+    pipelined = getattr(scorer, "score_batches", None)
+    if pipelined is not None:
+        yield from pipelined(batches)
+        return
+    for batch in batches:
+        yield scorer.score(batch)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,17 @@ class Stacker:
         return cls(float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0]))
 
 
+@dataclass
+class _Pending:
+    """A batch on its way through the cascade: scores so far, the next stage's messages."""
+
+    messages: Sequence[Message]
+    version: str
+    out: list[Score | None]
+    previous: dict[int, Score]
+    pending: list[int] = field(default_factory=list)
+
+
 class Cascade:
     """A `Scorer` running ``stages`` in order, each deciding what falls outside its band.
 
@@ -140,75 +151,120 @@ class Cascade:
     def score(self, messages: Sequence[Message]) -> list[Score]:
         if not messages:
             return []
-        version = self.version
-        out: list[Score | None] = [None] * len(messages)
+        return self._finish(self._start(messages))
+
+    def score_batches(self, batches: Iterable[Sequence[Message]]) -> Iterator[list[Score]]:
+        """`score` of each batch, in order, with the later stages of one batch overlapping
+        the first stage of the next.
+
+        The later stages run in one second thread: the sentence encoder releases the GIL, so
+        while it reads the few uncertain messages of a batch, stage 0 (and whatever the
+        caller does to make the next batch, such as parsing) goes on with the next on another
+        core. Each stage is only ever used by one thread. Scores are those `score` gives.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="cascade-later-stages") as later:
+            waiting: Future[list[Score]] | None = None
+            for messages in batches:
+                started = self._start(messages) if messages else None
+                ahead = later.submit(self._finish, started) if started is not None else None
+                if waiting is not None:
+                    yield waiting.result()
+                    waiting = None
+                if ahead is None:
+                    yield []
+                else:
+                    waiting = ahead
+            if waiting is not None:
+                yield waiting.result()
+
+    def _start(self, messages: Sequence[Message]) -> _Pending:
+        """The cache and the first stage: what the later stages (`_finish`) take over."""
+        work = _Pending(messages, self.version, [None] * len(messages), {})
         pending = list(range(len(messages)))
         if self.cache is not None:
             hits = 0
             for i, m in enumerate(messages):
-                cached = self.cache.get(m.content_hash, version)
+                cached = self.cache.get(m.content_hash, work.version)
                 if cached is not None:
-                    out[i] = cached
+                    work.out[i] = cached
                     hits += 1
-            pending = [i for i in pending if out[i] is None]
+            pending = [i for i in pending if work.out[i] is None]
             if hits:
                 self.recorder.record(
-                    "cache", version, messages=0, wall_seconds=0.0, cpu_seconds=0.0, cache_hits=hits
+                    "cache",
+                    work.version,
+                    messages=0,
+                    wall_seconds=0.0,
+                    cpu_seconds=0.0,
+                    cache_hits=hits,
                 )
-        previous: dict[int, Score] = {}
-        for k, stage in enumerate(self.stages):
+        work.pending = self._run_stage(0, work, pending)
+        return work
+
+    def _finish(self, work: _Pending) -> list[Score]:
+        """The later stages on what the first left undecided, then the cache."""
+        pending = work.pending
+        for k in range(1, len(self.stages)):
             if not pending:
                 break
-            name = self.names[k]
-            batch = [messages[i] for i in pending]
-            t0, c0 = time.perf_counter(), time.process_time()
-            try:
-                scores = stage.score(batch)
-            except (SpamGuardError, OSError, TimeoutError, RuntimeError) as exc:
-                # A later stage failing (missing model, dead server) must never stop mail
-                # handling: the previous stage's score stands.
-                if k == 0:
-                    raise
-                self.errors.append(f"{name}: {exc}")
-                log.warning("cascade stage %s failed, keeping earlier scores: %s", name, exc)
-                self.recorder.record(
-                    name,
-                    stage.version,
-                    messages=0,
-                    wall_seconds=time.perf_counter() - t0,
-                    cpu_seconds=time.process_time() - c0,
-                    fallbacks=len(pending),
-                )
-                for i in pending:
-                    out[i] = previous[i]
-                pending = []
-                break
-            last = k == len(self.stages) - 1
-            next_pending: list[int] = []
-            decided = 0
-            for i, s in zip(pending, scores, strict=True):
-                s = self._merge(k, previous.get(i), s, name)
-                if last or self.bands[k].decides(s.p_spam):
-                    out[i] = s
-                    decided += 1
-                else:
-                    previous[i] = s
-                    next_pending.append(i)
+            pending = self._run_stage(k, work, pending)
+        final = [s for s in work.out if s is not None]
+        assert len(final) == len(work.messages)
+        if self.cache is not None:
+            for m, s in zip(work.messages, final, strict=True):
+                self.cache.put(m.content_hash, work.version, s)
+        return final
+
+    def _run_stage(self, k: int, work: _Pending, pending: list[int]) -> list[int]:
+        """Stage ``k`` on the ``pending`` messages; returns those it left to the next stage."""
+        if not pending:
+            return []
+        stage, name = self.stages[k], self.names[k]
+        previous = work.previous
+        batch = [work.messages[i] for i in pending]
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            scores = stage.score(batch)
+        except (SpamGuardError, OSError, TimeoutError, RuntimeError) as exc:
+            # A later stage failing (missing model, dead server) must never stop mail
+            # handling: the previous stage's score stands.
+            if k == 0:
+                raise
+            self.errors.append(f"{name}: {exc}")
+            log.warning("cascade stage %s failed, keeping earlier scores: %s", name, exc)
             self.recorder.record(
                 name,
                 stage.version,
-                messages=len(pending),
+                messages=0,
                 wall_seconds=time.perf_counter() - t0,
                 cpu_seconds=time.process_time() - c0,
-                decided=decided,
+                fallbacks=len(pending),
             )
-            pending = next_pending
-        final = [s for s in out if s is not None]
-        assert len(final) == len(messages)
-        if self.cache is not None:
-            for m, s in zip(messages, final, strict=True):
-                self.cache.put(m.content_hash, version, s)
-        return final
+            for i in pending:
+                work.out[i] = previous[i]
+            return []
+        last = k == len(self.stages) - 1
+        next_pending: list[int] = []
+        decided = 0
+        for i, s in zip(pending, scores, strict=True):
+            s = self._merge(k, previous.get(i), s, name)
+            if last or self.bands[k].decides(s.p_spam):
+                work.out[i] = s
+                decided += 1
+            else:
+                previous[i] = s
+                next_pending.append(i)
+        self.recorder.record(
+            name,
+            stage.version,
+            messages=len(pending),
+            wall_seconds=time.perf_counter() - t0,
+            cpu_seconds=time.process_time() - c0,
+            decided=decided,
+        )
+        return next_pending
 
     def _merge(self, k: int, before: Score | None, now: Score, name: str) -> Score:
         """The stage's score, labelled with the deciding stage; an LLM stage keeps the head's

@@ -7,6 +7,7 @@ scikit-learn stays the reference: tests/scoring/test_charhash.py compares the tw
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,11 +76,18 @@ class WordGrams:
         self.min_n, self.max_n, self.n_features = min_n, max_n, n_features
         self.max_words = max_words
         self._columns: dict[str, bytes] = {}  # word -> its n-grams' columns, int32, repeats kept
+        # The cascade's stages share this (one per setting) from two threads
+        # (`Cascade.score_batches`): the cache is read and filled by one at a time.
+        self._lock = threading.Lock()
 
     def counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """The matrix `char_wb_counts` gives for ``texts`` (single-spaced, as there)."""
         if not texts:
             return sparse.csr_matrix((0, self.n_features))
+        with self._lock:
+            return self._counts(texts)
+
+    def _counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
         # Every text's words (text.split(" ")), one text after another, and their ids.
         tokens = " ".join(texts).split(" ")
         lens = np.fromiter((t.count(" ") + 1 for t in texts), dtype=np.int64, count=len(texts))

@@ -111,6 +111,51 @@ def test_a_rescan_is_answered_from_the_cache() -> None:
     assert cheap.seen == []
 
 
+def test_score_batches_gives_what_score_gives_batch_by_batch() -> None:
+    batches = [
+        [_msg(s) for s in ("clear spam", "unsure", "mid")],
+        [],
+        [_msg("clear ham")],
+        [_msg(s) for s in ("mid", "unsure", "clear ham", "clear spam")],
+    ]
+    one_by_one = [_three_stage()[0].score(b) for b in batches]
+    cascade, _, _, llm = _three_stage()
+    assert list(cascade.score_batches(iter(batches))) == one_by_one
+    # A later stage failing keeps the earlier score there too.
+    llm.fail = True
+    got = list(cascade.score_batches(batches))
+    assert [s.stage for s in got[0]] == ["cheap", "head", "head"]
+    assert got[0][1].p_spam == pytest.approx(0.55)
+
+
+def test_score_batches_runs_the_later_stages_beside_the_next_batch() -> None:
+    """The overlap itself: the second stage of batch 1 waits until the first stage has
+    started on batch 2, which only happens when the two run side by side."""
+    import threading
+
+    next_batch_started = threading.Event()
+
+    class First(TableScorer):
+        def score(self, messages: Sequence[Message]) -> list[Score]:
+            if self.seen:  # a second batch
+                next_batch_started.set()
+            return super().score(messages)
+
+    class Second(TableScorer):
+        overlapped = False
+
+        def score(self, messages: Sequence[Message]) -> list[Score]:
+            self.overlapped = next_batch_started.wait(timeout=10)
+            return super().score(messages)
+
+    first = First({"unsure": 0.5, "clear ham": 0.001}, "s0")
+    second = Second({"unsure": 0.7}, "s1")
+    cascade = Cascade([first, second], [Band(0.01, 0.99)])
+    got = list(cascade.score_batches([[_msg("unsure")], [_msg("clear ham")]]))
+    assert [[s.p_spam for s in b] for b in got] == [[0.7], [0.001]]
+    assert second.overlapped
+
+
 def test_choose_band_keeps_ranking_quality_on_the_scores_it_was_chosen_on() -> None:
     from spamguard.evaluate import auc, recall_at_fpr
 
