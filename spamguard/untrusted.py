@@ -124,27 +124,40 @@ _SEGMENT = re.compile(
 )
 
 
-# What any sentence `_addresses_a_model` without a removed one before it must contain somewhere
-# in the text (or both `_ADDRESSEE` and `_ORDER`): a cheap first look (`_may_address`), so
-# ordinary mail costs a few scans of its lower-cased text, not a reading sentence by sentence
-# (matching lower-cased text without IGNORECASE is about five times faster).
+# A first look (`_may_address`) for what any sentence `_addresses_a_model` without a removed
+# one before it needs somewhere in the text, so that ordinary mail costs a few scans of its
+# lower-cased text instead of a reading sentence by sentence. Each scan starts at a literal or
+# a colon: one regular expression of every alternative took twice as long (0.6 ms a message).
 _SCREEN: Final = re.compile(
-    rf"{_FORGEABLE.pattern[4:]}|\[removed marker\]|{re.escape(REMOVED_NOTE)}|"
-    r"\"(?:verdict|label|spam_?probability|is_spam|answer|explanation)\"|"
-    r"\b(?:system|assistant|user|developer|answer|antwort|r[ée]ponse|instructions?|"
-    r"what spamguard did|the filter's verdict|authentication-results|x-spam-[\w-]+)\s*:|"
-    r"\b(?:note|notice|message|instruction|hinweis|attention|nachricht)s?\s+"
-    rf"(?:to|for|pour|an|für)\b|\b{_AI_ONLY}\s*:|{_STRONG.pattern}|{_NEW_ROLE.pattern}"
+    rf"{_FORGEABLE.pattern[4:]}|\[removed marker\]|{re.escape(REMOVED_NOTE.lower())}|"
+    r"\"(?:verdict|label|spam_?probability|is_spam|answer|explanation)\"|\byou are now\b"
 )
+_SCREEN_VOCATIVE: Final = re.compile(
+    rf"\b(?:note|notice|message|instruction|hinweis|attention|nachricht)s?\s+"
+    rf"(?:to|for|pour|an|für)\b[^.:!?]{{0,40}}?\b{_AI}\b"
+)
+# What comes before the colon of a role ("SYSTEM:", "Answer:") or of an address ("AI filter:").
+_BEFORE_COLON: Final = re.compile(
+    r"(?:\b(?:system|assistant|user|developer|answer|antwort|r[ée]ponse|instructions?|"
+    r"what spamguard did|the filter's verdict|authentication-results|x-spam-[\w-]+)|"
+    rf"\b{_AI_ONLY})\s*$"
+)
+_STRONG_LOWER: Final = re.compile(_STRONG.pattern)
 _ADDRESSEE_LOWER: Final = re.compile(_ADDRESSEE.pattern)
 _ORDER_LOWER: Final = re.compile(_ORDER.pattern)
 
 
 def _may_address(cleaned: str) -> bool:
     lower = cleaned.lower()
-    return bool(
-        _SCREEN.search(lower) or (_ADDRESSEE_LOWER.search(lower) and _ORDER_LOWER.search(lower))
-    )
+    if _SCREEN.search(lower) or _SCREEN_VOCATIVE.search(lower) or _STRONG_LOWER.search(lower):
+        return True
+    colon = lower.find(":")
+    while colon != -1:  # a role or an address opens its sentence: within its line
+        start = max(lower.rfind("\n", 0, colon) + 1, colon - 300)
+        if _BEFORE_COLON.search(lower, start, colon):
+            return True
+        colon = lower.find(":", colon + 1)
+    return bool(_ORDER_LOWER.search(lower) and _ADDRESSEE_LOWER.search(lower))
 
 
 Kind = Literal["keep", "space", "marker", "note", "removed"]
@@ -211,9 +224,18 @@ def unforgeable(text: str) -> str:
     """``text`` without any spelling of a prompt delimiter or chat marker: HTML entities
     decoded, NFKC, format characters dropped, then each marker replaced by a fixed one."""
     if not text.isascii() or "&" in text:
-        text = unicodedata.normalize("NFKC", html.unescape(text))
-        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+        text = unicodedata.normalize("NFKC", html.unescape(text)).translate(_format_chars())
     return _FORGEABLE.sub(_MARKER, text)
+
+
+@functools.cache
+def _format_chars() -> dict[int, None]:
+    """Every format character (category Cf: zero-width spaces, joiners, bidi controls), to
+    delete with `str.translate`: a filter character by character cost more than the rest
+    of the first look together. Outside the BMP they sit in these blocks (Unicode 14)."""
+    planes = (range(0x10000), range(0x11000, 0x14000), range(0x1BC00, 0x1D200))
+    tags = (range(0xE0000, 0xE0100),)
+    return {c: None for r in (*planes, *tags) for c in r if unicodedata.category(chr(c)) == "Cf"}
 
 
 def _segments(text: str) -> list[str]:
@@ -264,8 +286,7 @@ def _mapped(text: str) -> tuple[str, list[int], list[int]]:
             starts.extend(range(a, b))
             ends.extend(range(a + 1, b + 1))
             continue
-        clean = unicodedata.normalize("NFKC", html.unescape(piece))
-        clean = "".join(c for c in clean if unicodedata.category(c) != "Cf")
+        clean = unicodedata.normalize("NFKC", html.unescape(piece)).translate(_format_chars())
         out.append(clean)
         starts.extend([a] * len(clean))
         ends.extend([b] * len(clean))
