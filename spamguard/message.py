@@ -10,6 +10,7 @@ import codecs
 import email
 import email.header
 import email.utils
+import functools
 import hashlib
 import html
 import re
@@ -610,7 +611,7 @@ def _decodes(data: bytes, codec: str) -> bool:
 
 def _parse_address(value: str, defects: list[str]) -> tuple[str, str]:
     try:
-        name, addr = email.utils.parseaddr(value)
+        name, addr = _parseaddr(value)
     except Exception:
         return "", ""
     return _decode_header(name, defects), addr.strip().lower()
@@ -618,10 +619,22 @@ def _parse_address(value: str, defects: list[str]) -> tuple[str, str]:
 
 def _address_list(values: list[str]) -> tuple[str, ...]:
     try:
-        pairs = email.utils.getaddresses(values)
+        return _addresses(tuple(values))
     except Exception:
         return ()
-    return tuple(addr for _, addr in pairs if addr)[:100]
+
+
+# The standard library's address parser reads character by character in Python; the same
+# senders and recipients recur across a mailbox, so each header value is parsed once per
+# process (results depend on the value alone; an exception is not cached and recurs).
+@functools.lru_cache(maxsize=4096)
+def _parseaddr(value: str) -> tuple[str, str]:
+    return email.utils.parseaddr(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(addr for _, addr in email.utils.getaddresses(values) if addr)[:100]
 
 
 # -- Authentication-Results (RFC 8601) -----------------------------------------------------------
@@ -945,6 +958,11 @@ class _HTMLText(HTMLParser):
         # (`_inside`): one step per tag instead of a walk over every open element.
         self._state: list[_State] = []
         self._hidden = False
+
+    def updatepos(self, i: int, j: int) -> int:
+        # HTMLParser counts the lines and columns it passes, for getpos(), which nothing
+        # here reads: 5% of its time on mail.
+        return j
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
 
-from spamguard.message import _TOP, _URL_RE, _hides, _inside, _url_matches
+from spamguard.message import _TOP, _URL_RE, _address_list, _hides, _inside, _url_matches
+from spamguard.message import _parse_address as parse_address
 
 _COLOURS = [None, "#fff", "#ffffff", "white", "#000", "black", "rgb(250,250,250)", "#fefefe"]
 _COLOURS += ["bogus", "", "#12345", "rgb(1,2)", "Snow", "#f0f0f0"]
@@ -51,3 +53,19 @@ def test_url_matches_are_finditers() -> None:
     for text in texts:
         ours = [(m.start(), m.group()) for m in _url_matches(text)]
         assert ours == [(m.start(), m.group()) for m in _URL_RE.finditer(text)], text
+
+
+def test_cached_address_parsing_is_the_standard_librarys() -> None:
+    rng = random.Random(5)
+    pieces = ['"', "<", ">", ",", "@", " ", "a", "b.c", "Name", "(x)", "\\", ";", ":", "é", "="]
+    values = ["", "a@b.example", "Ann <ann@example.org>", '"B, C" <bc@x.example>, d@y.example']
+    for _ in range(2000):
+        values.append("".join(rng.choice(pieces) for _ in range(rng.randrange(1, 14))))
+    for _ in range(2):  # the second round is answered from the cache
+        for value in values:
+            _, addr = email.utils.parseaddr(value)
+            defects: list[str] = []
+            assert parse_address(value, defects)[1] == addr.strip().lower(), value
+            pairs = email.utils.getaddresses([value, value + ",x@z.example"])
+            expected = tuple(a for _, a in pairs if a)[:100]
+            assert _address_list([value, value + ",x@z.example"]) == expected, value
