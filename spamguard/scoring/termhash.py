@@ -35,12 +35,17 @@ class HashedTerms:
         (what `Featurizer.term_names` finds by re-reading the message)."""
         lo, hi = int(self.bounds[row]), int(self.bounds[row + 1])
         cols = self.columns[lo:hi]
-        found: dict[int, str] = {}
         want = np.fromiter(wanted, np.int64, len(wanted))
-        hits = np.flatnonzero((cols[:, None] == want).any(axis=1))
-        for i in hits.tolist():
-            found.setdefault(int(cols[i]), self.terms[lo + i])
-        return found
+        if not len(cols) or not len(want):
+            return {}
+        # For each wanted column, its first term: a column a word fills many times is named
+        # once, not looked up at every occurrence.
+        equal = cols[:, None] == want
+        first = equal.argmax(axis=0)
+        present = equal[first, np.arange(len(want))]
+        return {
+            int(want[j]): self.terms[lo + int(first[j])] for j in np.flatnonzero(present).tolist()
+        }
 
 
 def hashed_counts(
