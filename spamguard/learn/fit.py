@@ -347,7 +347,7 @@ def _fit_stacked(
         seen |= np.asarray(abs(TH).sum(axis=0)).ravel() > 0
     unseen_lr = float(lr[~seen][0]) if (~seen).any() else 0.0
     coef = np.zeros(featurizer.n_columns)
-    coef[base_cols] = w_head * head.coef_
+    coef[base_cols] = w_head * np.asarray(head.coef_)
     coef[tok_cols] = np.where(seen, w_nb / t_weight * (lr - unseen_lr), 0.0)
     coef[s_lo:s_hi] = w_sender / featurizer.weights.get("sender", 1.0)
     final = LogisticHead(
@@ -407,6 +407,7 @@ def _apply_priors(
             continue
         col = start + names.index(name)
         if X[:, col].count_nonzero() == 0:
+            assert isinstance(head.coef_, np.ndarray)  # a head being trained is dense
             head.coef_[col] = log_odds / platt_a / block_weight
             used[name] = log_odds
     return used

@@ -31,7 +31,7 @@ from spamguard.scoring.features import (
     feature_description,
     select_names,
 )
-from spamguard.scoring.head import BLOCKS, Featurizer, LogisticHead
+from spamguard.scoring.head import BLOCKS, CompactWeights, Featurizer, LogisticHead
 from spamguard.scoring.rules import gtube_score
 from spamguard.scoring.termhash import HashedTerms
 from spamguard.scoring.views import ViewConfig, flatten, message_views
@@ -202,8 +202,12 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def load_model(model_dir: Path | str) -> HeadModel:
-    """Read a model directory, checking every file's sha256 against config.json."""
+def load_model(model_dir: Path | str, *, compact: bool = False) -> HeadModel:
+    """Read a model directory, checking every file's sha256 against config.json.
+
+    ``compact``: keep the head's weights as their non-zero entries (`CompactWeights`; what
+    a scorer needs, ~50 MB less for the shipped cascade) rather than the dense vector that
+    training and warm starts work on."""
     model_dir = Path(model_dir)
     config_path = model_dir / CONFIG
     if not config_path.is_file():
@@ -241,8 +245,13 @@ def load_model(model_dir: Path | str) -> HeadModel:
         )
         head_cfg = config["head"]
         with np.load(model_dir / HEAD) as arrays:
-            coef = np.zeros(int(arrays["n_columns"][0]), dtype=np.float64)
-            coef[arrays["coef_index"]] = arrays["coef_value"]
+            size = int(arrays["n_columns"][0])
+            coef: np.ndarray | CompactWeights
+            if compact:
+                coef = CompactWeights(arrays["coef_index"], arrays["coef_value"], size)
+            else:
+                coef = np.zeros(size, dtype=np.float64)
+                coef[arrays["coef_index"]] = arrays["coef_value"]
         if coef.shape[0] != featurizer.n_columns:
             raise ModelError(f"{model_dir}: weights do not match the feature blocks; retrain")
         calib = head_cfg["calibration"]
@@ -605,4 +614,6 @@ def load_scorer(
     personal version is the registry's to name, see `spamguard.engine.runtime`)."""
     if model_dir is None:
         model_dir = default_model_dir()
-    return HeadScorer(load_model(model_dir), encoder=encoder, encoder_kind=encoder_kind)
+    return HeadScorer(
+        load_model(model_dir, compact=True), encoder=encoder, encoder_kind=encoder_kind
+    )

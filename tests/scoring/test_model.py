@@ -111,3 +111,48 @@ def test_character_ngrams_are_one_total_and_names_cover_only_asked_columns(
     assert {c for c in row.indices if c < hashed_end} <= set(every)
     few = sorted(every)[:5]
     assert featurizer.term_names(item.message, few) == {c: every[c] for c in few}
+
+
+def test_compact_weights_score_every_message_exactly_as_the_dense_vector() -> None:
+    """A loaded scorer keeps the shipped head's weights as their non-zero entries (~50 MB
+    less): decisions, evidence pushes and the dense vector must be the dense head's, to the
+    bit, on real mail (the fixture corpus, both halves) and on views of it."""
+    from spamguard.scoring.head import CompactWeights
+    from spamguard.scoring.model import default_model_dir
+
+    dense = load_model(default_model_dir())
+    compact = load_model(default_model_dir(), compact=True)
+    assert isinstance(compact.head.coef_, CompactWeights)
+    assert isinstance(dense.head.coef_, np.ndarray)
+    assert np.array_equal(np.asarray(compact.head.coef_), dense.head.coef_)
+    items = _test_items() + load_split(FIXTURE_CORPUS / "split.tsv", FIXTURE_CORPUS, "train")
+    messages = [it.message for it in items]
+    X = dense.featurizer.transform(messages, np.zeros((len(messages), 384)))
+    assert X.format == "csr"  # the compact path, not its dense fallback
+    want = dense.head.decision_function(X)
+    got = compact.head.decision_function(X)
+    assert want.tobytes() == got.tobytes()  # bit for bit, not approximately
+    # Columns with and without a weight, in any order, as a scalar and as an array.
+    cols = np.concatenate([X.indices[:500], [0, dense.head.coef_.shape[0] - 1]])[::-1]
+    assert dense.head.coef_[cols].tobytes() == compact.head.coef_[cols].tobytes()
+    assert compact.head.coef_[int(cols[0])] == dense.head.coef_[int(cols[0])]
+    # A row with no weighted column at all, and an empty batch.
+    empty = X[:0]
+    assert compact.head.decision_function(empty).shape == (0,)
+    assert len(compact.head.coef_) == dense.head.coef_.shape[0]
+
+
+def test_compact_weights_refuse_columns_outside_the_vector() -> None:
+    from spamguard.scoring.head import CompactWeights
+
+    with pytest.raises(ValueError):
+        CompactWeights(np.array([3, 3]), np.array([1.0, 2.0]), 10)
+    with pytest.raises(ValueError):
+        CompactWeights(np.array([10]), np.array([1.0]), 10)
+    weights = CompactWeights(np.array([7, 2]), np.array([0.5, -1.5]), 10)
+    assert np.asarray(weights).tolist() == [0, 0, -1.5, 0, 0, 0, 0, 0.5, 0, 0]
+    assert weights[[2, 3, 7]].tolist() == [-1.5, 0.0, 0.5]
+    with pytest.raises(IndexError):
+        weights[[10]]
+    nothing = CompactWeights(np.zeros(0, dtype=np.int64), np.zeros(0), 130)
+    assert nothing[[0, 64, 129]].tolist() == [0.0, 0.0, 0.0]
