@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from spamguard.message import Message
 from spamguard.verdict import DEFAULT_FLAG_THRESHOLD, DEFAULT_MOVE_THRESHOLD, Verdict, verdict_for
 
-__all__ = ["Evidence", "Neighbour", "Score", "Scorer", "score_batches"]
+__all__ = ["Evidence", "Neighbour", "Score", "Scorer", "StagedScorer", "score_batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,17 @@ class Scorer(Protocol):
     def version(self) -> str: ...
 
     def score(self, messages: Sequence[Message]) -> list[Score]: ...
+
+
+@runtime_checkable
+class StagedScorer(Scorer, Protocol):
+    """A scorer that can score in two halves (the cascade): `begin` runs what must run now
+    and returns the function that finishes; with ``background``, work that leaves the GIL
+    (the sentence encoder) runs there in between. The scores are `score`'s."""
+
+    def begin(
+        self, messages: Sequence[Message], background: Executor | None = None
+    ) -> Callable[[], list[Score]]: ...
 
 
 def score_batches(scorer: Scorer, batches: Iterable[Sequence[Message]]) -> Iterator[list[Score]]:

@@ -11,10 +11,12 @@ to the last good score instead of blocking mail handling.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +27,7 @@ from spamguard.message import Message
 from spamguard.metrics import Recorder
 from spamguard.scoring.base import Score, Scorer
 from spamguard.scoring.cache import ScoreCache
+from spamguard.scoring.model import HeadScorer
 
 __all__ = [
     "Band",
@@ -90,6 +93,8 @@ class _Pending:
     out: list[Score | None]
     previous: dict[int, Score]
     pending: list[int] = field(default_factory=list)
+    # The second stage's sentence vectors, being computed in another thread (`begin`).
+    vectors: Future[np.ndarray | None] | None = None
 
 
 class Cascade:
@@ -179,6 +184,28 @@ class Cascade:
             if waiting is not None:
                 yield waiting.result()
 
+    def begin(
+        self, messages: Sequence[Message], background: Executor | None = None
+    ) -> Callable[[], list[Score]]:
+        """`score` in two halves: the cache and the first stage now, the later stages when
+        the returned function is called (by the caller's thread: a stage's Python parts stay
+        on it, so nothing but the encoder runs beside it).
+
+        With ``background``, the sentence vectors the second stage reads are computed there
+        in between, so the caller can parse the next batch and run the first stage on it
+        while the encoder (which leaves the GIL) works on this one: the engine's first sync
+        does (`AccountWorker._pipeline`). Each message's vector depends on that message
+        alone, so the scores are `score`'s.
+        """
+        if not messages:
+            return list
+        work = self._start(messages)
+        second = self.stages[1] if len(self.stages) > 1 else None
+        if background is not None and work.pending and isinstance(second, HeadScorer):
+            batch = [messages[i] for i in work.pending]
+            work.vectors = background.submit(second.embed_unruled, batch)
+        return functools.partial(self._finish, work)
+
     def _start(self, messages: Sequence[Message]) -> _Pending:
         """The cache and the first stage: what the later stages (`_finish`) take over."""
         work = _Pending(messages, self.version, [None] * len(messages), {})
@@ -226,7 +253,10 @@ class Cascade:
         batch = [work.messages[i] for i in pending]
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            scores = stage.score(batch)
+            if k == 1 and work.vectors is not None and isinstance(stage, HeadScorer):
+                scores = stage.score(batch, embeddings=work.vectors.result())
+            else:
+                scores = stage.score(batch)
         except (SpamGuardError, OSError, TimeoutError, RuntimeError) as exc:
             # A later stage failing (missing model, dead server) must never stop mail
             # handling: the previous stage's score stands.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,6 +288,13 @@ def load_model(model_dir: Path | str, *, compact: bool = False) -> HeadModel:
     return model
 
 
+class _Unset:
+    """The type of `UNSET`: no sentence vectors were given to `HeadScorer.score`."""
+
+
+UNSET = _Unset()
+
+
 class HeadScorer:
     """Scores messages with a head model (and the sentence encoder when it needs one).
 
@@ -309,6 +318,8 @@ class HeadScorer:
         self.n_neighbours = neighbours
         self.stage = stage
         self.encoder_threads: int | None = None  # None: the encoder's default (all cores)
+        # The encoder may be asked for from a pipeline's thread and the caller's at once.
+        self._encoder_lock = threading.Lock()
 
         self.recorder = Recorder()  # what scoring cost, for the app's counters
 
@@ -318,11 +329,12 @@ class HeadScorer:
 
     @property
     def encoder(self) -> Any:
-        if self._encoder is None:
-            from spamguard.scoring.encoder import load_encoder
+        with self._encoder_lock:
+            if self._encoder is None:
+                from spamguard.scoring.encoder import load_encoder
 
-            self._encoder = load_encoder(self._encoder_kind, threads=self.encoder_threads)
-        return self._encoder
+                self._encoder = load_encoder(self._encoder_kind, threads=self.encoder_threads)
+            return self._encoder
 
     def embed(self, messages: Sequence[Message]) -> np.ndarray | None:
         wants_neighbours = self.n_neighbours > 0 and self.model.neighbour_vectors is not None
@@ -340,20 +352,46 @@ class HeadScorer:
             self.model.featurizer.transform(messages, embeddings)
         )
 
-    def score(self, messages: Sequence[Message]) -> list[Score]:
+    def embed_unruled(self, messages: Sequence[Message]) -> np.ndarray | None:
+        """The sentence vectors `score` computes for ``messages``: of those no rule decides.
+
+        Safe to run in another thread while this scorer's caller does other work (the
+        first sync encodes one batch while the next is parsed); pass the result to
+        `score` as ``embeddings``. Each message's vector depends on it alone (`embed`), so
+        computed here or in `score` it is the same.
+        """
+        t0, c0 = time.perf_counter(), time.thread_time()
+        rest = [m for m in messages if gtube_score(m, self.version, self.stage) is None]
+        vectors = self.embed(rest)
+        # The caller's thread times only what it waits for: what this took is counted here.
+        self.recorder.record(
+            self.stage,
+            self.version,
+            messages=0,
+            wall_seconds=time.perf_counter() - t0,
+            cpu_seconds=time.thread_time() - c0,
+        )
+        return vectors
+
+    def score(
+        self, messages: Sequence[Message], *, embeddings: np.ndarray | _Unset | None = UNSET
+    ) -> list[Score]:
+        """One score per message. ``embeddings``: what `embed_unruled` returned for these
+        messages (computed ahead, elsewhere); left out, they are computed here."""
         if not messages:
             return []
         with self.recorder.timed(self.stage, self.version, len(messages)):
             # Deterministic rules first (the GTUBE test line): the model never sees those.
             ruled = [gtube_score(m, self.version, self.stage) for m in messages]
             rest = [m for m, r in zip(messages, ruled, strict=True) if r is None]
-            modelled = iter(self._score(rest) if rest else [])
+            if isinstance(embeddings, _Unset):
+                embeddings = self.embed(rest)
+            modelled = iter(self._score(rest, embeddings) if rest else [])
             scores = [r if r is not None else next(modelled) for r in ruled]
         self.recorder.add_decided(self.stage, self.version, len(scores))
         return scores
 
-    def _score(self, messages: Sequence[Message]) -> list[Score]:
-        embeddings = self.embed(messages)
+    def _score(self, messages: Sequence[Message], embeddings: np.ndarray | None) -> list[Score]:
         X, named = self.model.featurizer.transform_named(messages, embeddings)
         decision = self.model.head.decision_function(X)
         # What each message's evidence is read from: itself, or the view that decided.

@@ -9,7 +9,8 @@ process scored what, across a SIGKILL and a restart. The scores are the real mod
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from spamguard.message import Message
@@ -30,12 +31,29 @@ class CountingScorer:
 
     def score(self, messages: Sequence[Message]) -> list[Score]:
         scores: list[Score] = self.inner.score(messages)
+        self._write(messages)
+        return scores
+
+    def begin(
+        self, messages: Sequence[Message], background: Executor | None = None
+    ) -> Callable[[], list[Score]]:
+        """The cascade's two halves (the engine's pipelined first sync): written down when
+        the second half returns, as `score` does when it returns."""
+        finish = self.inner.begin(messages, background)
+
+        def scores() -> list[Score]:
+            out: list[Score] = finish()
+            self._write(messages)
+            return out
+
+        return scores
+
+    def _write(self, messages: Sequence[Message]) -> None:
         lines = "".join(f"{os.getpid()} {m.content_hash}\n" for m in messages)
         with open(self.log, "a", encoding="ascii") as fh:
             fh.write(lines)
             fh.flush()
             os.fsync(fh.fileno())
-        return scores
 
 
 def factory() -> CountingScorer:
