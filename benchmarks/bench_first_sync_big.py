@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,33 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """tid -> (thread name, user + system CPU seconds) of every thread of ``pid`` now."""
+    out: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _by_thread(pid: int, threads: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds of the main thread, then of each other thread (most first; Python 3.11
+    names none of them, so they are told apart by their id)."""
+    main = threads.get(pid, ("", 0.0))[1]
+    others = sorted(((cpu, tid) for tid, (_, cpu) in threads.items() if tid != pid), reverse=True)
+    return {"main": round(main, 1), **{f"thread {tid}": round(cpu, 1) for cpu, tid in others}}
+
+
 def warm_cache_dir() -> Path:
     """The machine's encoder cache, built now if it is not there yet (outside the timing)."""
     from spamguard.scoring.encoder import default_cache_dir, ensure_onnx_model
@@ -157,11 +185,13 @@ def run_sync(
         env.pop(key, None)
     cmd = [sys.executable, "-m", "spamguard", "--config", str(config), "run", "--once"]
     if profile is not None:
+        beside = Path(sys.executable).parent / "py-spy"
         cmd = [
-            str(Path(sys.executable).parent / "py-spy"),
+            str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy",
             "record",
             "-r",
             "50",
+            "--threads",
             "-f",
             "raw",
             "-o",
@@ -176,11 +206,14 @@ def run_sync(
     timeline: list[tuple[float, int]] = []
     done = threading.Event()
 
+    threads: dict[int, tuple[str, float]] = {}
+
     def sample() -> None:
         while not done.wait(0.5):
             rss = _rss_kib(proc.pid)
             if rss is not None:
                 timeline.append((round(time.perf_counter() - started, 1), rss))
+            threads.update(_thread_cpu(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -211,6 +244,9 @@ def run_sync(
         # With py-spy in front, this is py-spy's own; the timeline still follows the engine.
         "peak_rss_mib": usage.ru_maxrss / 1024,
         "rss_timeline_mib": [(t, round(k / 1024, 1)) for t, k in timeline],
+        # CPU seconds per thread (up to the last sample, 0.5 s before the end): the main
+        # thread's against the encoder's says how far the two cores overlapped.
+        "thread_cpu_seconds": _by_thread(proc.pid, threads),
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "summary": stderr.strip().splitlines()[-1] if stderr.strip() else "",
@@ -257,26 +293,67 @@ def check_outcome(server: DovecotServer, user: str, n: int, data: Path) -> dict[
     return result
 
 
+def dump_outcomes(data: Path, out: Path) -> int:
+    """Every message's score, stage, verdict, plan, evidence and journalled actions, one JSON
+    line each in Message-ID order: two runs on the same folder must write the same file."""
+    from spamguard.store import Store
+
+    with Store(data / "spamguard.sqlite3") as store:
+        rows = store._query(
+            "SELECT message_id, p_spam, stage, verdict, plan, evidence FROM messages"
+        )
+        actions = collections.defaultdict(list)
+        for e in store.journal(account="work"):
+            actions[e.message_id].append((e.action, e.state, e.src, e.dst))
+    with out.open("w", encoding="utf-8") as fh:
+        for message_id, p, stage, verdict, plan, evidence in sorted(tuple(r) for r in rows):
+            line = {
+                "id": message_id,
+                "p": repr(p),
+                "stage": stage,
+                "verdict": verdict,
+                "plan": plan,
+                "evidence": json.loads(evidence),
+                "actions": sorted(actions[message_id]),
+            }
+            fh.write(json.dumps(line, sort_keys=True) + "\n")
+    return len(rows)
+
+
 # -- the profile ------------------------------------------------------------------------------
 
 
 def summarize_profile(raw: Path, top: int = 25) -> str:
-    """Own-time and inclusive shares of py-spy's collapsed stacks (one line per stack)."""
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
+    """Own-time and inclusive shares of py-spy's collapsed stacks (one line per stack, the
+    first frame naming the thread): of all threads, then of the main thread alone (the
+    sync's critical path: the encoder and the fetch run beside it in threads of their own)."""
+    stacks: list[tuple[str, list[str], int]] = []
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
+        thread, *frames = stack.split(";")
+        if not thread.startswith("thread"):
+            thread, frames = "thread (?)", [thread, *frames]
+        stacks.append((thread, [_frame(f) for f in frames], int(count_text)))
+    main = {t for t, frames, _ in stacks if any("spamguard/__main__.py" in f for f in frames)}
+    out = _profile_shares(stacks, top, "all threads")
+    out += ["", "", *_profile_shares([x for x in stacks if x[0] in main], top, "main thread")]
+    return "\n".join(out)
+
+
+def _profile_shares(stacks: list[tuple[str, list[str], int]], top: int, what: str) -> list[str]:
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for _, frames, count in stacks:
         total += count
-        frames = [_frame(f) for f in stack.split(";")]
         if frames:
             own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"samples: {total}", "", "Top entries by own time:"]
+    total = max(total, 1)
+    lines = [f"{what}: {total} samples", "", "Top entries by own time:"]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in own.most_common(top)]
     lines += [
         "",
@@ -284,7 +361,7 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     ]
     shown = [(f, c) for f, c in inclusive.most_common() if "spamguard" in f or c / total > 0.05]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in shown[: top + 10]]
-    return "\n".join(lines)
+    return lines
 
 
 def _frame(text: str) -> str:
@@ -315,6 +392,10 @@ def main() -> int:
         action="store_true",
         help="start with an empty encoder cache (a machine's very first start: the export)",
     )
+    parser.add_argument(
+        "--outcomes",
+        help="write every message's score and actions here (JSON lines; to compare two runs)",
+    )
     args = parser.parse_args()
 
     files = corpus_files("train")
@@ -338,6 +419,8 @@ def main() -> int:
             profile_raw = tmp / "profile.raw" if args.profile else None
             sync = run_sync(server, user, tmp, profile_raw, cold_encoder=args.cold_encoder)
             outcome = check_outcome(server, user, args.n, tmp / "data")
+            if args.outcomes:
+                dump_outcomes(tmp / "data", Path(args.outcomes))
             profile_text = summarize_profile(profile_raw) if profile_raw else None
     finally:
         server.cleanup()
@@ -388,6 +471,10 @@ def format_table(f: dict[str, Any]) -> str:
     o = f["outcome"]
     lines += [
         f"  sync / fetch alone (wall): {f['ratio_sync_to_fetch_wall']:.1f}x",
+        "  CPU s by thread: "
+        + ", ".join(
+            f"{k} {v:.1f}" for k, v in list(sync.get("thread_cpu_seconds", {}).items())[:4]
+        ),
         f"  outcome: {o['inbox']} in INBOX, {o['junk']} in Junk ({o['moved']} moves journalled), "
         f"{o['flagged']} flagged, {o['scored_rows']} scored once each",
         "  decided by: "

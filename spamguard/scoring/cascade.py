@@ -167,7 +167,7 @@ class Cascade:
         caller does to make the next batch, such as parsing) goes on with the next on another
         core. Each stage is only ever used by one thread. Scores are those `score` gives.
         """
-        from concurrent.futures import Future, ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1, thread_name_prefix="cascade-later-stages") as later:
             waiting: Future[list[Score]] | None = None
