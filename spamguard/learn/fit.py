@@ -87,10 +87,14 @@ def train_steps(
     sample_weight: np.ndarray | None = None,
     source: str = "",
     embeddings: np.ndarray | None = None,
+    cv_groups: Sequence[str] | None = None,
 ) -> Generator[Progress, None, Any]:
     """Yield progress while training; the generator's return value is the `HeadModel`.
 
     ``embeddings`` (one row per item) stands in for the encoder when already computed.
+    ``cv_groups`` (one key per item) keeps items of one key in the same cross-validation
+    fold: an augmented copy must be held out with its original, or the out-of-fold scores
+    (and the calibration fitted on them) see the held-out message through its copy.
     """
 
     from spamguard.evaluate import metrics as compute_metrics
@@ -136,7 +140,8 @@ def train_steps(
     XH = featurizer.transform(stripped, feature_emb) if stripped else None
     yield Progress("features", 1, 1)
     fitting = _fit_stacked if featurizer.stacked else _fit_plain
-    fitted = yield from fitting(options, featurizer, X, XH, y, sw)
+    splits = _cv_splits(options, y, cv_groups)
+    fitted = yield from fitting(options, featurizer, X, XH, y, sw, splits)
 
     from spamguard.scoring.model import HeadModel
 
@@ -192,12 +197,33 @@ class _Fit:
     stacker: dict[str, Any] | None = None
 
 
+Splits = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _cv_splits(options: TrainOptions, y: np.ndarray, groups: Sequence[str] | None) -> Splits:
+    """The cross-validation folds: stratified, and grouped when ``groups`` is given."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    n = len(y)
+    if groups is None:
+        folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
+        return list(folds.split(np.zeros(n), y))
+    if len(groups) != n:
+        raise CorpusError("cv_groups needs one key per training message")
+    grouped = StratifiedGroupKFold(options.folds, shuffle=True, random_state=options.seed)
+    return list(grouped.split(np.zeros(n), y, np.asarray(groups)))
+
+
 def _fit_plain(
-    options: TrainOptions, featurizer: Featurizer, X: Any, XH: Any, y: np.ndarray, sw: np.ndarray
+    options: TrainOptions,
+    featurizer: Featurizer,
+    X: Any,
+    XH: Any,
+    y: np.ndarray,
+    sw: np.ndarray,
+    splits: Splits,
 ) -> Generator[Progress, None, _Fit]:
     """The logistic head, Platt-calibrated on out-of-fold scores of both copies."""
-    from sklearn.model_selection import StratifiedKFold
-
     n = len(y)
 
     def fit(rows: np.ndarray) -> LogisticHead:
@@ -212,8 +238,7 @@ def _fit_plain(
 
     oof = np.zeros(n)
     oof_h = np.zeros(n)
-    folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
-    for k, (train_idx, held_idx) in enumerate(folds.split(np.zeros(n), y)):
+    for k, (train_idx, held_idx) in enumerate(splits):
         head = fit(train_idx)
         oof[held_idx] = head.decision_function(X[held_idx])
         if XH is not None:
@@ -264,11 +289,16 @@ def _nb_fit(T: Any, y: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
 
 
 def _fit_stacked(
-    options: TrainOptions, featurizer: Featurizer, X: Any, XH: Any, y: np.ndarray, sw: np.ndarray
+    options: TrainOptions,
+    featurizer: Featurizer,
+    X: Any,
+    XH: Any,
+    y: np.ndarray,
+    sw: np.ndarray,
+    splits: Splits,
 ) -> Generator[Progress, None, _Fit]:
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
 
     n = len(y)
     offsets = featurizer.offsets()
@@ -315,8 +345,7 @@ def _fit_stacked(
 
     oof = np.zeros((n, 2))
     oof_h = np.zeros((n, 2))
-    folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
-    for k, (train_idx, held_idx) in enumerate(folds.split(np.zeros(n), y)):
+    for k, (train_idx, held_idx) in enumerate(splits):
         head, lr = fit(train_idx)
         oof[held_idx, 0] = head.decision_function(B[held_idx])
         oof[held_idx, 1] = nb_score(T[held_idx], lr)

@@ -237,3 +237,24 @@ def test_training_with_a_chosen_signal_list(tmp_path: Path) -> None:
     assert loaded.head.coef_.shape[0] == loaded.featurizer.n_columns
     with pytest.raises(CorpusError, match="'bimi_pass'"):
         train(items, TrainOptions(keep_neighbours=False, folds=3, sender_names=("bimi_pass",)))
+
+
+def test_cv_groups_hold_a_copy_out_with_its_original() -> None:
+    """An augmented copy in a training fold while its original is held out would leak the
+    held-out message into its own out-of-fold score: grouped folds never split a group."""
+    from spamguard.learn.fit import TrainOptions, _cv_splits
+
+    y = np.asarray([i % 3 == 0 for i in range(60)] * 2)
+    groups = [f"m{i}" for i in range(60)] * 2  # message i and its copy share a key
+    splits = _cv_splits(TrainOptions(), y, groups)
+    assert len(splits) == TrainOptions().folds
+    held = np.concatenate([h for _, h in splits])
+    assert sorted(held.tolist()) == list(range(120))
+    for train_idx, held_idx in splits:
+        assert not {groups[i] for i in train_idx} & {groups[i] for i in held_idx}
+        assert y[held_idx].any() and not y[held_idx].all()
+    ungrouped = _cv_splits(TrainOptions(), y, None)
+    leaks = sum(bool({groups[i] for i in t} & {groups[i] for i in h}) for t, h in ungrouped)
+    assert leaks > 0  # without groups, copies do land across folds
+    with pytest.raises(Exception, match="one key per"):
+        _cv_splits(TrainOptions(), y, groups[:-1])
