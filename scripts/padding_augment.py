@@ -235,15 +235,19 @@ def _set_subject(raw: bytes, subject: str) -> bytes:
 
 
 def padded_copies(
-    spam: list[tuple[str, bytes]], donors: list[Donor], per_spam: int, seed: int = 21
+    spam: list[tuple[str, bytes]],
+    donors: list[Donor],
+    per_spam: int,
+    seed: int = 21,
+    kinds: tuple[str, ...] = KINDS,
 ) -> tuple[list[Copy], int]:
-    """``per_spam`` copies of each spam, kinds taken in turn (spam i gets kinds i, i+1, ...);
-    also the number of donor passages skipped for sharing text with the benchmark."""
+    """``per_spam`` copies of each spam, ``kinds`` taken in turn (spam i gets kinds i, i+1,
+    ...); also the number of donor passages skipped for sharing text with the benchmark."""
     padder = Padder(donors, seed)
     out: list[Copy] = []
     for i, (ref, raw) in enumerate(spam):
         for j in range(per_spam):
-            kind = KINDS[(i + j) % len(KINDS)]
+            kind = kinds[(i + j) % len(kinds)]
             try:
                 c = padder.copy(raw, ref, kind)
             except Exception:  # a message the standard library cannot rewrite

@@ -100,6 +100,7 @@ def train_default_model(
     oof_out: Path | None = None,
     copies: list | None = None,
     copy_weight: float = 1.0,
+    copies_calibrate: bool = True,
 ) -> Path:
     """Train the default recipe on the SpamAssassin train half + ``modern`` rows (+ padded
     ``copies`` of training spam, scripts/padding_augment.py, each weighing ``copy_weight``;
@@ -141,6 +142,11 @@ def train_default_model(
         encoder=encoder,
         sample_weight=weights,
         cv_groups=cv_groups,
+        calibration_weight=(
+            None
+            if copies_calibrate
+            else np.concatenate([weights[: len(originals)], np.zeros(len(copies))])
+        ),
         source=(
             f"SpamAssassin public corpus, {split.name}, train half"
             + (
@@ -259,13 +265,18 @@ def write_training_manifest(sa_corpus: Path, split: Path, modern: list, path: Pa
 
 
 def padding_copies(
-    sa_corpus: Path, split: Path, modern_corpus: Path, modern: list, per_spam: int
+    sa_corpus: Path,
+    split: Path,
+    modern_corpus: Path,
+    modern: list,
+    per_spam: int,
+    kinds: tuple[str, ...] | None = None,
 ) -> list:
     """Padded copies of every training spam, padding taken from training ham only."""
     import csv
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    from padding_augment import donors_from, padded_copies
+    from padding_augment import KINDS, donors_from, padded_copies
 
     from spamguard.learn.corpus import load_split
 
@@ -280,7 +291,7 @@ def padding_copies(
     spam = [(p, (sa_corpus / p).read_bytes()) for p in sa_spam] + [
         (it.ref, (modern_corpus / e.local_path).read_bytes()) for e, it in modern if e.is_spam
     ]
-    copies, excluded = padded_copies(spam, donors, per_spam)
+    copies, excluded = padded_copies(spam, donors, per_spam, kinds=kinds or KINDS)
     print(
         f"{len(copies)} padded copies of {len(spam)} training spam from {len(donors)} "
         f"training ham ({excluded} donor passages skipped: they share text with the "
@@ -398,11 +409,21 @@ def main() -> int:
         "subjects)",
     )
     parser.add_argument(
+        "--augment-kinds",
+        help="comma-separated subset of the padding kinds: links,paragraph,quoted,subject",
+    )
+    parser.add_argument(
         "--augment-weight",
         type=float,
         default=1.0,
         help="weight of a padded copy; 0 scores the copies out-of-fold without learning from "
         "them (the baseline of --cv-report)",
+    )
+    parser.add_argument(
+        "--augment-no-calibration",
+        action="store_true",
+        help="keep the padded copies out of the stacker (the calibration on out-of-fold "
+        "scores): they teach the head and naive Bayes only",
     )
     parser.add_argument(
         "--cv-report",
@@ -445,7 +466,14 @@ def main() -> int:
     out = Path(args.out)
     oof = Path(args.oof_out) if args.oof_out else out.parent / f".{out.name}-oof.npz"
     copies = (
-        padding_copies(corpus, split, Path(args.modern_corpus), modern, args.augment_padding)
+        padding_copies(
+            corpus,
+            split,
+            Path(args.modern_corpus),
+            modern,
+            args.augment_padding,
+            tuple(args.augment_kinds.split(",")) if args.augment_kinds else None,
+        )
         if args.augment_padding
         else []
     )
@@ -461,6 +489,7 @@ def main() -> int:
             oof_out=oof,
             copies=copies,
             copy_weight=args.augment_weight,
+            copies_calibrate=not args.augment_no_calibration,
         )
         if encoder is not None:
             encoder.save()

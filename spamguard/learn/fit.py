@@ -88,6 +88,7 @@ def train_steps(
     source: str = "",
     embeddings: np.ndarray | None = None,
     cv_groups: Sequence[str] | None = None,
+    calibration_weight: np.ndarray | None = None,
 ) -> Generator[Progress, None, Any]:
     """Yield progress while training; the generator's return value is the `HeadModel`.
 
@@ -95,6 +96,10 @@ def train_steps(
     ``cv_groups`` (one key per item) keeps items of one key in the same cross-validation
     fold: an augmented copy must be held out with its original, or the out-of-fold scores
     (and the calibration fitted on them) see the held-out message through its copy.
+    ``calibration_weight`` (one per item; default ``sample_weight``) weighs the items in the
+    calibration (the stacker or Platt scaling) fitted on out-of-fold scores: 0 keeps an
+    augmented copy out of it, so that copies teach the head and naive Bayes only and the
+    probabilities stay those of real mail.
     """
 
     from spamguard.evaluate import metrics as compute_metrics
@@ -141,7 +146,8 @@ def train_steps(
     yield Progress("features", 1, 1)
     fitting = _fit_stacked if featurizer.stacked else _fit_plain
     splits = _cv_splits(options, y, cv_groups)
-    fitted = yield from fitting(options, featurizer, X, XH, y, sw, splits)
+    cw = sw if calibration_weight is None else np.asarray(calibration_weight, dtype=np.float64)
+    fitted = yield from fitting(options, featurizer, X, XH, y, sw, splits, cw)
 
     from spamguard.scoring.model import HeadModel
 
@@ -222,6 +228,7 @@ def _fit_plain(
     y: np.ndarray,
     sw: np.ndarray,
     splits: Splits,
+    cw: np.ndarray,
 ) -> Generator[Progress, None, _Fit]:
     """The logistic head, Platt-calibrated on out-of-fold scores of both copies."""
     n = len(y)
@@ -244,8 +251,9 @@ def _fit_plain(
         if XH is not None:
             oof_h[held_idx] = head.decision_function(XH[held_idx])
         yield Progress("cross-validation", k + 1, options.folds)
-    calib_scores = np.concatenate([oof, oof_h]) if XH is not None else oof
-    calib_labels = np.concatenate([y, y]) if XH is not None else y
+    keep = cw > 0
+    calib_scores = np.concatenate([oof[keep], oof_h[keep]]) if XH is not None else oof[keep]
+    calib_labels = np.concatenate([y[keep], y[keep]]) if XH is not None else y[keep]
     yield Progress("final fit", 0, 1)
     final = fit(np.arange(n))
     final.platt_ = platt_fit(calib_scores, calib_labels)
@@ -296,6 +304,7 @@ def _fit_stacked(
     y: np.ndarray,
     sw: np.ndarray,
     splits: Splits,
+    cw: np.ndarray,
 ) -> Generator[Progress, None, _Fit]:
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
@@ -358,7 +367,7 @@ def _fit_stacked(
     ZH = np.column_stack([oof_h, SH]) if SH is not None else None
     Zs = np.vstack([Z, ZH]) if ZH is not None else Z
     ys = np.concatenate([y, y]) if ZH is not None else y
-    ws = np.concatenate([sw, sw]) if ZH is not None else sw
+    ws = np.concatenate([cw, cw]) if ZH is not None else cw
     stacker = LogisticRegression(C=STACKER_C, max_iter=1000).fit(
         Zs, ys.astype(int), sample_weight=ws
     )
