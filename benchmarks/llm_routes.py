@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,7 @@ def cost(args: argparse.Namespace) -> int:
         fewshot_logodds,
         question_logodds,
     )
+    from spamguard.llm.speed import measure_speed
 
     # The band messages' prompts and neighbours as `features` cached them (SpamAssassin test
     # half first), so measuring the cost does not parse the corpora again.
@@ -328,24 +330,65 @@ def cost(args: argparse.Namespace) -> int:
             fewshot_logodds(engine, mails[:1], shots[:1], shot_tokens=SHOT_TOKENS)
             fewshot_logodds(engine, mails, shots, stats=st, shot_tokens=SHOT_TOKENS)
         else:
+            question_logodds(engine, mails[:1])
             question_logodds(engine, mails, stats=st)
         out[route] = st.to_json()
-    # The app's footprint with the LLM stage: the default cascade (head + MiniLM) scoring,
-    # and the LLM engine loaded in the same process.
-    from llm_routes_data import SA_CORPUS, SPLIT
-
-    from spamguard.learn.corpus import load_split
-    from spamguard.scoring.assemble import load_default_scorer
-
-    scorer = load_default_scorer(ROOT / "models" / "default", cascade=True)
-    scorer.score([it.message for it in load_split(SPLIT, SA_CORPUS, "test", limit=8)])
-    out["app_with_llm_rss_mb"] = _rss_mb()
+    # Prompt and generation tokens/s as `spamguard doctor` measures them (an explanation
+    # prompt from an empty context, then greedy generation), best of three.
+    speeds = [measure_speed(engine, generate=32) for _ in range(3)]
+    out["speed"] = max(speeds, key=lambda s: s.prompt_tokens_per_s).to_json()
+    out["speed"]["generation_tokens_per_s"] = max(s.generation_tokens_per_s for s in speeds)
     engine.close()
     out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The app's footprint with the LLM stage, each in a fresh process: the default cascade
+    # (head + MiniLM) scoring mail, and the LLM loaded beside it (the engine for the
+    # fewshot/questions routes, the embedding-mode model for the encoder route).
+    for kind in ("engine", "embedder"):
+        cmd = [sys.executable, __file__, "app-rss", "--model", args.model, "--kind", kind]
+        cmd += ["--threads", str(args.threads), "--tokens", str(args.tokens)]
+        if args.model_path:
+            cmd += ["--model-path", args.model_path]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[f"app_with_llm_{kind}_rss_mb"] = json.loads(done.stdout)["rss_mb"]
+    out["app_with_llm_rss_mb"] = max(
+        out["app_with_llm_engine_rss_mb"], out["app_with_llm_embedder_rss_mb"]
+    )
     out["loadavg_after"] = os.getloadavg()
     path = args.cache / f"cost-{tag}-t{args.threads}.json"
     path.write_text(json.dumps(out, indent=2), "utf-8")
     print(json.dumps(out, indent=2))
+    return 0
+
+
+def app_rss(args: argparse.Namespace) -> int:
+    """RSS of a fresh process holding what the app holds with the LLM stage on: the default
+    cascade (stage 0 + MiniLM stage 1) after scoring mail, and the LLM run once on a mail."""
+    from llm_routes_data import SA_CORPUS, SPLIT
+
+    from spamguard.learn.corpus import load_split
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.prompts import mail_for_prompt
+    from spamguard.llm.routes import LLMEmbedder, question_logodds
+    from spamguard.scoring.assemble import load_default_scorer
+
+    items = load_split(SPLIT, SA_CORPUS, "test", limit=32)
+    scorer = load_default_scorer(ROOT / "models" / "default", cascade=True)
+    scorer.score([it.message for it in items])
+    settings = LLMSettings(
+        model=args.model,
+        model_path=Path(args.model_path) if args.model_path else None,
+        threads=args.threads,
+        token_budget=args.tokens,
+        n_ctx=args.n_ctx,
+    )
+    mails = [mail_for_prompt(it.message) for it in items[:4]]
+    if args.kind == "embedder":
+        emb = LLMEmbedder(settings).load()
+        emb.encode(mails)
+    else:
+        engine = LLMEngine(settings).load()
+        question_logodds(engine, mails)
+    print(json.dumps({"rss_mb": _rss_mb()}))
     return 0
 
 
@@ -742,21 +785,28 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"  {r['model'][:22]:22} {r['route']:9} {n:4d} │ {auc}  │ {fl} │ {mv} │ {whole}")
     cost = result.get("cost", {})
     if cost:
-        print("\ncost per message (SpamAssassin test-half band messages)")
+        print("\ncost per message (SpamAssassin test-half band messages, 2 threads)")
         print(
-            f"  {'run':34} {'route':10} {'ms/msg':>7} {'p95 ms':>7} {'tok/s':>6} "
-            f"{'RSS MB':>7} {'load':>5}"
+            f"  {'run':28} {'route':10} {'median':>7} {'p95 ms':>7} {'tok/s':>6} "
+            f"{'load':>5}   model: prompt / generation tok/s, app RSS with it loaded"
         )
         for name, c in cost.items():
+            sp = c.get("speed")
+            extra = (
+                f"{sp['prompt_tokens_per_s']:.0f} / {sp['generation_tokens_per_s']:.0f}, "
+                f"{c['app_with_llm_rss_mb']:.0f} MB"
+                if sp
+                else ""
+            )
             for route in ROUTES:
                 if route in c:
                     v = c[route]
-                    rss = c["encoder_rss_mb"] if route == "encoder" else c["engine_rss_mb"]
+                    med = v.get("median_ms", v["ms_per_message"])
                     print(
-                        f"  {name[:34]:34} {route:10} {v['ms_per_message']:7.0f} "
-                        f"{v['p95_ms']:7.0f} {v['tokens_per_s']:6.0f} {rss:7.0f} "
-                        f"{c['loadavg'][0]:5.1f}"
+                        f"  {name[:28]:28} {route:10} {med:7.0f} {v['p95_ms']:7.0f} "
+                        f"{v['tokens_per_s']:6.0f} {c['loadavg'][0]:5.1f}   {extra}"
                     )
+                    extra = ""
     print("\nraw LLM outputs, nothing fitted: weighted AUC on the wide band's messages read")
     for r in result["rows"]:
         for s in ("sa-test", "modern-dev"):
@@ -849,7 +899,7 @@ def record(result: dict[str, Any], results_path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("features", "cost"):
+    for name in ("features", "cost", "app-rss"):
         p = sub.add_parser(name)
         p.add_argument("--model", default="smollm2-135m-instruct")
         p.add_argument("--model-path", help="a GGUF file instead of a catalog model")
@@ -861,9 +911,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--routes", nargs="+", default=list(ROUTES), choices=ROUTES)
             p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
             p.add_argument("--band", type=float, nargs=2, help="override the wide band")
-        else:
+        elif name == "cost":
             p.add_argument("--n", type=int, default=20)
             p.add_argument("--band", type=float, nargs=2, help="override the wide band")
+        else:
+            p.add_argument("--kind", choices=("engine", "embedder"), default="engine")
     p = sub.add_parser("report")
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma3-270m"])
@@ -875,6 +927,8 @@ def main(argv: list[str] | None = None) -> int:
         return features(args)
     if args.cmd == "cost":
         return cost(args)
+    if args.cmd == "app-rss":
+        return app_rss(args)
     return report(args)
 
 

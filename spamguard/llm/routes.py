@@ -96,6 +96,7 @@ class RouteStats:
             "tokens": self.tokens,
             "seconds": self.seconds,
             "ms_per_message": 1000 * self.seconds / max(self.messages, 1),
+            "median_ms": float(1000 * np.median(per)),
             "p95_ms": float(1000 * np.percentile(per, 95)),
             "tokens_per_s": self.tokens / self.seconds if self.seconds else 0.0,
         }

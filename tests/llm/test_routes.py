@@ -154,6 +154,38 @@ def test_a_user_added_gguf_runs_every_route_without_change(
         engine.close()
 
 
+@pytest.mark.llm
+@needs_llama
+def test_a_user_added_base_model_reads_with_the_plain_templates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base (non-chat) GGUF added with `--prompt classify-plain`, as the README tells a user
+    with such a model to do: every route then uses the plain templates, with no ChatML
+    markers around the mail, and still quotes the mail in the delimited block."""
+    from spamguard.cli import main
+    from spamguard.llm.catalog import load_catalog, resolve_model_path
+    from spamguard.llm.engine import LLMEngine, LLMSettings
+    from spamguard.llm.routes import QUESTIONS, _template, prompt_family, question_logodds
+
+    mine = tmp_path / "my-base-model-Q4_1.gguf"
+    mine.symlink_to(resolve_model_path(load_catalog()["smollm2-135m-instruct"]))
+    argv = ["llm", "add", str(mine), "--name", "my-base", "--prompt", "classify-plain"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    entry = load_catalog()["my-base"]
+    assert entry.source == "user" and entry.rationale_prompt == "rationale-plain"
+    assert prompt_family(entry) == "plain"
+    for kind in ("fewshot", "questions"):
+        assert "<|im_start|>" not in json.dumps(_template(kind, entry))
+    engine = LLMEngine(LLMSettings(model="my-base", threads=1, token_budget=48, n_ctx=512))
+    try:
+        qa = question_logodds(engine.load(), [PHISH, PATCH])
+        assert qa.shape == (2, len(QUESTIONS)) and np.isfinite(qa).all()
+        assert not np.allclose(qa[0], qa[1])  # the answers depend on the mail read
+    finally:
+        engine.close()
+
+
 def test_route_templates_follow_the_model_family_and_quote_the_mail() -> None:
     from spamguard.llm.catalog import load_catalog
     from spamguard.llm.routes import QUESTIONS, _template, prompt_family
