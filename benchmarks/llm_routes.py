@@ -785,7 +785,7 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"  {r['model'][:22]:22} {r['route']:9} {n:4d} │ {auc}  │ {fl} │ {mv} │ {whole}")
     cost = result.get("cost", {})
     if cost:
-        print("\ncost per message (SpamAssassin test-half band messages, 2 threads)")
+        print("\ncost per message (SpamAssassin test-half band messages; -tN: N threads)")
         print(
             f"  {'run':28} {'route':10} {'median':>7} {'p95 ms':>7} {'tok/s':>6} "
             f"{'load':>5}   model: prompt / generation tok/s, app RSS with it loaded"
@@ -803,7 +803,8 @@ def print_table(result: dict[str, Any]) -> None:
                     v = c[route]
                     med = v.get("median_ms", v["ms_per_message"])
                     print(
-                        f"  {name[:28]:28} {route:10} {med:7.0f} {v['p95_ms']:7.0f} "
+                        f"  {name.removeprefix('cost-')[:28]:28} {route:10} {med:7.0f} "
+                        f"{v['p95_ms']:7.0f} "
                         f"{v['tokens_per_s']:6.0f} {c['loadavg'][0]:5.1f}   {extra}"
                     )
                     extra = ""
