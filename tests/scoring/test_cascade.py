@@ -268,3 +268,30 @@ def test_default_scorer_is_the_cascade_only_for_the_models_its_bands_fit(
     other = load_default_scorer(fixture_model)
     assert isinstance(other, HeadScorer) and other.version == "fixture-head"
     assert isinstance(load_default_scorer(cascade=False), HeadScorer)
+
+
+def test_begin_with_the_encoder_in_a_thread_gives_the_shipped_cascades_scores() -> None:
+    """The engine's pipelined first sync: `begin` runs stage 0, the encoder reads the
+    uncertain messages in another thread while the caller goes on, and the returned function
+    finishes. Every score (probability, stage, evidence, neighbours) must be `score`'s, on
+    the shipped cascade with its real encoder, for batches begun before the last finished."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from spamguard.learn.corpus import load_split
+    from spamguard.scoring.assemble import load_default_scorer
+
+    items = load_split(FIXTURES / "split.tsv", FIXTURES, "train")
+    items += load_split(FIXTURES / "split.tsv", FIXTURES, "test")
+    messages = [it.message for it in items]
+    cascade = load_default_scorer()
+    assert isinstance(cascade, Cascade)
+    # A band as wide as can be, so that stage 1 (and the encoder) reads most of them.
+    cascade.bands = [Band(0.0, 1.0)]
+    serial = cascade.score(messages)
+    assert sum(s.stage == "stage1-head" for s in serial) > len(messages) // 2
+    batches = [messages[i : i + 7] for i in range(0, len(messages), 7)]
+    with ThreadPoolExecutor(1) as background:
+        started = [cascade.begin(batch, background) for batch in batches]  # all in flight
+        pipelined = [s for finish in started for s in finish()]
+    assert pipelined == serial
+    assert any(s.neighbours for s in pipelined)  # the encoder's vectors were used
