@@ -159,30 +159,25 @@ class Cascade:
         return self._finish(self._start(messages))
 
     def score_batches(self, batches: Iterable[Sequence[Message]]) -> Iterator[list[Score]]:
-        """`score` of each batch, in order, with the later stages of one batch overlapping
-        the first stage of the next.
+        """`score` of each batch, in order, with one batch's sentence encoder overlapping
+        the next batch's first stage.
 
-        The later stages run in one second thread: the sentence encoder releases the GIL, so
-        while it reads the few uncertain messages of a batch, stage 0 (and whatever the
-        caller does to make the next batch, such as parsing) goes on with the next on another
-        core. Each stage is only ever used by one thread. Scores are those `score` gives.
+        Each batch is started with `begin`: its stage-1 messages' vectors are computed in a
+        second thread (the encoder leaves the GIL) while this thread reads the next batch
+        (whatever the caller does to make it, such as parsing) and runs stage 0 on it; then
+        the batch is finished here. Scores are those `score` gives.
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(1, thread_name_prefix="cascade-later-stages") as later:
-            waiting: Future[list[Score]] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="cascade-encoder") as encoder:
+            waiting: Callable[[], list[Score]] | None = None
             for messages in batches:
-                started = self._start(messages) if messages else None
-                ahead = later.submit(self._finish, started) if started is not None else None
+                started = self.begin(messages, encoder)
                 if waiting is not None:
-                    yield waiting.result()
-                    waiting = None
-                if ahead is None:
-                    yield []
-                else:
-                    waiting = ahead
+                    yield waiting()
+                waiting = started
             if waiting is not None:
-                yield waiting.result()
+                yield waiting()
 
     def begin(
         self, messages: Sequence[Message], background: Executor | None = None

@@ -128,9 +128,9 @@ def test_score_batches_gives_what_score_gives_batch_by_batch() -> None:
     assert got[0][1].p_spam == pytest.approx(0.55)
 
 
-def test_score_batches_runs_the_later_stages_beside_the_next_batch() -> None:
-    """The overlap itself: the second stage of batch 1 waits until the first stage has
-    started on batch 2, which only happens when the two run side by side."""
+def test_score_batches_finishes_a_batch_after_starting_the_next() -> None:
+    """The pipeline's order: batch 1's second stage runs once the first stage has started on
+    batch 2 (with a real head, its encoder works on batch 1 in another thread meanwhile)."""
     import threading
 
     next_batch_started = threading.Event()
