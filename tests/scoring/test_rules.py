@@ -40,7 +40,8 @@ def test_without_the_rule_the_shipped_model_calls_the_test_line_ham() -> None:
     from spamguard.scoring.model import load_scorer
 
     scorer = load_scorer()
-    (score,) = scorer._score([parse_message(gtube_mail())])
+    mail = [parse_message(gtube_mail())]
+    (score,) = scorer._score(mail, scorer.embed(mail))
     assert score.p_spam < 0.9
 
 
