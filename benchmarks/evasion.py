@@ -57,6 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spamguard.message import split_header_fields, with_subject
+
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 CORPUS = Path.home() / ".cache/spamguard/corpora/spamassassin"
@@ -230,26 +232,6 @@ Rewriter = Callable[[bytes], bytes | None]
 # --------------------------------------------------------------------------- raw helpers
 
 
-def _split_head(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """(header block, line ending, body) of raw bytes."""
-    for sep, eol in ((b"\r\n\r\n", b"\r\n"), (b"\n\n", b"\n")):
-        i = raw.find(sep)
-        if i >= 0:
-            return raw[:i], eol, raw[i + len(sep) :]
-    return raw, b"\n", b""
-
-
-def _header_fields(head: bytes, eol: bytes) -> list[bytes]:
-    """Header fields, each with its continuation lines."""
-    fields: list[bytes] = []
-    for line in head.split(eol):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += eol + line
-        else:
-            fields.append(line)
-    return fields
-
-
 def _is_content_field(field: bytes) -> bool:
     name = field.split(b":", 1)[0].strip().lower()
     return name.startswith(b"content-") or name == b"mime-version"
@@ -394,8 +376,7 @@ hidden_tiny_font = _hidden('<span style="font-size:0px">', "</span>")
 
 
 def mime_nested(raw: bytes, depth: int = NESTING) -> bytes | None:
-    head, eol, body = _split_head(raw)
-    fields = _header_fields(head, eol)
+    fields, eol, body = split_header_fields(raw)
     top = [f for f in fields if not _is_content_field(f)]
     content = [f for f in fields if _is_content_field(f) and not f.lower().startswith(b"mime-")]
     if not content:
@@ -464,8 +445,8 @@ _GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA
 
 def image_only(raw: bytes) -> bytes | None:
     link = _first_link(raw)
-    head, eol, _ = _split_head(raw)
-    top = [f for f in _header_fields(head, eol) if not _is_content_field(f)]
+    fields, eol, _ = split_header_fields(raw)
+    top = [f for f in fields if not _is_content_field(f)]
     img = '<img src="cid:offer@img">'
     if link:
         img = f'<a href="{link}">{img}</a>'
@@ -492,9 +473,7 @@ def image_only(raw: bytes) -> bytes | None:
 
 
 def subject_long(raw: bytes) -> bytes | None:
-    head, eol, body = _split_head(raw)
-    fields = [f for f in _header_fields(head, eol) if not f.lower().startswith(b"subject:")]
-    return eol.join([*fields, b"Subject: " + LONG_SUBJECT.encode()]) + eol + eol + body
+    return with_subject(raw, LONG_SUBJECT)
 
 
 TRICKS: dict[str, Rewriter] = {

@@ -20,7 +20,6 @@ from __future__ import annotations
 import email
 import email.charset
 import email.generator
-import email.header
 import html
 import io
 import random
@@ -31,6 +30,8 @@ from email.message import Message as EmailMessage
 from email.policy import compat32
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from spamguard.message import with_subject
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("links", "paragraph", "quoted", "subject")
@@ -149,7 +150,7 @@ class Padder:
                 parts.append(s)
                 refs.append(r)
             subject = ", ".join(parts[:-1]) + " and " + parts[-1][:1].lower() + parts[-1][1:]
-            return Copy(_set_subject(raw, subject), kind, ref, tuple(refs))
+            return Copy(with_subject(raw, subject), kind, ref, tuple(refs))
         d = self._donor()
         if kind == "paragraph":
             words = _WORD.findall(d.text)
@@ -213,25 +214,6 @@ def _rewrite(raw: bytes, plain, markup) -> bytes | None:  # type: ignore[no-unty
     out = io.BytesIO()
     email.generator.BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(msg)
     return out.getvalue()
-
-
-def _set_subject(raw: bytes, subject: str) -> bytes:
-    for sep, line_end in ((b"\r\n\r\n", b"\r\n"), (b"\n\n", b"\n")):
-        i = raw.find(sep)
-        if i >= 0:
-            head, eol, body = raw[:i], line_end, raw[i + len(sep) :]
-            break
-    else:
-        head, eol, body = raw, b"\n", b""
-    fields: list[bytes] = []
-    for line in head.split(eol):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += eol + line
-        else:
-            fields.append(line)
-    kept = [f for f in fields if not f.lower().startswith(b"subject:")]
-    encoded = email.header.Header(subject, "utf-8").encode() if not subject.isascii() else subject
-    return eol.join([*kept, b"Subject: " + encoded.encode()]) + eol + eol + body
 
 
 def padded_copies(

@@ -35,7 +35,9 @@ __all__ = [
     "learn_authserv_id",
     "parse_message",
     "read_auth",
+    "split_header_fields",
     "with_authserv_id",
+    "with_subject",
 ]
 
 # A message is parsed from at most this many bytes: a 30 MB attachment must cost no more
@@ -290,6 +292,35 @@ def _split_header_block(data: bytes) -> tuple[bytes, bytes]:
     if match is None:
         return data, b""
     return data[: match.start()], data[match.end() :]
+
+
+def split_header_fields(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
+    """(header fields, line ending, body) of raw bytes: the header block ends at the first
+    empty line (CRLF or LF, whichever comes first in that order), and each field keeps its
+    continuation lines. ``eol.join(fields) + eol + eol + body`` gives the bytes back."""
+    for sep, line_end in ((b"\r\n\r\n", b"\r\n"), (b"\n\n", b"\n")):
+        i = raw.find(sep)
+        if i >= 0:
+            head, eol, body = raw[:i], line_end, raw[i + len(sep) :]
+            break
+    else:
+        head, eol, body = raw, b"\n", b""
+    fields: list[bytes] = []
+    for line in head.split(eol):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += eol + line
+        else:
+            fields.append(line)
+    return fields, eol, body
+
+
+def with_subject(raw: bytes, subject: str) -> bytes:
+    """``raw`` with its Subject field(s) replaced by one ``subject`` (an RFC 2047 encoded word
+    when it is not ASCII), placed last in the header; everything else byte for byte."""
+    fields, eol, body = split_header_fields(raw)
+    kept = [f for f in fields if not f.lower().startswith(b"subject:")]
+    value = subject if subject.isascii() else email.header.Header(subject, "utf-8").encode()
+    return eol.join([*kept, b"Subject: " + value.encode("ascii")]) + eol + eol + body
 
 
 def _without_content_fields(head: bytes) -> list[bytes]:

@@ -777,3 +777,32 @@ def test_corpus_text_has_no_wrong_charset_control_codes() -> None:
         if c1.search(msg.subject) or len(c1.findall(msg.text)) > 3:
             garbled.append(str(path.relative_to(corpus)))
     assert garbled == []
+
+
+# ------------------------------------------------- raw header fields (benchmarks and scripts)
+
+
+def test_split_header_fields_keeps_folds_and_gives_the_bytes_back() -> None:
+    from spamguard.message import split_header_fields
+
+    for eol in (b"\n", b"\r\n"):
+        raw = eol.join(
+            [b"From: a@example.com", b"Subject: one", b"\ttwo", b"X-A: 1", b"", b"body", b""]
+        )
+        fields, got_eol, body = split_header_fields(raw)
+        assert fields == [b"From: a@example.com", b"Subject: one" + eol + b"\ttwo", b"X-A: 1"]
+        assert got_eol == eol and body == b"body" + eol
+        assert got_eol.join(fields) + eol + eol + body == raw
+    assert split_header_fields(b"Subject: no body") == ([b"Subject: no body"], b"\n", b"")
+
+
+def test_with_subject_replaces_every_subject_field_and_nothing_else() -> None:
+    from spamguard.message import with_subject
+
+    raw = b"From: a@example.com\nSubject: old\n  folded\nSubject: again\nTo: b@example.com\n\nhi\n"
+    new = with_subject(raw, "Meeting notes")
+    assert new == b"From: a@example.com\nTo: b@example.com\nSubject: Meeting notes\n\nhi\n"
+    assert parse_message(new).subject == "Meeting notes"
+    unicode = with_subject(raw, "Réunion ✓")
+    assert unicode.isascii()  # an RFC 2047 encoded word
+    assert parse_message(unicode).subject == "Réunion ✓"
