@@ -99,6 +99,8 @@ LISTED = [
     # a Google Group whose public archive is full of spam (2019-2024): every message that
     # is not list traffic by subject, read by hand (sender, subject, opening of the body)
     ("linux-mailinglist-archives/jailhouse-dev.googlegroups.com.0", "train"),
+    ("linux-mailinglist-archives/linux-ntb.googlegroups.com.0", "train"),
+    ("linux-mailinglist-archives/open-iscsi.googlegroups.com.0", "train"),
 ]
 SOURCES += [(src, None, "listed", None, split, None) for src, split in LISTED]
 
@@ -181,14 +183,18 @@ def year_of(msg: email.message.Message) -> int | None:
     return dt.year if dt and 1990 < dt.year < 2100 else None
 
 
-def load_hand(path: Path = HAND) -> dict[tuple[str, str], tuple[str, str, str]]:
-    """(source, key) -> (label, category, language or "")."""
-    out: dict[tuple[str, str], tuple[str, str, str]] = {}
+def load_hand(path: Path = HAND) -> dict[tuple[str, str], tuple[str, str, str, str]]:
+    """(source, key) -> (label, category, language or "", how the label was decided).
+
+    The optional column "how" says how a listed row's label was decided when it was not
+    read by hand (e.g. list traffic by subject, from a sender who sent no spam)."""
+    out: dict[tuple[str, str], tuple[str, str, str, str]] = {}
     if path.is_file():
         with path.open(encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh, delimiter="\t"):
                 lang = row.get("language") or ""
-                out[(row["source"], row["key"])] = (row["label"], row["category"], lang)
+                how = row.get("how") or "read by hand"
+                out[(row["source"], row["key"])] = (row["label"], row["category"], lang, how)
     return out
 
 
@@ -250,9 +256,8 @@ def main() -> int:
             key = {"files": path, "listed": f"{rev}:{path}"}.get(kind, rev)
             label, cat, how = None, None, None
             if (source, key) in hand:
-                label, cat, hand_lang = hand[(source, key)]
+                label, cat, hand_lang, how = hand[(source, key)]
                 lang = hand_lang or lang
-                how = "read by hand"
             elif kind == "files":
                 label, cat, how = "spam", "spam/honeypot", "source label (honeypot)"
             elif BOT_SENDERS.search(sender):
