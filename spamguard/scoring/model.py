@@ -433,7 +433,7 @@ class HeadScorer:
         decision: np.ndarray,
         rows: list[_Row],
     ) -> dict[int, tuple[str, float]]:
-        """Raise each message's log-odds to its most spam-like view's (`views`), in place.
+        """Lift each message's log-odds towards its most spam-like view's (`views`), in place.
 
         Returns, for each message a view lifted, the view's name and how much it added;
         ``rows`` then holds the view and its features (what the evidence is read from).
@@ -473,9 +473,10 @@ class HeadScorer:
                     dv[j] = dr[k]
         lifted: dict[int, tuple[str, float]] = {}
         for i, j in best.items():
-            if dv[j] > decision[i]:
-                lifted[i] = (names[j], float(dv[j] - decision[i]))
-                decision[i] = dv[j]
+            if dv[j] > decision[i] and cfg.lift_weight > 0:
+                gain = cfg.lift_weight * float(dv[j] - decision[i])
+                lifted[i] = (names[j], gain)
+                decision[i] += gain
                 rows[i] = own_rows.get(j, (flat[j], Xv, named_v, j))
         return lifted
 

@@ -17,11 +17,13 @@ message:
 * ``body``: the message without its subject.
 
 Each view keeps only the links found in its text (or not in the text left out), at most
-`ViewConfig.max_links`. A message's log-odds is the highest of its own and its views' (a view
-must beat it by `ViewConfig.view_margin`); the winning view is scored with its own sentence
-vector (`ViewConfig.own_embedding`, one encoder call more for that message), because padding
-and an innocent subject colour the whole message's vector too. Padding then only adds views,
-it cannot dilute the part that was there. Views identical to the message are not scored.
+`ViewConfig.max_links`. A message's log-odds is lifted towards its most spam-like view's: by
+`ViewConfig.lift_weight` times what the view beats it by, less `ViewConfig.view_margin`
+(weight 1 and margin 0: the highest of its own and its views'). The winning view is scored
+with its own sentence vector (`ViewConfig.own_embedding`, one encoder call more for that
+message), because padding and an innocent subject colour the whole message's vector too.
+Padding then only adds views, it cannot dilute the part that was there. Views identical to
+the message are not scored.
 
 The settings were chosen on train data only (the SpamAssassin train half and the modern
 corpus's train part: benchmarks/evasion_views.py). A model's config.json may carry a
@@ -67,6 +69,10 @@ class ViewConfig:
     max_links: int = 10
     # Log-odds a view must beat the whole message by before it counts.
     view_margin: float = 0.0
+    # How much of what the view beats the message by (less the margin) is added to the
+    # message's log-odds: 1 is "the higher of the two". A model chooses it with the margin on
+    # out-of-fold scores of real training mail and padded copies (benchmarks/views_cv.py).
+    lift_weight: float = 1.0
     # Score the winning view with its own sentence vector (one more encoder call for that
     # message) rather than the whole message's, which the padding or the subject colours.
     own_embedding: bool = True
@@ -79,6 +85,7 @@ class ViewConfig:
             "trims": list(self.trims),
             "max_links": self.max_links,
             "view_margin": self.view_margin,
+            "lift_weight": self.lift_weight,
             "own_embedding": self.own_embedding,
         }
 
@@ -98,6 +105,7 @@ class ViewConfig:
             trims=tuple(int(n) for n in data.get("trims", base.trims)),
             max_links=int(data.get("max_links", base.max_links)),
             view_margin=float(data.get("view_margin", base.view_margin)),
+            lift_weight=float(data.get("lift_weight", base.lift_weight)),
             own_embedding=bool(data.get("own_embedding", base.own_embedding)),
         )
 

@@ -76,9 +76,45 @@ def test_the_opening_view_reads_what_the_reader_sees() -> None:
 
 
 def test_view_config_round_trips_and_refuses_unknown_views() -> None:
-    cfg = ViewConfig(openings=(300,), trims=(), max_links=5, view_margin=0.5, own_embedding=False)
+    cfg = ViewConfig(
+        openings=(300,),
+        trims=(),
+        max_links=5,
+        view_margin=0.5,
+        lift_weight=0.4,
+        own_embedding=False,
+    )
     assert ViewConfig.from_json(cfg.to_json()) == cfg
     assert ViewConfig.from_json(None) == ViewConfig() and not ViewConfig().enabled
     with pytest.raises(ValueError, match="unknown scoring view"):
         ViewConfig.from_json({"views": ["opening", "middle"]})
     assert ViewConfig.from_json({"enabled": True}).enabled is True
+
+
+def test_lift_weight_moves_the_log_odds_that_part_of_the_way_to_the_view() -> None:
+    import dataclasses
+    import math
+
+    from spamguard.scoring.model import default_model_dir, load_scorer
+
+    text = (
+        "You have been selected to receive a FREE credit report and a LOW mortgage rate!\n"
+        "Refinance now and SAVE thousands. Click here: http://www.lowrates-now.biz/apply\n"
+    )
+    msg = parse_message(mail(text, subject="Get a FREE credit report!!!", links=50))
+    scorer = load_scorer(default_model_dir())
+    scorer.n_neighbours = 0
+
+    def logit(weight: float, *, enabled: bool = True) -> tuple[float, list[str]]:
+        scorer.model.views = dataclasses.replace(ViewConfig(enabled=enabled), lift_weight=weight)
+        s = scorer.score([msg])[0]
+        return math.log(s.p_spam / (1 - s.p_spam)), [e.feature for e in s.evidence]
+
+    whole, _ = logit(1.0, enabled=False)
+    full, evidence = logit(1.0)
+    assert full > whole + 1.0 and any(f.startswith("view:") for f in evidence)
+    half, _ = logit(0.5)
+    assert half == pytest.approx((whole + full) / 2, abs=1e-6)
+    none, evidence = logit(0.0)
+    assert none == pytest.approx(whole, abs=1e-9)
+    assert not any(f.startswith("view:") for f in evidence)
