@@ -129,6 +129,27 @@ def test_fetch_downloads_checks_and_lays_out_the_messages(
     assert len(load_manifest(manifest, target)) == 2
 
 
+def test_dots_in_a_file_name_are_fetched_and_a_climbing_path_is_refused(
+    tmp_path: Path, server: tuple[str, dict[str, bytes]]
+) -> None:
+    """A fixture named "Welcome! Get set up in 3 steps..eml" is a file name, not a way out
+    of the target folder; a path with a ".." component is refused, naming the row."""
+    base, routes = server
+    name = "original/Welcome! Get set up in 3 steps..eml"
+    routes[f"/owner/mail/tar.gz/{COMMIT}"] = _archive("mail", {name: HAM})
+    manifest = _manifest(tmp_path / "m.tsv", [("owner/mail", name, HAM, "ham", "train")])
+    target = tmp_path / "corpus"
+    proc = _run("--manifest", manifest, "--base-url", base, target)
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "owner+mail" / COMMIT / name).read_bytes() == HAM
+
+    climbing = _manifest(tmp_path / "c.tsv", [("owner/mail", "a/../../x.eml", HAM, "ham", "train")])
+    proc = _run("--manifest", climbing, "--base-url", base, tmp_path / "other")
+    assert proc.returncode == 1
+    assert "bad row: owner/mail a/../../x.eml" in proc.stderr
+    assert not (tmp_path / "x.eml").exists()
+
+
 def test_a_hash_mismatch_is_one_line_naming_the_source(
     tmp_path: Path, server: tuple[str, dict[str, bytes]]
 ) -> None:
