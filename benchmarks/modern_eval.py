@@ -1,7 +1,8 @@
 """A model on the modern corpus's dev half: what a user of today's mail would see.
 
     python benchmarks/modern_eval.py [--model DIR] [--corpus DIR] [--json OUT]
-    python benchmarks/modern_eval.py --loso [--sa-corpus DIR] [--per-source N] [--json OUT]
+    python benchmarks/modern_eval.py --loso [--sa-corpus DIR] [--sa-split TSV] [--per-source N]
+        [--embeddings NPZ] [--json OUT]
 
 Default: score the dev half (data/modern/manifest.tsv, split "dev") with the model as
 `spamguard score` runs it (the cascade in front of the head when its bands fit; --no-cascade
@@ -177,7 +178,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def loso(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "scripts"))
-    from train_default import _LookupEncoder, train_default_model  # type: ignore[import-not-found]
+    from train_default import (  # type: ignore[import-not-found]
+        SPLIT,
+        _LookupEncoder,
+        train_default_model,
+    )
 
     from spamguard.scoring.model import load_scorer
 
@@ -201,6 +206,7 @@ def loso(args: argparse.Namespace) -> dict[str, Any]:
         with __import__("tempfile").TemporaryDirectory() as tmp:
             out = train_default_model(
                 sa_corpus=args.sa_corpus,
+                split=args.sa_split or SPLIT,
                 modern=train_rows,
                 out=Path(tmp) / "model",
                 version=f"loso-{src.split('/')[-1]}",
@@ -264,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loso", action="store_true", help="leave-one-source-out AUC (slow)")
     ap.add_argument(
         "--sa-corpus", type=Path, default=Path.home() / ".cache/spamguard/corpora/spamassassin"
+    )
+    ap.add_argument(
+        "--sa-split",
+        type=Path,
+        help="with --loso: the SpamAssassin split TSV (default: ../shared/corpora/"
+        "spamassassin-split.tsv beside the repository, as scripts/train_default.py)",
     )
     ap.add_argument("--per-source", type=int, default=0, help="with --loso: cap per source")
     ap.add_argument("--embeddings", type=Path, help="with --loso: encoder vector cache (.npz)")
