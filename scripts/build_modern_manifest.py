@@ -97,6 +97,7 @@ LISTED = [
     ("postalsys/mailauth", "train"),
     ("SpamScope/mail-parser", "train"),
     ("lieser/dkim_verifier", "train"),
+    ("apache/spamassassin", "train"),
     # a Google Group whose public archive is full of spam (2019-2024): every message that
     # is not list traffic by subject, read by hand (sender, subject, opening of the body)
     ("linux-mailinglist-archives/jailhouse-dev.googlegroups.com.0", "train"),
