@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +27,7 @@ from spamguard.message import Message
 from spamguard.metrics import Recorder
 from spamguard.scoring.base import Score, Scorer
 from spamguard.scoring.cache import ScoreCache
-from spamguard.scoring.model import HeadScorer
+from spamguard.scoring.model import HeadScorer, SharedEmbedding
 
 __all__ = [
     "Band",
@@ -93,8 +93,9 @@ class _Pending:
     out: list[Score | None]
     previous: dict[int, Score]
     pending: list[int] = field(default_factory=list)
-    # The second stage's sentence vectors, being computed in another thread (`begin`).
-    vectors: Future[np.ndarray | None] | None = None
+    # The second stage's sentence vectors, being computed in another thread (`begin`); the
+    # caller's thread helps with what is left when it asks for them.
+    vectors: SharedEmbedding | None = None
 
 
 class Cascade:
@@ -190,7 +191,9 @@ class Cascade:
         in between, so the caller can parse the next batch and run the first stage on it
         while the encoder (which leaves the GIL) works on this one: the engine's first sync
         does (`AccountWorker._pipeline`). Each message's vector depends on that message
-        alone, so the scores are `score`'s.
+        alone, so the scores are `score`'s. When the returned function is called before the
+        encoder is done, the caller's thread encodes the batch's remaining messages itself
+        beside the encoder's thread (`SharedEmbedding`) instead of waiting for it.
         """
         if not messages:
             return list
@@ -198,7 +201,8 @@ class Cascade:
         second = self.stages[1] if len(self.stages) > 1 else None
         if background is not None and work.pending and isinstance(second, HeadScorer):
             batch = [messages[i] for i in work.pending]
-            work.vectors = background.submit(second.embed_unruled, batch)
+            work.vectors = second.embedding(batch)
+            background.submit(work.vectors.work)
         return functools.partial(self._finish, work)
 
     def _start(self, messages: Sequence[Message]) -> _Pending:

@@ -295,6 +295,88 @@ class _Unset:
 UNSET = _Unset()
 
 
+class SharedEmbedding:
+    """A batch's sentence vectors (`HeadScorer.embedding`), computed one message at a time by
+    whichever threads call `work`.
+
+    The first sync hands `work` to the encoder's thread and goes on parsing the next batch;
+    when it needs the vectors, `result` takes the messages nobody has started yet itself
+    instead of waiting (onnxruntime leaves the GIL and its session may be run from several
+    threads at once), so the encoder gets both cores whenever the caller has nothing else
+    to do. The int8 encoder reads one text per call anyway (`HeadScorer.embed`: a vector
+    depends on its message alone), so which thread encodes a message changes nothing; other
+    encoders batch texts together, and there the batch stays one piece of work.
+    """
+
+    def __init__(self, scorer: HeadScorer, messages: Sequence[Message]) -> None:
+        self._scorer = scorer
+        self._rest = [m for m in messages if gtube_score(m, scorer.version, scorer.stage) is None]
+        model = scorer.model
+        wants_neighbours = scorer.n_neighbours > 0 and model.neighbour_vectors is not None
+        self._needed = bool(self._rest) and (model.featurizer.uses_embedding or wants_neighbours)
+        if not self._needed:
+            self._pieces: list[Sequence[Message]] = []
+        elif scorer._encoder_kind == "int8":
+            self._pieces = [[m] for m in self._rest]
+        else:
+            self._pieces = [self._rest]
+        self._vectors: list[np.ndarray | None] = [None] * len(self._pieces)
+        self._done = threading.Condition()
+        self._claimed = 0  # pieces some thread has taken
+        self._finished = 0  # pieces done (or failed)
+        self._error: BaseException | None = None
+
+    def work(self) -> None:
+        """Encode pieces nobody has taken until none is left (or one failed)."""
+        t0, c0 = time.perf_counter(), time.thread_time()
+        worked = False
+        while True:
+            with self._done:
+                if self._error is not None or self._claimed == len(self._pieces):
+                    break
+                k = self._claimed
+                self._claimed += 1
+            worked = True
+            try:
+                vectors = self._scorer.embed(self._pieces[k])
+            except BaseException as exc:
+                with self._done:
+                    self._error = self._error or exc
+                    self._finished += 1
+                    self._done.notify_all()
+                break
+            with self._done:
+                self._vectors[k] = vectors
+                self._finished += 1
+                if self._finished == len(self._pieces):
+                    self._done.notify_all()
+        if worked:
+            # What a thread spent here, counted once, by the thread that spent it.
+            self._scorer.recorder.record(
+                self._scorer.stage,
+                self._scorer.version,
+                messages=0,
+                wall_seconds=time.perf_counter() - t0,
+                cpu_seconds=time.thread_time() - c0,
+            )
+
+    def result(self) -> np.ndarray | None:
+        """The vectors, once every piece is done: this thread encodes what nobody has taken
+        yet, then waits for the pieces other threads are still on. Raises what encoding
+        raised, in whichever thread it failed."""
+        self.work()
+        with self._done:
+            while self._finished < self._claimed:
+                self._done.wait()
+            if self._error is not None:
+                raise self._error
+        if not self._needed:
+            return None
+        parts = [v for v in self._vectors if v is not None]
+        assert len(parts) == len(self._pieces)
+        return np.asarray(np.concatenate(parts), dtype=np.float32)
+
+
 class HeadScorer:
     """Scores messages with a head model (and the sentence encoder when it needs one).
 
@@ -352,32 +434,19 @@ class HeadScorer:
             self.model.featurizer.transform(messages, embeddings)
         )
 
-    def embed_unruled(self, messages: Sequence[Message]) -> np.ndarray | None:
-        """The sentence vectors `score` computes for ``messages``: of those no rule decides.
-
-        Safe to run in another thread while this scorer's caller does other work (the
-        first sync encodes one batch while the next is parsed); pass the result to
-        `score` as ``embeddings``. Each message's vector depends on it alone (`embed`), so
-        computed here or in `score` it is the same.
-        """
-        t0, c0 = time.perf_counter(), time.thread_time()
-        rest = [m for m in messages if gtube_score(m, self.version, self.stage) is None]
-        vectors = self.embed(rest)
-        # The caller's thread times only what it waits for: what this took is counted here.
-        self.recorder.record(
-            self.stage,
-            self.version,
-            messages=0,
-            wall_seconds=time.perf_counter() - t0,
-            cpu_seconds=time.thread_time() - c0,
-        )
-        return vectors
+    def embedding(self, messages: Sequence[Message]) -> SharedEmbedding:
+        """The sentence vectors `score` computes for ``messages`` (of those no rule decides),
+        as work any number of threads can share: hand its `work` to another thread while
+        this one does something else, and pass its `result` to `score` as ``embeddings``.
+        Each message's vector depends on it alone (`embed`), so wherever it is computed it
+        is the same."""
+        return SharedEmbedding(self, messages)
 
     def score(
         self, messages: Sequence[Message], *, embeddings: np.ndarray | _Unset | None = UNSET
     ) -> list[Score]:
-        """One score per message. ``embeddings``: what `embed_unruled` returned for these
-        messages (computed ahead, elsewhere); left out, they are computed here."""
+        """One score per message. ``embeddings``: what `embedding(messages).result()` gave
+        (computed ahead, elsewhere); left out, they are computed here."""
         if not messages:
             return []
         with self.recorder.timed(self.stage, self.version, len(messages)):

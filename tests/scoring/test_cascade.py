@@ -295,3 +295,126 @@ def test_begin_with_the_encoder_in_a_thread_gives_the_shipped_cascades_scores() 
         pipelined = [s for finish in started for s in finish()]
     assert pipelined == serial
     assert any(s.neighbours for s in pipelined)  # the encoder's vectors were used
+
+
+class _ThreadedEncoder:
+    """A stand-in sentence encoder: a vector from each text's bytes alone, and a note of
+    which thread encoded which text. ``hold`` keeps the first call from any thread but
+    the test's own waiting until that thread has encoded something too."""
+
+    dim = 384
+
+    def __init__(self, hold: bool = False, fail_off_main: bool = False) -> None:
+        import threading
+
+        self.calls: list[tuple[int, str]] = []
+        self.main = threading.get_ident()
+        self.hold = hold
+        self.fail_off_main = fail_off_main
+        self.other_started = threading.Event()
+        self.main_encoded = threading.Event()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        import hashlib
+        import threading
+
+        me = threading.get_ident()
+        if me != self.main:
+            self.other_started.set()
+            if self.fail_off_main:
+                raise RuntimeError("the encoder's thread failed")
+            if self.hold:
+                self.hold = False
+                assert self.main_encoded.wait(timeout=30)
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            row = np.random.default_rng(seed).normal(size=self.dim).astype(np.float32)
+            rows.append(row / np.linalg.norm(row))
+        with self._lock:
+            self.calls += [(me, t) for t in texts]
+        if me == self.main:
+            self.main_encoded.set()
+        return np.asarray(rows, dtype=np.float32)
+
+
+def _shipped_stage1(encoder: _ThreadedEncoder):  # type: ignore[no-untyped-def]
+    from spamguard.scoring.assemble import load_default_scorer
+    from spamguard.scoring.model import HeadScorer
+
+    shipped = load_default_scorer()
+    assert isinstance(shipped, Cascade)
+    model = shipped.stages[1].model  # type: ignore[attr-defined]
+    return shipped, HeadScorer(model, encoder=encoder, encoder_kind="int8", stage="stage1-head")
+
+
+def _fixture_messages() -> list[Message]:
+    from spamguard.learn.corpus import load_split
+
+    items = load_split(FIXTURES / "split.tsv", FIXTURES, "train")
+    return [it.message for it in items]
+
+
+def test_shared_embedding_splits_a_batch_between_threads_each_message_once() -> None:
+    """The first sync's encoder work: the encoder's thread starts on a batch, the caller's
+    thread asks for the vectors and encodes what nobody took yet instead of waiting. Every
+    message is encoded exactly once, by one of them, and the vectors are `embed`'s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    messages = _fixture_messages()
+    _, alone = _shipped_stage1(_ThreadedEncoder())
+    expected = alone.embed(messages)
+    encoder = _ThreadedEncoder(hold=True)
+    _, scorer = _shipped_stage1(encoder)
+    shared = scorer.embedding(messages)
+    with ThreadPoolExecutor(1) as background:
+        background.submit(shared.work)
+        assert encoder.other_started.wait(timeout=30)  # it holds the first message
+        got = shared.result()
+    assert got is not None and expected is not None
+    np.testing.assert_array_equal(got, expected)
+    # Each message's text once (two fixture messages read the same: twice for those).
+    texts = [t for _, t in encoder.calls]
+    assert sorted(texts) == sorted(scorer.model.featurizer.encoder_input(m) for m in messages)
+    threads = {me for me, _ in encoder.calls}
+    assert encoder.main in threads and len(threads) == 2
+    assert sum(me == encoder.main for me, _ in encoder.calls) == len(messages) - 1
+
+
+def test_shared_embedding_done_in_the_encoders_thread_is_not_done_again() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    messages = _fixture_messages()[:5]
+    encoder = _ThreadedEncoder()
+    _, scorer = _shipped_stage1(encoder)
+    shared = scorer.embedding(messages)
+    with ThreadPoolExecutor(1) as background:
+        background.submit(shared.work).result()
+    got = shared.result()
+    assert got is not None and got.shape == (5, 384)
+    assert len(encoder.calls) == 5 and all(me != encoder.main for me, _ in encoder.calls)
+
+
+def test_an_encoder_failing_in_its_thread_leaves_the_first_stages_scores() -> None:
+    """The error reaches the caller's thread, and the cascade keeps stage 0's scores for
+    the batch (a later stage failing never stops mail handling), as before the sharing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    messages = _fixture_messages()
+    encoder = _ThreadedEncoder(fail_off_main=True)
+    shipped, scorer = _shipped_stage1(encoder)
+    cascade = Cascade([shipped.stages[0], scorer], [Band(0.0, 1.0)], names=shipped.names)
+    first = [s.p_spam for s in Cascade([shipped.stages[0]], []).score(messages)]
+    shared = scorer.embedding(messages)
+    with ThreadPoolExecutor(1) as background:
+        background.submit(shared.work).result()
+        with pytest.raises(RuntimeError, match="encoder's thread failed"):
+            shared.result()
+        finish = cascade.begin(messages, background)
+        background.submit(lambda: None).result()  # the encoder's job has run (and failed)
+        scores = finish()
+    assert [s.stage for s in scores] == ["stage0-cheap"] * len(messages)
+    assert [s.p_spam for s in scores] == first
+    assert cascade.errors and "encoder's thread failed" in cascade.errors[0]
+    assert all(me != encoder.main for me, _ in encoder.calls)  # none tried again here
