@@ -145,12 +145,37 @@ _BEFORE_COLON: Final = re.compile(
 _STRONG_LOWER: Final = re.compile(_STRONG.pattern)
 _ADDRESSEE_LOWER: Final = re.compile(_ADDRESSEE.pattern)
 _ORDER_LOWER: Final = re.compile(_ORDER.pattern)
+# The scans above, but only on text where their twins without the leading \b find something
+# (a pattern that opens with \b is tried at every position of the text, one that opens with
+# a literal or a class lets the engine skip ahead), and for two of them, only on text that
+# holds one of the pieces of text every match holds (looked for with `in`). Whatever a scan
+# matches, its twin matches at the same place and the text holds a piece, so the answer is
+# the same, and almost all mail stops early. `_ORDER` is scanned as it is: its twin was
+# slower (its alternatives open with a dozen common letters) and so were its pieces.
+_SCREEN_FIRST: Final = (
+    (_SCREEN, ()),
+    (_SCREEN_VOCATIVE, ("note", "notice", "message", "instruction", "hinweis", "attention",
+                        "nachricht")),
+    (_STRONG_LOWER, ("instructions", "rules", "tell t", "tell y", "say so", "nutzer",
+                     "anweisungen", "dites", "is this", "developer mode")),
+)  # fmt: skip
+_SCREEN_TWINS: Final = tuple(
+    (
+        re.compile(p.pattern.replace(r"\byou are now\b", "you are now").removeprefix(r"\b")),
+        p,
+        pieces,
+    )
+    for p, pieces in _SCREEN_FIRST
+)
 
 
 def _may_address(cleaned: str) -> bool:
     lower = cleaned.lower()
-    if _SCREEN.search(lower) or _SCREEN_VOCATIVE.search(lower) or _STRONG_LOWER.search(lower):
-        return True
+    for twin, scan, pieces in _SCREEN_TWINS:
+        if pieces and not any(piece in lower for piece in pieces):
+            continue
+        if twin.search(lower) and scan.search(lower):
+            return True
     colon = lower.find(":")
     while colon != -1:  # a role or an address opens its sentence: within its line
         start = max(lower.rfind("\n", 0, colon) + 1, colon - 300)
@@ -271,6 +296,79 @@ def without_instructions(text: str) -> str:
 _PIECE: Final = re.compile(r"&#?\w{1,32};?|[\x00-%'-\x7f]+|.", re.DOTALL)
 
 
+def _cleaned(text: str) -> str:
+    """`_mapped`'s text alone (without where each character came from): the same pieces,
+    normalised the same way, with the same replacements."""
+    out = []
+    for match in _PIECE.finditer(text):
+        piece = match.group()
+        if piece.isascii() and piece[0] != "&":
+            out.append(piece)
+        else:
+            out.append(
+                unicodedata.normalize("NFKC", html.unescape(piece)).translate(_format_chars())
+            )
+    cleaned = _FORGEABLE.sub(_MARKER, "".join(out))
+    return _JSON_ANSWER.sub(REMOVED_NOTE, cleaned)
+
+
+# A role or an address with a colon that opens a sentence (`_ROLE`, `_VOCATIVE`): a sentence
+# opens at the text's start, after . ! ? or a line end, or at [ or ] (`_SEGMENT`), and
+# `_ROLE` and `_VOCATIVE` let only non-word characters come before the role or the words.
+_OPENS_WITH_COLON: Final = (
+    r"\W*(?:(?:system|assistant|user|developer|answer|antwort|r[ée]ponse|"
+    r"(?:new|updated|revised) instructions?|what spamguard did|the filter's verdict|"
+    r"authentication-results|x-spam-[\w-]+)\s*:|"
+    rf"(?:[\w'-]+\s+){{0,5}}?{_AI_ONLY}\s*:)"
+)
+# `_could_remove`'s scans: ignoring case (any text), or on lower-cased ASCII text, where
+# lower-casing is exact and matching it is faster.
+_ANY_CASE: Final = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        _STRONG.pattern,
+        _NEW_ROLE.pattern,
+        _SCREEN_VOCATIVE.pattern,
+        _OPENS_WITH_COLON,
+        r"[.!?\n\[\]]" + _OPENS_WITH_COLON,
+        _ORDER.pattern,
+        _ADDRESSEE.pattern,
+    )
+)
+_ASCII_LOWER: Final = tuple(re.compile(p.pattern) for p in _ANY_CASE)
+
+
+def _could_remove(cleaned: str) -> bool:
+    """False only when no segment of ``cleaned`` (`_mapped`'s text) can be anything but kept:
+    each test is one that a segment `_kinds` does not keep passes, run on the whole text.
+
+    The first sentence removed has none removed before it (`_addresses_a_model` without
+    the "after" cases), so it is a marker or a note, or a sentence that gives a strong
+    order, gives a new role, opens with a note to a model, opens with a role or an address
+    and a colon (`_OPENS_WITH_COLON`), or names a model and gives an order; a segment lies
+    within one line, so the last is looked for line by line. Whatever the sentence matches,
+    the whole text matches at the same place (a segment's ends are next to . ! ? [ ] or a
+    line end, or the text's, never inside a word).
+    """
+    if _MARKER in cleaned or REMOVED_NOTE in cleaned:
+        return True
+    if cleaned.isascii():
+        text, scans = cleaned.lower(), _ASCII_LOWER
+    else:
+        text, scans = cleaned, _ANY_CASE
+    strong, new_role, note, at_start, after_break, order, addressee = scans
+    if strong.search(text) or new_role.search(text) or note.search(text):
+        return True
+    if ":" in text and (at_start.match(text) or after_break.search(text)):
+        return True
+    for found in order.finditer(text):
+        start = text.rfind("\n", 0, found.start()) + 1
+        end = text.find("\n", found.end())
+        if addressee.search(text, start, len(text) if end == -1 else end):
+            return True
+    return False
+
+
 def _mapped(text: str) -> tuple[str, list[int], list[int]]:
     """`unforgeable` ``text`` with forged answers replaced by `REMOVED_NOTE`, and for each of
     its characters where it came from in ``text`` (start, end). Pieces are normalised one at
@@ -316,6 +414,8 @@ def _sub_mapped(
 def _addressed_spans(text: str) -> list[tuple[int, int]]:
     """Where in ``text`` the sentences addressed to a model, the markers and the forged
     answers are (from their first to their last visible character)."""
+    if not _could_remove(_cleaned(text)):
+        return []  # what the first look let through, but no sentence of it can be removed
     cleaned, starts, ends = _mapped(text)
     segments = _segments_of(cleaned)
     spans: list[tuple[int, int]] = []
