@@ -17,6 +17,11 @@ What is measured, in one run on the same folder:
   shipped model (no LLM: `run` never loads it), a fresh process as a user starts it: wall
   time, CPU seconds (user + system, from wait4), peak RSS (wait4's ru_maxrss) and an RSS
   timeline sampled from /proc (to see whether memory grows with the folder).
+The table says which checkout ran (`git describe --dirty`), when, and the load average before,
+at most during and after the run. On a loaded machine (other jobs on the cores; the sync runs
+niced) the wall time follows the load, not the code: compare the CPU seconds by thread and
+the "lower bound on an idle machine" line (the busiest thread's CPU, or all CPU over the
+cores) between two checkouts run one after the other instead.
 With --profile FILE the sync runs under `py-spy record` instead (figures then include py-spy's
 overhead) and the top entries of the profile are printed and written to FILE.
 """
@@ -240,6 +245,7 @@ def run_sync(
     done = threading.Event()
 
     threads: dict[int, tuple[str, float]] = {}
+    loads: list[float] = []
 
     def sample() -> None:
         while not done.wait(0.5):
@@ -247,6 +253,7 @@ def run_sync(
             if rss is not None:
                 timeline.append((round(time.perf_counter() - started, 1), rss))
             threads.update(_thread_cpu(proc.pid))
+            loads.append(os.getloadavg()[0])
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -282,6 +289,8 @@ def run_sync(
         "thread_cpu_seconds": _by_thread(proc.pid, threads),
         "load_before": load_before,
         "load_after": os.getloadavg(),
+        # The 1-minute load average sampled every 0.5 s during the run.
+        "load_max": max(loads, default=load_before[0]),
         "summary": stderr.strip().splitlines()[-1] if stderr.strip() else "",
         "stdout_lines": len(b"".join(out).splitlines()),
         "data": str(tmp / "data"),
@@ -438,6 +447,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    started_utc = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     files = corpus_files("train", args.mix)
     server = DovecotServer().start()
     try:
@@ -467,6 +477,9 @@ def main() -> int:
 
     n = args.n
     figures = {
+        "command": " ".join(["python", *sys.argv]),
+        "revision": revision(),
+        "started_utc": started_utc,
         "messages": n,
         "folder_mib": size / 2**20,
         "sources": f"{len(files)} train-half files (SpamAssassin + modern), repeated, "
@@ -491,6 +504,19 @@ def main() -> int:
     return 0
 
 
+def revision() -> str:
+    """The checkout timed: its commit, and whether files differ from it."""
+    try:
+        return subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=10"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
 def format_table(f: dict[str, Any]) -> str:
     n, peer, sync = f["messages"], f["fetch_alone"], f["sync"]
     rows = [
@@ -498,10 +524,13 @@ def format_table(f: dict[str, Any]) -> str:
         ("first sync, run --once", sync["wall_seconds"], sync["cpu_seconds"], sync["peak_rss_mib"]),
     ]
     lines = [
+        f"$ {f.get('command', '')}",
+        f"checkout {f.get('revision', '?')}, started {f.get('started_utc', '?')}",
         f"first sync of {n} messages ({f['folder_mib']:.0f} MiB, mix {f.get('mix')!r}) "
         "on a local Dovecot, "
-        f"{f['cpus']} CPUs, load {sync['load_before'][0]:.1f} -> {sync['load_after'][0]:.1f}"
-        + (" (under py-spy)" if f["profiled"] else ""),
+        f"{f['cpus']} CPUs, load average (1 min) {sync['load_before'][0]:.1f} before, "
+        f"{sync.get('load_max', float('nan')):.1f} at most during, "
+        f"{sync['load_after'][0]:.1f} after" + (" (under py-spy)" if f["profiled"] else ""),
         f"  {'':<26} {'wall s':>8} {'msgs/s':>8} {'CPU s':>8} {'CPU ms/msg':>10} {'peak RSS':>9}",
     ]
     for label, wall, cpu, rss in rows:
@@ -511,12 +540,17 @@ def format_table(f: dict[str, Any]) -> str:
             + rss_text
         )
     o = f["outcome"]
+    by_thread = sync.get("thread_cpu_seconds", {})
+    busiest = max(by_thread.values(), default=0.0)
     lines += [
         f"  sync / fetch alone (wall): {f['ratio_sync_to_fetch_wall']:.1f}x",
         "  CPU s by thread: "
-        + ", ".join(
-            f"{k} {v:.1f}" for k, v in list(sync.get("thread_cpu_seconds", {}).items())[:4]
-        ),
+        + ", ".join(f"{k} {v:.1f}" for k, v in list(by_thread.items())[:4])
+        + " (main: parsing, stage 0, plan, journal, moves, and stage-1 encoding when it would"
+        " wait; the largest other: the encoder's; the next: the IMAP fetch)",
+        f"  lower bound on an idle machine: {max(busiest, sync['cpu_seconds'] / f['cpus']):.1f} s"
+        f" (the busiest thread {busiest:.1f} CPU-s, or all CPU / {f['cpus']} cores"
+        f" {sync['cpu_seconds'] / f['cpus']:.1f} s); with a high load, compare these, not wall",
         f"  outcome: {o['inbox']} in INBOX, {o['junk']} in Junk ({o['moved']} moves journalled), "
         f"{o['flagged']} flagged, {o['scored_rows']} scored once each",
         "  decided by: "
