@@ -112,21 +112,38 @@ class ViewConfig:
 
 _BLOCK_SPLIT = re.compile(r"\n\s*\n")
 _BARE_URL = re.compile(r"\s*(?:https?://|www\.)\S+\s*")
+_QUOTED = re.compile(r"\s*>")
+# The line that introduces a quote: "On Mon, 3 Jun 2002, Ann wrote:", "Ann <a@b> writes:".
+_ATTRIBUTION = re.compile(r"(?is).{0,300}\b(?:wrote|writes|schrieb|a écrit|escribió)\s*:\s*")
+
+
+def _kind(block: str) -> str:
+    """``links`` for a paragraph of bare links only, ``quote`` for one of quoted lines only
+    (each starting with ">"), else ``text``."""
+    lines = [line for line in block.splitlines() if line.strip()]
+    if lines and all(_BARE_URL.fullmatch(line) for line in lines):
+        return "links"
+    if lines and all(_QUOTED.match(line) for line in lines):
+        return "quote"
+    return "text"
 
 
 def _blocks(text: str) -> list[str]:
-    """The text's paragraphs, a run of paragraphs that are each one bare link counting as one
-    (a list of links appended as HTML comes out one link per paragraph)."""
+    """The text's paragraphs; a run of paragraphs that are each bare links, or each quoted
+    lines, counts as one (HTML comes out one line per paragraph: a list of links or a quoted
+    message appended as HTML would otherwise be many), and a quote takes the line that
+    introduces it ("On ..., Ann wrote:") with it."""
     out: list[str] = []
-    run = False
+    kinds: list[str] = []
     for block in _BLOCK_SPLIT.split(text.strip()):
-        lines = [line for line in block.splitlines() if line.strip()]
-        bare = bool(lines) and all(_BARE_URL.fullmatch(line) for line in lines)
-        if bare and run and out:
+        kind = _kind(block)
+        if kind == "quote" and kinds and kinds[-1] == "text" and _ATTRIBUTION.fullmatch(out[-1]):
+            kinds[-1] = "quote"
+        if kind != "text" and kinds and kinds[-1] == kind:
             out[-1] += "\n\n" + block
         else:
             out.append(block)
-        run = bare
+            kinds.append(kind)
     return out
 
 

@@ -118,3 +118,23 @@ def test_lift_weight_moves_the_log_odds_that_part_of_the_way_to_the_view() -> No
     none, evidence = logit(0.0)
     assert none == pytest.approx(whole, abs=1e-9)
     assert not any(f.startswith("view:") for f in evidence)
+
+
+def test_a_quote_appended_as_html_is_trimmed_as_one_paragraph() -> None:
+    quote = "<br>\n".join(
+        ["On Sun, 22 Sep 2002, Ann Other wrote:"]
+        + [f"&gt; line {i} of a message she sent to the list" for i in range(15)]
+    )
+    raw = (
+        "From: A <a@example.com>\nSubject: Offer\nMIME-Version: 1.0\n"
+        "Content-Type: text/html\n\n<html><body><p>Cheap meds here</p><p>Order today</p>"
+        f"<blockquote>{quote}</blockquote></body></html>\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert msg.text.count("\n\n>") >= 10  # HTML gives one paragraph per quoted line
+    views = dict(message_views(msg, ViewConfig(enabled=True, openings=(), trims=(1,))))
+    assert views["trimmed-1"].text.split() == ["Cheap", "meds", "here", "Order", "today"]
+    # A reply's own text after the quote stays: only the last paragraph goes.
+    reply = parse_message(mail("On Sun, Ann wrote:\n> a\n> b\n\nMy answer.\n\nThanks"))
+    trimmed = dict(message_views(reply, ViewConfig(enabled=True, openings=())))["trimmed-1"]
+    assert trimmed.text == "On Sun, Ann wrote:\n> a\n> b\n\nMy answer."
