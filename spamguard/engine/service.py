@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -525,6 +526,12 @@ class AccountWorker:
         encoder = ThreadPoolExecutor(1, thread_name_prefix=f"spamguard-{self.name}-encode")
         cap = self.settings.max_fetch_bytes
         fetching: Future[list[FetchedMessage]] | None = None
+        # The encoder's thread needs the GIL back after each Session.run, and the parsing
+        # thread holds it for up to the switch interval (5 ms) before it lets go: at 0.5 ms
+        # the 20,000-message first sync took 136 s instead of 142-145 s on a quiet machine
+        # (benchmarks/results/issue20-first-sync-20000.txt). Process-wide, so put back after.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.0005))
         try:
             fetching = fetcher.submit(self.mail.fetch, folder, batches[0], cap)
             previous: tuple[Sequence[int], _Begun] | None = None
@@ -550,6 +557,7 @@ class AccountWorker:
             # The connection must be idle before anyone uses or closes it again.
             fetcher.shutdown(wait=True, cancel_futures=True)
             encoder.shutdown(wait=True, cancel_futures=True)
+            sys.setswitchinterval(switch)
 
     def _tick(self, phase: str, since: float) -> float:
         now, cpu = time.perf_counter(), time.process_time()

@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -77,8 +78,11 @@ def _run_backlog(
     worker = AccountWorker(settings, scorer=scorer, store=store)
     events = Recorder()
     worker.events.subscribe(events)
+    switch = sys.getswitchinterval()
     assert worker.run_once(), events.of(Error)
     assert len(scorer.scored) == len(messages) == len(set(scorer.scored))
+    # The pipelined first sync shortens the GIL's switch interval while it runs, not after.
+    assert sys.getswitchinterval() == switch
     where = _by_id(mailbox_snapshot(server, user))
     flags = {mid: f for rows in mailbox_snapshot(server, user).values() for mid, _, f in rows}
     for message_id, verdict in expected.items():
