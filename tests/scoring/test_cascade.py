@@ -299,12 +299,13 @@ def test_begin_with_the_encoder_in_a_thread_gives_the_shipped_cascades_scores() 
 
 class _ThreadedEncoder:
     """A stand-in sentence encoder: a vector from each text's bytes alone, and a note of
-    which thread encoded which text. ``hold`` keeps the first call from any thread but
-    the test's own waiting until that thread has encoded something too."""
+    which thread encoded which text. ``hold=N`` keeps the first call from any thread but
+    the test's own waiting until that thread has encoded N texts (so the split between the
+    threads does not depend on how the scheduler wakes the held thread)."""
 
     dim = 384
 
-    def __init__(self, hold: bool = False, fail_off_main: bool = False) -> None:
+    def __init__(self, hold: int = 0, fail_off_main: bool = False) -> None:
         import threading
 
         self.calls: list[tuple[int, str]] = []
@@ -325,8 +326,8 @@ class _ThreadedEncoder:
             if self.fail_off_main:
                 raise RuntimeError("the encoder's thread failed")
             if self.hold:
-                self.hold = False
                 assert self.main_encoded.wait(timeout=30)
+                self.hold = 0
         rows = []
         for text in texts:
             seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
@@ -334,7 +335,8 @@ class _ThreadedEncoder:
             rows.append(row / np.linalg.norm(row))
         with self._lock:
             self.calls += [(me, t) for t in texts]
-        if me == self.main:
+            by_main = sum(who == self.main for who, _ in self.calls)
+        if me == self.main and by_main >= self.hold:
             self.main_encoded.set()
         return np.asarray(rows, dtype=np.float32)
 
@@ -365,7 +367,7 @@ def test_shared_embedding_splits_a_batch_between_threads_each_message_once() -> 
     messages = _fixture_messages()
     _, alone = _shipped_stage1(_ThreadedEncoder())
     expected = alone.embed(messages)
-    encoder = _ThreadedEncoder(hold=True)
+    encoder = _ThreadedEncoder(hold=len(messages) - 1)
     _, scorer = _shipped_stage1(encoder)
     shared = scorer.embedding(messages)
     with ThreadPoolExecutor(1) as background:
