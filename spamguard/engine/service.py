@@ -192,6 +192,38 @@ class _Begun:
     scores: Callable[[], list[tuple[Score, bool]]]
 
 
+class _ShortSwitchInterval:
+    """The GIL's switch interval at 0.5 ms while any pipelined sync runs, put back when the
+    last one ends (accounts sync in threads of their own, so entries overlap).
+
+    The encoder's thread needs the GIL back after each Session.run, and the parsing thread
+    holds it for up to the switch interval (5 ms) before it lets go: at 0.5 ms the
+    20,000-message first sync took 131-136 s instead of 142-145 s on a quiet machine
+    (benchmarks/results/issue20-first-sync-20000.txt)."""
+
+    def __init__(self, seconds: float = 0.0005) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0.0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, self.seconds))
+            self._users += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setswitchinterval(self._saved)
+
+
+short_switch_interval = _ShortSwitchInterval()
+
+
 class AccountWorker:
     """Owns one account's `MailStore` connection; everything for that account runs here."""
 
@@ -526,12 +558,7 @@ class AccountWorker:
         encoder = ThreadPoolExecutor(1, thread_name_prefix=f"spamguard-{self.name}-encode")
         cap = self.settings.max_fetch_bytes
         fetching: Future[list[FetchedMessage]] | None = None
-        # The encoder's thread needs the GIL back after each Session.run, and the parsing
-        # thread holds it for up to the switch interval (5 ms) before it lets go: at 0.5 ms
-        # the 20,000-message first sync took 136 s instead of 142-145 s on a quiet machine
-        # (benchmarks/results/issue20-first-sync-20000.txt). Process-wide, so put back after.
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, 0.0005))
+        short_switch_interval.__enter__()
         try:
             fetching = fetcher.submit(self.mail.fetch, folder, batches[0], cap)
             previous: tuple[Sequence[int], _Begun] | None = None
@@ -557,7 +584,7 @@ class AccountWorker:
             # The connection must be idle before anyone uses or closes it again.
             fetcher.shutdown(wait=True, cancel_futures=True)
             encoder.shutdown(wait=True, cancel_futures=True)
-            sys.setswitchinterval(switch)
+            short_switch_interval.__exit__(None, None, None)
 
     def _tick(self, phase: str, since: float) -> float:
         now, cpu = time.perf_counter(), time.process_time()
