@@ -107,6 +107,11 @@ LISTED = [
     # sample of 1,000 of its 3,832 messages that are not list traffic by subject, and of
     # 500 of its list traffic, read by hand (patches by subject)
     ("linux-mailinglist-archives/driverdev-devel.linuxdriverproject.org.0", "train"),
+    # two abandoned SourceForge lists (no list traffic since 2019, unmoderated) that
+    # receive phishing and other spam every day: every message of 2015 or later read by
+    # hand (sender, subject, opening of the body); categories by a keyword rule
+    ("linux-mailinglist-archives/industrypack-devel.lists.sourceforge.net.0", "train"),
+    ("linux-mailinglist-archives/osst-users.lists.sourceforge.net.0", "train"),
 ]
 SOURCES += [(src, None, "listed", None, split, None) for src, split in LISTED]
 
