@@ -249,7 +249,9 @@ def unforgeable(text: str) -> str:
     """``text`` without any spelling of a prompt delimiter or chat marker: HTML entities
     decoded, NFKC, format characters dropped, then each marker replaced by a fixed one."""
     if not text.isascii() or "&" in text:
-        text = unicodedata.normalize("NFKC", html.unescape(text)).translate(_format_chars())
+        text = unicodedata.normalize("NFKC", html.unescape(text))
+        if _format_char_re().search(text):  # most text has none: no translation to pay
+            text = text.translate(_format_chars())
     return _FORGEABLE.sub(_MARKER, text)
 
 
@@ -261,6 +263,22 @@ def _format_chars() -> dict[int, None]:
     planes = (range(0x10000), range(0x11000, 0x14000), range(0x1BC00, 0x1D200))
     tags = (range(0xE0000, 0xE0100),)
     return {c: None for r in (*planes, *tags) for c in r if unicodedata.category(chr(c)) == "Cf"}
+
+
+@functools.cache
+def _format_char_re() -> re.Pattern[str]:
+    """Finds any of `_format_chars`: one scan in C, where `str.translate` looks each
+    character of the text up in a dict (0.03 ms a message, for text that has none)."""
+    codes = sorted(_format_chars())
+    ranges: list[tuple[int, int]] = []
+    for c in codes:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1] = (ranges[-1][0], c)
+        else:
+            ranges.append((c, c))
+    return re.compile(
+        "[" + "".join(f"{chr(a)}-{chr(b)}" if a < b else chr(a) for a, b in ranges) + "]"
+    )
 
 
 def _segments(text: str) -> list[str]:

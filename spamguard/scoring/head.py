@@ -150,9 +150,6 @@ class Featurizer:
     ) -> tuple[sparse.csr_matrix, dict[str, HashedTerms]]:
         """The design matrix, and the hashed word and header terms it was built from (by
         block), which name its columns in explanations (`term_names` re-reads instead)."""
-        from sklearn import config_context
-        from sklearn.preprocessing import normalize
-
         n = len(messages)
         parts: list[sparse.csr_matrix] = []
         counts: dict[str, sparse.csr_matrix] = {}
@@ -194,10 +191,7 @@ class Featurizer:
                     raise ValueError("this head needs one 384-d embedding per message")
                 parts.append(sparse.csr_matrix(embeddings.astype(np.float64) * weight))
                 continue
-            mat = mat.astype(np.float64)
-            mat.data = np.log1p(mat.data)
-            with config_context(skip_parameter_validation=True):  # 1 ms a call otherwise
-                parts.append(normalize(mat) * weight)
+            parts.append(_log_l2_rows(mat, weight))
         matrix = sparse.hstack(parts, format="csr") if parts else sparse.csr_matrix((n, 0))
         return matrix, named
 
@@ -258,6 +252,20 @@ class Featurizer:
         if reread:
             names.update(self.term_names(message, reread))
         return names
+
+
+def _log_l2_rows(counts: sparse.csr_matrix, weight: float) -> sparse.csr_matrix:
+    """``normalize(log1p(counts)) * weight`` (scikit-learn's L2 row normalisation) to the
+    bit: the same Cython routine `normalize` runs, without its per-call input checks and
+    copies (a quarter of a millisecond a batch). ``counts`` is left as it was."""
+    from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+
+    data = np.log1p(counts.data.astype(np.float64))
+    # Shares the index arrays: only the data is written to.
+    mat = sparse.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
+    inplace_csr_row_normalize_l2(mat)
+    mat.data *= weight
+    return mat
 
 
 @functools.cache

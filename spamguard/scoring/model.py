@@ -469,11 +469,15 @@ class HeadScorer:
         probs = self.model.head.calibrate(decision)
         scores: list[Score] = []
         offsets = self.model.featurizer.offsets()
+        # The weights at every entry of the batch's matrix, looked up once rather than row by
+        # row (a message's evidence reads its slice; a view's rows are looked up on their own).
+        weights = self.model.head.coef_[X.indices] if self.top_evidence else None
         for i in range(len(messages)):
             msg, M, names, r = rows[i]
             lo, hi = M.indptr[r], M.indptr[r + 1]
+            at = weights[lo:hi] if M is X and weights is not None else None
             evidence = (
-                self._evidence(msg, M.indices[lo:hi], M.data[lo:hi], names, r, offsets)
+                self._evidence(msg, M.indices[lo:hi], M.data[lo:hi], names, r, offsets, at)
                 if self.top_evidence
                 else ()
             )
@@ -557,11 +561,13 @@ class HeadScorer:
         named: dict[str, HashedTerms],
         row: int,
         offsets: dict[str, tuple[int, int]],
+        weights: np.ndarray | None = None,
     ) -> tuple[Evidence, ...]:
         """The strongest pushes of one row of the design matrix (its columns and values),
-        named from the terms the featurizer kept for row ``row`` of the batch."""
+        named from the terms the featurizer kept for row ``row`` of the batch. ``weights``:
+        the head's weights at ``cols``, when the caller has them."""
         featurizer = self.model.featurizer
-        pushed = data * self.model.head.coef_[cols]
+        pushed = data * (self.model.head.coef_[cols] if weights is None else weights)
         if "tokens" in offsets:
             cols, pushed = _fold_tokens(cols, pushed, offsets, featurizer.config.n_features)
         # Blocks of many tiny pushes (the embedding's dimensions, character n-grams) mean

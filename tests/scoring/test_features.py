@@ -88,3 +88,23 @@ def test_unspaced_scripts_become_recurring_character_pairs() -> None:
     # Words in spaced scripts are untouched; a word mixing scripts keeps its Latin part.
     mixed = word_terms(parse_message("Subject: x\n\nGrüße ok版本2\n".encode()), cfg)
     assert "w:grüße" in mixed and "w:ok" in mixed and "w:版本" in mixed and "w:2" in mixed
+
+
+def test_fast_signal_scans_find_what_the_plain_patterns_find() -> None:
+    """The hand signals' faster scans (`_SHOUT_FAST_RE`, `_count_money`, `_INVISIBLE_RE`,
+    `_LOOKALIKE_RE`) against the patterns and sets they stand in for, on random text."""
+    import random
+
+    from spamguard.scoring import features as f
+
+    rng = random.Random(11)
+    pieces = ["FREE", "WIN", "ABCD", "AB", "x", "_", "9", "0", " ", "\n", "!", ".", "$", "€", "£"]
+    pieces += ["usd", "USD", "Eur", "dollars", "million", "millions", "\u017fd", "é", "Ä", "ÉCOLE"]
+    pieces += ["\u0661", "\u0663", "\u200b", "\u00ad", "\u0430", "\u043e", "\u03bf", "a", "m"]
+    texts = ["", "SHOUT", "$5", "5 usd", "m\u043ertgage"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 25))) for _ in range(6000)]
+    for text in texts:
+        assert f._SHOUT_FAST_RE.findall(text) == f._SHOUT_RE.findall(text), text
+        assert f._count_money(text) == len(f._MONEY_RE.findall(text)), text
+        assert bool(f._INVISIBLE_RE.search(text)) == (not f._INVISIBLE_CHARS.isdisjoint(text))
+        assert bool(f._LOOKALIKE_RE.search(text)) == (not f._LOOKALIKE_CHARS.isdisjoint(text))

@@ -156,3 +156,26 @@ def test_compact_weights_refuse_columns_outside_the_vector() -> None:
         weights[[10]]
     nothing = CompactWeights(np.zeros(0, dtype=np.int64), np.zeros(0), 130)
     assert nothing[[0, 64, 129]].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_log_l2_rows_is_scikit_learns_normalize_to_the_bit() -> None:
+    import numpy as np
+    from scipy import sparse
+    from sklearn.preprocessing import normalize
+
+    from spamguard.scoring.head import _log_l2_rows
+
+    rng = np.random.default_rng(3)
+    for weight in (1.0, 0.5, 2.3):
+        dense = np.ceil(rng.random((40, 500)) * 9) * (rng.random((40, 500)) < 0.05)
+        dense[5] = 0  # an empty row
+        counts = sparse.csr_matrix(dense)
+        before = counts.copy()
+        expected = counts.astype(np.float64)
+        expected.data = np.log1p(expected.data)
+        expected = normalize(expected) * weight
+        ours = _log_l2_rows(counts, weight)
+        assert np.array_equal(ours.indptr, expected.indptr)
+        assert np.array_equal(ours.indices, expected.indices)
+        assert ours.data.tobytes() == expected.data.tobytes()
+        assert (counts != before).nnz == 0  # the counts are left as they were
