@@ -7,6 +7,7 @@ scikit-learn stays the reference: tests/scoring/test_charhash.py compares the tw
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
 
@@ -70,7 +71,7 @@ class WordGrams:
     """`char_wb_counts` through the words: a word's n-grams depend on the word alone, and
     words recur (within a batch a third of them are new; across a mailbox far fewer), so
     each distinct word is hashed once and kept (its columns, at most ``max_words`` words),
-    and a batch's counts are (messages x words) @ (words x columns)."""
+    and a batch's counts are its words' columns counted (`_row_counts`)."""
 
     def __init__(self, min_n: int, max_n: int, n_features: int, max_words: int = 100_000):
         self.min_n, self.max_n, self.n_features = min_n, max_n, n_features
@@ -88,47 +89,54 @@ class WordGrams:
             return self._counts(texts)
 
     def _counts(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        # Every text's words (text.split(" ")), one text after another, and their ids.
+        # Every text's words (text.split(" ")), one text after another.
         tokens = " ".join(texts).split(" ")
         lens = np.fromiter((t.count(" ") + 1 for t in texts), dtype=np.int64, count=len(texts))
-        words = list(dict.fromkeys(tokens))
-        vocab = {w: i for i, w in enumerate(words)}
-        ids = list(map(vocab.__getitem__, tokens))
         known = self._columns
-        blobs = list(map(known.get, words))
-        missing = [i for i, blob in enumerate(blobs) if blob is None]
+        table = known
+        words = dict.fromkeys(tokens)
+        missing = [w for w in words if w not in known]
         if missing:
-            new = [words[i] for i in missing]
-            rw, cols = _ngram_columns(new, self.min_n, self.max_n, self.n_features)
+            rw, cols = _ngram_columns(missing, self.min_n, self.max_n, self.n_features)
             order = np.argsort(rw, kind="stable")
             data = cols[order].astype(np.int32).tobytes()
-            ends = 4 * np.cumsum(np.bincount(rw, minlength=len(new)))
-            if len(known) + len(new) > self.max_words:
+            ends = (4 * np.cumsum(np.bincount(rw, minlength=len(missing)))).tolist()
+            pieces = map(data.__getitem__, map(slice, [0, *ends], ends))
+            fresh = dict(zip(missing, pieces, strict=True))
+            if len(known) + len(fresh) <= self.max_words:
+                known.update(fresh)
+            else:  # the cache starts again with the first new words; this batch reads all
+                table = {w: known[w] for w in words if w in known}
+                table.update(fresh)
                 known.clear()
-            room = self.max_words - len(known)
-            start = 0
-            for j, (i, end) in enumerate(zip(missing, ends.tolist(), strict=True)):
-                blobs[i] = data[start:end]
-                if j < room:
-                    known[words[i]] = blobs[i]  # type: ignore[assignment]
-                start = end
-        grams = np.frombuffer(b"".join(blobs), dtype=np.int32)  # type: ignore[arg-type]
-        indptr = np.zeros(len(words) + 1, dtype=np.int64)
-        sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))  # type: ignore[arg-type]
-        np.cumsum(sizes // 4, out=indptr[1:])
-        word_grams = sparse.csr_matrix(
-            (np.ones(len(grams)), grams, indptr), shape=(len(words), self.n_features)
-        )
-        bounds = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(lens, out=bounds[1:])
-        # A word twice in a text is two entries of its row: the product adds them up.
-        message_words = sparse.csr_matrix(
-            (np.ones(len(ids)), np.asarray(ids, dtype=np.int64), bounds),
-            shape=(len(texts), len(words)),
-        )
-        matrix = (message_words @ word_grams).tocsr()
-        matrix.sort_indices()
-        return matrix
+                known.update(itertools.islice(fresh.items(), self.max_words))
+        # Each word occurrence's n-gram columns, text after text; a text's entries are its
+        # words' (a word twice in a text is there twice).
+        blobs = list(map(table.__getitem__, tokens))
+        grams = np.frombuffer(b"".join(blobs), dtype=np.int32)
+        sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // 4
+        first = np.zeros(len(texts), dtype=np.int64)
+        np.cumsum(lens[:-1], out=first[1:])
+        per_text = np.add.reduceat(sizes, first) if len(sizes) else np.zeros(0, np.int64)
+        return _row_counts(grams, per_text, self.n_features)
+
+
+def _row_counts(cols: np.ndarray, per_row: np.ndarray, n_features: int) -> sparse.csr_matrix:
+    """The count matrix of entries ``cols`` (row after row, ``per_row`` of each), as the
+    product and sort it replaces gave it: each row's distinct columns in increasing order,
+    each with its count. One sort of (row, column) keys for the whole batch."""
+    n = len(per_row)
+    kind = np.int64 if n * n_features >= 2**31 else np.int32  # 32 bits sort faster
+    key: np.ndarray = np.repeat(np.arange(n, dtype=kind) * n_features, per_row)
+    key += cols
+    key.sort()
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else key
+    counts = np.diff(np.append(starts, len(key))).astype(np.float64)
+    distinct: np.ndarray = key[starts]
+    rows: np.ndarray = distinct // n_features
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return sparse.csr_matrix((counts, distinct - rows * n_features, indptr), shape=(n, n_features))
 
 
 def _ngram_columns(

@@ -99,7 +99,8 @@ def test_word_grams_give_char_wb_counts_batch_after_batch() -> None:
     cfg = FeatureConfig()
     texts = [char_text(m, cfg) for m in _messages()]  # type: ignore[arg-type]
     texts += ["same words again and again", "again and same", ""]
-    for n_features in (2**20, 2**8):
+    # 2**30: a batch's (row, column) keys no longer fit 32 bits.
+    for n_features in (2**20, 2**8, 1000, 2**30):
         for grams in (WordGrams(3, 5, n_features), WordGrams(3, 5, n_features, max_words=40)):
             for batch in (len(texts), 7, 1, len(texts)):
                 for i in range(0, len(texts), batch):
