@@ -192,14 +192,21 @@ def with_message_id(raw: bytes, message_id: str) -> bytes:
 
 def bodies_served(server: DovecotServer, user: str) -> int:
     """Message bodies Dovecot sent to ``user`` over all its sessions, from Dovecot's log
-    (each session's logout line counts them; the log is written by another process, so
-    wait until every login has its logout line)."""
+    (each session's logout line counts them). The log is written by another process, and a
+    session that just ended may have neither its login nor its logout line there yet, so
+    every login must have its logout line AND the log must have stopped growing for a
+    moment (a loaded machine delayed a whole session's two lines past the first check)."""
     deadline = time.monotonic() + 10
+    last: tuple[str, float] | None = None
     while True:
         log = (server.root / "dovecot.log").read_text()
         logins = len(re.findall(rf"Login: user=<{user}>", log))
         counts = re.findall(rf"imap\({user}\)[^\n]*?Logged out [^\n]*?body_count=(\d+)", log)
-        if len(counts) >= logins or time.monotonic() > deadline:
+        now = time.monotonic()
+        if last is None or last[0] != log:
+            last = (log, now)
+        settled = len(counts) >= logins and now - last[1] >= 0.3
+        if settled or now > deadline:
             assert len(counts) == logins, f"{logins} logins, {len(counts)} logouts:\n{log[-2000:]}"
             return sum(int(c) for c in counts)
         time.sleep(0.05)  # bounded poll of another process's log file
