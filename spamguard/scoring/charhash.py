@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-__all__ = ["WordGrams", "char_wb_counts", "murmur3_32"]
+__all__ = ["WordGrams", "char_wb_counts", "murmur3_32", "row_counts"]
 
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 _F1, _F2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
@@ -71,7 +71,7 @@ class WordGrams:
     """`char_wb_counts` through the words: a word's n-grams depend on the word alone, and
     words recur (within a batch a third of them are new; across a mailbox far fewer), so
     each distinct word is hashed once and kept (its columns, at most ``max_words`` words),
-    and a batch's counts are its words' columns counted (`_row_counts`)."""
+    and a batch's counts are its words' columns counted (`row_counts`)."""
 
     def __init__(self, min_n: int, max_n: int, n_features: int, max_words: int = 100_000):
         self.min_n, self.max_n, self.n_features = min_n, max_n, n_features
@@ -118,10 +118,10 @@ class WordGrams:
         first = np.zeros(len(texts), dtype=np.int64)
         np.cumsum(lens[:-1], out=first[1:])
         per_text = np.add.reduceat(sizes, first) if len(sizes) else np.zeros(0, np.int64)
-        return _row_counts(grams, per_text, self.n_features)
+        return row_counts(grams, per_text, self.n_features)
 
 
-def _row_counts(cols: np.ndarray, per_row: np.ndarray, n_features: int) -> sparse.csr_matrix:
+def row_counts(cols: np.ndarray, per_row: np.ndarray, n_features: int) -> sparse.csr_matrix:
     """The count matrix of entries ``cols`` (row after row, ``per_row`` of each), as the
     product and sort it replaces gave it: each row's distinct columns in increasing order,
     each with its count. One sort of (row, column) keys for the whole batch."""

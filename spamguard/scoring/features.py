@@ -333,11 +333,12 @@ def word_terms(msg: Message, cfg: FeatureConfig) -> list[str]:
     body = _words(body_text(msg, cfg)[: cfg.body_chars])
     # Subject words, then every word, then word pairs within the subject and within the
     # body (never across the two).
-    terms = ["s:" + w for w in subject]
-    terms += ["w:" + w for w in subject]
-    terms += ["w:" + w for w in body]
-    terms += ["b:" + a + " " + b for a, b in itertools.pairwise(subject)]
-    terms += ["b:" + a + " " + b for a, b in itertools.pairwise(body)]
+    # (map over a bound method and f-strings: the same strings, built in fewer steps.)
+    terms = list(map("s:".__add__, subject))
+    terms += map("w:".__add__, subject)
+    terms += map("w:".__add__, body)
+    terms += [f"b:{a} {b}" for a, b in itertools.pairwise(subject)]
+    terms += [f"b:{a} {b}" for a, b in itertools.pairwise(body)]
     return terms
 
 

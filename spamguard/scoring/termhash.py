@@ -18,15 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from spamguard.scoring.charhash import row_counts
+
 __all__ = ["HashedTerms", "hashed_counts"]
 
 
 @dataclass(frozen=True)
 class HashedTerms:
-    """One block's terms for a batch of messages: every term (in each message's order) and
-    its column, message after message (``bounds[i]:bounds[i + 1]`` are message i's)."""
+    """One block's terms for a batch of messages: each message's terms (in its order), and
+    every term's column, message after message (``bounds[i]:bounds[i + 1]`` are message
+    i's)."""
 
-    terms: list[str]
+    term_lists: Sequence[list[str]]
     columns: np.ndarray
     bounds: np.ndarray
 
@@ -43,9 +46,8 @@ class HashedTerms:
         equal = cols[:, None] == want
         first = equal.argmax(axis=0)
         present = equal[first, np.arange(len(want))]
-        return {
-            int(want[j]): self.terms[lo + int(first[j])] for j in np.flatnonzero(present).tolist()
-        }
+        terms = self.term_lists[row]
+        return {int(want[j]): terms[int(first[j])] for j in np.flatnonzero(present).tolist()}
 
 
 def hashed_counts(
@@ -56,18 +58,14 @@ def hashed_counts(
     # before FeatureHasher sums duplicates. Private, so the reference test guards it.
     from sklearn.feature_extraction._hashing_fast import transform as _hashing_transform
 
-    n = len(term_lists)
-    indices, indptr, values = _hashing_transform(
+    indices, indptr, _ = _hashing_transform(
         (zip(terms, itertools.repeat(1)) for terms in term_lists),
         n_features,
         np.float64,
         False,
         seed=0,
     )
-    # Copies: sum_duplicates rewrites the matrix's arrays in place.
-    columns = np.array(indices, dtype=np.int64)
-    bounds = np.array(indptr, dtype=np.int64)
-    matrix = sparse.csr_matrix((values, indices, indptr), dtype=np.float64, shape=(n, n_features))
-    matrix.sum_duplicates()  # also sorts the indices, as FeatureHasher does
-    terms = list(itertools.chain.from_iterable(term_lists))
-    return matrix, HashedTerms(terms, columns, bounds)
+    bounds = np.asarray(indptr, dtype=np.int64)
+    # Summed and sorted as FeatureHasher's sum_duplicates leaves them (every value is 1).
+    matrix = row_counts(np.asarray(indices), np.diff(bounds), n_features)
+    return matrix, HashedTerms(term_lists, np.asarray(indices, dtype=np.int64), bounds)
