@@ -369,13 +369,21 @@ class CompactWeights:
         """``X @ dense`` for a CSR matrix ``X``, the same to the last bit (see the class)."""
         if not (sparse.issparse(X) and X.format == "csr"):
             return np.asarray(X @ np.asarray(self), dtype=np.float64)
+        return self.dot_and_take(X, take=False)[0]
+
+    def dot_and_take(
+        self, X: sparse.csr_matrix, take: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(`dot` of CSR ``X``, the weights at each of its entries: ``self[X.indices]``),
+        from one look-up of its columns (``take``: False leaves the weights out)."""
         pos, hit = self._positions(X.indices)
+        value = self.value if len(self.value) else np.zeros(1)
+        taken = np.where(hit, value[pos], 0.0) if take else None
         kept = np.concatenate([[0], np.cumsum(hit)])[X.indptr]
         compact = sparse.csr_matrix(
             (X.data[hit], pos[hit], kept), shape=(X.shape[0], max(len(self.value), 1))
         )
-        value = self.value if len(self.value) else np.zeros(1)
-        return np.asarray(compact @ value, dtype=np.float64)
+        return np.asarray(compact @ value, dtype=np.float64), taken
 
 
 @dataclass
@@ -411,6 +419,15 @@ class LogisticHead:
         if isinstance(self.coef_, CompactWeights):
             return np.asarray(self.coef_.dot(X) + self.intercept_, dtype=np.float64)
         return np.asarray(X @ self.coef_ + self.intercept_, dtype=np.float64)
+
+    def decision_and_weights(self, X: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """(`decision_function` of CSR ``X``, the weights at each of its entries,
+        ``coef_[X.indices]``: what the evidence reads), looking each column up once."""
+        if isinstance(self.coef_, CompactWeights):
+            dot, taken = self.coef_.dot_and_take(X)
+            assert taken is not None
+            return np.asarray(dot + self.intercept_, dtype=np.float64), taken
+        return self.decision_function(X), self.coef_[X.indices]
 
     def calibrate(self, decision: np.ndarray) -> np.ndarray:
         a, b = self.platt_

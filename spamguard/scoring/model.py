@@ -462,20 +462,19 @@ class HeadScorer:
 
     def _score(self, messages: Sequence[Message], embeddings: np.ndarray | None) -> list[Score]:
         X, named = self.model.featurizer.transform_named(messages, embeddings)
-        decision = self.model.head.decision_function(X)
+        # The weights at every entry of the batch's matrix come with the decision, from one
+        # look-up (a message's evidence reads its slice; a view's rows are looked up anew).
+        decision, weights = self.model.head.decision_and_weights(X)
         # What each message's evidence is read from: itself, or the view that decided.
         rows: list[_Row] = [(m, X, named, i) for i, m in enumerate(messages)]
         lifted = self._views(messages, embeddings, decision, rows)
         probs = self.model.head.calibrate(decision)
         scores: list[Score] = []
         offsets = self.model.featurizer.offsets()
-        # The weights at every entry of the batch's matrix, looked up once rather than row by
-        # row (a message's evidence reads its slice; a view's rows are looked up on their own).
-        weights = self.model.head.coef_[X.indices] if self.top_evidence else None
         for i in range(len(messages)):
             msg, M, names, r = rows[i]
             lo, hi = M.indptr[r], M.indptr[r + 1]
-            at = weights[lo:hi] if M is X and weights is not None else None
+            at = weights[lo:hi] if M is X else None
             evidence = (
                 self._evidence(msg, M.indices[lo:hi], M.data[lo:hi], names, r, offsets, at)
                 if self.top_evidence

@@ -132,6 +132,11 @@ def test_compact_weights_score_every_message_exactly_as_the_dense_vector() -> No
     want = dense.head.decision_function(X)
     got = compact.head.decision_function(X)
     assert want.tobytes() == got.tobytes()  # bit for bit, not approximately
+    # The decision with the weights at every entry (what the evidence reads), both ways.
+    for head in (dense.head, compact.head):
+        decision, weights = head.decision_and_weights(X)
+        assert decision.tobytes() == want.tobytes()
+        assert weights.tobytes() == dense.head.coef_[X.indices].tobytes()
     # Columns with and without a weight, in any order, as a scalar and as an array.
     cols = np.concatenate([X.indices[:500], [0, dense.head.coef_.shape[0] - 1]])[::-1]
     assert dense.head.coef_[cols].tobytes() == compact.head.coef_[cols].tobytes()
