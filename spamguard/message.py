@@ -1150,6 +1150,9 @@ def _inside(parent: _State, element: tuple[str, bool, str | None, str | None]) -
     computed one element at a time."""
     hides, fg, bg, _ = parent
     _, element_hides, fg_value, bg_value = element
+    if fg_value is None and bg_value is None:  # most elements: the parent's colours
+        hides = hides or element_hides
+        return hides, fg, bg, hides or parent[3]
     hides = hides or element_hides
     if fg_value is not None:
         fg = _colour(fg_value)
@@ -1189,9 +1192,15 @@ def html_to_texts(markup: str) -> tuple[str, str, list[str]]:
     return text, visible, parser.hrefs
 
 
+# Runs of spaces and tabs become one space. A lone space already is one: only the runs
+# that change are matched (the plain pattern matched, and replaced, every space of the text).
+_SPACE_RUN_RE = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")
+_BLANK_RUN_RE = re.compile(r"\n\s*\n+")
+
+
 def _tidy(text: str) -> str:
-    text = re.sub(r"[ \t\r\f\v]+", " ", text)
-    text = re.sub(r"\n\s*\n+", "\n\n", text)
+    text = _SPACE_RUN_RE.sub(" ", text)
+    text = _BLANK_RUN_RE.sub("\n\n", text)
     return text.strip()
 
 

@@ -69,3 +69,34 @@ def test_cached_address_parsing_is_the_standard_librarys() -> None:
             pairs = email.utils.getaddresses([value, value + ",x@z.example"])
             expected = tuple(a for _, a in pairs if a)[:100]
             assert _address_list([value, value + ",x@z.example"]) == expected, value
+
+
+def test_hidden_state_with_mostly_uncoloured_elements() -> None:
+    """Most elements set no colour (`_inside`'s short cut keeps the parent's answer)."""
+    rng = random.Random(17)
+    for _ in range(3000):
+        stack: list[tuple[str, bool, str | None, str | None]] = []
+        state = _TOP
+        for _ in range(rng.randrange(1, 10)):
+            fg = rng.choice(_COLOURS) if rng.random() < 0.2 else None
+            bg = rng.choice(_COLOURS) if rng.random() < 0.2 else None
+            element = ("x", rng.random() < 0.05, fg, bg)
+            stack.append(element)
+            state = _inside(state, element)
+            assert state[3] == _hides(stack), stack
+
+
+def test_tidy_is_the_two_plain_substitutions() -> None:
+    import re
+
+    from spamguard.message import _tidy
+
+    rng = random.Random(19)
+    pieces = [" ", "  ", "\t", "\r", "\f", "\v", "\n", "\n\n", " \n ", "a", "b c"]
+    pieces += ["\u00a0", "\u2003"]
+    texts = ["", " ", "a  b", "\t", "x\r\ny"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 20))) for _ in range(5000)]
+    for text in texts:
+        plain = re.sub(r"[ \t\r\f\v]+", " ", text)
+        plain = re.sub(r"\n\s*\n+", "\n\n", plain).strip()
+        assert _tidy(text) == plain, repr(text)
