@@ -100,3 +100,53 @@ def test_tidy_is_the_two_plain_substitutions() -> None:
         plain = re.sub(r"[ \t\r\f\v]+", " ", text)
         plain = re.sub(r"\n\s*\n+", "\n\n", plain).strip()
         assert _tidy(text) == plain, repr(text)
+
+
+def test_cached_start_tags_read_html_as_the_standard_library_does() -> None:
+    """`_HTMLText.parse_starttag` (each tag's text read once, through a copy of the standard
+    library's reading) against HTMLParser's own, on tag soup, read twice (the second time
+    from the cache)."""
+    from html.parser import HTMLParser
+
+    from spamguard import message as m
+
+    class Ours(m._HTMLText):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[object] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.seen.append((tag, attrs))
+            super().handle_starttag(tag, attrs)
+
+        def handle_data(self, data: str) -> None:
+            self.seen.append(data)
+            super().handle_data(data)
+
+    class Plain(Ours):
+        parse_starttag = HTMLParser.parse_starttag
+
+    rng = random.Random(23)
+    pieces = ["<td>", "<br/>", "<BR>", "<p class='x'>", '<font color="#fff" size=0>', "text"]
+    pieces += ["<a href=http://x.example/?a=1&amp;b=2>", "<script>", "</script>", "</p>", "<"]
+    pieces += ["<style>p{}</style>", "< b>", "<a\nhref='x'\n>", "<img src=x />", "<div hidden>"]
+    pieces += ["<span style='display:none'>", "<x/y>", '<a b="c" d>', "&amp;", ">", "<b <i>"]
+    pieces += ["<!-- c -->", '<a href="open>', "<p/ >", "<tag attr=>", "<a $$ %%>", "</span>"]
+    pieces += ["<font size=-7>", "<td bgcolor=white><font color=white>", "é", "<ä ü=ö>", " "]
+    pieces += ['<A HREF="http://Y.example" Target=_blank>', "<FONT COLOR=White>", "<P/>"]
+    pieces += ["<a href='&lt;x&gt;'>", "<input disabled/>", '<a title="it\'s">', "<a\t=x>"]
+    docs = ["", "<html><body><p>Hi</p></body></html>"]
+    docs += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) for _ in range(3000)]
+    for doc in docs:
+        for _ in range(2):
+            ours, plain = Ours(), Plain()
+            for parser in (ours, plain):
+                parser.feed(doc)
+                parser.close()
+            assert ours.seen == plain.seen, doc
+            assert ours.out == plain.out, doc
+            assert ours.visible == plain.visible, doc
+            assert ours.hrefs == plain.hrefs, doc
+            assert ours.hidden_chars == plain.hidden_chars, doc
+            assert ours.get_starttag_text() == plain.get_starttag_text(), doc
+            assert ours.lasttag == plain.lasttag, doc
