@@ -135,6 +135,10 @@ LISTED = [
     # a moderated user list (blind Linux users' questions and answers, not developers'):
     # a fixed-seed sample of 400 of its messages of 2015 or later, read by hand, all ham
     ("linux-mailinglist-archives/blinux-list.redhat.com.0", "train"),
+    # Intel's unmoderated lists.01.org mailman (closed 2021): linux-nvdimm's messages that
+    # are not list traffic by subject, read by hand (ham by sender: the developers seen in
+    # the reading), and a fixed-seed sample of 200 of its patches (ham by subject)
+    ("linux-mailinglist-archives/linux-nvdimm.lists.01.org.0", "train"),
 ]
 SOURCES += [(src, None, "listed", None, split, None) for src, split in LISTED]
 
