@@ -237,10 +237,12 @@ def parse_message(
     defects.extend(body_defects)
     hmap = _HeaderMap(headers)
     # Address lists are split before names are decoded: an encoded name may hide a comma.
+    # (Only the address headers' raw values are read, so only theirs are cleaned.)
     raw_map = _HeaderMap(
         [
-            (_clean_text(str(name)), _clean_text(str(value), hint))
-            for name, value in items[:MAX_HEADERS]
+            (name, _clean_text(str(value), hint))
+            for (name, _), (_, value) in zip(headers, items, strict=False)
+            if name.lower() in _ADDRESS_HEADERS
         ]
     )
 
@@ -395,6 +397,9 @@ def _as_plain_text(data: bytes) -> bytes:
     top = _without_content_fields(head)
     top.append(b"Content-Type: text/plain")
     return b"\n".join(top) + b"\n\n" + rest
+
+
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc"})
 
 
 class _HeaderMap:
