@@ -296,6 +296,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 _ONE = np.uint64(1)
+_ONES = np.ones(1)
 
 
 class CompactWeights:
@@ -352,10 +353,11 @@ class CompactWeights:
         cols = np.asarray(columns, dtype=np.int64)
         if len(cols) and (cols.min() < 0 or cols.max() >= self.size):
             raise IndexError(f"columns outside a weight vector of {self.size}")
-        word = self._bits[cols >> 6]
+        at = cols >> 6
+        word = self._bits[at]
         bit = (cols & 63).astype(np.uint64)
         hit = ((word >> bit) & _ONE).astype(bool)
-        pos = self._before[cols >> 6] + np.bitwise_count(word & ((_ONE << bit) - _ONE))
+        pos = self._before[at] + np.bitwise_count(word & ((_ONE << bit) - _ONE))
         return np.minimum(pos, max(len(self.value) - 1, 0)), hit
 
     def __getitem__(self, columns: Any) -> Any:
@@ -378,12 +380,22 @@ class CompactWeights:
         from one look-up of its columns (``take``: False leaves the weights out)."""
         pos, hit = self._positions(X.indices)
         value = self.value if len(self.value) else np.zeros(1)
-        taken = np.where(hit, value[pos], 0.0) if take else None
+        if take:
+            # Each row's products in order, the unweighted ones as zeros: adding a zero never
+            # changes the sum (see the class), so this is the compact sum below, to the bit,
+            # without gathering the weighted entries first. scipy's product with a one-column
+            # matrix of ones sums a row's entries one after another, as it does below.
+            taken = np.where(hit, value[pos], 0.0)
+            products = sparse.csr_matrix(
+                (X.data * taken, np.zeros(len(taken), dtype=np.int32), X.indptr),
+                shape=(X.shape[0], 1),
+            )
+            return np.asarray(products @ _ONES, dtype=np.float64), taken
         kept = np.concatenate([[0], np.cumsum(hit)])[X.indptr]
         compact = sparse.csr_matrix(
             (X.data[hit], pos[hit], kept), shape=(X.shape[0], max(len(self.value), 1))
         )
-        return np.asarray(compact @ value, dtype=np.float64), taken
+        return np.asarray(compact @ value, dtype=np.float64), None
 
 
 @dataclass
