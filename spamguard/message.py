@@ -884,7 +884,7 @@ class _BodyWalker:
         if cte and cte not in _KNOWN_CTES:
             self.defects.append(f"unknown Content-Transfer-Encoding {cte[:40]!r}")
         disposition = (part.get("Content-Disposition") or "").lower()
-        filename = part.get_filename()
+        filename = _filename(part)
         payload = part.get_payload(decode=True)
         if payload is None:
             payload = b""
@@ -942,6 +942,19 @@ class _BodyWalker:
             self.text_truncated = True
             text = text[:MAX_TEXT_CHARS]
         return text
+
+
+def _filename(part: EmailMessage) -> str | None:
+    """``part.get_filename()``. It reads Content-Disposition's filename, else Content-Type's
+    name (any case, RFC 2231 pieces too): without the one header or the word in the other
+    there is none, and its header scans and parameter parsing are spared."""
+    if (
+        part.get("Content-Disposition") is None
+        and "name" not in str(part.get("Content-Type") or "").lower()
+    ):
+        return None
+    name: str | None = part.get_filename()
+    return name
 
 
 def _looks_like_html(text: str) -> bool:

@@ -150,3 +150,25 @@ def test_cached_start_tags_read_html_as_the_standard_library_does() -> None:
             assert ours.hidden_chars == plain.hidden_chars, doc
             assert ours.get_starttag_text() == plain.get_starttag_text(), doc
             assert ours.lasttag == plain.lasttag, doc
+
+
+def test_filename_short_cut_is_get_filename() -> None:
+    import email
+
+    from spamguard.message import _POLICY, _filename
+
+    rng = random.Random(31)
+    types = [None, "text/plain", 'application/pdf; name="a.pdf"', "image/png; NAME=x.png"]
+    types += ["text/plain; charset=utf-8", "x/y; name*0=a; name*1=b.txt", "a/b; fname=z"]
+    types += ["text/html; name*=utf-8''%E4.txt", "a/b; Name = 'q'", "a/b;name", ""]
+    dispositions = [None, "", "inline", "attachment", 'attachment; filename="r.doc"']
+    dispositions += ["attachment; FILENAME*=utf-8''x.zip", "inline; name=n.txt"]
+    for _ in range(2000):
+        head = ""
+        ctype, disposition = rng.choice(types), rng.choice(dispositions)
+        if ctype is not None:
+            head += f"Content-Type: {ctype}\n"
+        if disposition is not None:
+            head += f"Content-Disposition: {disposition}\n"
+        part = email.message_from_string(head + "X-A: b\n\nbody\n", policy=_POLICY)
+        assert _filename(part) == part.get_filename(), head
