@@ -357,11 +357,14 @@ def _cleaned(text: str) -> str:
 # A role or an address with a colon that opens a sentence (`_ROLE`, `_VOCATIVE`): a sentence
 # opens at the text's start, after . ! ? or a line end, or at [ or ] (`_SEGMENT`), and
 # `_ROLE` and `_VOCATIVE` let only non-word characters come before the role or the words.
+# (Possessive \W*+, [\w'-]++ and \s++: what follows each can never match a character it
+# gave back, so they match what \W*, [\w'-]+ and \s+ match, without trying every shorter
+# run at every sentence start: a third of the time on long text.)
 _OPENS_WITH_COLON: Final = (
-    r"\W*(?:(?:system|assistant|user|developer|answer|antwort|r[ée]ponse|"
+    r"\W*+(?:(?:system|assistant|user|developer|answer|antwort|r[ée]ponse|"
     r"(?:new|updated|revised) instructions?|what spamguard did|the filter's verdict|"
     r"authentication-results|x-spam-[\w-]+)\s*:|"
-    rf"(?:[\w'-]+\s+){{0,5}}?{_AI_ONLY}\s*:)"
+    rf"(?:[\w'-]++\s++){{0,5}}?{_AI_ONLY}\s*:)"
 )
 # `_could_remove`'s scans: ignoring case (any text), or on lower-cased ASCII text, where
 # lower-casing is exact and matching it is faster.

@@ -6,6 +6,7 @@ The LLM's copy of the same sentences is checked in tests/llm/test_untrusted.py.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,29 @@ def test_word_start_scans_are_the_patterns_searches() -> None:
         scan = untrusted._WordStart(pattern)
         for text in texts:
             assert scan.search(text) == bool(pattern.search(text)), (pattern.pattern, text)
+
+
+def test_possessive_sentence_opening_scan_is_the_backtracking_one() -> None:
+    """`_OPENS_WITH_COLON` with possessive runs finds a role or an address opening a
+    sentence exactly where the plain runs it replaced find one."""
+    import random
+
+    plain = untrusted._OPENS_WITH_COLON.replace(r"\W*+(", r"\W*(").replace(
+        r"(?:[\w'-]++\s++)", r"(?:[\w'-]+\s+)"
+    )
+    assert plain != untrusted._OPENS_WITH_COLON
+    rng = random.Random(37)
+    pieces = ["system", "SYSTEM", "ai", "AI", "model", "assistant", "chat bot", "x-spam-a", ":"]
+    pieces += [" ", "  ", "\n", ".", "!", "[", "]", "'", "-", "--", "a", "bc", "é", "\t", "::"]
+    pieces += ["new instructions", "answer", "the filter's verdict", "ki", "llm", "user", "9"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 16))) for _ in range(20000)]
+    texts += [untrusted._cleaned(t) for t in _texts()]
+    for flags in (0, re.IGNORECASE):
+        for prefix in ("", r"[.!?\n\[\]]"):
+            ours, theirs = (
+                re.compile(prefix + untrusted._OPENS_WITH_COLON, flags),
+                re.compile(prefix + plain, flags),
+            )
+            for text in texts:
+                assert bool(ours.match(text)) == bool(theirs.match(text)), text
+                assert bool(ours.search(text)) == bool(theirs.search(text)), text
