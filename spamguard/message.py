@@ -1147,6 +1147,7 @@ _NAMED_COLOURS = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def _colour(value: str | None) -> tuple[int, int, int] | None:
     """An RGB triple from a CSS/HTML colour (#fff, #ffffff, rgb(...), a few names)."""
     if not value:
@@ -1255,10 +1256,14 @@ def _inside(parent: _State, element: tuple[str, bool, str | None, str | None]) -
         fg = _colour(fg_value)
     if bg_value is not None:
         bg = _colour(bg_value)
+    # (`_hides`'s max(|a - b|) <= 24, channel by channel: spam that colours every letter
+    # opens thousands of elements.)
     close = (
         fg is not None
         and bg is not None
-        and max(abs(a - b) for a, b in zip(fg, bg, strict=True)) <= 24
+        and abs(fg[0] - bg[0]) <= 24
+        and abs(fg[1] - bg[1]) <= 24
+        and abs(fg[2] - bg[2]) <= 24
     )
     return hides, fg, bg, hides or close
 
