@@ -108,3 +108,27 @@ def test_fast_signal_scans_find_what_the_plain_patterns_find() -> None:
         assert f._count_money(text) == len(f._MONEY_RE.findall(text)), text
         assert bool(f._INVISIBLE_RE.search(text)) == (not f._INVISIBLE_CHARS.isdisjoint(text))
         assert bool(f._LOOKALIKE_RE.search(text)) == (not f._LOOKALIKE_CHARS.isdisjoint(text))
+
+
+def test_header_tokens_are_the_per_token_digit_substitution() -> None:
+    """`header_terms` turns digits into 0 over a whole header value before splitting it into
+    tokens; the tokens are those of splitting first and substituting in each token."""
+    import random
+    import re
+
+    from spamguard.scoring import features as f
+
+    rng = random.Random(41)
+    pieces = ["a", "Z", "0", "7", "42", ".", "-", "_", " ", "é", "\u0663", "\u0967", "x9y", "İ"]
+    for _ in range(5000):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 30)))
+        expected = [re.sub(r"\d", "0", t) for t in f._HEADER_TOKEN_RE.findall(value.lower()[:300])]
+        lowered = value.lower()[:300].translate(f._ASCII_DIGITS_TO_ZERO)
+        assert f._HEADER_TOKEN_RE.findall(lowered) == expected, value
+        msg = parse_message(f"From: a@example.org\nX-Test: {value}\n\nbody\n".encode())
+        terms = [t for t in header_terms(msg) if t.startswith("h:x-test:")]
+        parsed = dict(msg.headers)["X-Test"]
+        assert terms == [
+            "h:x-test:" + re.sub(r"\d", "0", t)
+            for t in f._HEADER_TOKEN_RE.findall(parsed.lower()[:300])
+        ]
