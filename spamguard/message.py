@@ -1336,8 +1336,11 @@ def _url_matches(text: str) -> Iterable[re.Match[str]]:
             end = match.end()
 
 
+_HOST_END_RE = re.compile(r"[/?#]")
+
+
 def _url_domain(url: str) -> str:
     rest = url.split("://", 1)[1] if "://" in url else url
-    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host = _HOST_END_RE.split(rest, maxsplit=1)[0]
     host = host.rsplit("@", 1)[-1].split(":", 1)[0]
     return host.strip(".").lower()[:253]
