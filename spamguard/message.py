@@ -442,6 +442,8 @@ def _clean_text(text: str, hint: str | None = None) -> str:
     UTF-8 where valid; else the body's charset (``hint``) if it reads them; else as
     unlabelled bytes.
     """
+    if text.isascii():  # no surrogate escapes: nothing to decode
+        return text.replace("\x00", "")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
