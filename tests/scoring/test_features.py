@@ -132,3 +132,17 @@ def test_header_tokens_are_the_per_token_digit_substitution() -> None:
             "h:x-test:" + re.sub(r"\d", "0", t)
             for t in f._HEADER_TOKEN_RE.findall(parsed.lower()[:300])
         ]
+
+
+def test_fast_word_pattern_finds_the_words_of_the_plain_one() -> None:
+    import random
+
+    from spamguard.scoring import features as f
+
+    rng = random.Random(43)
+    pieces = ["a", "bc", "Z", "9", "_", "__", "'", "’", "$", "€", "£", "%", ".", "@", "-", "!"]
+    pieces += [" ", "\n", ",", "é", "ß", "日本", "\u0663", "ǅ", "--", "..", "a_b", "x'", ":"]
+    texts = ["", "it's a $5 deal!", "e-mail@x.example.", "_x_", "__a__b__"]
+    texts += ["".join(rng.choices(pieces, k=rng.randrange(1, 30))) for _ in range(20000)]
+    for text in texts:
+        assert f._WORD_FAST_RE.findall(text) == f._WORD_RE.findall(text), text
