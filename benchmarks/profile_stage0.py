@@ -5,6 +5,7 @@ Parses and scores the whole test half with the shipped stage-0 head in batches o
 the 'stage 0' row of benchmarks/bench_speed.py times), prints CPU-ms a message, and can write
 each message's p_spam and evidence (--dump) or compare them with an earlier dump (--compare).
 The test half is read for timing and this identity check only; nothing is tuned on it.
+--half train runs the same loop on the train half (the identity check over both halves).
 
     PYTHONPATH=. py-spy record -r 250 -f raw -o prof.txt -- python benchmarks/profile_stage0.py
     PYTHONPATH=<old checkout> python benchmarks/profile_stage0.py --dump before.jsonl
@@ -31,6 +32,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dump", metavar="JSONL", help="write p_spam and evidence per message")
     parser.add_argument("--compare", metavar="JSONL", help="compare with an earlier --dump")
+    parser.add_argument(
+        "--half", choices=("test", "train"), default="test", help="which half (default test)"
+    )
     args = parser.parse_args()
     from spamguard.message import parse_message
     from spamguard.scoring.model import load_scorer
@@ -39,7 +43,7 @@ def main() -> int:
         os.environ.get("SPAMGUARD_CORPUS") or Path.home() / ".cache/spamguard/corpora/spamassassin"
     )
     with SPLIT.open(newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == "test"]
+        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == args.half]
     raws = [(corpus / r["path"]).read_bytes() for r in rows]
     import spamguard_models
 
@@ -51,7 +55,7 @@ def main() -> int:
         scores += scorer.score([parse_message(r) for r in raws[i : i + 64]])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     print(
-        f"{len(raws)} test-half messages: {len(raws) / wall:.0f} msgs/s, "
+        f"{len(raws)} {args.half}-half messages: {len(raws) / wall:.0f} msgs/s, "
         f"{cpu * 1000 / len(raws):.3f} CPU-ms a message"
     )
     records = [
