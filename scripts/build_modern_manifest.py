@@ -152,6 +152,10 @@ LISTED = [
     ("linux-mailinglist-archives/greybus-dev.lists.linaro.org.0", "train"),
     ("linux-mailinglist-archives/cluster-devel.redhat.com.0", "train"),
     ("linux-mailinglist-archives/linux-audit.redhat.com.0", "train"),
+    # two lists of Chinese and Taiwanese developers scanned the same way (EROFS, whose
+    # archive also holds questions and a long thread in Chinese, and ASPEED's BMC SoCs)
+    ("linux-mailinglist-archives/linux-erofs.lists.ozlabs.org.0", "train"),
+    ("linux-mailinglist-archives/linux-aspeed.lists.ozlabs.org.0", "train"),
 ]
 SOURCES += [(src, None, "listed", None, split, None) for src, split in LISTED]
 
