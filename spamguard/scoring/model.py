@@ -522,7 +522,8 @@ class HeadScorer:
         # Every view first reads the whole message's sentence vector (no encoder call) ...
         emb = embeddings[np.asarray(owner)] if embeddings is not None else None
         Xv, named_v = featurizer.transform_named(flat, emb)
-        dv = head.decision_function(Xv) - cfg.view_margin
+        margins = np.asarray([cfg.margin(name) for name in names])
+        dv = head.decision_function(Xv) - margins
         best: dict[int, int] = {}
         for j, i in enumerate(owner):
             if dv[j] > decision[i] and (i not in best or dv[j] > dv[best[i]]):
@@ -539,7 +540,7 @@ class HeadScorer:
             if redo:
                 own = self.embed([flat[j] for j in redo])
                 Xr, named_r = featurizer.transform_named([flat[j] for j in redo], own)
-                dr = head.decision_function(Xr) - cfg.view_margin
+                dr = head.decision_function(Xr) - margins[redo]
                 for k, j in enumerate(redo):
                     own_rows[j] = (flat[j], Xr, named_r, k)
                     dv[j] = dr[k]

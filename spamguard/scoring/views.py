@@ -41,7 +41,15 @@ from typing import Any
 
 from spamguard.message import Message
 
-__all__ = ["VIEW_NAMES", "ViewConfig", "flatten", "message_views"]
+__all__ = [
+    "VIEW_NAMES",
+    "Dropped",
+    "ViewConfig",
+    "flatten",
+    "message_views",
+    "subject_chars",
+    "view_traits",
+]
 
 VIEW_NAMES = ("opening", "trimmed", "body")
 
@@ -76,6 +84,31 @@ class ViewConfig:
     # Score the winning view with its own sentence vector (one more encoder call for that
     # message) rather than the whole message's, which the padding or the subject colours.
     own_embedding: bool = True
+    # Gates (issue 21, default-7): a view is read only when what it leaves out looks like
+    # padding, so mail that is not padded is scored exactly as without views. Off (False):
+    # every view is read, as default-6 did. On: a trimmed view or an opening counts only
+    # when what it drops is a run of at least `gate_links` bare links, a quoted block (with
+    # the line introducing it) of at least `gate_quote_share` of the text, or ordinary text
+    # of at least `gate_text_share` of it and `gate_text_chars` characters (a short
+    # message's last line is no padding); the subject-less view only when the subject
+    # (without "Re:"/list tags) is at least `gate_subject_chars` long, far longer than
+    # ordinary subjects. Chosen on train data (benchmarks/views_cv.py).
+    gated: bool = False
+    gate_links: int = 10
+    gate_quote_share: float = 0.0
+    gate_text_share: float = 0.4
+    gate_text_chars: int = 300
+    gate_subject_chars: int = 100
+    # Log-odds the subject-less view must beat the message by (negative: it is credited
+    # with what an ordinary subject adds, since a padded subject replaced the real one).
+    # None: `view_margin`, as for the other views.
+    body_margin: float | None = None
+
+    def margin(self, view: str) -> float:
+        """The margin the named view must beat the whole message by."""
+        if view == "body" and self.body_margin is not None:
+            return self.body_margin
+        return self.view_margin
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +120,19 @@ class ViewConfig:
             "view_margin": self.view_margin,
             "lift_weight": self.lift_weight,
             "own_embedding": self.own_embedding,
+            **(
+                {
+                    "gated": True,
+                    "gate_links": self.gate_links,
+                    "gate_quote_share": self.gate_quote_share,
+                    "gate_text_share": self.gate_text_share,
+                    "gate_text_chars": self.gate_text_chars,
+                    "gate_subject_chars": self.gate_subject_chars,
+                }
+                if self.gated
+                else {}
+            ),
+            **({"body_margin": self.body_margin} if self.body_margin is not None else {}),
         }
 
     @classmethod
@@ -107,6 +153,13 @@ class ViewConfig:
             view_margin=float(data.get("view_margin", base.view_margin)),
             lift_weight=float(data.get("lift_weight", base.lift_weight)),
             own_embedding=bool(data.get("own_embedding", base.own_embedding)),
+            gated=bool(data.get("gated", base.gated)),
+            gate_links=int(data.get("gate_links", base.gate_links)),
+            gate_quote_share=float(data.get("gate_quote_share", base.gate_quote_share)),
+            gate_text_share=float(data.get("gate_text_share", base.gate_text_share)),
+            gate_text_chars=int(data.get("gate_text_chars", base.gate_text_chars)),
+            gate_subject_chars=int(data.get("gate_subject_chars", base.gate_subject_chars)),
+            body_margin=(None if data.get("body_margin") is None else float(data["body_margin"])),
         )
 
 
@@ -119,11 +172,18 @@ _ATTRIBUTION = re.compile(r"(?is).{0,300}\b(?:wrote|writes|schrieb|a écrit|escr
 
 def _kind(block: str) -> str:
     """``links`` for a paragraph of bare links only, ``quote`` for one of quoted lines only
-    (each starting with ">"), else ``text``."""
+    (each starting with ">", the first line may introduce them), else ``text``."""
     lines = [line for line in block.splitlines() if line.strip()]
     if lines and all(_BARE_URL.fullmatch(line) for line in lines):
         return "links"
     if lines and all(_QUOTED.match(line) for line in lines):
+        return "quote"
+    # A quote right under the line that introduces it, as plain-text replies have it.
+    if (
+        len(lines) > 1
+        and _ATTRIBUTION.fullmatch(lines[0])
+        and all(_QUOTED.match(line) for line in lines[1:])
+    ):
         return "quote"
     return "text"
 
@@ -133,6 +193,12 @@ def _blocks(text: str) -> list[str]:
     lines, counts as one (HTML comes out one line per paragraph: a list of links or a quoted
     message appended as HTML would otherwise be many), and a quote takes the line that
     introduces it ("On ..., Ann wrote:") with it."""
+    return [block for block, _ in _blocks_and_kinds(text)]
+
+
+def _blocks_and_kinds(text: str) -> list[tuple[str, str]]:
+    """`_blocks` with each paragraph's kind (`_kind`; a quote with its introducing line is
+    ``quote``)."""
     out: list[str] = []
     kinds: list[str] = []
     for block in _BLOCK_SPLIT.split(text.strip()):
@@ -144,50 +210,113 @@ def _blocks(text: str) -> list[str]:
         else:
             out.append(block)
             kinds.append(kind)
-    return out
+    return list(zip(out, kinds, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """What a view leaves out of its message, as the gates read it."""
+
+    # How much of the visible text it leaves out, by kind of paragraph (characters).
+    links_chars: int = 0
+    quote_chars: int = 0
+    text_chars: int = 0
+    # Bare links among what it leaves out.
+    links: int = 0
+    # The subject it leaves out (without "Re:" and list tags), characters; 0: it keeps it.
+    subject_chars: int = 0
+    # The message's visible text, characters.
+    total_chars: int = 1
+
+    def share(self, kind: str) -> float:
+        return float(getattr(self, f"{kind}_chars")) / max(1, self.total_chars)
+
+    def looks_like_padding(self, cfg: ViewConfig) -> bool:
+        """Whether what is left out is padding by the config's gates: each kind left out
+        must pass its own (a run of links, a quote, a large share of ordinary text)."""
+        if self.subject_chars:
+            return self.subject_chars >= cfg.gate_subject_chars
+        parts = []
+        if self.links_chars:
+            parts.append(self.links >= cfg.gate_links)
+        if self.quote_chars:
+            parts.append(self.share("quote") >= cfg.gate_quote_share)
+        if self.text_chars:
+            parts.append(
+                self.share("text") >= cfg.gate_text_share and self.text_chars >= cfg.gate_text_chars
+            )
+        return bool(parts) and all(parts)
+
+
+def _dropped(blocks: list[tuple[str, str]], total: int) -> Dropped:
+    chars = {"links": 0, "quote": 0, "text": 0}
+    links = 0
+    for block, kind in blocks:
+        chars[kind] += len(block)
+        if kind == "links":
+            links += sum(1 for line in block.splitlines() if line.strip())
+    return Dropped(
+        links_chars=chars["links"],
+        quote_chars=chars["quote"],
+        text_chars=chars["text"],
+        links=links,
+        total_chars=max(1, total),
+    )
 
 
 def _cut(msg: Message, kept: str, gone: str, cfg: ViewConfig) -> Message:
     """``msg`` reading only ``kept`` of its text: links only in ``gone`` left out, at most
-    `ViewConfig.max_links` of them, hidden HTML text left out."""
+    `ViewConfig.max_links` of them, hidden HTML text left out (that the message hides text
+    still counts: the view is the message without its padding)."""
     urls = tuple(u for u in msg.urls if u in kept or u not in gone)[: cfg.max_links]
     domains = {_domain(u) for u in urls}
     return dataclasses.replace(
         msg,
         text=kept,
         visible=None,
-        hidden_chars=0,
+        hidden_chars=msg.hidden_chars,
         urls=urls,
         url_domains=tuple(d for d in msg.url_domains if d in domains),
     )
 
 
-def _opening(msg: Message, chars: int, cfg: ViewConfig) -> Message:
+def _opening(msg: Message, chars: int, cfg: ViewConfig) -> tuple[Message, Dropped]:
     """The paragraphs that fit in ``chars`` characters (the first one cut between words when
-    even it is longer)."""
+    even it is longer), and what that leaves out."""
     text = msg.visible_text
     if len(text) <= chars:
-        return _cut(msg, text, "", cfg)
-    blocks = _blocks(text)
+        return _cut(msg, text, "", cfg), Dropped(total_chars=max(1, len(text)))
+    blocks = _blocks_and_kinds(text)
     kept = ""
-    for block in blocks:
+    n = 0
+    for block, _ in blocks:
         candidate = f"{kept}\n\n{block}" if kept else block
         if len(candidate) > chars:
             break
         kept = candidate
+        n += 1
     if not kept:
         cut = text[:chars]
         space = max(cut.rfind(" "), cut.rfind("\n"))
         kept = cut[:space] if space > chars // 2 else cut
-    return _cut(msg, kept, text[len(kept) :], cfg)
+        # The first paragraph cut inside: its rest is left out as ordinary text.
+        rest = [(blocks[0][0][len(kept) :], "text" if blocks[0][1] == "text" else blocks[0][1])]
+        gone = rest + blocks[1:]
+    else:
+        gone = blocks[n:]
+    return _cut(msg, kept, text[len(kept) :], cfg), _dropped(gone, len(text))
 
 
-def _trimmed(msg: Message, drop: int, cfg: ViewConfig) -> Message | None:
-    """The message without its last ``drop`` paragraphs (None when it has too few)."""
-    blocks = _blocks(msg.visible_text)
+def _trimmed(msg: Message, drop: int, cfg: ViewConfig) -> tuple[Message, Dropped] | None:
+    """The message without its last ``drop`` paragraphs (None when it has too few), and
+    what that leaves out."""
+    text = msg.visible_text
+    blocks = _blocks_and_kinds(text)
     if len(blocks) <= drop:
         return None
-    return _cut(msg, "\n\n".join(blocks[:-drop]), "\n\n".join(blocks[-drop:]), cfg)
+    kept, gone = blocks[:-drop], blocks[-drop:]
+    view = _cut(msg, "\n\n".join(b for b, _ in kept), "\n\n".join(b for b, _ in gone), cfg)
+    return view, _dropped(gone, len(text))
 
 
 def _domain(url: str) -> str:
@@ -202,24 +331,47 @@ def _without_subject(msg: Message) -> Message:
 
 
 def message_views(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message]]:
-    """The views of ``msg`` that differ from it (and from each other), by name."""
+    """The views of ``msg`` that differ from it (and from each other), by name; with
+    `ViewConfig.gated`, only those whose left-out part looks like padding."""
+    return [
+        (name, view)
+        for name, view, dropped in view_traits(msg, cfg)
+        if not cfg.gated or dropped.looks_like_padding(cfg)
+    ]
+
+
+_SUBJECT_TAGS = re.compile(r"^(?:(?:re|fwd?|aw|sv|tr)\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+
+
+def subject_chars(subject: str) -> int:
+    """The subject's length without reply/forward prefixes and list tags ("[ILUG]")."""
+    return len(_SUBJECT_TAGS.sub("", subject.strip()).strip())
+
+
+def view_traits(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropped]]:
+    """Every view of ``msg`` that differs from it (and from each other), ungated, with what
+    it leaves out (benchmarks/views_cv.py chooses the gates on these)."""
     if not cfg.enabled:
         return []
-    candidates: list[tuple[str, Message | None]] = []
+    candidates: list[tuple[str, tuple[Message, Dropped] | None]] = []
     for name in cfg.views:
         if name == "opening":
             candidates += [(f"opening-{n}", _opening(msg, n, cfg)) for n in cfg.openings]
         elif name == "trimmed":
             candidates += [(f"trimmed-{n}", _trimmed(msg, n, cfg)) for n in cfg.trims]
         elif name == "body" and msg.subject.strip():
-            candidates.append(("body", _without_subject(msg)))
-    out: list[tuple[str, Message]] = []
+            dropped = Dropped(
+                subject_chars=max(1, subject_chars(msg.subject)),
+                total_chars=max(1, len(msg.visible_text)),
+            )
+            candidates.append(("body", (_without_subject(msg), dropped)))
+    out: list[tuple[str, Message, Dropped]] = []
     seen: list[Message] = [msg]
-    for name, view in candidates:
-        if view is None or any(_same(view, other) for other in seen):
+    for name, got in candidates:
+        if got is None or any(_same(got[0], other) for other in seen):
             continue
-        seen.append(view)
-        out.append((name, view))
+        seen.append(got[0])
+        out.append((name, got[0], got[1]))
     return out
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from spamguard.message import parse_message
-from spamguard.scoring.views import ViewConfig, message_views
+from spamguard.scoring.views import ViewConfig, message_views, subject_chars, view_traits
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(1500))  # about 12,000 characters
 
@@ -138,3 +140,140 @@ def test_a_quote_appended_as_html_is_trimmed_as_one_paragraph() -> None:
     reply = parse_message(mail("On Sun, Ann wrote:\n> a\n> b\n\nMy answer.\n\nThanks"))
     trimmed = dict(message_views(reply, ViewConfig(enabled=True, openings=())))["trimmed-1"]
     assert trimmed.text == "On Sun, Ann wrote:\n> a\n> b\n\nMy answer."
+
+
+GATED = ViewConfig(
+    gate_text_chars=300,
+    enabled=True,
+    gated=True,
+    gate_links=10,
+    gate_quote_share=0.2,
+    gate_text_share=0.4,
+    gate_subject_chars=100,
+)
+
+
+def test_gated_views_read_only_what_looks_like_padding() -> None:
+    text = "Meet at noon by the station.\n\nBring the slides for the review."
+    # Not padded: a short reply and a list footer of one link are read as they are.
+    plain = parse_message(mail(text + "\n\n-- \nAnn"))
+    footer = parse_message(mail(text, links=1))
+    assert message_views(plain, GATED) == [] and message_views(footer, GATED) == []
+    # The same with fifty bare links appended: without them is a view worth reading.
+    padded = parse_message(mail(text, links=50))
+    views = dict(message_views(padded, GATED))
+    # (Its opening is the same view: read once.)
+    assert [v.text for v in views.values()] == [text]
+    # Ungated, every view that differs is read.
+    assert "body" in dict(message_views(plain, dataclasses.replace(GATED, gated=False)))
+
+
+def test_a_large_paragraph_or_quote_appended_passes_the_gate_a_small_one_not() -> None:
+    offer = "Cheap meds at http://pills.example.biz/buy now. Order today, ships fast."
+    paragraph = " ".join(["The committee met on Tuesday to review the budget."] * 6)
+    assert [n for n, _ in message_views(parse_message(mail(offer + "\n\n" + paragraph)), GATED)]
+    signature = parse_message(mail(offer + "\n\nThanks, Ann"))
+    assert message_views(signature, GATED) == []  # 12 characters of 85: not padding
+    quote = "On Mon, 3 Jun 2002, Ann wrote:\n" + "\n".join(f"> line {i} of hers" for i in range(8))
+    traits = {
+        n: (v, d) for n, v, d in view_traits(parse_message(mail(offer + "\n\n" + quote)), GATED)
+    }
+    view, dropped = traits["trimmed-1"]
+    assert view.text == offer and dropped.quote_chars == len(quote) and dropped.text_chars == 0
+    assert dropped.looks_like_padding(GATED)
+    assert not dropped.looks_like_padding(dataclasses.replace(GATED, gate_quote_share=0.9))
+
+
+def test_the_subject_less_view_needs_a_subject_far_longer_than_ordinary() -> None:
+    body = "Your account is suspended. Verify your password at http://verify.example.biz/"
+    short = parse_message(mail(body, subject="Re: [ILUG] Account notice"))
+    assert subject_chars(short.subject) == len("Account notice")
+    assert message_views(short, GATED) == []
+    long = parse_message(mail(body, subject="Notes from the planning meeting " * 4))
+    assert [n for n, _ in message_views(long, GATED)] == ["body"]
+    cfg = dataclasses.replace(GATED, view_margin=0.5, body_margin=-1.0)
+    assert cfg.margin("body") == -1.0 and cfg.margin("trimmed-1") == 0.5
+    assert dataclasses.replace(cfg, body_margin=None).margin("body") == 0.5
+
+
+def test_gated_config_round_trips_and_an_old_config_reads_ungated() -> None:
+    cfg = dataclasses.replace(GATED, view_margin=0.25, body_margin=-1.5)
+    assert ViewConfig.from_json(cfg.to_json()) == cfg
+    old = ViewConfig(enabled=True, view_margin=0.5).to_json()
+    assert "gated" not in old and "body_margin" not in old  # default-6's config, unchanged
+    assert not ViewConfig.from_json(old).gated
+
+
+def test_a_gated_model_scores_unpadded_mail_exactly_as_without_views() -> None:
+    from spamguard.scoring.model import default_model_dir, load_scorer
+
+    text = (
+        "You have been selected to receive a FREE credit report and a LOW mortgage rate!\n"
+        "Refinance now and SAVE thousands. Click here: http://www.lowrates-now.biz/apply\n"
+    )
+    plain = parse_message(mail(text, subject="Get a FREE credit report!!!"))
+    ham = parse_message(mail("Lunch at one?\n\nOr two? The usual place.", subject="Lunch"))
+    padded = parse_message(mail(text, subject="Get a FREE credit report!!!", links=50))
+    scorer = load_scorer(default_model_dir())
+    scorer.n_neighbours = 0
+    scorer.model.views = ViewConfig()
+    off = scorer.score([plain, ham, padded])
+    scorer.model.views = dataclasses.replace(GATED, view_margin=0.0, body_margin=-3.0)
+    on = scorer.score([plain, ham, padded])
+    assert [s.p_spam for s in on[:2]] == [s.p_spam for s in off[:2]]
+    # The padded copy is read without its links: as the message before they were added.
+    assert on[2].p_spam == pytest.approx(on[0].p_spam, abs=1e-6) and off[2].p_spam < 0.95
+    assert any(e.feature.startswith("view:") for e in on[2].evidence)
+
+
+def test_the_cross_validation_reads_the_same_gates_as_the_scorer() -> None:
+    """benchmarks/views_cv.py applies the gates to arrays of what each view leaves out; it
+    must agree with `Dropped.looks_like_padding`, which scoring uses."""
+    import numpy as np
+
+    from benchmarks.views_cv import Gates
+
+    offer = "Cheap meds at http://pills.example.biz/buy now. Order today, ships fast."
+    messages = [
+        mail(offer, links=50),
+        mail(offer, links=4),
+        mail(offer + "\n\n" + "The committee met on Tuesday. " * 8),
+        mail(offer + "\n\nOn Mon, Ann wrote:\n> a line\n> another line", subject="x" * 120),
+        mail(LONG_TEXT + "\n\nThanks", subject="Re: [list] what we said about it"),
+    ]
+    rows, names, expected = [], [], []
+    for raw in messages:
+        for name, _, d in view_traits(parse_message(raw), dataclasses.replace(GATED, gated=False)):
+            rows.append(
+                (
+                    d.links_chars,
+                    d.quote_chars,
+                    d.text_chars,
+                    d.links,
+                    d.subject_chars,
+                    d.total_chars,
+                )
+            )
+            names.append(name)
+            expected.append(d.looks_like_padding(GATED) and not name.startswith("opening"))
+    data = {"traits": np.asarray(rows), "view": np.asarray(names)}
+    g = Gates(
+        links=10,
+        quote_share=0.2,
+        text_share=0.4,
+        text_chars=300,
+        subject_chars=100,
+        openings=False,
+        margin=0.0,
+        body_margin=0.0,
+    )
+    assert g.use(data).tolist() == expected and any(expected) and not all(expected)
+    assert dataclasses.replace(g, openings=True).use(data).tolist() == _padding_flags(messages)
+
+
+def _padding_flags(messages: list[bytes]) -> list[bool]:
+    return [
+        d.looks_like_padding(GATED)
+        for raw in messages
+        for _, _, d in view_traits(parse_message(raw), dataclasses.replace(GATED, gated=False))
+    ]
