@@ -4,7 +4,8 @@ Stage 0 is the head without the sentence encoder (hashed words, headers, charact
 signals); stage 1 the full head (encoder + neighbours); stage 2, optional, the LLM. A
 message goes on to the next stage only while its score lies strictly inside the current
 stage's band. Band edges are chosen on cross-validated train-split scores (`choose_band`)
-so that the cascade ranks mail as well as always running the full head. Every `Score` says
+so that the cascade ranks mail as well as always running the full head; a message that looks
+padded is not decided as ham before a stage that reads padding-proof views. Every `Score` says
 which stage decided it, and a failing later stage (missing model, dead server) falls back
 to the last good score instead of blocking mail handling.
 """
@@ -28,6 +29,7 @@ from spamguard.metrics import Recorder
 from spamguard.scoring.base import Score, Scorer
 from spamguard.scoring.cache import ScoreCache
 from spamguard.scoring.model import HeadScorer, SharedEmbedding
+from spamguard.scoring.views import ViewConfig, looks_padded
 
 __all__ = [
     "Band",
@@ -279,7 +281,9 @@ class Cascade:
         decided = 0
         for i, s in zip(pending, scores, strict=True):
             s = self._merge(k, previous.get(i), s, name)
-            if last or self.bands[k].decides(s.p_spam):
+            if last or (
+                self.bands[k].decides(s.p_spam) and not self._defers(k, work.messages[i], s.p_spam)
+            ):
                 work.out[i] = s
                 decided += 1
             else:
@@ -294,6 +298,17 @@ class Cascade:
             decided=decided,
         )
         return next_pending
+
+    def _defers(self, k: int, message: Message, p: float) -> bool:
+        """Whether stage ``k`` leaves a message it would call legitimate to the next stage,
+        because that one reads padding-proof views (`spamguard.scoring.views`, gated) and
+        the message looks padded: 50 links or a quoted newsletter appended to a spam must
+        not be decided as ham by a stage that reads only the whole message."""
+        if p > self.bands[k].ham_at_or_below:
+            return False
+        model = getattr(self.stages[k + 1], "model", None)
+        cfg = getattr(model, "views", None)
+        return isinstance(cfg, ViewConfig) and looks_padded(message, cfg)
 
     def _merge(self, k: int, before: Score | None, now: Score, name: str) -> Score:
         """The stage's score, labelled with the deciding stage; an LLM stage keeps the head's

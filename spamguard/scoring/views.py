@@ -46,6 +46,7 @@ __all__ = [
     "Dropped",
     "ViewConfig",
     "flatten",
+    "looks_padded",
     "message_views",
     "subject_chars",
     "view_traits",
@@ -373,6 +374,27 @@ def view_traits(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropp
         seen.append(got[0])
         out.append((name, got[0], got[1]))
     return out
+
+
+def looks_padded(msg: Message, cfg: ViewConfig) -> bool:
+    """Whether a gated scorer would read a view of ``msg`` (`ViewConfig.gated`): something
+    in it looks like padding. A cheaper stage that cannot read views defers such a message
+    rather than deciding it is legitimate (spamguard.scoring.cascade)."""
+    if not (cfg.enabled and cfg.gated):
+        return False
+    if "body" in cfg.views and subject_chars(msg.subject) >= max(1, cfg.gate_subject_chars):
+        return True
+    text = msg.visible_text
+    blocks = _blocks_and_kinds(text) if "trimmed" in cfg.views or "opening" in cfg.views else []
+    if "trimmed" in cfg.views:
+        for drop in cfg.trims:
+            if len(blocks) > drop and _dropped(blocks[-drop:], len(text)).looks_like_padding(cfg):
+                return True
+    if "opening" in cfg.views:
+        for chars in cfg.openings:
+            if len(text) > chars and _opening(msg, chars, cfg)[1].looks_like_padding(cfg):
+                return True
+    return False
 
 
 def _same(a: Message, b: Message) -> bool:

@@ -420,3 +420,29 @@ def test_an_encoder_failing_in_its_thread_leaves_the_first_stages_scores() -> No
     assert [s.p_spam for s in scores] == first
     assert cascade.errors and "encoder's thread failed" in cascade.errors[0]
     assert all(me != encoder.main for me, _ in encoder.calls)  # none tried again here
+
+
+def test_a_padded_message_is_left_to_the_stage_that_reads_views() -> None:
+    """Stage 0 reads only the whole message, so 50 links appended can make a spam look clear
+    ham to it; with the next stage reading gated views, such a message goes on to it."""
+    import dataclasses
+
+    from spamguard.scoring.model import default_model_dir, load_scorer
+    from spamguard.scoring.views import ViewConfig
+
+    links = "\n".join(f"http://site{i}.example.org/page" for i in range(50))
+    plain = parse_message(b"From: a@example.org\nSubject: lunch\n\nLunch at one?\n")
+    padded = parse_message(
+        b"From: a@example.org\nSubject: offer\n\nCheap meds, order now.\n\n" + links.encode()
+    )
+    cheap = TableScorer({"lunch": 0.001, "offer": 0.001}, "s0")
+    full = load_scorer(default_model_dir())
+    full.n_neighbours = 0
+    cascade = Cascade([cheap, full], [Band(0.01, 0.99)], names=["cheap", "head"])
+    full.model.views = ViewConfig()  # views off: stage 0 decides both
+    assert [s.stage for s in cascade.score([plain, padded])] == ["cheap", "cheap"]
+    full.model.views = dataclasses.replace(ViewConfig(enabled=True, gated=True), gate_links=10)
+    assert [s.stage for s in cascade.score([plain, padded])] == ["cheap", "head"]
+    # A message stage 0 calls spam is still decided there: padding only hides spam.
+    cheap.table["offer"] = 0.999
+    assert [s.stage for s in cascade.score([plain, padded])] == ["cheap", "cheap"]

@@ -277,3 +277,24 @@ def _padding_flags(messages: list[bytes]) -> list[bool]:
         for raw in messages
         for _, _, d in view_traits(parse_message(raw), dataclasses.replace(GATED, gated=False))
     ]
+
+
+def test_looks_padded_says_whether_a_gated_scorer_reads_a_view() -> None:
+    from spamguard.scoring.views import looks_padded
+
+    offer = "Cheap meds at http://pills.example.biz/buy now. Order today, ships fast."
+    raws = [
+        mail(offer),
+        mail(offer, links=50),
+        mail(offer, links=3),
+        mail(offer + "\n\n" + "The committee met on Tuesday to review the budget. " * 8),
+        mail(offer, subject="Notes from the planning meeting " * 4),
+        mail(LONG_TEXT + "\n\n" + "http://a.example/\n" * 20),
+        mail(LONG_TEXT + "\n\nThanks"),
+    ]
+    got = [looks_padded(parse_message(r), GATED) for r in raws]
+    assert got == [bool(message_views(parse_message(r), GATED)) for r in raws]
+    assert any(got) and not all(got)
+    assert not any(
+        looks_padded(parse_message(r), dataclasses.replace(GATED, gated=False)) for r in raws
+    )
