@@ -235,6 +235,28 @@ class Gates:
             ok &= ~np.char.startswith(view.astype(str), "opening")
         return np.asarray(ok)
 
+    def view_config(self) -> dict[str, Any]:
+        """The views block of a model's config.json (spamguard.scoring.views.ViewConfig)."""
+        from spamguard.scoring.views import VIEW_NAMES, ViewConfig
+
+        views = [v for v in VIEW_NAMES if self.openings or v != "opening"]
+        if self.subject_chars >= NEVER_SUBJECT:
+            views.remove("body")
+        cfg = ViewConfig(
+            enabled=True,
+            views=tuple(views),
+            view_margin=self.margin,
+            lift_weight=1.0,
+            gated=True,
+            gate_links=self.links,
+            gate_quote_share=self.quote_share,
+            gate_text_share=self.text_share,
+            gate_text_chars=self.text_chars,
+            gate_subject_chars=min(self.subject_chars, NEVER_SUBJECT),
+            body_margin=self.body_margin,
+        )
+        return cfg.to_json()
+
     def margins(self, data: Any) -> np.ndarray:
         return np.where(data["view"] == "body", self.body_margin, self.margin)
 
@@ -464,9 +486,20 @@ def gates(args: argparse.Namespace) -> int:
             for b in args.body_margins
         ]
     )
+    view_config = chosen.view_config()
+    print(json.dumps(view_config))
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"chosen": dataclasses.asdict(chosen), "rows": rows}, indent=1) + "\n",
+            json.dumps(
+                {
+                    "chosen": dataclasses.asdict(chosen),
+                    "view_config": view_config,
+                    "oof": str(args.oof),
+                    "rows": rows,
+                },
+                indent=1,
+            )
+            + "\n",
             "utf-8",
         )
     return 0

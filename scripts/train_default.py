@@ -432,6 +432,11 @@ def main() -> int:
     parser.add_argument(
         "--views-margin", type=float, default=0.0, help="the views' view_margin (log-odds)"
     )
+    parser.add_argument(
+        "--views-config",
+        help="the views block (JSON, or a file holding it, e.g. what `benchmarks/views_cv.py "
+        "gates --json` wrote: its view_config) to save the model with; gated views included",
+    )
     parser.add_argument("--version", default=VERSION, help="the model's version string")
     parser.add_argument(
         "--exclude-source",
@@ -594,11 +599,18 @@ def main() -> int:
 
 
 def _views(args: argparse.Namespace) -> object:
-    """The views block the model is saved with: None (off) unless --views-lift is given."""
-    if args.views_lift is None:
-        return None
+    """The views block the model is saved with: None (off) unless --views-lift or
+    --views-config is given."""
     from spamguard.scoring.views import ViewConfig
 
+    if args.views_config:
+        text = args.views_config
+        if not text.lstrip().startswith("{"):
+            text = Path(text).read_text("utf-8")
+        block = json.loads(text)
+        return ViewConfig.from_json(block.get("view_config", block))
+    if args.views_lift is None:
+        return None
     return ViewConfig(enabled=True, lift_weight=args.views_lift, view_margin=args.views_margin)
 
 
@@ -743,6 +755,31 @@ def views_note(config: dict) -> str:
     v = config.get("views") or {}
     if not v.get("enabled"):
         return ""
+    if v.get("gated"):
+        body = v.get("body_margin", v["view_margin"])
+        return (
+            "Padding-proof scoring views are on (`spamguard/scoring/views.py`), gated: when "
+            "what a view\nleaves out looks like padding (a run of at least "
+            f"{v['gate_links']} bare links, a quoted block\nof at least "
+            f"{v['gate_quote_share']:.0%} of the text, ordinary text of at least "
+            f"{v['gate_text_share']:.0%} of it and\n{v['gate_text_chars']} characters, a "
+            f"subject of at least {v['gate_subject_chars']} characters), the message is also "
+            "read\nwithout it ("
+            + ", ".join(
+                {
+                    "opening": "its opening",
+                    "trimmed": "without its last paragraph",
+                    "body": "without its subject",
+                }[name]
+                for name in v["views"]
+            )
+            + "), and its log-odds is\nlifted to the view's when the view reads "
+            f"more spam-like by more than {v['view_margin']:g} (the subject-less\nview: "
+            f"{body:g}). Mail with nothing that looks like padding is scored exactly as "
+            "without views.\nGates and margins were chosen on out-of-fold scores of the "
+            "training mail and padded copies\nof its spam (`benchmarks/views_cv.py gates`); "
+            "the base blocks were trained on real messages only.\n"
+        )
     return (
         "Scoring views are on (`spamguard/scoring/views.py`): the message is also read as its\n"
         "opening, without its last paragraph (a run of links or of quoted lines is one) and\n"
