@@ -230,9 +230,11 @@ class Gates:
             & ((tc == 0) | ((tc / tot >= self.text_share) & (tc >= self.text_chars)))
             & (lc + qc + tc > 0)
         )
+        opening = np.char.startswith(view.astype(str), "opening")
+        parts_ok &= ~(opening & (tc > 0))  # an opening never counts ordinary text as padding
         ok = np.where(sc > 0, sc >= self.subject_chars, parts_ok) & (view != "")
         if not self.openings:
-            ok &= ~np.char.startswith(view.astype(str), "opening")
+            ok &= ~opening
         return np.asarray(ok)
 
     def view_config(self) -> dict[str, Any]:

@@ -232,11 +232,15 @@ class Dropped:
     def share(self, kind: str) -> float:
         return float(getattr(self, f"{kind}_chars")) / max(1, self.total_chars)
 
-    def looks_like_padding(self, cfg: ViewConfig) -> bool:
-        """Whether what is left out is padding by the config's gates: each kind left out
-        must pass its own (a run of links, a quote, a large share of ordinary text)."""
+    def looks_like_padding(self, cfg: ViewConfig, view: str = "trimmed") -> bool:
+        """Whether what the ``view`` leaves out is padding by the config's gates: each kind
+        left out must pass its own (a run of links, a quote, a large share of ordinary
+        text). An opening never counts ordinary text as padding: what follows the opening
+        of a long message is mostly just the rest of it."""
         if self.subject_chars:
             return self.subject_chars >= cfg.gate_subject_chars
+        if view.startswith("opening") and self.text_chars:
+            return False
         parts = []
         if self.links_chars:
             parts.append(self.links >= cfg.gate_links)
@@ -334,11 +338,16 @@ def _without_subject(msg: Message) -> Message:
 def message_views(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message]]:
     """The views of ``msg`` that differ from it (and from each other), by name; with
     `ViewConfig.gated`, only those whose left-out part looks like padding."""
-    return [
-        (name, view)
-        for name, view, dropped in view_traits(msg, cfg)
-        if not cfg.gated or dropped.looks_like_padding(cfg)
-    ]
+    out: list[tuple[str, Message]] = []
+    seen: list[Message] = [msg]
+    for name, view, dropped in _candidates(msg, cfg):
+        if cfg.gated and not dropped.looks_like_padding(cfg, name):
+            continue
+        if any(_same(view, other) for other in seen):
+            continue
+        seen.append(view)
+        out.append((name, view))
+    return out
 
 
 _SUBJECT_TAGS = re.compile(r"^(?:(?:re|fwd?|aw|sv|tr)\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
@@ -350,29 +359,30 @@ def subject_chars(subject: str) -> int:
 
 
 def view_traits(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropped]]:
-    """Every view of ``msg`` that differs from it (and from each other), ungated, with what
-    it leaves out (benchmarks/views_cv.py chooses the gates on these)."""
+    """Every view of ``msg`` that differs from it, ungated and each under its own name (two
+    views may be equal), with what it leaves out: benchmarks/views_cv.py chooses the gates
+    on these."""
+    return [(n, v, d) for n, v, d in _candidates(msg, cfg) if not _same(v, msg)]
+
+
+def _candidates(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropped]]:
     if not cfg.enabled:
         return []
-    candidates: list[tuple[str, tuple[Message, Dropped] | None]] = []
+    out: list[tuple[str, Message, Dropped]] = []
     for name in cfg.views:
         if name == "opening":
-            candidates += [(f"opening-{n}", _opening(msg, n, cfg)) for n in cfg.openings]
+            out += [(f"opening-{n}", *_opening(msg, n, cfg)) for n in cfg.openings]
         elif name == "trimmed":
-            candidates += [(f"trimmed-{n}", _trimmed(msg, n, cfg)) for n in cfg.trims]
+            for n in cfg.trims:
+                got = _trimmed(msg, n, cfg)
+                if got is not None:
+                    out.append((f"trimmed-{n}", *got))
         elif name == "body" and msg.subject.strip():
             dropped = Dropped(
                 subject_chars=max(1, subject_chars(msg.subject)),
                 total_chars=max(1, len(msg.visible_text)),
             )
-            candidates.append(("body", (_without_subject(msg), dropped)))
-    out: list[tuple[str, Message, Dropped]] = []
-    seen: list[Message] = [msg]
-    for name, got in candidates:
-        if got is None or any(_same(got[0], other) for other in seen):
-            continue
-        seen.append(got[0])
-        out.append((name, got[0], got[1]))
+            out.append(("body", _without_subject(msg), dropped))
     return out
 
 
@@ -388,11 +398,14 @@ def looks_padded(msg: Message, cfg: ViewConfig) -> bool:
     blocks = _blocks_and_kinds(text) if "trimmed" in cfg.views or "opening" in cfg.views else []
     if "trimmed" in cfg.views:
         for drop in cfg.trims:
-            if len(blocks) > drop and _dropped(blocks[-drop:], len(text)).looks_like_padding(cfg):
+            dropped = _dropped(blocks[-drop:], len(text)) if len(blocks) > drop else None
+            if dropped is not None and dropped.looks_like_padding(cfg, "trimmed"):
                 return True
     if "opening" in cfg.views:
         for chars in cfg.openings:
-            if len(text) > chars and _opening(msg, chars, cfg)[1].looks_like_padding(cfg):
+            if len(text) > chars and _opening(msg, chars, cfg)[1].looks_like_padding(
+                cfg, "opening"
+            ):
                 return True
     return False
 

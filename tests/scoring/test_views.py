@@ -255,7 +255,7 @@ def test_the_cross_validation_reads_the_same_gates_as_the_scorer() -> None:
                 )
             )
             names.append(name)
-            expected.append(d.looks_like_padding(GATED) and not name.startswith("opening"))
+            expected.append(d.looks_like_padding(GATED, name) and not name.startswith("opening"))
     data = {"traits": np.asarray(rows), "view": np.asarray(names)}
     g = Gates(
         links=10,
@@ -273,9 +273,9 @@ def test_the_cross_validation_reads_the_same_gates_as_the_scorer() -> None:
 
 def _padding_flags(messages: list[bytes]) -> list[bool]:
     return [
-        d.looks_like_padding(GATED)
+        d.looks_like_padding(GATED, name)
         for raw in messages
-        for _, _, d in view_traits(parse_message(raw), dataclasses.replace(GATED, gated=False))
+        for name, _, d in view_traits(parse_message(raw), dataclasses.replace(GATED, gated=False))
     ]
 
 
@@ -298,3 +298,18 @@ def test_looks_padded_says_whether_a_gated_scorer_reads_a_view() -> None:
     assert not any(
         looks_padded(parse_message(r), dataclasses.replace(GATED, gated=False)) for r in raws
     )
+
+
+def test_an_opening_never_counts_ordinary_text_as_padding_the_trimmed_view_may() -> None:
+    offer = "Cheap meds at http://pills.example.biz/buy now. Order today, ships fast."
+    paragraph = " ".join(["The committee met on Tuesday to review the budget."] * 22)
+    msg = parse_message(mail(offer + "\n\n" + paragraph))
+    traits = {n: (v, d) for n, v, d in view_traits(msg, GATED)}
+    # Both views read the offer alone; only the trimmed one passes the gate.
+    assert traits["opening-1000"][0].text == traits["trimmed-1"][0].text == offer
+    assert not traits["opening-1000"][1].looks_like_padding(GATED, "opening-1000")
+    assert traits["trimmed-1"][1].looks_like_padding(GATED, "trimmed-1")
+    assert [n for n, _ in message_views(msg, GATED)] == ["trimmed-1"]
+    # Ungated, the two are one view, read once under its first name.
+    ungated = dataclasses.replace(GATED, gated=False)
+    assert [n for n, _ in message_views(msg, ungated)] == ["opening-1000", "body"]
