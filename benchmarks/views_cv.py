@@ -65,7 +65,7 @@ def measure(args: argparse.Namespace) -> int:
     from spamguard.message import parse_message
     from spamguard.scoring.features import FeatureConfig
     from spamguard.scoring.head import Featurizer
-    from spamguard.scoring.views import ViewConfig, view_traits
+    from spamguard.scoring.views import ALL_VIEWS, ViewConfig, view_traits
 
     t0 = time.time()
     corpus, split = Path(args.corpus), Path(args.split)
@@ -79,7 +79,9 @@ def measure(args: argparse.Namespace) -> int:
         LabelledMessage(f"padded-{c.kind}:{c.original}", True, "padded", parse_message(c.raw))
         for c in copies
     ]
-    cfg = ViewConfig(enabled=True)
+    # Every view, ungated (the gates are chosen below on what each leaves out); the
+    # unpadded view cut at runs of 10 or more links (so gates from 10 links up are exact).
+    cfg = ViewConfig(enabled=True, views=ALL_VIEWS, gate_links=10)
     # role: 0 real SA, 1 real modern, 2 padded copy, 3 view of a real, 4 view of a copy
     items: list[Any] = []
     role: list[int] = []
@@ -217,6 +219,7 @@ class Gates:
     openings: bool
     margin: float
     body_margin: float
+    unpadded: bool = True
 
     def use(self, data: Any) -> np.ndarray:
         """Which items' views pass the gates (as Dropped.looks_like_padding)."""
@@ -235,13 +238,19 @@ class Gates:
         ok = np.where(sc > 0, sc >= self.subject_chars, parts_ok) & (view != "")
         if not self.openings:
             ok &= ~opening
+        if not self.unpadded:
+            ok &= view != "unpadded"
         return np.asarray(ok)
 
     def view_config(self) -> dict[str, Any]:
         """The views block of a model's config.json (spamguard.scoring.views.ViewConfig)."""
-        from spamguard.scoring.views import VIEW_NAMES, ViewConfig
+        from spamguard.scoring.views import ALL_VIEWS, ViewConfig
 
-        views = [v for v in VIEW_NAMES if self.openings or v != "opening"]
+        views = [
+            v
+            for v in ALL_VIEWS
+            if (self.openings or v != "opening") and (self.unpadded or v != "unpadded")
+        ]
         if self.subject_chars >= NEVER_SUBJECT:
             views.remove("body")
         cfg = ViewConfig(
@@ -384,7 +393,7 @@ def _row_text(g: Gates | None, f: dict[str, Any]) -> str:
         if g is None
         else (
             f"L{g.links:<2d} Q{min(g.quote_share, 9):<4g} T{min(g.text_share, 9):<4g}/"
-            f"{g.text_chars:<3d} "
+            f"{g.text_chars:<3d} {'U' if g.unpadded else '-'}"
             f"S{min(g.subject_chars, 999):<3d} {'O' if g.openings else '-'} "
             f"m{g.margin:<4g} b{g.body_margin:<4g}"
         )
@@ -472,13 +481,14 @@ def gates(args: argparse.Namespace) -> int:
 
     first = sweep(
         [
-            Gates(L, Q, T, C, NEVER_SUBJECT, op, m, 0.0)
+            Gates(L, Q, T, C, NEVER_SUBJECT, op, m, 0.0, up)
             for L in args.links
             for Q in args.quote_shares
             for T in args.text_shares
             for C in args.text_chars
             for op in (False, True)
             for m in args.margins
+            for up in (False, True)
         ]
     )
     chosen = sweep(
@@ -527,7 +537,7 @@ def main() -> int:
     g = sub.add_parser("gates")
     g.add_argument("oof")
     g.add_argument("--modern-weight", type=float, default=0.0)
-    g.add_argument("--links", type=int, nargs="+", default=[3, 5, 10, 20])
+    g.add_argument("--links", type=int, nargs="+", default=[10, 20, 30])
     g.add_argument("--quote-shares", type=float, nargs="+", default=[0.0, 0.1, 0.25, 0.5, 2.0])
     g.add_argument("--text-shares", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 2.0])
     g.add_argument("--text-chars", type=int, nargs="+", default=[150, 300, 500])

@@ -42,6 +42,7 @@ from typing import Any
 from spamguard.message import Message
 
 __all__ = [
+    "ALL_VIEWS",
     "VIEW_NAMES",
     "Dropped",
     "ViewConfig",
@@ -53,6 +54,11 @@ __all__ = [
 ]
 
 VIEW_NAMES = ("opening", "trimmed", "body")
+# Views a model may name in its config (the default reads VIEW_NAMES): ``unpadded`` is the
+# message without every run of at least `ViewConfig.gate_links` bare links and every quoted
+# block, wherever they are (padding followed by a line of the spammer's own, or put in each
+# part of the message, is not its last paragraph).
+ALL_VIEWS = (*VIEW_NAMES, "unpadded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +148,7 @@ class ViewConfig:
             return cls()
         base = cls()
         views = tuple(str(v) for v in data.get("views", base.views))
-        unknown = [v for v in views if v not in VIEW_NAMES]
+        unknown = [v for v in views if v not in ALL_VIEWS]
         if unknown:
             raise ValueError(f"unknown scoring view(s) {', '.join(map(repr, unknown))}")
         return cls(
@@ -259,7 +265,7 @@ def _dropped(blocks: list[tuple[str, str]], total: int) -> Dropped:
     for block, kind in blocks:
         chars[kind] += len(block)
         if kind == "links":
-            links += sum(1 for line in block.splitlines() if line.strip())
+            links += _links(block)
     return Dropped(
         links_chars=chars["links"],
         quote_chars=chars["quote"],
@@ -324,6 +330,27 @@ def _trimmed(msg: Message, drop: int, cfg: ViewConfig) -> tuple[Message, Dropped
     return view, _dropped(gone, len(text))
 
 
+def _unpadded(msg: Message, cfg: ViewConfig) -> tuple[Message, Dropped] | None:
+    """The message without every run of at least `ViewConfig.gate_links` bare links and
+    every quoted block (None when it has neither), and what that leaves out."""
+    text = msg.visible_text
+    kept: list[str] = []
+    gone: list[tuple[str, str]] = []
+    for block, kind in _blocks_and_kinds(text):
+        if kind == "quote" or (kind == "links" and _links(block) >= cfg.gate_links):
+            gone.append((block, kind))
+        else:
+            kept.append(block)
+    if not gone:
+        return None
+    view = _cut(msg, "\n\n".join(kept), "\n\n".join(b for b, _ in gone), cfg)
+    return view, _dropped(gone, len(text))
+
+
+def _links(block: str) -> int:
+    return sum(1 for line in block.splitlines() if line.strip())
+
+
 def _domain(url: str) -> str:
     rest = url.split("://", 1)[1] if "://" in url else url
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
@@ -377,6 +404,10 @@ def _candidates(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropp
                 got = _trimmed(msg, n, cfg)
                 if got is not None:
                     out.append((f"trimmed-{n}", *got))
+        elif name == "unpadded":
+            got = _unpadded(msg, cfg)
+            if got is not None:
+                out.append(("unpadded", *got))
         elif name == "body" and msg.subject.strip():
             dropped = Dropped(
                 subject_chars=max(1, subject_chars(msg.subject)),
@@ -401,6 +432,10 @@ def looks_padded(msg: Message, cfg: ViewConfig) -> bool:
             dropped = _dropped(blocks[-drop:], len(text)) if len(blocks) > drop else None
             if dropped is not None and dropped.looks_like_padding(cfg, "trimmed"):
                 return True
+    if "unpadded" in cfg.views:
+        got = _unpadded(msg, cfg)
+        if got is not None and got[1].looks_like_padding(cfg, "unpadded"):
+            return True
     if "opening" in cfg.views:
         for chars in cfg.openings:
             if len(text) > chars and _opening(msg, chars, cfg)[1].looks_like_padding(
