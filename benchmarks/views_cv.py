@@ -406,12 +406,12 @@ def _row_text(g: Gates | None, f: dict[str, Any]) -> str:
     )
 
 
-def _worst(f: dict[str, Any]) -> float:
+def _worst(f: dict[str, Any], kinds: tuple[str, ...]) -> float:
     return max(
         f[key][k]["drop_points"]
         for key in ("padding_sa", "padding_modern")
         for k in f[key]
-        if f[key][k]["n"]
+        if f[key][k]["n"] and k in kinds
     )
 
 
@@ -433,8 +433,9 @@ def _feasible(f: dict[str, Any], base: dict[str, Any]) -> bool:
 
 def gates(args: argparse.Namespace) -> int:
     """Choose the gates (spamguard.scoring.views.ViewConfig.gated) on the out-of-fold scores:
-    first the trimmed/opening gates and the margin with the subject-less view off, then the
-    subject gate and the subject-less view's margin with those fixed. Among the settings that
+    first the trimmed/opening/unpadded gates and the margin with the subject-less view off
+    (judged on the links, paragraph and quoted copies), then the subject gate and the
+    subject-less view's margin with those fixed (judged on all four). Among the settings that
     pass `_feasible` against no views, the one with the smallest worst padding drop (each
     kind, SpamAssassin and modern copies), then the fewest views read, then the larger
     margin."""
@@ -463,7 +464,7 @@ def gates(args: argparse.Namespace) -> int:
     ungated["views_read"] = int(real_views.sum())
     print(f"{'ungated, margin ' + str(args.ungated_margin):<42}" + _row_text(None, ungated)[42:])
 
-    def sweep(grid: list[Gates]) -> Gates:
+    def sweep(grid: list[Gates], kinds: tuple[str, ...]) -> Gates:
         best: tuple[tuple[float, int, float], Gates] | None = None
         for g in grid:
             f = fig(g)
@@ -471,7 +472,7 @@ def gates(args: argparse.Namespace) -> int:
             rows.append({"gates": dataclasses.asdict(g), "feasible": ok, **f})
             if args.verbose or ok:
                 print(_row_text(g, f) + ("" if ok else "  (fails the SA/ham rule)"))
-            key = (round(_worst(f), 6), f["views_read"], -g.margin)
+            key = (round(_worst(f, kinds), 6), f["views_read"], -g.margin)
             if ok and (best is None or key < best[0]):
                 best = (key, g)
         if best is None:
@@ -489,14 +490,16 @@ def gates(args: argparse.Namespace) -> int:
             for op in (False, True)
             for m in args.margins
             for up in (False, True)
-        ]
+        ],
+        ("links", "paragraph", "quoted"),
     )
     chosen = sweep(
         [
             dataclasses.replace(first, subject_chars=S, body_margin=b)
             for S in args.subject_chars
             for b in args.body_margins
-        ]
+        ],
+        ("links", "paragraph", "quoted", "subject"),
     )
     view_config = chosen.view_config()
     print(json.dumps(view_config))

@@ -770,6 +770,7 @@ def views_note(config: dict) -> str:
                     "opening": "its opening",
                     "trimmed": "without its last paragraph",
                     "body": "without its subject",
+                    "unpadded": "without its runs of links and quotes",
                 }[name]
                 for name in v["views"]
             )
