@@ -238,7 +238,11 @@ class Gates:
         ok = np.where(sc > 0, sc >= self.subject_chars, parts_ok) & (view != "")
         if not self.openings:
             ok &= ~opening
-        if not self.unpadded:
+        if self.unpadded:
+            # Scoring's unpadded view drops runs of links only; the stored one (cut before
+            # that was decided) dropped quotes too: only those without a quote are the same.
+            ok &= (view != "unpadded") | (qc == 0)
+        else:
             ok &= view != "unpadded"
         return np.asarray(ok)
 

@@ -770,7 +770,7 @@ def views_note(config: dict) -> str:
                     "opening": "its opening",
                     "trimmed": "without its last paragraph",
                     "body": "without its subject",
-                    "unpadded": "without its runs of links and quotes",
+                    "unpadded": "without its runs of links",
                 }[name]
                 for name in v["views"]
             )

@@ -641,7 +641,7 @@ _VIEW_DETAIL = {
     "opening": "its opening alone reads as spam; what follows it looks like padding",
     "trimmed": "without its last paragraphs it reads as spam; they look like padding",
     "body": "without its subject it reads as spam; the subject looks chosen to mislead",
-    "unpadded": "without its runs of links and its quotes it reads as spam; they look like padding",
+    "unpadded": "without its runs of links it reads as spam; they look like padding",
 }
 
 

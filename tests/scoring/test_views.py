@@ -315,26 +315,24 @@ def test_an_opening_never_counts_ordinary_text_as_padding_the_trimmed_view_may()
     assert [n for n, _ in message_views(msg, ungated)] == ["opening-1000", "body"]
 
 
-def test_the_unpadded_view_drops_every_run_of_links_and_quote_wherever_it_is() -> None:
+def test_the_unpadded_view_drops_every_run_of_links_wherever_it_is() -> None:
     from spamguard.scoring.views import ALL_VIEWS, looks_padded
 
     offer = "Cheap meds at http://pills.example.biz/buy now. Order today, ships fast."
     links = "\n".join(f"http://site{i}.example.org/page" for i in range(50))
     quote = "On Mon, 3 Jun 2002, Ann wrote:\n> the budget\n> the roof"
-    # Padding followed by a line of the spammer's own: not its last paragraph.
+    # Links followed by a line of the spammer's own: not its last paragraph.
     msg = parse_message(mail(f"{offer}\n\n{links}\n\nxqzvbnmtrewq\n\n{quote}\n\nbye now"))
-    cfg = dataclasses.replace(GATED, views=ALL_VIEWS, openings=(), gate_quote_share=0.0)
+    cfg = dataclasses.replace(GATED, views=("unpadded",))
     views = {n: (v, d) for n, v, d in view_traits(msg, cfg)}
     view, dropped = views["unpadded"]
-    assert view.text == f"{offer}\n\nxqzvbnmtrewq\n\nbye now"
+    assert view.text == f"{offer}\n\nxqzvbnmtrewq\n\n{quote}\n\nbye now"  # quotes stay
     assert view.urls == ("http://pills.example.biz/buy",)
-    assert dropped.links == 50 and dropped.quote_chars == len(quote) and not dropped.text_chars
-    assert "unpadded" in dict(message_views(msg, cfg)) and looks_padded(msg, cfg)
-    # Every kind it drops must pass its gate: the quote is 3% of the text.
-    strict = dataclasses.replace(cfg, gate_quote_share=0.2, views=("unpadded",))
-    assert message_views(msg, strict) == [] and not looks_padded(msg, strict)
+    assert dropped.links == 50 and not dropped.quote_chars and not dropped.text_chars
+    assert message_views(msg, cfg) == [("unpadded", view)] and looks_padded(msg, cfg)
     # A run shorter than gate_links stays (and with nothing else to drop there is no view).
     short = parse_message(mail(offer + "\n\nhttp://a.example/\nhttp://b.example/\n\nbye now"))
-    assert "unpadded" not in {n for n, _, _ in view_traits(short, cfg)}
-    assert ViewConfig.from_json(cfg.to_json()) == cfg
-    assert not ViewConfig.from_json(None).views.count("unpadded")  # not read by default
+    assert view_traits(short, cfg) == [] and not looks_padded(short, cfg)
+    full = dataclasses.replace(GATED, views=ALL_VIEWS)
+    assert ViewConfig.from_json(full.to_json()) == full
+    assert "unpadded" not in ViewConfig.from_json(None).views  # not read by default
