@@ -25,6 +25,12 @@ message), because padding and an innocent subject colour the whole message's vec
 Padding then only adds views, it cannot dilute the part that was there. Views identical to
 the message are not scored.
 
+Gated (`ViewConfig.gated`), a view is read only when what it leaves out looks like padding
+(a run of links, a quote, a large share of ordinary text, a subject far longer than
+ordinary): mail with nothing like that is scored exactly as without views, and the cascade's
+cheap stage does not decide such mail as legitimate (spamguard.scoring.cascade). An
+``unpadded`` view (without every run of links wherever it is) may be named by a model.
+
 The settings were chosen on train data only (the SpamAssassin train half and the modern
 corpus's train part: benchmarks/evasion_views.py). A model's config.json may carry a
 ``"views"`` block (``{"enabled": true}`` turns them on); without one they are off, which is
