@@ -38,16 +38,18 @@ class HashedTerms:
         (what `Featurizer.term_names` finds by re-reading the message)."""
         lo, hi = int(self.bounds[row]), int(self.bounds[row + 1])
         cols = self.columns[lo:hi]
-        want = np.fromiter(wanted, np.int64, len(wanted))
-        if not len(cols) or not len(want):
+        asked = list(wanted)
+        if not len(cols) or not asked:
             return {}
         # For each wanted column, its first term: a column a word fills many times is named
-        # once, not looked up at every occurrence.
-        equal = cols[:, None] == want
-        first = equal.argmax(axis=0)
-        present = equal[first, np.arange(len(want))]
+        # once, not looked up at every occurrence. (One row of the comparison per wanted
+        # column, so each row's first match is found along contiguous memory.)
+        equal = np.asarray(asked, dtype=np.int64)[:, None] == cols
+        first = equal.argmax(axis=1)
+        present = equal[np.arange(len(asked)), first].tolist()
         terms = self.term_lists[row]
-        return {int(want[j]): terms[int(first[j])] for j in np.flatnonzero(present).tolist()}
+        found = zip(asked, first.tolist(), present, strict=True)
+        return {int(c): terms[i] for c, i, hit in found if hit}
 
 
 def hashed_counts(
