@@ -369,3 +369,74 @@ def test_the_builder_adds_a_listed_source_and_keeps_the_rest(tmp_path: Path) -> 
     ]
     assert mine[0].sha256 == hashlib.sha256(HAM).hexdigest()
     assert mine[0].label_how == "read by hand"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_builder_adds_hand_listed_messages_to_a_sampled_list_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list archive taken by fixed-seed sample (one message per commit, file "m") also
+    gets the messages its hand labels list as "<commit>:m" (read by hand, e.g. for their
+    language): each once, with its hand label, even when the sample drew it too; a
+    message neither sampled nor listed stays out."""
+    import importlib.util
+
+    work = tmp_path / "work"
+    work.mkdir()
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    commits = []
+    for i in range(4):
+        (work / "m").write_bytes(HAM.replace(b"Tuesday", f"meeting {i}".encode()))
+        subprocess.run([*git, "add", "m"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", f"m{i}"], check=True)
+        commits.append(
+            subprocess.run(
+                ["git", "-C", str(work), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+    source = "example/list-archive.0"
+    mirror = tmp_path / "mirror"
+    subprocess.run(
+        [
+            "git",
+            "clone",
+            "-q",
+            "--mirror",
+            str(work),
+            str(mirror / "example+list-archive.0" / "repo"),
+        ],
+        check=True,
+    )
+    spec = importlib.util.spec_from_file_location("build_modern_manifest", BUILDER)
+    assert spec and spec.loader
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    category = "correspondence/developer-list"
+    monkeypatch.setattr(
+        builder, "SOURCES", [(source, commits[-1], "public-inbox", 1, "train", category)]
+    )
+    # the sample of one draws a commit by the fixed seed; list every commit but one
+    listed, unlisted = commits[:3], commits[3]
+    hand = tmp_path / "hand.tsv"
+    hand.write_text(
+        "source\tkey\tlabel\tcategory\tnote\tlanguage\n"
+        + "".join(f"{source}\t{c}:m\tham\t{category}\tminutes\tja\n" for c in listed),
+        encoding="utf-8",
+    )
+    out = tmp_path / "manifest.tsv"
+    argv = ["build", "--mirror", str(mirror), "--hand", str(hand), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert builder.main() == 0
+    rows = read_manifest(out)
+    got = [e.commit for e in rows]
+    assert len(got) == len(set(got))
+    assert set(listed) <= set(got)
+    sampled = set(got) - set(listed)
+    assert sampled <= {unlisted} and len(rows) == len(listed) + len(sampled)
+    for e in rows:
+        if e.commit in listed:
+            assert (e.language, e.label_how, e.split) == ("ja", "read by hand", "train")
