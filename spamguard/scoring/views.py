@@ -332,8 +332,25 @@ def _trimmed(msg: Message, drop: int, cfg: ViewConfig) -> tuple[Message, Dropped
     if len(blocks) <= drop:
         return None
     kept, gone = blocks[:-drop], blocks[-drop:]
+    if cfg.gated:
+        # The same padding appended to each part of a message (plain text and HTML) comes
+        # out twice: every copy of what is dropped goes.
+        same = {_words(b) for b, _ in gone if len(b) >= _MIN_REPEAT}
+        kept, gone = (
+            [(b, k) for b, k in kept if _words(b) not in same],
+            [(b, k) for b, k in kept if _words(b) in same] + gone,
+        )
     view = _cut(msg, "\n\n".join(b for b, _ in kept), "\n\n".join(b for b, _ in gone), cfg)
     return view, _dropped(gone, len(text))
+
+
+# A dropped paragraph's other copies are dropped too only from this many characters: a short
+# line ("Thanks", a signature) may well repeat in a message of its own.
+_MIN_REPEAT = 200
+
+
+def _words(block: str) -> str:
+    return " ".join(block.split())
 
 
 def _unpadded(msg: Message, cfg: ViewConfig) -> tuple[Message, Dropped] | None:
@@ -434,11 +451,10 @@ def looks_padded(msg: Message, cfg: ViewConfig) -> bool:
     if "body" in cfg.views and subject_chars(msg.subject) >= max(1, cfg.gate_subject_chars):
         return True
     text = msg.visible_text
-    blocks = _blocks_and_kinds(text) if "trimmed" in cfg.views or "opening" in cfg.views else []
     if "trimmed" in cfg.views:
         for drop in cfg.trims:
-            dropped = _dropped(blocks[-drop:], len(text)) if len(blocks) > drop else None
-            if dropped is not None and dropped.looks_like_padding(cfg, "trimmed"):
+            got = _trimmed(msg, drop, cfg)
+            if got is not None and got[1].looks_like_padding(cfg, "trimmed"):
                 return True
     if "unpadded" in cfg.views:
         got = _unpadded(msg, cfg)

@@ -336,3 +336,21 @@ def test_the_unpadded_view_drops_every_run_of_links_wherever_it_is() -> None:
     full = dataclasses.replace(GATED, views=ALL_VIEWS)
     assert ViewConfig.from_json(full.to_json()) == full
     assert "unpadded" not in ViewConfig.from_json(None).views  # not read by default
+
+
+def test_a_gated_trimmed_view_drops_every_copy_of_the_padding_it_drops() -> None:
+    """The same padding appended to each part of a message (plain text and HTML) can come
+    out twice in its text: dropping only the last copy would leave the other."""
+    offer = "Cheap meds at http://pills.example.biz/buy now. Order today, ships fast."
+    quote = "On Mon, 3 Jun 2002, Ann wrote:\n" + "\n".join(f"> line {i} of hers" for i in range(12))
+    footer = "Thanks,\nAnn"
+    msg = parse_message(mail(f"{offer}\n\n{quote}\n\n{footer}\n\n{quote}"))
+    view, dropped = {n: (v, d) for n, v, d in view_traits(msg, GATED)}["trimmed-1"]
+    assert view.text == f"{offer}\n\n{footer}"
+    assert dropped.quote_chars == 2 * len(quote) and dropped.looks_like_padding(GATED)
+    # Ungated (default-6's views) only the last paragraph goes, as before.
+    ungated = dict(message_views(msg, dataclasses.replace(GATED, gated=False, openings=())))
+    assert ungated["trimmed-1"].text == f"{offer}\n\n{quote}\n\n{footer}"
+    # A short paragraph that repeats stays where it is.
+    short = parse_message(mail(f"{offer}\n\nThanks\n\n{quote}\n\nThanks"))
+    assert {n: v for n, v, _ in view_traits(short, GATED)}["trimmed-1"].text.count("Thanks") == 1
