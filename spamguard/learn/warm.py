@@ -485,6 +485,9 @@ def fit_labels_steps(
         version=version,
         encoder=copy.deepcopy(parent.encoder),
         thresholds=dict(parent.thresholds),
+        # The parent's scoring views (frozen, so shared): without them a personal version
+        # would lose the padding protection at the user's first retrain (issue 21).
+        views=parent.views,
         training={
             "kind": "warm-start",
             "parent": parent.version,

@@ -159,3 +159,40 @@ def test_labelled_messages_are_reread_with_their_accounts_trusted_results(
         store.save_authserv_id("a", "mx.a.example")
         msg = _StoredMessages(store, ["h-r"])[0]
         assert msg.auth.dkim == "pass" and msg.auth.dkim_domains == ("shop.example",)
+
+
+def test_a_personal_version_keeps_the_parents_scoring_views(
+    labelled_store: Store, tmp_path: Path
+) -> None:
+    """The shipped default reads gated views (issue 21): a padded spam is scored without its
+    padding. A personal version warm-started from it must read them too, or the padding
+    protection would vanish at the user's first retrain."""
+    import json
+
+    from benchmarks.evasion import UNRELATED_SITES
+    from spamguard.message import parse_message
+    from spamguard.scoring.assemble import load_default_scorer
+    from spamguard.scoring.model import default_model_dir
+    from spamguard.scoring.views import ViewConfig
+    from tests.test_evasion import SPAM_TEXT, spam
+
+    parent = json.loads((default_model_dir() / "config.json").read_text("utf-8"))
+    assert parent["views"]["enabled"] and parent["views"]["gated"]
+    reg = ModelRegistry(tmp_path / "shipped-registry")
+    reg.register_dir(default_model_dir(), activate=True)
+    outcome = _run(retrain_steps(labelled_store, reg, LearnOptions(shadow_messages=0)))
+    version_dir = reg.version_dir(outcome.version)
+    child = json.loads((version_dir / "config.json").read_text("utf-8"))
+    assert child["training"]["parent"] == parent["version"]
+    assert child["views"] == parent["views"]
+
+    links = "\n".join(f"http://{site}" for site in UNRELATED_SITES)
+    padded = parse_message(spam(SPAM_TEXT + "\n" + links))
+    scorer = load_default_scorer(version_dir)
+    (score,) = scorer.score([padded])
+    assert score.p_spam >= 0.90, score
+    # The control: the same child without its views is talked out of the spam by the links.
+    head = scorer.stages[-1] if hasattr(scorer, "stages") else scorer
+    head.model.views = ViewConfig(enabled=False)
+    (whole,) = head.score([padded])
+    assert whole.p_spam < score.p_spam
