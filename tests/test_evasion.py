@@ -259,13 +259,17 @@ def test_shipped_model_scores_a_deeply_nested_spam_like_the_spam() -> None:
     assert deep.p_spam >= 0.99
 
 
-def _fifty_links_scores(views: bool) -> list[Any]:
+def _fifty_links_scores(views: str) -> list[Any]:
+    """The plain spam, it with its own link x50, it with 50 unrelated links; ``views``:
+    "shipped" (the model's own views block), "ungated" (every view read) or "off"."""
     from benchmarks.evasion import UNRELATED_SITES
     from spamguard.scoring.views import ViewConfig
 
     scorer, _ = _shipped()
-    if views:
+    if views == "ungated":
         scorer.model.views = ViewConfig(enabled=True)  # type: ignore[attr-defined]
+    elif views == "off":
+        scorer.model.views = ViewConfig(enabled=False)  # type: ignore[attr-defined]
     unrelated = "\n".join(f"http://{site}" for site in UNRELATED_SITES)
     own = "\n".join(["http://www.lowrates-mortgage-now.biz/apply.html"] * 50)
     return scorer.score(  # type: ignore[attr-defined, no-any-return]
@@ -277,26 +281,22 @@ def _fifty_links_scores(views: bool) -> list[Any]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21 item 4: the shipped model scores the whole message, and 50 well-known "
-    "links talk default-3 out of this spam (0.33). Scoring views fix it (next test) but are "
-    "off for default-3: on the SpamAssassin test half they moved 5 ham instead of 2 and cost "
-    "recall at 0.1% FPR (96% -> 94.8%); see spamguard/scoring/views.py",
-)
 def test_shipped_model_is_not_talked_out_of_a_spam_by_fifty_links() -> None:
-    scores = _fifty_links_scores(views=False)
+    # default-3 scored the third 0.33 (no views); default-3g reads gated views: the run of
+    # links is padding, so the message is also read without it.
+    scores = _fifty_links_scores(views="shipped")
     assert scores[0].p_spam >= 0.99
     assert scores[1].p_spam >= 0.90, scores[1]
     assert scores[2].p_spam >= 0.90, scores[2]
+    assert any(e.feature.startswith("view:") for e in scores[2].evidence)
 
 
 def test_views_keep_the_spam_that_fifty_links_talk_the_whole_message_out_of() -> None:
-    scores = _fifty_links_scores(views=True)
+    scores = _fifty_links_scores(views="ungated")
     assert scores[0].p_spam >= 0.99
     assert scores[1].p_spam >= 0.90, scores[1]
-    # The whole message alone (default-3, unbounded link count weighing about -3.6): 0.33.
-    # Without its last paragraph (the run of links) it still reads as the spam it is.
+    # The whole message alone (unbounded link count weighing about -3.6) is talked out of
+    # it; without its last paragraph (the run of links) it still reads as the spam it is.
     assert scores[2].p_spam >= 0.90, scores[2]
     assert any(e.feature.startswith("view:") for e in scores[2].evidence)
     from spamguard.llm.explain import plain_reasons
@@ -304,7 +304,7 @@ def test_views_keep_the_spam_that_fifty_links_talk_the_whole_message_out_of() ->
     reasons = plain_reasons(scores[2].evidence)
     assert any(r.label == "Padding" and "padding" in r.sentence for r in reasons), reasons
     # The control: the whole message alone is talked out of it, so this is about the views.
-    assert _fifty_links_scores(views=False)[2].p_spam < 0.90
+    assert _fifty_links_scores(views="off")[2].p_spam < 0.90
 
 
 @pytest.mark.parametrize("where", ["paragraph", "newsletter", "subject"])

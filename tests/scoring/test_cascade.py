@@ -256,7 +256,7 @@ def test_default_scorer_is_the_cascade_only_for_the_models_its_bands_fit(
     assert isinstance(shipped, Cascade)
     assert shipped.names == ["stage0-cheap", "stage1-head"]
     # Thresholds and the version users see come from the full head.
-    assert shipped.model.version == "default-3" and shipped.model.thresholds["move"] == 0.9
+    assert shipped.model.version == "default-3g" and shipped.model.thresholds["move"] == 0.9
     clear_ham = parse_message(
         b"From: Ann <ann@example.org>\nTo: bob@example.org\nSubject: Re: minutes of "
         b"Tuesday's meeting\nIn-Reply-To: <x@example.org>\n\nBob, thanks for the notes. I "
