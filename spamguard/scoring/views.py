@@ -33,8 +33,10 @@ cheap stage does not decide such mail as legitimate (spamguard.scoring.cascade).
 
 The settings were chosen on train data only (the SpamAssassin train half and the modern
 corpus's train part: benchmarks/evasion_views.py). A model's config.json may carry a
-``"views"`` block (``{"enabled": true}`` turns them on); without one they are off, which is
-how the shipped model runs: see `ViewConfig.enabled` for what they cost it.
+``"views"`` block (``{"enabled": true}`` turns them on); without one they are off. The
+shipped default-3g (default-3's trained files) reads gated views (its config.json's block:
+trimmed, unpadded and body, gates chosen by benchmarks/views_cv.py on train data); default-3
+ran without them: see `ViewConfig.enabled` for what ungated views cost it.
 """
 
 from __future__ import annotations
@@ -71,12 +73,12 @@ ALL_VIEWS = (*VIEW_NAMES, "unpadded")
 class ViewConfig:
     """Which views a scorer reads and how far."""
 
-    # Off unless a model's config.json turns them on. With the settings below, chosen on
-    # train data, the shipped default-3 held its ranking on the SpamAssassin test half (AUC
-    # 0.99976) but moved 5 of its 2,075 ham instead of 2 (hard-ham-1: 4 instead of 2) and
-    # fell to 94.8% recall at 0.1% FPR (the target is 96%): views lift some legitimate mail as
-    # well as padded spam. They stay a measured option (benchmarks/evasion.py --views on)
-    # until a model is trained with them in place.
+    # Off unless a model's config.json turns them on (the shipped default-3g turns on gated
+    # views, below). Ungated, with the settings below, chosen on train data, default-3 held
+    # its ranking on the SpamAssassin test half (AUC 0.99976) but moved 5 of its 2,075 ham
+    # instead of 2 (hard-ham-1: 4 instead of 2) and fell to 94.8% recall at 0.1% FPR (the
+    # target is 96%): views lift some legitimate mail as well as padded spam; gated views
+    # (default-3g) keep the test-half figures.
     enabled: bool = False
     views: tuple[str, ...] = VIEW_NAMES
     # The openings read, each a view of its own (cut at the last paragraph that fits). Shorter
