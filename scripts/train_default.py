@@ -140,6 +140,7 @@ def train_default_model(
     copy_weight: float = 1.0,
     copies_calibrate: bool = True,
     views: object = None,
+    language_weights: dict[str, float] | None = None,
 ) -> Path:
     """Train the default recipe on the SpamAssassin train half + ``modern`` rows (+ padded
     ``copies`` of training spam, scripts/padding_augment.py, each weighing ``copy_weight``;
@@ -161,7 +162,11 @@ def train_default_model(
     ]
     items = originals + padded
     weights = np.concatenate(
-        [np.ones(len(sa)), np.full(len(modern), modern_weight), np.full(len(copies), copy_weight)]
+        [
+            np.ones(len(sa)),
+            modern_weights(modern, modern_weight, language_weights),
+            np.full(len(copies), copy_weight),
+        ]
     )
     # A copy is held out with its original in the training's cross-validation.
     cv_groups = [it.ref for it in originals] + [c.original for c in copies]
@@ -189,7 +194,9 @@ def train_default_model(
         source=(
             f"SpamAssassin public corpus, {split.name}, train half"
             + (
-                f" + modern corpus train half ({', '.join(sources)}; weight {modern_weight})"
+                f" + modern corpus train half ({', '.join(sources)}; weight {modern_weight}"
+                + "".join(f", {k} x{v:g}" for k, v in sorted((language_weights or {}).items()))
+                + ")"
                 if modern
                 else ""
             )
@@ -240,6 +247,7 @@ def refit_cascade(
     bands_out: Path,
     split: Path = SPLIT,
     modern_weight: float = MODERN_WEIGHT,
+    language_weights: dict[str, float] | None = None,
 ) -> dict:
     """Retrain stage 0 (the shipped stage 0's blocks, no encoder) on the default's training
     data and choose the cascade band on both heads' out-of-fold scores of that data, as
@@ -254,7 +262,9 @@ def refit_cascade(
     cheap_config = json.loads((ROOT / "models" / "stage0" / "config.json").read_text("utf-8"))
     sa = load_split(split, sa_corpus, "train")
     items = sa + [it for _, it in modern]
-    weights = np.concatenate([np.ones(len(sa)), np.full(len(modern), modern_weight)])
+    weights = np.concatenate(
+        [np.ones(len(sa)), modern_weights(modern, modern_weight, language_weights)]
+    )
     cheap = train(
         items,
         TrainOptions(
@@ -287,6 +297,34 @@ def refit_cascade(
     bands_out.write_text(json.dumps(spec, indent=2) + "\n", "utf-8")
     print(f"stage 0 decides {info.get('decided_share', 0):.1%} (CV); band {band}", file=sys.stderr)
     return spec
+
+
+def modern_weights(
+    modern: list, weight: float, language_weights: dict[str, float] | None = None
+) -> object:
+    """Each modern message's training weight: ``weight``, times its language's factor in
+    ``language_weights`` (e.g. {"ja": 0.1}: a language whose train mail is nearly all spam
+    must not teach that its script is a sign of spam)."""
+    import numpy as np
+
+    lw = language_weights or {}
+    return np.asarray([weight * lw.get(e.language, 1.0) for e, _ in modern], dtype=np.float64)
+
+
+def parse_language_weights(specs: list[str]) -> dict[str, float]:
+    """``["ja=0.1", "zh=0.3"]`` -> {"ja": 0.1, "zh": 0.3}; a clear error otherwise."""
+    out: dict[str, float] = {}
+    for spec in specs:
+        lang, _, value = spec.partition("=")
+        try:
+            out[lang.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(
+                f"--language-weight {spec!r}: expected LANG=WEIGHT, e.g. ja=0.1"
+            ) from None
+        if not lang.strip() or out[lang.strip()] < 0:
+            raise SystemExit(f"--language-weight {spec!r}: expected LANG=WEIGHT, WEIGHT >= 0")
+    return out
 
 
 def write_training_manifest(sa_corpus: Path, split: Path, modern: list, path: Path) -> None:
@@ -432,6 +470,14 @@ def main() -> int:
     )
     parser.add_argument("--oof-out", help="save the training's out-of-fold scores (.npz) here")
     parser.add_argument(
+        "--language-weight",
+        action="append",
+        default=[],
+        metavar="LANG=W",
+        help="multiply the weight of modern train messages in language LANG (the manifest's "
+        "language column) by W (repeatable), e.g. ja=0.1 for a language with spam but no ham",
+    )
+    parser.add_argument(
         "--views-lift",
         type=float,
         help="turn the scoring views on (spamguard/scoring/views.py) with this lift_weight "
@@ -547,6 +593,7 @@ def main() -> int:
             copy_weight=args.augment_weight,
             copies_calibrate=not args.augment_no_calibration,
             views=_views(args),
+            language_weights=parse_language_weights(args.language_weight),
         )
         if encoder is not None:
             encoder.save()
@@ -578,6 +625,7 @@ def main() -> int:
             bands_out=ROOT / "models" / "cascade.json",
             split=split,
             modern_weight=args.modern_weight,
+            language_weights=parse_language_weights(args.language_weight),
         )
 
     figures = {}
