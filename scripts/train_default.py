@@ -141,6 +141,7 @@ def train_default_model(
     copies_calibrate: bool = True,
     views: object = None,
     language_weights: dict[str, float] | None = None,
+    modern_calibrate: bool = True,
 ) -> Path:
     """Train the default recipe on the SpamAssassin train half + ``modern`` rows (+ padded
     ``copies`` of training spam, scripts/padding_augment.py, each weighing ``copy_weight``;
@@ -186,10 +187,8 @@ def train_default_model(
         encoder=encoder,
         sample_weight=weights,
         cv_groups=cv_groups,
-        calibration_weight=(
-            None
-            if copies_calibrate
-            else np.concatenate([weights[: len(originals)], np.zeros(len(copies))])
+        calibration_weight=calibration_weights(
+            weights, len(sa), len(modern), copies_calibrate, modern_calibrate
         ),
         source=(
             f"SpamAssassin public corpus, {split.name}, train half"
@@ -235,6 +234,24 @@ def train_default_model(
             ref=np.asarray([it.ref for it in originals] + [c.original for c in copies]),
         )
     return Path(saved)
+
+
+def calibration_weights(
+    weights: object, n_sa: int, n_modern: int, copies: bool = True, modern: bool = True
+) -> object:
+    """The stacker's (calibration's) weights: the training weights, with the padded copies
+    (after the originals) and/or the modern messages (after the SpamAssassin ones) at 0 when
+    they are to teach the head and naive Bayes only; None when nothing is left out."""
+    import numpy as np
+
+    if copies and modern:
+        return None
+    cw = np.array(weights, dtype=np.float64)
+    if not copies:
+        cw[n_sa + n_modern :] = 0.0
+    if not modern:
+        cw[n_sa : n_sa + n_modern] = 0.0
+    return cw
 
 
 def refit_cascade(
@@ -528,6 +545,12 @@ def main() -> int:
         "scores): they teach the head and naive Bayes only",
     )
     parser.add_argument(
+        "--modern-no-calibration",
+        action="store_true",
+        help="keep the modern messages out of the stacker (the calibration on out-of-fold "
+        "scores): they teach the head and naive Bayes only",
+    )
+    parser.add_argument(
         "--cv-report",
         help="write the training's cross-validated figures (JSON): the originals' out-of-fold "
         "AUC/recall/ECE and each padding kind's recall at the move threshold",
@@ -594,6 +617,7 @@ def main() -> int:
             copies_calibrate=not args.augment_no_calibration,
             views=_views(args),
             language_weights=parse_language_weights(args.language_weight),
+            modern_calibrate=not args.modern_no_calibration,
         )
         if encoder is not None:
             encoder.save()

@@ -41,3 +41,12 @@ def test_each_modern_message_weighs_the_modern_weight_times_its_languages_factor
 def test_a_malformed_language_weight_is_a_one_line_error(spec: str) -> None:
     with pytest.raises(SystemExit, match="LANG=WEIGHT"):
         _script().parse_language_weights([spec])
+
+
+def test_the_calibration_leaves_out_what_is_to_teach_the_head_only() -> None:
+    td = _script()
+    w = np.asarray([1.0, 1.0, 0.3, 0.3, 1.0])  # 2 SpamAssassin, 2 modern, 1 padded copy
+    assert td.calibration_weights(w, 2, 2) is None
+    np.testing.assert_allclose(td.calibration_weights(w, 2, 2, copies=False), [1, 1, 0.3, 0.3, 0])
+    np.testing.assert_allclose(td.calibration_weights(w, 2, 2, modern=False), [1, 1, 0, 0, 1])
+    np.testing.assert_allclose(w, [1.0, 1.0, 0.3, 0.3, 1.0])  # the training weights unchanged
