@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -419,56 +419,40 @@ def view_traits(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropp
     return [(n, v, d) for n, v, d in _candidates(msg, cfg) if not _same(v, msg)]
 
 
-def _candidates(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropped]]:
+def _candidates(msg: Message, cfg: ViewConfig) -> Iterator[tuple[str, Message, Dropped]]:
+    """Every view the config names, with what it leaves out, one at a time (so that
+    `looks_padded` can stop at the first that looks padded)."""
     if not cfg.enabled:
-        return []
-    out: list[tuple[str, Message, Dropped]] = []
+        return
     for name in cfg.views:
         if name == "opening":
-            out += [(f"opening-{n}", *_opening(msg, n, cfg)) for n in cfg.openings]
+            for n in cfg.openings:
+                yield (f"opening-{n}", *_opening(msg, n, cfg))
         elif name == "trimmed":
             for n in cfg.trims:
                 got = _trimmed(msg, n, cfg)
                 if got is not None:
-                    out.append((f"trimmed-{n}", *got))
+                    yield (f"trimmed-{n}", *got)
         elif name == "unpadded":
             got = _unpadded(msg, cfg)
             if got is not None:
-                out.append(("unpadded", *got))
+                yield ("unpadded", *got)
         elif name == "body" and msg.subject.strip():
             dropped = Dropped(
                 subject_chars=max(1, subject_chars(msg.subject)),
                 total_chars=max(1, len(msg.visible_text)),
             )
-            out.append(("body", _without_subject(msg), dropped))
-    return out
+            yield ("body", _without_subject(msg), dropped)
 
 
 def looks_padded(msg: Message, cfg: ViewConfig) -> bool:
     """Whether a gated scorer would read a view of ``msg`` (`ViewConfig.gated`): something
     in it looks like padding. A cheaper stage that cannot read views defers such a message
-    rather than deciding it is legitimate (spamguard.scoring.cascade)."""
+    rather than deciding it is legitimate (spamguard.scoring.cascade). The same views and
+    gates as `message_views`, so the two cannot drift apart."""
     if not (cfg.enabled and cfg.gated):
         return False
-    if "body" in cfg.views and subject_chars(msg.subject) >= max(1, cfg.gate_subject_chars):
-        return True
-    text = msg.visible_text
-    if "trimmed" in cfg.views:
-        for drop in cfg.trims:
-            got = _trimmed(msg, drop, cfg)
-            if got is not None and got[1].looks_like_padding(cfg, "trimmed"):
-                return True
-    if "unpadded" in cfg.views:
-        got = _unpadded(msg, cfg)
-        if got is not None and got[1].looks_like_padding(cfg, "unpadded"):
-            return True
-    if "opening" in cfg.views:
-        for chars in cfg.openings:
-            if len(text) > chars and _opening(msg, chars, cfg)[1].looks_like_padding(
-                cfg, "opening"
-            ):
-                return True
-    return False
+    return any(dropped.looks_like_padding(cfg, name) for name, _, dropped in _candidates(msg, cfg))
 
 
 def _same(a: Message, b: Message) -> bool:
