@@ -156,6 +156,13 @@ LISTED = [
     # archive also holds questions and a long thread in Chinese, and ASPEED's BMC SoCs)
     ("linux-mailinglist-archives/linux-erofs.lists.ozlabs.org.0", "train"),
     ("linux-mailinglist-archives/linux-aspeed.lists.ozlabs.org.0", "train"),
+    # bulk-but-wanted mail (issue 17): release, security and event announcements that a
+    # subscriber receives, read by hand; the Samba release managers' announcements (sent
+    # to samba-announce, samba and samba-technical; a fixed-seed sample of 40 of their
+    # release-planning notices) and the Linux Foundation TAB elections and Maintainers
+    # Summit calls; the announcements of the lists above are listed with them
+    ("linux-mailinglist-archives/samba-technical.lists.samba.org.0", "train"),
+    ("linux-mailinglist-archives/ksummit.lists.linux.dev.0", "train"),
 ]
 SOURCES += [(src, None, "listed", None, split, None) for src, split in LISTED]
 
