@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import codecs
 import email
+import email.errors
+import email.feedparser
 import email.header
+import email.message
+import email.parser
 import email.utils
 import functools
 import hashlib
@@ -212,7 +216,7 @@ def parse_message(
             body = flat
     body_defects: list[str] = []
     try:
-        msg = email.message_from_bytes(body, policy=_POLICY)
+        msg = _message_from_bytes(body)
         # The body is read first: the charset its text turned out to be in is how mail
         # clients read raw 8-bit header bytes too (a Big5 subject over a Big5 body), where a
         # guess from a dozen header bytes alone is unreliable.
@@ -277,6 +281,185 @@ def parse_message(
         visible=visible,
         hidden_chars=walker.hidden_chars,
     )
+
+
+def _message_from_bytes(body: bytes) -> EmailMessage:
+    """``email.message_from_bytes(body, policy=_POLICY)``, the same object, built without the
+    standard library's parser when the message is not multipart or message/*: a mail of
+    one text part (nine in ten) needs its headers read and the rest kept as the payload,
+    where the FeedParser steps through the body a line at a time in Python (a quarter of
+    parsing). The headers are read as `FeedParser._parsegen` and `_parse_headers` read them
+    (the copy is used only under the standard library it copies, `_LEAN_PARSE_OK`);
+    tests/test_message_lean.py compares every field of both objects on both SpamAssassin
+    halves, the modern corpus and hostile input."""
+    if not _LEAN_PARSE_OK:
+        return email.message_from_bytes(body, policy=_POLICY)
+    text = body.decode("ascii", "surrogateescape")
+    msg = _lean_headers(text)
+    if msg is None:
+        return email.message_from_bytes(body, policy=_POLICY)
+    return msg
+
+
+# `email.feedparser`'s header line (headerRE) and line end (NLCRE, NLCRE_eol): a run of
+# header lines (each from a start that headerRE matches to its line end) in one match.
+_FP_HEADER_BLOCK_RE = re.compile(
+    r"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\r\n]*(?:\r\n|\r|\n)?)*"
+)
+_FP_LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_FP_NL_EOL_RE = re.compile(r"(\r\n|\r|\n)\Z")
+# A field of such lines: (name, value), the value as `Compat32.header_source_parse` gives it
+# (from the first line's blanks stripped, inner line ends kept, the last one dropped).
+_FP_FIELD_RE = re.compile(
+    r"([^\r\n:]*):[ \t]*([^\r\n]*(?:(?:\r\n|\r|\n)[\t ][^\r\n]*)*)(?:\r\n|\r|\n)?"
+)
+
+
+def _lean_headers(text: str) -> EmailMessage | None:
+    """The message of ``text`` (bytes read as ASCII with surrogate escapes, as BytesParser
+    reads them) when it is neither multipart nor message/*, else None.
+
+    The FeedParser reads the text as lines split at \\r\\n, \\r or \\n, ends kept. Its
+    header loop takes lines while headerRE matches them (one match of the block here) and
+    drops the blank line after them; `_parse_headers` makes fields of them; a non-multipart's
+    payload is the rest of the text.
+    """
+    msg = EmailMessage(policy=_POLICY)
+    pushed_back = ""
+    pos = _plain_fields(msg, text)
+    if pos is None:
+        pos, pushed_back = _header_lines(msg, text)
+    if msg.get_content_maintype() in ("multipart", "message"):
+        return None
+    msg.set_payload(pushed_back + text[pos:])
+    return msg
+
+
+def _header_lines(msg: EmailMessage, text: str) -> tuple[int, str]:
+    """The FeedParser's header loop and `_parse_headers` over the lines of ``text``: the
+    fields and defects set on ``msg``; where the payload starts, and the line pushed back
+    to it, if any."""
+    end = _FP_HEADER_BLOCK_RE.match(text).end()  # type: ignore[union-attr]
+    pos = end
+    if pos < len(text):
+        if text[pos] == "\r":
+            pos += 2 if text.startswith("\r\n", pos) else 1  # the blank line is dropped
+        elif text[pos] == "\n":
+            pos += 1
+        else:  # not a blank line: the body's first line
+            msg.defects.append(email.errors.MissingHeaderBodySeparatorDefect())
+    start = 0
+    if text.startswith("From "):  # the first line: an mbox envelope
+        first = _FP_LINE_RE.match(text).group()  # type: ignore[union-attr]
+        start = len(first)
+        eol = _FP_NL_EOL_RE.search(first)
+        msg.set_unixfrom(first[: -len(eol.group(0))] if eol else first)
+    block = text[start:end]
+    pushed_back = ""
+    if (
+        block[:1] not in (" ", "\t", ":")
+        and not any(piece in block for piece in ("\nFrom ", "\rFrom ", "\n:", "\r:"))
+        and not block.startswith("From ")
+    ):
+        # Every line opens a field with "name:" or goes on with a space or a tab: the
+        # fields in one scan (`Message.set_raw` appends to _headers).
+        msg._headers.extend(_FP_FIELD_RE.findall(block))  # type: ignore[attr-defined]
+    else:
+        pushed_back = _header_fields(msg, _FP_LINE_RE.findall(block))
+    return pos, pushed_back
+
+
+def _plain_fields(msg: EmailMessage, text: str) -> int | None:
+    """`_header_lines` for most mail, with string methods: when the text's first line ends
+    in \\n (\\r\\n), the header block has no other line end, ends at a blank line, and
+    every line of it opens a field with a name and a colon or goes on with a space or a tab
+    (so no line is an envelope or a defect). Sets the fields on ``msg`` and says where the
+    payload starts; None when any of this fails (``msg`` is as it was)."""
+    newline = text.find("\n")
+    eol = "\r\n" if newline > 0 and text[newline - 1] == "\r" else "\n"
+    if text.startswith(eol):
+        head, pos = "", len(eol)
+    else:
+        end = text.find(eol + eol)
+        if end < 0:
+            return None
+        head, pos = text[:end], end + 2 * len(eol)
+        if eol == "\n":
+            if "\r" in head:
+                return None
+        elif not head.count("\r") == head.count("\n") == head.count("\r\n"):
+            return None
+        if head[0] in " \t" or _NOT_A_FIELD_LINE_RE.search("\n" + head):
+            return None
+    split = _FIELD_BREAK_RE if eol == "\n" else _FIELD_BREAK_CRLF_RE
+    fields = [field.partition(":") for field in split.split(head)] if head else []
+    # (`Compat32.header_source_parse` of each, appended by `Message.set_raw`.)
+    msg._headers = [(name, value.lstrip(" \t")) for name, _, value in fields]  # type: ignore[attr-defined]
+    return pos
+
+
+# A line that is not `name:` or a continuation, and where a line's field ends.
+_NOT_A_FIELD_LINE_RE = re.compile(r"\n(?![\041-\071\073-\176]+:|[\t ])")
+_FIELD_BREAK_RE = re.compile(r"\n(?![\t ])")
+_FIELD_BREAK_CRLF_RE = re.compile(r"\r\n(?![\t ])")
+
+
+def _header_fields(msg: EmailMessage, lines: list[str]) -> str:
+    """`FeedParser._parse_headers` of the header lines after an mbox envelope, if any: the
+    fields set on ``msg``, the defects it notes; the last line when it is pushed back to the
+    body (an envelope-like line under the headers), else ''."""
+    field: list[str] = []
+    for lineno, line in enumerate(lines):
+        if line[0] in " \t":
+            if not field:
+                msg.defects.append(email.errors.FirstHeaderLineIsContinuationDefect(line))
+                continue
+            field.append(line)
+            continue
+        if field:
+            msg.set_raw(*_POLICY.header_source_parse(field))
+            field = []
+        if line.startswith("From "):
+            if lineno == len(lines) - 1:
+                return line  # the body's first line, most likely
+            msg.defects.append(email.errors.MisplacedEnvelopeHeaderDefect(line))
+            continue
+        if line[0] == ":":
+            msg.defects.append(email.errors.InvalidHeaderDefect("Missing header name."))
+            continue
+        field = [line]
+    if field:
+        msg.set_raw(*_POLICY.header_source_parse(field))
+    return ""
+
+
+# The standard library code `_lean_headers` copies (Python 3.11.7's): under any other (its
+# bytecode's hash differs) the FeedParser itself is used.
+_COPIED_EMAIL_CODE = (
+    (email.parser, "BytesParser.parsebytes"),
+    (email.parser, "Parser.parse"),
+    (email.feedparser, "FeedParser.__init__"),
+    (email.feedparser, "FeedParser.close"),
+    (email.feedparser, "FeedParser._new_message"),
+    (email.feedparser, "FeedParser._parsegen"),
+    (email.feedparser, "FeedParser._parse_headers"),
+    (email.feedparser, "BufferedSubFile.push"),
+    (email.feedparser, "BufferedSubFile.close"),
+    (email.feedparser, "BufferedSubFile.readline"),
+    (email._policybase, "Compat32.header_source_parse"),
+    (email._policybase, "Compat32.handle_defect"),
+    (email.message, "Message.set_raw"),
+)
+_COPIED_FEEDPARSER = "f2b2a00a469ec5eda32f8deae184522da7c3079dea3a1c039e9a67e0ed70c326"
+_LEAN_PARSE_OK = (
+    hashlib.sha256(
+        b"".join(
+            functools.reduce(getattr, name.split("."), module).__code__.co_code
+            for module, name in _COPIED_EMAIL_CODE
+        )
+    ).hexdigest()
+    == _COPIED_FEEDPARSER
+)
 
 
 # More multipart declarations than this and a message is flattened before parsing: real
