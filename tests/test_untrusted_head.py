@@ -303,3 +303,32 @@ def test_possessive_sentence_opening_scan_is_the_backtracking_one() -> None:
             for text in texts:
                 assert bool(ours.match(text)) == bool(theirs.match(text)), text
                 assert bool(ours.search(text)) == bool(theirs.search(text)), text
+
+
+def _reference_unforgeable(text: str) -> str:
+    """`unforgeable` without its short cuts: every text normalised, scanned and replaced."""
+    import html
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", html.unescape(text)).translate(untrusted._format_chars())
+    return untrusted._FORGEABLE.sub(untrusted._MARKER, text)
+
+
+def test_unforgeable_short_cuts_give_the_plain_answer() -> None:
+    """Text without < or [ skips the marker pattern, ASCII text the format-character scan:
+    the same text as normalising, deleting and replacing everything, on the fixtures' texts
+    and on random pieces (full-width brackets, entities, format characters, markers)."""
+    import random
+
+    rng = random.Random(43)
+    pieces = ["<", "[", "]", ">", "＜", "［", "&lt;", "&#91;", "email", "/", "inst", "<|im_start|>"]
+    pieces += ["\u200b", "\u2060", "é", "a", " ", "\n", "&amp;", "<email>", "[INST]", "<<SYS>>"]
+    pieces += ["</s>", "ﬁ", "&", "x"]
+    texts = _texts()
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12))) for _ in range(5000)]
+    changed = 0
+    for text in texts:
+        expected = _reference_unforgeable(text)
+        assert unforgeable(text) == expected, text
+        changed += expected != text
+    assert changed > 1000
