@@ -17,6 +17,7 @@ import email.utils
 import functools
 import hashlib
 import html
+import html.parser
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -1081,10 +1082,7 @@ class _BodyWalker:
             self.attachments.append(Attachment(name, ctype, len(payload)))
             if not is_text or "attachment" in disposition:
                 return
-        charset = part.get_content_charset()
-        if charset is None:
-            param = part.get_param("charset")
-            charset = param if isinstance(param, str) else None
+        charset = _declared_charset(part.get("Content-Type"))
         text, codec = _decode_text(payload, charset, self.defects)
         if self.charset is None and not payload.isascii():
             self.charset = codec
@@ -1127,6 +1125,22 @@ class _BodyWalker:
             self.text_truncated = True
             text = text[:MAX_TEXT_CHARS]
         return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _declared_charset(content_type: str | None) -> str | None:
+    """The charset of a part whose (first) Content-Type is ``content_type``: its
+    ``get_content_charset()``, else its charset parameter when that is a plain string. Both
+    read that header alone; its parameter parsing runs once per value a process meets (the
+    same few values recur in every mailbox)."""
+    probe = EmailMessage(policy=_POLICY)
+    if content_type is not None:
+        probe.set_raw("Content-Type", content_type)
+    charset = probe.get_content_charset()
+    if charset is None:
+        param = probe.get_param("charset")
+        charset = param if isinstance(param, str) else None
+    return charset
 
 
 def _filename(part: EmailMessage) -> str | None:
@@ -1290,20 +1304,22 @@ _START_TAG_COPY_OK = (
 )
 
 
+_TAGFIND_TOLERANT: re.Pattern[str] = html.parser.tagfind_tolerant  # type: ignore[attr-defined]
+_ATTRFIND_TOLERANT: re.Pattern[str] = html.parser.attrfind_tolerant  # type: ignore[attr-defined]
+
+
 def _start_tag(text: str) -> _StartTag:
     """What `HTMLParser.parse_starttag` reads from a whole start tag's text (its lines after
     check_for_whole_start_tag, with i = 0 and endpos = len(text); nothing it reads lies
     outside the tag)."""
-    from html.parser import attrfind_tolerant, tagfind_tolerant  # type: ignore[attr-defined]
-
     attrs: list[tuple[str, str | None]] = []
-    match = tagfind_tolerant.match(text, 1)
+    match = _TAGFIND_TOLERANT.match(text, 1)
     assert match, "unexpected call to parse_starttag()"
     k = match.end()
     tag = match.group(1).lower()
     endpos = len(text)
     while k < endpos:
-        m = attrfind_tolerant.match(text, k)
+        m = _ATTRFIND_TOLERANT.match(text, k)
         if not m:
             break
         attrname, rest, attrvalue = m.group(1, 2, 3)

@@ -172,3 +172,41 @@ def test_filename_short_cut_is_get_filename() -> None:
             head += f"Content-Disposition: {disposition}\n"
         part = email.message_from_string(head + "X-A: b\n\nbody\n", policy=_POLICY)
         assert _filename(part) == part.get_filename(), head
+
+
+def test_declared_charset_is_the_parts_own() -> None:
+    """`_declared_charset` of a part's Content-Type against the part's own
+    get_content_charset() / get_param("charset") (the same answer, or the same exception),
+    read twice (the second from the cache)."""
+    import email
+
+    from spamguard.message import _POLICY, _declared_charset
+
+    rng = random.Random(37)
+    pieces = ["text/plain", "text/html", "; ", "charset=", "CHARSET=", '"', "'", "utf-8"]
+    pieces += ["ISO-8859-1", "us-ascii''", "charset*=", "utf-8''%E4", "x", " ", "=", ";"]
+    pieces += ["\udce9", "é", "charset*0=", "charset*1=", "name=a", "(c)", "\\"]
+    values: list[str | None] = [None, "", "text/plain", "text/plain; charset=utf-8"]
+    values += [
+        "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12))) for _ in range(3000)
+    ]
+    for _ in range(2):
+        for value in values:
+            part = email.message.Message(policy=_POLICY)
+            if value is not None:
+                part.set_raw("Content-Type", value)
+                part.set_raw("Content-Type", "text/plain; charset=second")
+            expected: object
+            try:  # RFC 2231 pieces can make the standard library raise: so must the cache
+                expected = part.get_content_charset()
+                if expected is None:
+                    param = part.get_param("charset")
+                    expected = param if isinstance(param, str) else None
+            except Exception as exc:
+                expected = type(exc)
+            got: object
+            try:
+                got = _declared_charset(part.get("Content-Type"))
+            except Exception as exc:
+                got = type(exc)
+            assert got == expected, value
