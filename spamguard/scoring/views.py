@@ -30,6 +30,7 @@ Gated (`ViewConfig.gated`), a view is read only when what it leaves out looks li
 ordinary): mail with nothing like that is scored exactly as without views, and the cascade's
 cheap stage does not decide such mail as legitimate (spamguard.scoring.cascade). An
 ``unpadded`` view (without every run of links wherever it is) may be named by a model.
+The views of a message all read one split of its text into paragraphs.
 
 The settings were chosen on train data only (the SpamAssassin train half and the modern
 corpus's train part: benchmarks/evasion_views.py). A model's config.json may carry a
@@ -299,13 +300,33 @@ def _cut(msg: Message, kept: str, gone: str, cfg: ViewConfig) -> Message:
     )
 
 
-def _opening(msg: Message, chars: int, cfg: ViewConfig) -> tuple[Message, Dropped]:
+class _Split:
+    """A message's visible text split into paragraphs once (`_blocks_and_kinds`), when the
+    first view asks: every view of the message reads the same split."""
+
+    __slots__ = ("_blocks", "text")
+
+    def __init__(self, msg: Message) -> None:
+        self.text = msg.visible_text
+        self._blocks: list[tuple[str, str]] | None = None
+
+    @property
+    def blocks(self) -> list[tuple[str, str]]:
+        if self._blocks is None:
+            self._blocks = _blocks_and_kinds(self.text)
+        return self._blocks
+
+
+def _opening(
+    msg: Message, chars: int, cfg: ViewConfig, split: _Split | None = None
+) -> tuple[Message, Dropped]:
     """The paragraphs that fit in ``chars`` characters (the first one cut between words when
     even it is longer), and what that leaves out."""
-    text = msg.visible_text
+    split = split or _Split(msg)
+    text = split.text
     if len(text) <= chars:
         return _cut(msg, text, "", cfg), Dropped(total_chars=max(1, len(text)))
-    blocks = _blocks_and_kinds(text)
+    blocks = split.blocks
     kept = ""
     n = 0
     for block, _ in blocks:
@@ -326,11 +347,13 @@ def _opening(msg: Message, chars: int, cfg: ViewConfig) -> tuple[Message, Droppe
     return _cut(msg, kept, text[len(kept) :], cfg), _dropped(gone, len(text))
 
 
-def _trimmed(msg: Message, drop: int, cfg: ViewConfig) -> tuple[Message, Dropped] | None:
+def _trimmed(
+    msg: Message, drop: int, cfg: ViewConfig, split: _Split | None = None
+) -> tuple[Message, Dropped] | None:
     """The message without its last ``drop`` paragraphs (None when it has too few), and
     what that leaves out."""
-    text = msg.visible_text
-    blocks = _blocks_and_kinds(text)
+    split = split or _Split(msg)
+    text, blocks = split.text, split.blocks
     if len(blocks) <= drop:
         return None
     kept, gone = blocks[:-drop], blocks[-drop:]
@@ -355,15 +378,18 @@ def _words(block: str) -> str:
     return " ".join(block.split())
 
 
-def _unpadded(msg: Message, cfg: ViewConfig) -> tuple[Message, Dropped] | None:
+def _unpadded(
+    msg: Message, cfg: ViewConfig, split: _Split | None = None
+) -> tuple[Message, Dropped] | None:
     """The message without every run of at least `ViewConfig.gate_links` bare links (None
     when it has none), and what that leaves out. Quotes stay: without a quote in the middle
     of a reply, the list mail of the modern train half read more like spam (in CV, 2 more
     of its ham flagged); a quote at the end is the trimmed view's."""
-    text = msg.visible_text
+    split = split or _Split(msg)
+    text = split.text
     kept: list[str] = []
     gone: list[tuple[str, str]] = []
-    for block, kind in _blocks_and_kinds(text):
+    for block, kind in split.blocks:
         if kind == "links" and _links(block) >= cfg.gate_links:
             gone.append((block, kind))
         else:
@@ -421,26 +447,28 @@ def view_traits(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message, Dropp
 
 def _candidates(msg: Message, cfg: ViewConfig) -> Iterator[tuple[str, Message, Dropped]]:
     """Every view the config names, with what it leaves out, one at a time (so that
-    `looks_padded` can stop at the first that looks padded)."""
+    `looks_padded` can stop at the first that looks padded), all reading one paragraph
+    split of the message."""
     if not cfg.enabled:
         return
+    split = _Split(msg)
     for name in cfg.views:
         if name == "opening":
             for n in cfg.openings:
-                yield (f"opening-{n}", *_opening(msg, n, cfg))
+                yield (f"opening-{n}", *_opening(msg, n, cfg, split))
         elif name == "trimmed":
             for n in cfg.trims:
-                got = _trimmed(msg, n, cfg)
+                got = _trimmed(msg, n, cfg, split)
                 if got is not None:
                     yield (f"trimmed-{n}", *got)
         elif name == "unpadded":
-            got = _unpadded(msg, cfg)
+            got = _unpadded(msg, cfg, split)
             if got is not None:
                 yield ("unpadded", *got)
         elif name == "body" and msg.subject.strip():
             dropped = Dropped(
                 subject_chars=max(1, subject_chars(msg.subject)),
-                total_chars=max(1, len(msg.visible_text)),
+                total_chars=max(1, len(split.text)),
             )
             yield ("body", _without_subject(msg), dropped)
 
