@@ -111,3 +111,28 @@ def test_word_grams_give_char_wb_counts_batch_after_batch() -> None:
                     assert ours.data.tolist() == reference.data.tolist()
             assert len(grams._columns) <= grams.max_words
             assert grams.counts([]).shape == (0, n_features)
+
+
+def test_row_counts_sorted_row_by_row_are_the_whole_batch_sorted() -> None:
+    """`row_counts` sorts each row's keys alone: the same matrix as one sort of every key
+    (the counting it replaced), on random rows (empty ones, one key, repeats)."""
+    from scipy import sparse
+
+    from spamguard.scoring.charhash import row_counts
+
+    rng = np.random.default_rng(29)
+    for n_features in (7, 1 << 20):
+        for _ in range(300):
+            per_row = rng.integers(0, 40, size=rng.integers(0, 12))
+            per_row[rng.random(len(per_row)) < 0.2] = 0
+            cols = rng.integers(0, n_features, size=int(per_row.sum()))
+            got = row_counts(cols, per_row, n_features)
+            rows = np.repeat(np.arange(len(per_row)), per_row)
+            expected = sparse.csr_matrix(
+                (np.ones(len(cols)), (rows, cols)), shape=(len(per_row), n_features)
+            )
+            expected.sum_duplicates()
+            assert got.shape == expected.shape
+            assert np.array_equal(got.indptr, expected.indptr)
+            assert np.array_equal(got.indices, expected.indices)
+            assert np.array_equal(got.data, expected.data)
