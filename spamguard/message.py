@@ -1244,6 +1244,31 @@ class _HTMLText(HTMLParser):
                 self.set_cdata_mode(tag)
         return endpos
 
+    def parse_endtag(self, i: int) -> int:
+        """`HTMLParser.parse_endtag` for a well-formed end tag ("</td>", "</font >"), its name
+        read once per process (a copy of the standard library's reading, used only under the
+        version it copies); any other end tag is the standard library's to read."""
+        rawdata = self.rawdata
+        gtpos = rawdata.find(">", i + 1)  # endendtag.search(rawdata, i + 1)
+        if not _END_TAG_COPY_OK or gtpos < 0:
+            return super().parse_endtag(i)
+        text = rawdata[i : gtpos + 1]
+        elem = _END_TAGS.get(text)
+        if elem is None:
+            match = _ENDTAGFIND.match(text)  # ends at the first ">", wherever it matches
+            if not match:
+                return super().parse_endtag(i)
+            elem = match.group(1).lower()
+            if len(_END_TAGS) >= _MAX_START_TAGS:
+                _END_TAGS.clear()
+            _END_TAGS[text] = elem
+        if self.cdata_elem is not None and elem != self.cdata_elem:
+            self.handle_data(text)
+            return gtpos + 1
+        self.handle_endtag(elem)
+        self.clear_cdata_mode()
+        return gtpos + 1
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":
             # The body ends the head even when </head> or </title> is missing (HTML allows
@@ -1304,6 +1329,13 @@ _START_TAG_COPY_OK = (
 )
 
 
+# The same for end tags: a well-formed end tag's text (up to its ">") -> its lower-cased name.
+_END_TAGS: dict[str, str] = {}
+_COPIED_PARSE_ENDTAG = "625e95bd427087466bdb7364cf6e8f850e966e4f4e5d537c772ca10096a77d57"
+_END_TAG_COPY_OK = (
+    hashlib.sha256(HTMLParser.parse_endtag.__code__.co_code).hexdigest() == _COPIED_PARSE_ENDTAG
+)
+_ENDTAGFIND: re.Pattern[str] = html.parser.endtagfind  # type: ignore[attr-defined]
 _TAGFIND_TOLERANT: re.Pattern[str] = html.parser.tagfind_tolerant  # type: ignore[attr-defined]
 _ATTRFIND_TOLERANT: re.Pattern[str] = html.parser.attrfind_tolerant  # type: ignore[attr-defined]
 

@@ -103,9 +103,9 @@ def test_tidy_is_the_two_plain_substitutions() -> None:
 
 
 def test_cached_start_tags_read_html_as_the_standard_library_does() -> None:
-    """`_HTMLText.parse_starttag` (each tag's text read once, through a copy of the standard
-    library's reading) against HTMLParser's own, on tag soup, read twice (the second time
-    from the cache)."""
+    """`_HTMLText.parse_starttag` and `parse_endtag` (each tag's text read once, through a
+    copy of the standard library's reading) against HTMLParser's own, on tag soup, read
+    twice (the second time from the caches)."""
     from html.parser import HTMLParser
 
     from spamguard import message as m
@@ -123,8 +123,16 @@ def test_cached_start_tags_read_html_as_the_standard_library_does() -> None:
             self.seen.append(data)
             super().handle_data(data)
 
+        def handle_endtag(self, tag: str) -> None:
+            self.seen.append(("/", tag))
+            super().handle_endtag(tag)
+
+        def handle_comment(self, data: str) -> None:
+            self.seen.append(("!", data))
+
     class Plain(Ours):
         parse_starttag = HTMLParser.parse_starttag
+        parse_endtag = HTMLParser.parse_endtag
 
     rng = random.Random(23)
     pieces = ["<td>", "<br/>", "<BR>", "<p class='x'>", '<font color="#fff" size=0>', "text"]
@@ -135,6 +143,9 @@ def test_cached_start_tags_read_html_as_the_standard_library_does() -> None:
     pieces += ["<font size=-7>", "<td bgcolor=white><font color=white>", "é", "<ä ü=ö>", " "]
     pieces += ['<A HREF="http://Y.example" Target=_blank>', "<FONT COLOR=White>", "<P/>"]
     pieces += ["<a href='&lt;x&gt;'>", "<input disabled/>", '<a title="it\'s">', "<a\t=x>"]
+    # End tags, well-formed and not ("</>", "</ x>", "</3>", "</a b='>'>", unclosed, in script).
+    pieces += ["</td>", "</TD >", "</ td>", "</>", "</3>", "</a b='>'>", "</font", "</style>"]
+    pieces += ["</x:y>", "</a-b.c_d>", "</\ntd\n>", "</script >", "</scripts>", "</p/>", "</é>"]
     docs = ["", "<html><body><p>Hi</p></body></html>"]
     docs += ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) for _ in range(3000)]
     for doc in docs:
