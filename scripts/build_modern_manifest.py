@@ -163,6 +163,12 @@ LISTED = [
     # Summit calls; the announcements of the lists above are listed with them
     ("linux-mailinglist-archives/samba-technical.lists.samba.org.0", "train"),
     ("linux-mailinglist-archives/ksummit.lists.linux.dev.0", "train"),
+    # the same for three vger lists whose maintainers announce every release there:
+    # netfilter (nftables, iptables, ipset, ... and the Netfilter workshop, Netdev and LPC
+    # networking calls), the man-pages project and the SELinux userspace
+    ("linux-mailinglist-archives/netfilter-devel.vger.kernel.org.0", "train"),
+    ("linux-mailinglist-archives/linux-man.vger.kernel.org.0", "train"),
+    ("linux-mailinglist-archives/selinux.vger.kernel.org.0", "train"),
 ]
 SOURCES += [(src, None, "listed", None, split, None) for src, split in LISTED]
 
