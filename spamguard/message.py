@@ -2,6 +2,11 @@
 
 Over 600 lines on purpose: decoding mail (charsets, MIME, HTML to text, authentication
 results) is one careful pass over hostile input; its helpers are used only by `parse_message`.
+
+The standard library's parsers are the reference. Where their Python loops cost most, a
+faster reading that gives the same objects stands in, each used only under the Python code
+it copies and tested against it: mail that is not multipart skips the FeedParser
+(`_message_from_bytes`), HTML start and end tags are read once per process (`_HTMLText`).
 """
 
 from __future__ import annotations
