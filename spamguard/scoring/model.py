@@ -642,6 +642,7 @@ _VIEW_DETAIL = {
     "trimmed": "without its last paragraphs it reads as spam; they look like padding",
     "body": "without its subject it reads as spam; the subject looks chosen to mislead",
     "unpadded": "without its runs of links it reads as spam; they look like padding",
+    "inner": "without its longest paragraph it reads as spam; that paragraph looks like padding",
 }
 
 

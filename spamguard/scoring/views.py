@@ -14,7 +14,10 @@ message:
   that fit in N characters, for N in `ViewConfig.openings`;
 * ``trimmed-K``: the message without its last K paragraphs (a run of bare links counts as
   one paragraph), for K in `ViewConfig.trims`;
-* ``body``: the message without its subject.
+* ``body``: the message without its subject;
+* ``inner`` (named by a model, issue 21 session 10): the message without its longest
+  paragraph when that is not its last: padding put before a footer of the spammer's own,
+  which the trimmed view keeps while it drops the footer.
 
 Each view keeps only the links found in its text (or not in the text left out), at most
 `ViewConfig.max_links`. A message's log-odds is lifted towards its most spam-like view's: by
@@ -31,6 +34,12 @@ ordinary): mail with nothing like that is scored exactly as without views, and t
 cheap stage does not decide such mail as legitimate (spamguard.scoring.cascade). An
 ``unpadded`` view (without every run of links wherever it is) may be named by a model.
 The views of a message all read one split of its text into paragraphs.
+Ordinary text left out may also count as padding at a smaller share when it is *foreign*
+to the rest of the message: few of its words occur in the rest or the subject
+(`ViewConfig.gate_foreign_overlap`; a word count, no encoder call), as a paragraph about a
+library roof appended to a phishing mail is; in the middle of a message (``inner``) ordinary
+text counts only when foreign. A copy of the padding dropped that ran into the paragraph
+next to it (two quoted blocks in a row read as one) goes with it.
 
 The settings were chosen on train data only (the SpamAssassin train half and the modern
 corpus's train part: benchmarks/evasion_views.py). A model's config.json may carry a
@@ -67,7 +76,7 @@ VIEW_NAMES = ("opening", "trimmed", "body")
 # message without every run of at least `ViewConfig.gate_links` bare links, wherever they
 # are (links followed by a line of the spammer's own, or put in each part of the message,
 # are not its last paragraph).
-ALL_VIEWS = (*VIEW_NAMES, "unpadded")
+ALL_VIEWS = (*VIEW_NAMES, "unpadded", "inner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +128,13 @@ class ViewConfig:
     # with what an ordinary subject adds, since a padded subject replaced the real one).
     # None: `view_margin`, as for the other views.
     body_margin: float | None = None
+    # Foreign text (issue 21, session 10): ordinary text left out counts as padding at a
+    # smaller share, `gate_foreign_share`, when at most `gate_foreign_overlap` of its
+    # distinct words (four letters or more) occur in the rest of the message and subject: a
+    # paragraph about something else entirely. No encoder call: a word count. Negative
+    # overlap: off.
+    gate_foreign_overlap: float = -1.0
+    gate_foreign_share: float = 2.0
 
     def margin(self, view: str) -> float:
         """The margin the named view must beat the whole message by."""
@@ -149,6 +165,14 @@ class ViewConfig:
                 else {}
             ),
             **({"body_margin": self.body_margin} if self.body_margin is not None else {}),
+            **(
+                {
+                    "gate_foreign_overlap": self.gate_foreign_overlap,
+                    "gate_foreign_share": self.gate_foreign_share,
+                }
+                if self.gate_foreign_overlap >= 0
+                else {}
+            ),
         }
 
     @classmethod
@@ -176,6 +200,8 @@ class ViewConfig:
             gate_text_chars=int(data.get("gate_text_chars", base.gate_text_chars)),
             gate_subject_chars=int(data.get("gate_subject_chars", base.gate_subject_chars)),
             body_margin=(None if data.get("body_margin") is None else float(data["body_margin"])),
+            gate_foreign_overlap=float(data.get("gate_foreign_overlap", base.gate_foreign_overlap)),
+            gate_foreign_share=float(data.get("gate_foreign_share", base.gate_foreign_share)),
         )
 
 
@@ -243,6 +269,10 @@ class Dropped:
     subject_chars: int = 0
     # The message's visible text, characters.
     total_chars: int = 1
+    # Of the distinct words (four letters or more) of the ordinary text left out, the share
+    # that occur in what is kept (text and subject); 1 when none is left out or what is kept
+    # has too few words to tell (`_FOREIGN_MIN_WORDS`).
+    text_overlap: float = 1.0
 
     def share(self, kind: str) -> float:
         return float(getattr(self, f"{kind}_chars")) / max(1, self.total_chars)
@@ -262,26 +292,45 @@ class Dropped:
         if self.quote_chars:
             parts.append(self.share("quote") >= cfg.gate_quote_share)
         if self.text_chars:
-            parts.append(
-                self.share("text") >= cfg.gate_text_share and self.text_chars >= cfg.gate_text_chars
-            )
+            share = cfg.gate_text_share
+            if cfg.gate_foreign_overlap >= 0 and self.text_overlap <= cfg.gate_foreign_overlap:
+                share = min(share, cfg.gate_foreign_share)
+            elif view == "inner":
+                # Ordinary text in the middle of a message is padding only when foreign.
+                return False
+            parts.append(self.share("text") >= share and self.text_chars >= cfg.gate_text_chars)
         return bool(parts) and all(parts)
 
 
-def _dropped(blocks: list[tuple[str, str]], total: int) -> Dropped:
+def _dropped(blocks: list[tuple[str, str]], total: int, kept: str = "") -> Dropped:
     chars = {"links": 0, "quote": 0, "text": 0}
     links = 0
     for block, kind in blocks:
         chars[kind] += len(block)
         if kind == "links":
             links += _links(block)
+    overlap = 1.0
+    rest = set(_WORD.findall(kept.lower()))
+    if chars["text"] and len(rest) >= _FOREIGN_MIN_WORDS:
+        distinct = set(_WORD.findall(" ".join(b for b, k in blocks if k == "text").lower()))
+        if distinct:
+            overlap = len(distinct & rest) / len(distinct)
     return Dropped(
         links_chars=chars["links"],
         quote_chars=chars["quote"],
         text_chars=chars["text"],
         links=links,
         total_chars=max(1, total),
+        text_overlap=overlap,
     )
+
+
+# A word for the foreign-text test: four letters or more (short words are shared by any
+# two texts of a language).
+_WORD = re.compile(r"[^\W\d_]{4,}")
+# Below this many distinct words in what is kept, nothing is foreign to it: a reply of "Best
+# regards, Tomer" under a long quote shares no words with the quote (modern train ham).
+_FOREIGN_MIN_WORDS = 20
 
 
 def _cut(msg: Message, kept: str, gone: str, cfg: ViewConfig) -> Message:
@@ -352,21 +401,48 @@ def _trimmed(
 ) -> tuple[Message, Dropped] | None:
     """The message without its last ``drop`` paragraphs (None when it has too few), and
     what that leaves out."""
-    split = split or _Split(msg)
-    text, blocks = split.text, split.blocks
+    blocks = (split or _Split(msg)).blocks
     if len(blocks) <= drop:
         return None
-    kept, gone = blocks[:-drop], blocks[-drop:]
+    return _without(msg, blocks[:-drop], blocks[-drop:], cfg)
+
+
+def _without(
+    msg: Message, kept: list[tuple[str, str]], gone: list[tuple[str, str]], cfg: ViewConfig
+) -> tuple[Message, Dropped]:
+    """``msg`` with only the ``kept`` paragraphs, and what leaving out ``gone`` leaves out."""
     if cfg.gated:
         # The same padding appended to each part of a message (plain text and HTML) comes
-        # out twice: every copy of what is dropped goes.
-        same = {_words(b) for b, _ in gone if len(b) >= _MIN_REPEAT}
-        kept, gone = (
-            [(b, k) for b, k in kept if _words(b) not in same],
-            [(b, k) for b, k in kept if _words(b) in same] + gone,
-        )
-    view = _cut(msg, "\n\n".join(b for b, _ in kept), "\n\n".join(b for b, _ in gone), cfg)
-    return view, _dropped(gone, len(text))
+        # out twice: every copy of what is dropped goes, also a copy that ran into the
+        # paragraph next to it (two quotes in a row are read as one).
+        kept, gone = _without_copies(kept, gone)
+    kept_text = "\n\n".join(b for b, _ in kept)
+    view = _cut(msg, kept_text, "\n\n".join(b for b, _ in gone), cfg)
+    return view, _dropped(gone, len(msg.visible_text), f"{msg.subject}\n{kept_text}")
+
+
+def _without_copies(
+    kept: list[tuple[str, str]], gone: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    same = [_words(b) for b, _ in gone if len(b) >= _MIN_REPEAT]
+    if not same:
+        return kept, gone
+    out: list[tuple[str, str]] = []
+    extra: list[tuple[str, str]] = []
+    for block, kind in kept:
+        words = _words(block)
+        if words in same or (len(block) >= _MIN_REPEAT and any(words in c for c in same)):
+            extra.append((block, kind))
+            continue
+        for copy in same:
+            if copy in words:
+                rest = " ".join(words.replace(copy, " ").split())
+                extra.append((copy, kind))
+                words = rest
+                block = rest
+        if block:
+            out.append((block, kind))
+    return out, extra + gone
 
 
 # A dropped paragraph's other copies are dropped too only from this many characters: a short
@@ -376,6 +452,31 @@ _MIN_REPEAT = 200
 
 def _words(block: str) -> str:
     return " ".join(block.split())
+
+
+def _inner(
+    msg: Message, cfg: ViewConfig, split: _Split | None = None
+) -> tuple[Message, Dropped] | None:
+    """The message without its longest paragraph when only a short footer follows it (None
+    when it has fewer than three paragraphs, the longest is the last, or more than
+    `_FOOTER_CHARS` follow it): padding put before a footer of the spammer's own ("click
+    here to remove yourself"), which the trimmed view keeps while it drops the footer.
+    Ordinary text counts as padding here only when foreign (`ViewConfig.gate_foreign_overlap`).
+    """
+    blocks = (split or _Split(msg)).blocks
+    if len(blocks) < 3:
+        return None
+    longest = max(range(len(blocks)), key=lambda i: len(blocks[i][0]))
+    after = sum(len(b) for b, _ in blocks[longest + 1 :])
+    if longest == len(blocks) - 1 or after > _FOOTER_CHARS:
+        return None
+    return _without(msg, blocks[:longest] + blocks[longest + 1 :], [blocks[longest]], cfg)
+
+
+# What may follow the paragraph the inner view drops: a footer or a signature. Not a reply
+# under a quote (the modern train ham's replies: a quote dropped from their middle lifted
+# them; benchmarks/results/issue21-evasion-session10.txt).
+_FOOTER_CHARS = 300
 
 
 def _unpadded(
@@ -465,6 +566,10 @@ def _candidates(msg: Message, cfg: ViewConfig) -> Iterator[tuple[str, Message, D
             got = _unpadded(msg, cfg, split)
             if got is not None:
                 yield ("unpadded", *got)
+        elif name == "inner":
+            got = _inner(msg, cfg, split)
+            if got is not None:
+                yield ("inner", *got)
         elif name == "body" and msg.subject.strip():
             dropped = Dropped(
                 subject_chars=max(1, subject_chars(msg.subject)),

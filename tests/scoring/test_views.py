@@ -354,3 +354,71 @@ def test_a_gated_trimmed_view_drops_every_copy_of_the_padding_it_drops() -> None
     # A short paragraph that repeats stays where it is.
     short = parse_message(mail(f"{offer}\n\nThanks\n\n{quote}\n\nThanks"))
     assert {n: v for n, v, _ in view_traits(short, GATED)}["trimmed-1"].text.count("Thanks") == 1
+
+
+def test_a_copy_of_the_padding_that_ran_into_the_next_quote_is_dropped_too() -> None:
+    """Padding appended to two text parts in a row comes out as two quotes in a row, which
+    read as one paragraph: the copy inside it goes with the one dropped."""
+    offer = "Cheap meds at http://pills.example.biz/buy now. Order today, ships fast."
+    quote = "On Mon, 3 Jun 2002, Ann wrote:\n" + "\n".join(f"> line {i} of hers" for i in range(12))
+    footer = "Thanks,\nAnn"
+    msg = parse_message(mail(f"{offer}\n\n{quote}\n\n{quote}\n\n{footer}\n\n{quote}"))
+    view, dropped = {n: (v, d) for n, v, d in view_traits(msg, GATED)}["trimmed-1"]
+    assert view.text == f"{offer}\n\n{footer}" and dropped.looks_like_padding(GATED)
+
+
+FOREIGN = dataclasses.replace(
+    GATED, views=("trimmed", "inner"), gate_foreign_overlap=0.2, gate_foreign_share=0.15
+)
+OFFER = (
+    "Your mailbox storage is full. Verify your account password today at "
+    "http://verify.example.biz/login or your account will be suspended. Security team: "
+    "confirm billing details within hours, otherwise access stops permanently. "
+) * 2
+COMMITTEE = (
+    "The committee met on Tuesday afternoon to review the draft budget for next year; "
+    "the library roof leaked again after October storms, and Margaret will ask builders. "
+) * 3
+
+
+def test_foreign_text_is_padding_at_a_smaller_share_and_in_the_middle() -> None:
+    # A paragraph on something else entirely, before a footer of the spammer's own.
+    footer = "click here to remove yourself from our emails list"
+    msg = parse_message(mail(f"{OFFER}\n\n{COMMITTEE}\n\n{footer}"))
+    traits = {n: (v, d) for n, v, d in view_traits(msg, FOREIGN)}
+    assert not traits["trimmed-1"][1].looks_like_padding(FOREIGN, "trimmed-1")  # the footer
+    view, dropped = traits["inner"]
+    assert view.text == f"{OFFER}\n\n{footer}" and dropped.text_overlap < 0.2
+    assert dropped.looks_like_padding(FOREIGN, "inner")
+    assert [n for n, _ in message_views(msg, FOREIGN)] == ["inner"]
+    # Off (the default), middle text is never padding and the share is the usual one.
+    off = dataclasses.replace(FOREIGN, gate_foreign_overlap=-1.0)
+    assert not dropped.looks_like_padding(off, "inner") and message_views(msg, off) == []
+    assert ViewConfig.from_json(FOREIGN.to_json()) == FOREIGN
+    assert "gate_foreign_overlap" not in GATED.to_json()  # older configs read the same
+    # A long message with the paragraph at its end: 22% of the text, under the usual 40%.
+    long = parse_message(mail(f"{OFFER}\n\n" * 4 + COMMITTEE))
+    _, tail = {n: (v, d) for n, v, d in view_traits(long, FOREIGN)}["trimmed-1"]
+    assert 0.15 < tail.share("text") < 0.4 and tail.looks_like_padding(FOREIGN)
+    assert not tail.looks_like_padding(off)
+
+
+def test_a_paragraph_on_the_message_own_subject_is_not_foreign() -> None:
+    more = (
+        "Verify the account password at the login page today; a suspended mailbox "
+        "account loses its storage and every password reset needs the account owner. "
+    ) * 5
+    msg = parse_message(mail(f"{OFFER}\n\n{more}\n\nThanks"))
+    _, dropped = {n: (v, d) for n, v, d in view_traits(msg, FOREIGN)}["inner"]
+    assert dropped.text_chars >= len(more.strip()) and dropped.text_overlap > 0.2
+    assert message_views(msg, FOREIGN) == []
+
+
+def test_nothing_is_foreign_to_a_reply_of_a_few_words() -> None:
+    """A short reply under a long quote shares no words with it: that is no padding."""
+    reply = parse_message(mail(f"{OFFER}\n\n{COMMITTEE}\n\nBest regards,\nTomer"))
+    # (The offer's own words make the rest long enough to tell: foreign.)
+    assert [n for n, _ in message_views(reply, FOREIGN)] == ["inner"]
+    short = parse_message(mail(f"Hi all,\n\n{COMMITTEE}\n\nBest regards,\nTomer", subject="Hi"))
+    _, dropped = {n: (v, d) for n, v, d in view_traits(short, FOREIGN)}["inner"]
+    assert dropped.text_overlap == 1.0 and message_views(short, FOREIGN) == []
