@@ -45,8 +45,10 @@ The settings were chosen on train data only (the SpamAssassin train half and the
 corpus's train part: benchmarks/evasion_views.py). A model's config.json may carry a
 ``"views"`` block (``{"enabled": true}`` turns them on); without one they are off. The
 shipped default-3g (default-3's trained files) reads gated views (its config.json's block:
-trimmed, unpadded and body, gates chosen by benchmarks/views_cv.py on train data); default-3
-ran without them: see `ViewConfig.enabled` for what ungated views cost it.
+trimmed, unpadded and body, gates chosen by benchmarks/views_cv.py on train data; the inner
+view and the foreign-text gate added in session 10 on train halves only, by
+benchmarks/views_sweep.py); default-3 ran without them: see `ViewConfig.enabled` for what
+ungated views cost it. Figures: benchmarks/results/issue21-evasion-session10.txt.
 """
 
 from __future__ import annotations
