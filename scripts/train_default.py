@@ -851,10 +851,18 @@ def views_note(config: dict) -> str:
                     "trimmed": "without its last paragraph",
                     "body": "without its subject",
                     "unpadded": "without its runs of links",
+                    "inner": "without its longest paragraph before a short footer",
                 }[name]
                 for name in v["views"]
             )
-            + "), and its log-odds is\nlifted to the view's when the view reads "
+            + ")"
+            + (
+                f"; ordinary text counts at {v['gate_foreign_share']:.0%} when at most "
+                f"{v['gate_foreign_overlap']:.0%} of its words occur in the rest (foreign)"
+                if v.get("gate_foreign_overlap", -1) >= 0
+                else ""
+            )
+            + ", and its log-odds is\nlifted to the view's when the view reads "
             f"more spam-like by more than {v['view_margin']:g} (the subject-less\nview: "
             f"{body:g}). Mail with nothing that looks like padding is scored exactly as "
             "without views.\nGates and margins were chosen on out-of-fold scores of the "
