@@ -221,3 +221,30 @@ def test_declared_charset_is_the_parts_own() -> None:
             except Exception as exc:
                 got = type(exc)
             assert got == expected, value
+
+
+def test_decoded_fields_are_clean_text_and_decode_header() -> None:
+    import email.header
+
+    from spamguard.message import _clean_text, _decode_header, _decoded_fields
+
+    rng = random.Random(11)
+    pieces = ["a", "Subject", " ", "  ", "\t", "\r\n ", "\n\t", "\x00", "=", "?", "=?", "=\x00?"]
+    pieces += ["=?utf-8?q?caf=C3=A9?=", "=?bogus-cs?q?x?=", "=?utf-8?b?w6k=?=", "?=", "é", "日本"]
+    pieces += ["\udce9", "\udcc3\udca9", "\x0b", "\x0c", "\u3000", "\x85", "x\x00y"]
+    for hint in (None, "utf-8", "latin-1", "big5", "no-such-charset"):
+        items: list[tuple[str, object]] = []
+        for _ in range(3000):
+            name = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 4)))
+            value: object = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
+            if rng.random() < 0.02:
+                value = email.header.Header("caf\u00e9 x", "utf-8")
+            items.append((name, value))
+        items += [("A", ""), ("B", "plain value"), ("C", " =\x00?utf-8?q?x?= ")]
+        ours: list[str] = []
+        reference: list[str] = []
+        got = _decoded_fields(items, ours, hint)
+        want = [(_clean_text(str(n)), _decode_header(v, reference, hint)) for n, v in items]
+        assert got == want
+        assert ours == reference
+        assert reference  # the soup meets undecodable and unknown-charset words
