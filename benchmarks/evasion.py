@@ -2,10 +2,12 @@
 
     python benchmarks/evasion.py [--model DIR] [--split TSV] [--corpus DIR] [--half test]
                                  [--limit N] [--every N] [--views model|on|off] [--name LABEL]
-                                 [--embeddings-cache CACHE.npz] [--out results/evasion-LABEL.json]
+                                 [--embeddings-cache CACHE.npz] [--cascade]
+                                 [--out results/evasion-LABEL.json]
 
 Every spam of one half of a split (by default the SpamAssassin test half) is rewritten by
-each trick below and scored by the model's full head. For each trick the table gives how many
+each trick below and scored by the model's full head (with --cascade: by the cascade fitted
+for it, stage 0 in front, as mail is scored by default). For each trick the table gives how many
 spam it applies to, recall at the move (0.90) and flag (0.50) thresholds on those spam
 untouched and tricked, and the change at the move threshold. The acceptance rule of issue 21:
 under every trick, recall at the move threshold stays within 5 points of untouched.
@@ -54,6 +56,7 @@ from collections.abc import Callable
 from email.message import Message as EmailMessage
 from email.policy import compat32
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -667,6 +670,12 @@ def main() -> int:
         help="scoring views (spamguard/scoring/views.py): as the model's config.json says "
         "(default), on with the default settings, or off (the whole message only)",
     )
+    parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="score through the cascade fitted for the model (stage 0 in front, as mail is "
+        "scored by default) instead of its full head alone",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -676,9 +685,19 @@ def main() -> int:
     model_dir = Path(args.model) if args.model else None
     # One vector per distinct text: most tricks leave the opening the encoder reads as it was.
     memo = _MemoEncoder(load_encoder("int8", threads=1), args.embeddings_cache)
-    scorer = load_scorer(model_dir, encoder=memo)
-    scorer.top_evidence = 0
-    scorer.n_neighbours = 0
+    scorer: Any = load_scorer(model_dir, encoder=memo)
+    heads = [scorer]
+    if args.cascade:
+        from spamguard.scoring.assemble import load_default_scorer
+        from spamguard.scoring.cascade import Cascade
+
+        scorer = load_default_scorer(model_dir, encoder=memo)
+        if not isinstance(scorer, Cascade):
+            parser.error(f"no cascade fits {scorer.version}")
+        heads = list(scorer.stages)
+    for head in heads:
+        head.top_evidence = 0
+        head.n_neighbours = 0
     if args.views != "model":
         from spamguard.scoring.views import ViewConfig
 
@@ -709,7 +728,11 @@ def main() -> int:
         "n_spam": len(spam),
         "every": args.every,
         "thresholds": {"move": MOVE, "flag": FLAG},
-        "scorer": "the model's full head (no cascade), as `spamguard score --no-cascade`",
+        "scorer": (
+            "the cascade (stage 0, then the full head), as `spamguard score`"
+            if args.cascade
+            else "the model's full head (no cascade), as `spamguard score --no-cascade`"
+        ),
         "views": scorer.model.views.to_json(),
         "code": _code_version(),
         "measured_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -5,9 +5,11 @@ signals); stage 1 the full head (encoder + neighbours); stage 2, optional, the L
 message goes on to the next stage only while its score lies strictly inside the current
 stage's band. Band edges are chosen on cross-validated train-split scores (`choose_band`)
 so that the cascade ranks mail as well as always running the full head; a message that looks
-padded is not decided as ham before a stage that reads padding-proof views. Every `Score` says
-which stage decided it, and a failing later stage (missing model, dead server) falls back
-to the last good score instead of blocking mail handling.
+padded is not decided as ham before a stage that reads padding-proof views unless the cheap
+stage finds the views that stage would read clearly legitimate too (`Cascade._deferred`,
+`Band.padded_ham_at_or_below`). Every
+`Score` says which stage decided it, and a failing later stage (missing model, dead server)
+falls back to the last good score instead of blocking mail handling.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from spamguard.metrics import Recorder
 from spamguard.scoring.base import Score, Scorer
 from spamguard.scoring.cache import ScoreCache
 from spamguard.scoring.model import HeadScorer, SharedEmbedding
-from spamguard.scoring.views import ViewConfig, looks_padded
+from spamguard.scoring.views import ViewConfig, flatten, message_views
 
 __all__ = [
     "Band",
@@ -44,16 +46,24 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Band:
     """A stage decides a message when its score is at or below ``ham_at_or_below`` or at or
-    above ``spam_at_or_above``; anything strictly between goes on to the next stage."""
+    above ``spam_at_or_above``; anything strictly between goes on to the next stage.
+
+    A message the next stage would read a padding-proof view of (`Cascade._deferred`) is
+    decided as ham only when each such view, scored by this stage, is at or below
+    ``padded_ham_at_or_below`` as well; None: never (it always goes on)."""
 
     ham_at_or_below: float
     spam_at_or_above: float
+    padded_ham_at_or_below: float | None = None
 
     def decides(self, p: float) -> bool:
         return p <= self.ham_at_or_below or p >= self.spam_at_or_above
 
     def to_json(self) -> dict[str, float]:
-        return {"ham_at_or_below": self.ham_at_or_below, "spam_at_or_above": self.spam_at_or_above}
+        out = {"ham_at_or_below": self.ham_at_or_below, "spam_at_or_above": self.spam_at_or_above}
+        if self.padded_ham_at_or_below is not None:
+            out["padded_ham_at_or_below"] = self.padded_ham_at_or_below
+        return out
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -133,7 +143,11 @@ class Cascade:
 
     @property
     def version(self) -> str:
-        bands = ";".join(f"{b.ham_at_or_below:.6g},{b.spam_at_or_above:.6g}" for b in self.bands)
+        bands = ";".join(
+            f"{b.ham_at_or_below:.6g},{b.spam_at_or_above:.6g}"
+            + ("" if b.padded_ham_at_or_below is None else f",{b.padded_ham_at_or_below:.6g}")
+            for b in self.bands
+        )
         inner = "+".join(s.version for s in self.stages)
         return f"cascade({inner}|{bands}{'|stacked' if self.stacker else ''})"
 
@@ -277,13 +291,25 @@ class Cascade:
                 work.out[i] = previous[i]
             return []
         last = k == len(self.stages) - 1
+        merged = [
+            self._merge(k, previous.get(i), s, name) for i, s in zip(pending, scores, strict=True)
+        ]
+        deferred = (
+            set()
+            if last
+            else self._deferred(
+                k,
+                [
+                    (i, work.messages[i])
+                    for i, s in zip(pending, merged, strict=True)
+                    if s.p_spam <= self.bands[k].ham_at_or_below
+                ],
+            )
+        )
         next_pending: list[int] = []
         decided = 0
-        for i, s in zip(pending, scores, strict=True):
-            s = self._merge(k, previous.get(i), s, name)
-            if last or (
-                self.bands[k].decides(s.p_spam) and not self._defers(k, work.messages[i], s.p_spam)
-            ):
+        for i, s in zip(pending, merged, strict=True):
+            if last or (self.bands[k].decides(s.p_spam) and i not in deferred):
                 work.out[i] = s
                 decided += 1
             else:
@@ -299,16 +325,40 @@ class Cascade:
         )
         return next_pending
 
-    def _defers(self, k: int, message: Message, p: float) -> bool:
-        """Whether stage ``k`` leaves a message it would call legitimate to the next stage,
-        because that one reads padding-proof views (`spamguard.scoring.views`, gated) and
-        the message looks padded: 50 links or a quoted newsletter appended to a spam must
-        not be decided as ham by a stage that reads only the whole message."""
-        if p > self.bands[k].ham_at_or_below:
-            return False
+    def _deferred(self, k: int, hams: list[tuple[int, Message]]) -> set[int]:
+        """Which of the messages stage ``k`` would call legitimate (index, message) it leaves
+        to the next stage instead, because that one reads padding-proof views
+        (`spamguard.scoring.views`, gated) and would read one of theirs: 50 links or a quoted
+        newsletter appended to a spam must not be decided as ham by a stage that reads only
+        the whole message.
+
+        Stage ``k`` scores those views itself (about what scoring a message costs it, no
+        encoder): a message is left to the next stage unless every one of its views, less
+        the view's margin, is at or below the band's `Band.padded_ham_at_or_below` (without
+        one, always). A list reply whose view without the quote is clearly legitimate too is
+        decided here; a spam with padding appended, whose view without it reads as the spam,
+        goes on. Mail with no view the next stage would read is decided here as before (it
+        scores there as without views)."""
         model = getattr(self.stages[k + 1], "model", None)
         cfg = getattr(model, "views", None)
-        return isinstance(cfg, ViewConfig) and looks_padded(message, cfg)
+        if not hams or not isinstance(cfg, ViewConfig) or not (cfg.enabled and cfg.gated):
+            return set()
+        per = [message_views(m, cfg) for _, m in hams]
+        flat, owner = flatten(per)
+        padded = {hams[j][0] for j in owner}
+        edge = self.bands[k].padded_ham_at_or_below
+        if not flat or edge is None:
+            return padded
+        names = [view for views in per for view, _ in views]
+        try:
+            scores = self.stages[k].score(flat)
+        except (SpamGuardError, OSError, TimeoutError, RuntimeError) as exc:
+            # Views this stage cannot score are left to the stage that reads them.
+            log.warning("cascade stage %s could not score views, deferring: %s", k, exc)
+            return padded
+        z_edge = float(_logit(np.asarray([edge]))[0])
+        odds = _logit(np.asarray([s.p_spam for s in scores])) - [cfg.margin(n) for n in names]
+        return {hams[j][0] for j, z in zip(owner, odds, strict=True) if z > z_edge}
 
     def _merge(self, k: int, before: Score | None, now: Score, name: str) -> Score:
         """The stage's score, labelled with the deciding stage; an LLM stage keeps the head's

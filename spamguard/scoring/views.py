@@ -30,8 +30,9 @@ the message are not scored.
 
 Gated (`ViewConfig.gated`), a view is read only when what it leaves out looks like padding
 (a run of links, a quote, a large share of ordinary text, a subject far longer than
-ordinary): mail with nothing like that is scored exactly as without views, and the cascade's
-cheap stage does not decide such mail as legitimate (spamguard.scoring.cascade). An
+ordinary): mail with nothing like that is scored exactly as without views. The cascade's
+cheap stage, which reads no views, does not decide such mail as legitimate unless it finds
+the views legitimate too (it scores them itself: spamguard.scoring.cascade). An
 ``unpadded`` view (without every run of links wherever it is) may be named by a model.
 The views of a message all read one split of its text into paragraphs.
 Ordinary text left out may also count as padding at a smaller share when it is *foreign*
@@ -582,9 +583,10 @@ def _candidates(msg: Message, cfg: ViewConfig) -> Iterator[tuple[str, Message, D
 
 def looks_padded(msg: Message, cfg: ViewConfig) -> bool:
     """Whether a gated scorer would read a view of ``msg`` (`ViewConfig.gated`): something
-    in it looks like padding. A cheaper stage that cannot read views defers such a message
-    rather than deciding it is legitimate (spamguard.scoring.cascade). The same views and
-    gates as `message_views`, so the two cannot drift apart."""
+    in it looks like padding. The same views and gates as `message_views`, so the two
+    cannot drift apart (the cascade reads `message_views` itself: a cheaper stage that
+    cannot read views scores them before it calls such a message legitimate,
+    spamguard.scoring.cascade)."""
     if not (cfg.enabled and cfg.gated):
         return False
     return any(dropped.looks_like_padding(cfg, name) for name, _, dropped in _candidates(msg, cfg))

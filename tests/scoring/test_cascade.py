@@ -422,27 +422,73 @@ def test_an_encoder_failing_in_its_thread_leaves_the_first_stages_scores() -> No
     assert all(me != encoder.main for me, _ in encoder.calls)  # none tried again here
 
 
+class _DilutedScorer(TableScorer):
+    """A stage 0 that padding fools: a message with 10 or more links scores 0.001, any other
+    as its subject says (a view without the links reads as what was there)."""
+
+    def __init__(self, table: dict[str, float]) -> None:
+        super().__init__(table, "s0")
+        self.fail_on_views = False
+
+    def score(self, messages: Sequence[Message]) -> list[Score]:
+        if self.fail_on_views and all(len(m.urls) < 10 for m in messages):
+            raise ModelError("cannot score these")
+        self.seen += [m.subject for m in messages]
+        return [
+            Score(0.001 if len(m.urls) >= 10 else self.table[m.subject], self.stage, "s0")
+            for m in messages
+        ]
+
+
 def test_a_padded_message_is_left_to_the_stage_that_reads_views() -> None:
     """Stage 0 reads only the whole message, so 50 links appended can make a spam look clear
-    ham to it; with the next stage reading gated views, such a message goes on to it."""
+    ham to it; with the next stage reading gated views, such a message goes on to it when
+    stage 0, reading the view the next stage would read, does not find that clear ham too.
+    A reply padded only to look at (its view as legitimate as the message) is decided at
+    stage 0, and never costs the next stage's encoder."""
     import dataclasses
 
     from spamguard.scoring.model import default_model_dir, load_scorer
     from spamguard.scoring.views import ViewConfig
 
-    links = "\n".join(f"http://site{i}.example.org/page" for i in range(50))
+    links = "\n".join(f"http://site{i}.example.org/page" for i in range(50)).encode()
     plain = parse_message(b"From: a@example.org\nSubject: lunch\n\nLunch at one?\n")
     padded = parse_message(
-        b"From: a@example.org\nSubject: offer\n\nCheap meds, order now.\n\n" + links.encode()
+        b"From: a@example.org\nSubject: offer\n\nCheap meds, order now.\n\n" + links
     )
-    cheap = TableScorer({"lunch": 0.001, "offer": 0.001}, "s0")
+    listed = parse_message(
+        b"From: a@example.org\nSubject: notes\n\nThe minutes, and the links we had.\n\n" + links
+    )
+    cheap = _DilutedScorer({"lunch": 0.001, "offer": 0.5, "notes": 0.001})
     full = load_scorer(default_model_dir())
     full.n_neighbours = 0
+    mail = [plain, padded, listed]
+    # Without an edge for padded mail, stage 0 decides no padded message as ham.
     cascade = Cascade([cheap, full], [Band(0.01, 0.99)], names=["cheap", "head"])
-    full.model.views = ViewConfig()  # views off: stage 0 decides both
-    assert [s.stage for s in cascade.score([plain, padded])] == ["cheap", "cheap"]
+    full.model.views = ViewConfig()  # views off: stage 0 decides all three
+    assert [s.stage for s in cascade.score(mail)] == ["cheap"] * 3
     full.model.views = dataclasses.replace(ViewConfig(enabled=True, gated=True), gate_links=10)
-    assert [s.stage for s in cascade.score([plain, padded])] == ["cheap", "head"]
+    assert [s.stage for s in cascade.score(mail)] == ["cheap", "head", "head"]
+    cascade = Cascade([cheap, full], [Band(0.01, 0.99, 0.01)], names=["cheap", "head"])
+    assert cascade.bands[0].to_json()["padded_ham_at_or_below"] == 0.01
+    cheap.seen.clear()
+    assert [s.stage for s in cascade.score(mail)] == ["cheap", "head", "cheap"]
+    # Stage 0 read the two padded messages' views (without the links) after the messages.
+    assert cheap.seen == ["lunch", "offer", "notes", "offer", "notes"]
+    # The message's own stage-0 score stands for the one decided there.
+    assert cascade.score([listed])[0].p_spam == 0.001
+    # A view's margin counts as the next stage counts it: a view must beat it.
+    full.model.views = dataclasses.replace(full.model.views, view_margin=10.0)
+    assert [s.stage for s in cascade.score(mail)] == ["cheap", "cheap", "cheap"]
+    full.model.views = dataclasses.replace(full.model.views, view_margin=0.0)
+    # Views stage 0 cannot score are left to the stage that reads them.
+    cheap.fail_on_views = True
+    assert [s.stage for s in cascade.score(mail)] == ["cheap", "head", "head"]
+    cheap.fail_on_views = False
+    # Ungated views are read for every message: nothing is deferred for them.
+    full.model.views = ViewConfig(enabled=True)
+    assert [s.stage for s in cascade.score(mail)] == ["cheap"] * 3
     # A message stage 0 calls spam is still decided there: padding only hides spam.
-    cheap.table["offer"] = 0.999
-    assert [s.stage for s in cascade.score([plain, padded])] == ["cheap", "cheap"]
+    full.model.views = dataclasses.replace(ViewConfig(enabled=True, gated=True), gate_links=10)
+    cheap.score = lambda ms: [Score(0.999, "s0", "s0") for _ in ms]  # type: ignore[method-assign]
+    assert [s.stage for s in cascade.score(mail)] == ["cheap", "cheap", "cheap"]
