@@ -212,6 +212,15 @@ class OnnxEncoder:
     def __repr__(self) -> str:
         return f"OnnxEncoder({str(self.path)!r}, threads={self.threads})"
 
+    def reads_same(self, a: str, b: str) -> bool:
+        """Whether the model reads the same tokens of ``a`` and ``b``: it reads the first
+        `MAX_SEQ_LENGTH` only, so texts that differ after those give one vector (encoded one
+        text a call, as the int8 scorer does; tokenizing costs a fraction of encoding)."""
+        if a == b:
+            return True
+        first, second = self._tokenizer.encode_batch([a, b])
+        return bool(first.ids == second.ids)
+
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Embeddings:
         items = _validate(texts, batch_size)
         if not items:

@@ -531,11 +531,19 @@ class HeadScorer:
         own_rows: dict[int, _Row] = {}
         if embeddings is not None and featurizer.uses_embedding and cfg.own_embedding and best:
             # ... then the most spam-like one is scored with its own: padding and an innocent
-            # subject colour the whole message's vector too.
+            # subject colour the whole message's vector too. Unless the encoder reads the same
+            # of both (what it leaves out lies past the tokens it reads: a quote at the end of
+            # a long reply), when the message's vector is the view's own. One text a call
+            # (int8): a vector is then a function of the tokens alone.
+            same = getattr(self.encoder, "reads_same", None)
+            if self._encoder_kind != "int8" or not callable(same):
+                same = str.__eq__
             redo = [
                 j
                 for i, j in best.items()
-                if featurizer.encoder_input(flat[j]) != featurizer.encoder_input(messages[i])
+                if not same(
+                    featurizer.encoder_input(flat[j]), featurizer.encoder_input(messages[i])
+                )
             ]
             if redo:
                 own = self.embed([flat[j] for j in redo])

@@ -343,3 +343,20 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_texts_that_differ_only_past_the_tokens_read_give_one_vector(int8: Encoder) -> None:
+    """`OnnxEncoder.reads_same`: the model reads the first MAX_SEQ_LENGTH tokens, so a text
+    cut after them (a scoring view without a long reply's last quote) reads the same, and
+    its vector, one text a call, is the whole text's; a change inside them is not."""
+    from spamguard.scoring.encoder import MAX_SEQ_LENGTH
+
+    long = " ".join(f"word{i}" for i in range(2 * MAX_SEQ_LENGTH))
+    cut = long + "\n> quoted newsletter text appended at the end"
+    early = "changed " + long
+    same = int8.reads_same  # type: ignore[attr-defined]
+    assert same(long, cut) and same(long, long)
+    assert not same(long, early) and not same("a short text", "a short text, changed")
+    vectors = [int8.encode([t], batch_size=1) for t in (long, cut, early)]
+    assert np.array_equal(vectors[0], vectors[1])
+    assert not np.allclose(vectors[0], vectors[2])
