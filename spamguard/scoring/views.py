@@ -24,7 +24,8 @@ Each view keeps only the links found in its text (or not in the text left out), 
 `ViewConfig.lift_weight` times what the view beats it by, less `ViewConfig.view_margin`
 (weight 1 and margin 0: the highest of its own and its views'). The winning view is scored
 with its own sentence vector (`ViewConfig.own_embedding`, one encoder call more for that
-message), because padding and an innocent subject colour the whole message's vector too.
+message unless the encoder reads the same tokens of both: `HeadScorer._views`), because
+padding and an innocent subject colour the whole message's vector too.
 Padding then only adds views, it cannot dilute the part that was there. Views identical to
 the message are not scored.
 
