@@ -142,11 +142,15 @@ def train_default_model(
     views: object = None,
     language_weights: dict[str, float] | None = None,
     modern_calibrate: bool = True,
+    ham_weight: float = 1.0,
 ) -> Path:
     """Train the default recipe on the SpamAssassin train half + ``modern`` rows (+ padded
     ``copies`` of training spam, scripts/padding_augment.py, each weighing ``copy_weight``;
     at 0 they are only scored out-of-fold, to measure padding without learning from it);
-    save it."""
+    save it. ``ham_weight`` multiplies every legitimate message's weight in the head and the
+    naive Bayes (cost-sensitive training: a legitimate message in Junk costs more than a spam
+    in the Inbox); the stacker still calibrates on the unscaled weights, so the probability
+    stays a probability."""
     import numpy as np
 
     from spamguard.learn.corpus import LabelledMessage, load_split
@@ -169,6 +173,14 @@ def train_default_model(
             np.full(len(copies), copy_weight),
         ]
     )
+    calibration = calibration_weights(
+        weights, len(sa), len(modern), copies_calibrate, modern_calibrate
+    )
+    if ham_weight != 1.0:
+        if calibration is None:
+            calibration = weights.copy()
+        is_ham = np.asarray([not it.is_spam for it in items])
+        weights = np.where(is_ham, weights * ham_weight, weights)
     # A copy is held out with its original in the training's cross-validation.
     cv_groups = [it.ref for it in originals] + [c.original for c in copies]
     print(
@@ -187,9 +199,7 @@ def train_default_model(
         encoder=encoder,
         sample_weight=weights,
         cv_groups=cv_groups,
-        calibration_weight=calibration_weights(
-            weights, len(sa), len(modern), copies_calibrate, modern_calibrate
-        ),
+        calibration_weight=calibration,
         source=(
             f"SpamAssassin public corpus, {split.name}, train half"
             + (
@@ -205,6 +215,7 @@ def train_default_model(
                 if copies and copy_weight > 0
                 else ""
             )
+            + (f"; legitimate mail weighted x{ham_weight:g}" if ham_weight != 1.0 else "")
         ),
         on_progress=lambda p: print(f"  {p.step} {p.done}/{p.total}", file=sys.stderr),
     )
@@ -487,6 +498,13 @@ def main() -> int:
     )
     parser.add_argument("--oof-out", help="save the training's out-of-fold scores (.npz) here")
     parser.add_argument(
+        "--ham-weight",
+        type=float,
+        default=1.0,
+        help="multiply every legitimate training message's weight in the head and the naive "
+        "Bayes (cost-sensitive training); the stacker calibrates on the unscaled weights",
+    )
+    parser.add_argument(
         "--language-weight",
         action="append",
         default=[],
@@ -618,6 +636,7 @@ def main() -> int:
             views=_views(args),
             language_weights=parse_language_weights(args.language_weight),
             modern_calibrate=not args.modern_no_calibration,
+            ham_weight=args.ham_weight,
         )
         if encoder is not None:
             encoder.save()
