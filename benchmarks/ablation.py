@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+from _corpora import spamassassin_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLIT = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
 sys.path.insert(0, str(ROOT / "scripts"))
 
 VARIANTS: dict[str, dict[str, float]] = {
@@ -74,9 +74,7 @@ def main() -> int:
     from spamguard.scoring.features import headerless_bytes
     from spamguard.scoring.model import HeadScorer
 
-    corpus = Path(
-        os.environ.get("SPAMGUARD_CORPUS") or Path.home() / ".cache/spamguard/corpora/spamassassin"
-    )
+    corpus = spamassassin_corpus()
     train_items = load_split(SPLIT, corpus, "train")
     test_items = load_split(SPLIT, corpus, "test")
     test_msgs = [it.message for it in test_items]

@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+
 ROOT = Path(__file__).resolve().parents[1]
-SPLIT = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
 CORPUS = Path.home() / ".cache" / "spamguard" / "corpora" / "spamassassin"
 SHIFT = ("hard-ham-1", "spam-2")
 

@@ -17,17 +17,16 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+from _corpora import spamassassin_corpus
 
 from spamguard.message import parse_message
 from spamguard.scoring.charhash import char_wb_counts
 from spamguard.scoring.features import FeatureConfig, char_terms, char_text
-
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 
 
 def main() -> int:
@@ -35,11 +34,7 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=1500)
     parser.add_argument("--stage0", action="store_true", help="also time the stage-0 scorer")
     args = parser.parse_args()
-    corpus = Path(
-        subprocess.run(
-            ["/work/shared/corpora/fetch-spamassassin"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    corpus = spamassassin_corpus()
     with SPLIT.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == "train"]
     random.Random(0).shuffle(rows)

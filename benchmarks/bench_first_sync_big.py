@@ -48,14 +48,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "mail"))
 
+from _corpora import MODERN_MANIFEST as MANIFEST  # noqa: E402
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT  # noqa: E402
+from _corpora import modern_corpus, spamassassin_corpus  # noqa: E402
 from dovecot_server import PASSWORD, DovecotServer  # noqa: E402
 from imap_helpers import account_toml, settings_for, with_message_id  # noqa: E402
-
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
-FETCH_SA = Path("/work/shared/corpora/fetch-spamassassin")
-MANIFEST = REPO / "data" / "modern" / "manifest.tsv"
-MIRROR = Path("/work/.mirror")
-
 
 #: The folders a run can be built from (``--mix``).
 MIXES = ("corpora", "inbox")
@@ -77,18 +74,13 @@ def corpus_files(half: str = "train", mix: str = "corpora") -> list[Path]:
     """
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {MIXES}, not {mix!r}")
-    sa = Path(
-        subprocess.run([str(FETCH_SA)], capture_output=True, text=True, check=True).stdout.strip()
-    )
+    sa = spamassassin_corpus()
     labelled: list[tuple[Path, str, str]] = []  # (file, label, corpus)
     with SPLIT.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh, delimiter="\t"):
             if r["split"] == half:
                 labelled.append((sa / r["path"], r["label"], "sa"))
-    fetch = [str(REPO / "scripts" / "fetch-modern-corpus")]
-    if MIRROR.is_dir():
-        fetch += ["--mirror", str(MIRROR)]
-    modern = Path(subprocess.run(fetch, capture_output=True, text=True, check=True).stdout.strip())
+    modern = modern_corpus()
     with MANIFEST.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh, delimiter="\t"):
             if r["split"] == half:

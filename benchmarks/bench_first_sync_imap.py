@@ -14,19 +14,18 @@ import argparse
 import csv
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "mail"))
 
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT  # noqa: E402
+from _corpora import spamassassin_corpus  # noqa: E402
 from dovecot_server import PASSWORD, DovecotServer  # noqa: E402
 from imap_helpers import settings_for  # noqa: E402
 
 from spamguard.bench.imap import format_imap_bench, run_imap_bench  # noqa: E402
-
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 
 
 def main() -> int:
@@ -37,11 +36,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
-    corpus = Path(
-        subprocess.run(
-            ["/work/shared/corpora/fetch-spamassassin"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    corpus = spamassassin_corpus()
     with SPLIT.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == args.half]
     # A fixed shuffle: the split lists its groups one after another (easy ham first).

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,13 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SPLIT = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
-
-
-def corpus_dir() -> Path:
-    env = os.environ.get("SPAMGUARD_CORPUS")
-    return Path(env) if env else Path.home() / ".cache/spamguard/corpora/spamassassin"
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+from _corpora import spamassassin_corpus
 
 
 def run(encoder: str, folder: Path, model: str | None) -> tuple[float, dict[str, float], float]:
@@ -68,11 +62,12 @@ def main() -> int:
         # An evenly spaced subset keeps every group (the split lists them one after another).
         step = len(rows) / args.limit
         rows = [rows[int(i * step)] for i in range(args.limit)]
+    corpus = spamassassin_corpus()
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     labels = {}
     for r in rows:
         name = r["path"].replace("/", "__")
-        shutil.copyfile(corpus_dir() / r["path"], tmp / name)
+        shutil.copyfile(corpus / r["path"], tmp / name)
         labels[name] = r["label"] == "spam"
     # Warm both paths once (ONNX export, torch import caches) so neither pays first-run costs.
     warm = Path(tempfile.mkdtemp(prefix="bench-warm-"))

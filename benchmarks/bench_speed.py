@@ -38,18 +38,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+from _corpora import spamassassin_corpus
+
 from spamguard.bench import score as bench
 from spamguard.bench.score import BenchConfig, pick_messages
 
 ROOT = Path(__file__).resolve().parents[1]
-# The shared data sits beside the checkout (/work/main) or further up (a worktree in /work/wt).
-SHARED = next((p / "shared" for p in ROOT.parents if (p / "shared").is_dir()), ROOT / "shared")
-SPLIT = SHARED / "corpora" / "spamassassin-split.tsv"
-
-
-def corpus_dir() -> Path:
-    env = os.environ.get("SPAMGUARD_CORPUS")
-    return Path(env) if env else Path.home() / ".cache/spamguard/corpora/spamassassin"
 
 
 def _in_child(cfg: BenchConfig, paths: list[str], labels: list[bool]) -> dict[str, Any]:
@@ -204,7 +199,7 @@ def main() -> int:
     from spamguard.scoring.assemble import default_bands_path, default_cheap_dir
     from spamguard.scoring.model import default_model_dir
 
-    corpus = corpus_dir()
+    corpus = spamassassin_corpus()
     half = pick_messages(SPLIT, corpus, 10_000)  # the whole test half, in a fixed order
     train = pick_messages(SPLIT, corpus, 10_000, half="train")
     paths, labels = [m[0] for m in half], [m[1] for m in half]

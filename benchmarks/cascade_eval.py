@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
 
 from spamguard.evaluate import metrics
 from spamguard.learn.corpus import load_split
 from spamguard.llm.cascade import build_cascade
 from spamguard.scoring.model import load_scorer
 
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 CORPUS = Path("/root/.cache/spamguard/corpora/spamassassin")
 
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path("/work/shared")
-SPLIT = SHARED / "corpora" / "spamassassin-split.tsv"
-MANIFEST = ROOT / "data" / "modern" / "manifest.tsv"
+from _corpora import MODERN_MANIFEST as MANIFEST
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+from _corpora import modern_corpus, spamassassin_corpus
 
 
 class _Counting:
@@ -45,27 +43,13 @@ class _Counting:
 
 def messages(modern_every: int) -> list[tuple[str, str, Path]]:
     """(name, label, file) of the SpamAssassin train half and every N-th modern train message."""
-    sa = Path(
-        subprocess.run(
-            [str(SHARED / "corpora" / "fetch-spamassassin")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    sa = spamassassin_corpus()
     out: list[tuple[str, str, Path]] = []
     with SPLIT.open(newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh, delimiter="\t"):
             if r["split"] == "train":
                 out.append((f"sa:{r['path']}", r["label"], sa / r["path"]))
-    modern = Path(
-        subprocess.run(
-            [str(ROOT / "scripts" / "fetch-modern-corpus")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    modern = modern_corpus()
     with MANIFEST.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == "train"]
     for r in rows[::modern_every]:

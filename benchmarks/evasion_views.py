@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import evasion
+from _corpora import SPAMASSASSIN_SPLIT as SA_SPLIT
 
-SA_SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 SA_CORPUS = Path.home() / ".cache/spamguard/corpora/spamassassin"
 MODERN = Path(__file__).resolve().parents[1] / "data/modern/manifest.tsv"
 TRICKS = (

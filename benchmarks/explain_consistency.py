@@ -32,6 +32,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+
 from spamguard.learn.corpus import load_split
 from spamguard.llm.consistency import contradictions
 from spamguard.llm.engine import LLMSettings
@@ -41,7 +43,6 @@ from spamguard.message import Message, parse_message
 from spamguard.scoring.assemble import load_default_scorer
 
 ROOT = Path(__file__).resolve().parent.parent
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 DEMO = ROOT / "spamguard" / "demo" / "mailbox"
 DEMO_AUTHSERV = "mx1.example.com"
 

@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from spamguard.evaluate import auc, recall_at_fpr
 
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 CORPUS = Path("/root/.cache/spamguard/corpora/spamassassin")
 
 

@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+
 from spamguard.learn.corpus import LabelledMessage, load_split
 from spamguard.llm.engine import LLMEngine, LLMSettings
 from spamguard.llm.prompts import mail_for_prompt
 
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
 CORPUS = Path("/root/.cache/spamguard/corpora/spamassassin")
 
 

@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLIT = Path("/work/shared/corpora/spamassassin-split.tsv")
-if not SPLIT.is_file():
-    SPLIT = ROOT.parent / "shared" / "corpora" / "spamassassin-split.tsv"
 SA_CORPUS = Path.home() / ".cache" / "spamguard" / "corpora" / "spamassassin"
 MODERN_CORPUS = Path.home() / ".cache" / "spamguard" / "corpora" / "modern"
 MANIFEST = ROOT / "data" / "modern" / "manifest.tsv"

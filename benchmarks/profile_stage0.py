@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from _corpora import SPAMASSASSIN_SPLIT as SPLIT
+from _corpora import spamassassin_corpus
+
 ROOT = Path(__file__).resolve().parents[1]
-# The shared data sits beside the checkout (/work/main) or further up (a worktree in /work/wt).
-SHARED = next((p / "shared" for p in ROOT.parents if (p / "shared").is_dir()), ROOT / "shared")
-SPLIT = SHARED / "corpora" / "spamassassin-split.tsv"
 
 
 def main() -> int:
@@ -39,9 +38,7 @@ def main() -> int:
     from spamguard.message import parse_message
     from spamguard.scoring.model import load_scorer
 
-    corpus = Path(
-        os.environ.get("SPAMGUARD_CORPUS") or Path.home() / ".cache/spamguard/corpora/spamassassin"
-    )
+    corpus = spamassassin_corpus()
     with SPLIT.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == args.half]
     raws = [(corpus / r["path"]).read_bytes() for r in rows]
