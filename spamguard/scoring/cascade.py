@@ -406,10 +406,18 @@ def choose_band(
     *,
     auc_slack: float = 0.0002,
     grid: int = 60,
+    groups: np.ndarray | None = None,
+    move: float = 0.9,
+    flag: float = 0.5,
 ) -> tuple[Band, dict[str, Any]]:
     """The widest decided share for the cheap stage whose cascade keeps, on these
     (cross-validated, train-split) scores, AUC within ``auc_slack`` of always running the
     full stage and recall at 0.1% and 1% FPR no lower.
+
+    With ``groups`` (one label per message, e.g. the corpus it comes from) every group must
+    keep those figures on its own, and no group may have more legitimate messages at or
+    above ``flag`` or ``move`` than the full stage alone gives it: a cheap stage trained on
+    one corpus must not buy its decided share on another corpus's mistakes.
 
     The slack is tighter than the acceptance test's 0.0005 to leave room for the train/test
     difference.
@@ -417,9 +425,20 @@ def choose_band(
     from spamguard.evaluate import auc, recall_at_fpr
 
     y = np.asarray(y, dtype=bool)
-    ref_auc = auc(y, p_full)
-    ref_r01, _ = recall_at_fpr(y, p_full, 0.001)
-    ref_r1, _ = recall_at_fpr(y, p_full, 0.01)
+    if groups is None:
+        masks = [np.ones(len(y), dtype=bool)]
+    else:
+        g = np.asarray(groups)
+        masks = [g == name for name in sorted(set(g.tolist()))]
+
+    def figures(p: np.ndarray, m: np.ndarray) -> tuple[float, float, float, int, int]:
+        ym, pm = y[m], p[m]
+        r01, _ = recall_at_fpr(ym, pm, 0.001)
+        r1, _ = recall_at_fpr(ym, pm, 0.01)
+        ham = pm[~ym]
+        return auc(ym, pm), r01, r1, int((ham >= flag).sum()), int((ham >= move).sum())
+
+    refs = [figures(p_full, m) for m in masks]
     ham_p = np.sort(p_cheap[~y])
     spam_p = np.sort(p_cheap[y])
     # Candidate edges: quantiles of the cheap scores of the class each edge decides.
@@ -435,23 +454,49 @@ def choose_band(
             share = float(decided.mean())
             if best is not None and share <= best[0]:
                 continue
-            a = auc(y, p)
-            r01, _ = recall_at_fpr(y, p, 0.001)
-            r1, _ = recall_at_fpr(y, p, 0.01)
-            if a >= ref_auc - auc_slack and r01 >= ref_r01 and r1 >= ref_r1:
-                best = (
-                    share,
-                    band,
-                    {
-                        "decided_share": share,
-                        "auc": a,
-                        "recall_at_0.1pct_fpr": r01,
-                        "recall_at_1pct_fpr": r1,
-                        "reference_auc": ref_auc,
-                        "reference_recall_at_0.1pct_fpr": ref_r01,
-                        "reference_recall_at_1pct_fpr": ref_r1,
-                    },
-                )
+            got = []
+            for m, ref in zip(masks, refs, strict=True):
+                f = figures(p, m)
+                if not (
+                    f[0] >= ref[0] - auc_slack
+                    and f[1] >= ref[1]
+                    and f[2] >= ref[2]
+                    and (groups is None or (f[3] <= ref[3] and f[4] <= ref[4]))
+                ):
+                    break
+                got.append(f)
+            else:
+                info: dict[str, Any] = {
+                    "decided_share": share,
+                    "auc": got[0][0],
+                    "recall_at_0.1pct_fpr": got[0][1],
+                    "recall_at_1pct_fpr": got[0][2],
+                    "reference_auc": refs[0][0],
+                    "reference_recall_at_0.1pct_fpr": refs[0][1],
+                    "reference_recall_at_1pct_fpr": refs[0][2],
+                }
+                if groups is not None:
+                    names = sorted(set(np.asarray(groups).tolist()))
+                    info["groups"] = {
+                        str(name): {
+                            "n": int(m.sum()),
+                            "decided_share": float(decided[m].mean()),
+                            "auc": f[0],
+                            "recall_at_0.1pct_fpr": f[1],
+                            "recall_at_1pct_fpr": f[2],
+                            "ham_flagged": f[3],
+                            "ham_moved": f[4],
+                            "reference": {
+                                "auc": r[0],
+                                "recall_at_0.1pct_fpr": r[1],
+                                "recall_at_1pct_fpr": r[2],
+                                "ham_flagged": r[3],
+                                "ham_moved": r[4],
+                            },
+                        }
+                        for name, m, f, r in zip(names, masks, got, refs, strict=True)
+                    }
+                best = (share, band, info)
     if best is None:
         return Band(-1.0, 2.0), {"decided_share": 0.0}
     return best[1], best[2]

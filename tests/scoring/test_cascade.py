@@ -172,6 +172,34 @@ def test_choose_band_keeps_ranking_quality_on_the_scores_it_was_chosen_on() -> N
     assert info["decided_share"] == pytest.approx(decided.mean())
 
 
+def test_choose_band_with_groups_keeps_each_group_whole() -> None:
+    """A cheap stage that is good on a large corpus and confidently wrong about two
+    legitimate messages of a small one: pooled, those two are lost in the large corpus's
+    figures and the band moves them to Junk; per group, it must not."""
+    rng = np.random.default_rng(3)
+    n_a, n_b = 20000, 600
+    y = np.concatenate([rng.random(n_a) < 0.3, rng.random(n_b) < 0.3])
+    group = np.asarray(["a"] * n_a + ["b"] * n_b)
+    signal = np.where(y, 3.0, -3.0)
+    full = 1 / (1 + np.exp(-(signal + rng.normal(0, 1.0, y.size))))
+    cheap = 1 / (1 + np.exp(-(signal + rng.normal(0, 1.0, y.size))))
+    wrong = np.zeros(y.size, dtype=bool)
+    wrong[np.flatnonzero((group == "b") & ~y)[:2]] = True
+    cheap[wrong] = 0.9999
+    full[wrong] = 0.05
+
+    pooled, _ = choose_band(cheap, full, y)
+    assert cascade_probs(cheap, full, pooled)[0][wrong].min() >= 0.9  # pooled: moved
+    band, info = choose_band(cheap, full, y, groups=group)
+    p, decided = cascade_probs(cheap, full, band)
+    assert p[wrong].max() < 0.5
+    b = group == "b"
+    assert info["groups"]["b"]["ham_moved"] == int((p[b & ~y] >= 0.9).sum())
+    assert info["groups"]["b"]["ham_moved"] <= info["groups"]["b"]["reference"]["ham_moved"]
+    assert info["decided_share"] == pytest.approx(decided.mean())
+    assert decided[group == "a"].mean() > 0.5  # still decides where it is right
+
+
 def test_stacker_fit_learns_to_use_an_informative_llm() -> None:
     rng = np.random.default_rng(1)
     y = rng.random(400) < 0.5
