@@ -97,9 +97,11 @@ LISTED = [
     ("postalsys/mailauth", "train"),
     ("SpamScope/mail-parser", "train"),
     ("lieser/dkim_verifier", "train"),
-    # a personal-finance tool's fixtures: its developers' own receipts, bookings and order
-    # confirmations (airlines, Amazon, Apple, Booking.com, Lyft, Uber, Steam, Twitch,
-    # Cloudflare), 2022-2026, recipient and ids redacted by the developer, headers trimmed
+    # a personal-finance tool's fixtures: its developer's own receipts, bookings and order
+    # confirmations (airlines, Chase and Capital One Travel, Amazon, Apple, Booking.com,
+    # Lyft, Uber, Steam, Cloudflare), 2022-2026, most redacted by him (recipient, ids) with
+    # headers trimmed, the newest kept whole; and a fork's one message of its own (Twitch)
+    ("evanpurkhiser/email-to-lunchmoney", "train"),
     ("thetestgame/email-to-lunchmoney", "train"),
     ("apache/spamassassin", "train"),
     # a Google Group whose public archive is full of spam (2019-2024): every message that
