@@ -277,18 +277,31 @@ _HONEYPOT_ADDR = re.compile(r"(?i)phishing@pot\b|rodrigo[-_.]?f[-_.]?p@[\w.-]+")
 _HONEYPOT_NAME = re.compile(
     r"(?i)\b(rodrigo(\s+f\.?\s*p\.?\b|\s+ferreira\s+peixoto)?|ferreira\s+peixoto)\b"
 )
-_SCRUB_SOURCES = frozenset({"rf-peixoto/phishing_pot"})
+# email-to-lunchmoney's developer redacted his own receipts the same way (recipient
+# "testuser@example.com", Message-ID "<REDACTED@example.com>", link parameters "REDACTED_*"):
+# left in, they would mark those train-half receipts as a source, and a model would learn
+# "example.com" as a sign of legitimate mail.
+_REDACTED_ADDR = re.compile(r"(?i)\b(?:testuser|redacted)@example\.com\b")
+_REDACTED_TOKEN = re.compile(r"REDACTED_[A-Z]+")
+_SCRUB_SOURCES = frozenset(
+    {
+        "rf-peixoto/phishing_pot",
+        "evanpurkhiser/email-to-lunchmoney",
+        "thetestgame/email-to-lunchmoney",
+    }
+)
 _DOMAINS = ("gmail.com", "outlook.com", "hotmail.com", "yahoo.com", "gmx.de", "uol.com.br")
 _NAMES = ("Maria", "Daniel", "Anna", "Lukas", "Sofia", "Pedro", "Emma", "Thomas")
 
 
 def scrub_placeholders(msg: Message) -> Message:
-    """The message with a honeypot's anonymisation placeholders replaced (see above)."""
+    """The message with a source's anonymisation placeholders replaced (see above)."""
     digest = hashlib.sha256(msg.content_hash.encode()).hexdigest()
     addr = f"{digest[:10]}@{_DOMAINS[int(digest[10:12], 16) % len(_DOMAINS)]}"
     name = _NAMES[int(digest[12:14], 16) % len(_NAMES)]
 
     def fix(text: str) -> str:
+        text = _REDACTED_TOKEN.sub(digest[14:22], _REDACTED_ADDR.sub(addr, text))
         return _HONEYPOT_NAME.sub(name, _HONEYPOT_ADDR.sub(addr, text))
 
     return dataclasses.replace(

@@ -233,6 +233,23 @@ def test_honeypot_placeholders_do_not_survive_and_do_not_recur() -> None:
     assert a.to != b.to  # a stand-in of its own per message, not one new constant
 
 
+def test_redacted_receipts_lose_their_placeholders_too() -> None:
+    """The lunch-money fixtures' redaction ("testuser@example.com", "<REDACTED@example.com>",
+    "REDACTED_CHECK") would otherwise mark them as one source of legitimate mail."""
+    raw = (
+        b"From: Lyft <no-reply@lyftmail.com>\nTo: testuser@example.com\n"
+        b"Message-ID: <REDACTED@example.com>\nSubject: Your ride with Sam\n\n"
+        b"Thanks for riding. Total $12.40. https://lyft.com/r?c=REDACTED_CHECK\n"
+    )
+    a = scrub_placeholders(parse_message(raw))
+    b = scrub_placeholders(parse_message(raw.replace(b"Sam", b"Ana")))
+    for msg in (a, b):
+        seen = " ".join([msg.text, *msg.to, *msg.urls, *(v for _, v in msg.headers)])
+        assert "example.com" not in seen.lower() and "REDACTED" not in seen
+        assert "lyft.com/r?c=" in seen and "Total $12.40" in msg.text
+    assert a.to != b.to
+
+
 def test_the_shipped_manifest_is_well_formed_and_split_by_source() -> None:
     entries = read_manifest(ROOT / "data" / "modern" / "manifest.tsv")
     assert len({(e.source, e.commit, e.path) for e in entries}) == len(entries)
