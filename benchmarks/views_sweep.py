@@ -74,6 +74,11 @@ def main() -> int:
     ap.add_argument("--sets", default="modern_train,sa_train")
     ap.add_argument("--set", choices=("modern", "sa"), default="modern")
     ap.add_argument("--every", type=int, default=40)
+    ap.add_argument(
+        "--source",
+        help="spam: only this modern source's train spam (e.g. rf-peixoto/phishing_pot, whose "
+        "train part is the same honeypot as the dev half, earlier)",
+    )
     ap.add_argument("--tricks", default="words-paragraph,words-newsletter,subject-long")
     ap.add_argument("--embeddings-cache", type=Path)
     ap.add_argument("--out", type=Path, required=True)
@@ -131,7 +136,15 @@ def main() -> int:
         split, corpus = (
             (MODERN_SPLIT, MODERN_CORPUS) if args.set == "modern" else (ev.SPLIT, ev.CORPUS)
         )
-        spam = ev.spam_of(split, corpus, "train", None, args.every)
+        spam = ev.spam_of(split, corpus, "train", None, 1 if args.source else args.every)
+        if args.source:
+            with split.open(newline="", encoding="utf-8") as fh:
+                keep = {
+                    ev._local_path(r)
+                    for r in csv.DictReader(fh, delimiter="\t")
+                    if r.get("source") == args.source
+                }
+            spam = [(q, r) for q, r in spam if q in keep][:: args.every]
         raws = [r for _, r in spam]
         tricks = args.tricks.split(",")
         sets2: dict[str, tuple[list[int], list[Any]]] = {
@@ -149,6 +162,7 @@ def main() -> int:
                     msgs.append(parse_message(new))
             sets2[t] = (idx, msgs)
         result["n_spam"], result["every"], result["set"] = len(raws), args.every, args.set
+        result["source"] = args.source
         for vname, over in variants.items():
             scorer.model.views = ViewConfig.from_json({**shipped, **over})
             scores = {t: _score(scorer, msgs) for t, (_, msgs) in sets2.items()}

@@ -883,7 +883,15 @@ def views_note(config: dict) -> str:
             )
             + ", and its log-odds is\nlifted to the view's when the view reads "
             f"more spam-like by more than {v['view_margin']:g} (the subject-less\nview: "
-            f"{body:g}). Mail with nothing that looks like padding is scored exactly as "
+            f"{body:g}"
+            + (
+                f"; {v['body_foreign_margin']:g} when at most {v['gate_subject_overlap']:.0%} "
+                "of the long subject's words occur in the text (foreign)"
+                if v.get("body_foreign_margin") is not None
+                and v.get("gate_subject_overlap", -1) >= 0
+                else ""
+            )
+            + "). Mail with nothing that looks like padding is scored exactly as "
             "without views.\nGates and margins were chosen on out-of-fold scores of the "
             "training mail and padded copies\nof its spam (`benchmarks/views_cv.py gates`); "
             "the base blocks were trained on real messages only.\n"

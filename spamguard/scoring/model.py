@@ -649,6 +649,8 @@ _VIEW_DETAIL = {
     "opening": "its opening alone reads as spam; what follows it looks like padding",
     "trimmed": "without its last paragraphs it reads as spam; they look like padding",
     "body": "without its subject it reads as spam; the subject looks chosen to mislead",
+    "body-foreign": "without its subject it reads as spam; the long subject has nothing to do "
+    "with the text",
     "unpadded": "without its runs of links it reads as spam; they look like padding",
     "inner": "without its longest paragraph it reads as spam; that paragraph looks like padding",
 }
@@ -658,7 +660,7 @@ def _with_view(
     evidence: tuple[Evidence, ...], view: str, gain: float, limit: int
 ) -> tuple[Evidence, ...]:
     """The evidence of the view that decided, and the view itself as one more item."""
-    kind = view.split("-", 1)[0]
+    kind = view if view in _VIEW_DETAIL else view.split("-", 1)[0]
     item = Evidence(feature=f"view:{view}", weight=gain, detail=_VIEW_DETAIL[kind])
     out = sorted((*evidence, item), key=lambda e: -abs(e.weight))
     return tuple(out[: max(limit, 1)])

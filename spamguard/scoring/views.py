@@ -139,10 +139,19 @@ class ViewConfig:
     # overlap: off.
     gate_foreign_overlap: float = -1.0
     gate_foreign_share: float = 2.0
+    # A foreign subject (issue 21, session 11): when at most `gate_subject_overlap` of the
+    # long subject's distinct words (four letters or more) occur in the text, the subject is
+    # about something else than the message: the subject-less view is then named
+    # "body-foreign" and must beat the message by `body_foreign_margin` (negative: credited
+    # with what the real subject would have added). Negative overlap or None: off.
+    gate_subject_overlap: float = -1.0
+    body_foreign_margin: float | None = None
 
     def margin(self, view: str) -> float:
         """The margin the named view must beat the whole message by."""
-        if view == "body" and self.body_margin is not None:
+        if view == "body-foreign" and self.body_foreign_margin is not None:
+            return self.body_foreign_margin
+        if view in ("body", "body-foreign") and self.body_margin is not None:
             return self.body_margin
         return self.view_margin
 
@@ -177,6 +186,14 @@ class ViewConfig:
                 if self.gate_foreign_overlap >= 0
                 else {}
             ),
+            **(
+                {
+                    "gate_subject_overlap": self.gate_subject_overlap,
+                    "body_foreign_margin": self.body_foreign_margin,
+                }
+                if self.gate_subject_overlap >= 0 and self.body_foreign_margin is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -206,6 +223,12 @@ class ViewConfig:
             body_margin=(None if data.get("body_margin") is None else float(data["body_margin"])),
             gate_foreign_overlap=float(data.get("gate_foreign_overlap", base.gate_foreign_overlap)),
             gate_foreign_share=float(data.get("gate_foreign_share", base.gate_foreign_share)),
+            gate_subject_overlap=float(data.get("gate_subject_overlap", base.gate_subject_overlap)),
+            body_foreign_margin=(
+                None
+                if data.get("body_foreign_margin") is None
+                else float(data["body_foreign_margin"])
+            ),
         )
 
 
@@ -538,6 +561,17 @@ def message_views(msg: Message, cfg: ViewConfig) -> list[tuple[str, Message]]:
 _SUBJECT_TAGS = re.compile(r"^(?:(?:re|fwd?|aw|sv|tr)\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
 
 
+def subject_overlap(subject: str, text: str) -> float:
+    """Of the subject's distinct words (four letters or more, without "Re:" and list tags),
+    the share that occur in ``text``; 1 when the subject has none or the text has too few
+    words to tell (`_FOREIGN_MIN_WORDS`)."""
+    words = set(_WORD.findall(_SUBJECT_TAGS.sub("", subject).lower()))
+    rest = set(_WORD.findall(text.lower()))
+    if not words or len(rest) < _FOREIGN_MIN_WORDS:
+        return 1.0
+    return len(words & rest) / len(words)
+
+
 def subject_chars(subject: str) -> int:
     """The subject's length without reply/forward prefixes and list tags ("[ILUG]")."""
     return len(_SUBJECT_TAGS.sub("", subject.strip()).strip())
@@ -579,7 +613,13 @@ def _candidates(msg: Message, cfg: ViewConfig) -> Iterator[tuple[str, Message, D
                 subject_chars=max(1, subject_chars(msg.subject)),
                 total_chars=max(1, len(split.text)),
             )
-            yield ("body", _without_subject(msg), dropped)
+            foreign = (
+                cfg.gate_subject_overlap >= 0
+                and cfg.body_foreign_margin is not None
+                and dropped.subject_chars >= cfg.gate_subject_chars
+                and subject_overlap(msg.subject, split.text) <= cfg.gate_subject_overlap
+            )
+            yield ("body-foreign" if foreign else "body", _without_subject(msg), dropped)
 
 
 def looks_padded(msg: Message, cfg: ViewConfig) -> bool:

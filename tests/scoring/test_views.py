@@ -422,3 +422,32 @@ def test_nothing_is_foreign_to_a_reply_of_a_few_words() -> None:
     short = parse_message(mail(f"Hi all,\n\n{COMMITTEE}\n\nBest regards,\nTomer", subject="Hi"))
     _, dropped = {n: (v, d) for n, v, d in view_traits(short, FOREIGN)}["inner"]
     assert dropped.text_overlap == 1.0 and message_views(short, FOREIGN) == []
+
+
+def test_a_long_subject_foreign_to_the_text_gets_its_own_margin() -> None:
+    """The evasion: a phishing text under a long, innocent subject about something else.
+    A long subject on the message's own topic keeps the ordinary subject-less margin."""
+    cfg = dataclasses.replace(
+        GATED, view_margin=0.0, gate_subject_overlap=0.2, body_foreign_margin=-1.0
+    )
+    innocent = (
+        "Notes from Tuesday's planning meeting, the revised schedule for the autumn term and "
+        "a question about the shared calendar for the project review next week"
+    )
+    foreign = parse_message(mail(OFFER, subject=innocent))
+    assert [n for n, _ in message_views(foreign, cfg)] == ["body-foreign"]
+    on_topic = parse_message(
+        mail(
+            OFFER,
+            subject="Mailbox storage full: verify your account password today or "
+            "your account will be suspended, security team billing details",
+        )
+    )
+    assert subject_chars(on_topic.subject) >= 100
+    assert [n for n, _ in message_views(on_topic, cfg)] == ["body"]
+    assert cfg.margin("body-foreign") == -1.0 and cfg.margin("body") == 0.0
+    # Off (no foreign margin, as shipped before), the view keeps its old name and margin.
+    off = dataclasses.replace(cfg, body_foreign_margin=None)
+    assert [n for n, _ in message_views(foreign, off)] == ["body"]
+    assert ViewConfig.from_json(cfg.to_json()) == cfg
+    assert "gate_subject_overlap" not in GATED.to_json()
