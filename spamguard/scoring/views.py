@@ -336,12 +336,7 @@ def _dropped(blocks: list[tuple[str, str]], total: int, kept: str = "") -> Dropp
         chars[kind] += len(block)
         if kind == "links":
             links += _links(block)
-    overlap = 1.0
-    rest = set(_WORD.findall(kept.lower()))
-    if chars["text"] and len(rest) >= _FOREIGN_MIN_WORDS:
-        distinct = set(_WORD.findall(" ".join(b for b, k in blocks if k == "text").lower()))
-        if distinct:
-            overlap = len(distinct & rest) / len(distinct)
+    overlap = word_overlap(" ".join(b for b, k in blocks if k == "text"), kept)
     return Dropped(
         links_chars=chars["links"],
         quote_chars=chars["quote"],
@@ -350,6 +345,17 @@ def _dropped(blocks: list[tuple[str, str]], total: int, kept: str = "") -> Dropp
         total_chars=max(1, total),
         text_overlap=overlap,
     )
+
+
+def word_overlap(part: str, rest: str) -> float:
+    """Of the distinct words (four letters or more) of ``part``, the share that occur in
+    ``rest``; 1 when ``part`` has none or ``rest`` has too few words to tell
+    (`_FOREIGN_MIN_WORDS`): the foreign-text and foreign-subject tests."""
+    kept = set(_WORD.findall(rest.lower()))
+    if len(kept) < _FOREIGN_MIN_WORDS:
+        return 1.0
+    words = set(_WORD.findall(part.lower()))
+    return len(words & kept) / len(words) if words else 1.0
 
 
 # A word for the foreign-text test: four letters or more (short words are shared by any
@@ -562,14 +568,8 @@ _SUBJECT_TAGS = re.compile(r"^(?:(?:re|fwd?|aw|sv|tr)\s*:\s*|\[[^\]]*\]\s*)+", r
 
 
 def subject_overlap(subject: str, text: str) -> float:
-    """Of the subject's distinct words (four letters or more, without "Re:" and list tags),
-    the share that occur in ``text``; 1 when the subject has none or the text has too few
-    words to tell (`_FOREIGN_MIN_WORDS`)."""
-    words = set(_WORD.findall(_SUBJECT_TAGS.sub("", subject).lower()))
-    rest = set(_WORD.findall(text.lower()))
-    if not words or len(rest) < _FOREIGN_MIN_WORDS:
-        return 1.0
-    return len(words & rest) / len(words)
+    """`word_overlap` of the subject (without "Re:" and list tags) with ``text``."""
+    return word_overlap(_SUBJECT_TAGS.sub("", subject), text)
 
 
 def subject_chars(subject: str) -> int:
