@@ -213,17 +213,22 @@ def main() -> int:
         },
     )
     args.bands_out.write_text(json.dumps(spec, indent=2) + "\n", "utf-8")
-    for name, g in info.get("groups", {}).items():
-        print(
-            f"{name}: stage 0 decides {g['decided_share']:.1%}; AUC {g['auc']:.5f} "
-            f"(full {g['reference']['auc']:.5f}); ham flagged/moved {g['ham_flagged']}/"
-            f"{g['ham_moved']} (full {g['reference']['ham_flagged']}/"
-            f"{g['reference']['ham_moved']})",
-            file=sys.stderr,
-        )
+    _report(info)
     print(f"band {band}; decided {info.get('decided_share', 0):.1%}", file=sys.stderr)
     print(args.out)
     return 0
+
+
+def _report(info: dict) -> None:
+    """Per corpus: what stage 0 decides and the cascade's figures against the full head's."""
+    for name, g in info.get("groups", {}).items():
+        ref = g["reference"]
+        print(
+            f"{name}: stage 0 decides {g['decided_share']:.1%}; AUC {g['auc']:.5f} "
+            f"(full {ref['auc']:.5f}); ham flagged/moved {g['ham_flagged']}/{g['ham_moved']} "
+            f"(full {ref['ham_flagged']}/{ref['ham_moved']})",
+            file=sys.stderr,
+        )
 
 
 def _band_only(
@@ -268,13 +273,7 @@ def _band_only(
         **info,
     }
     args.bands_out.write_text(json.dumps(spec, indent=2) + "\n", "utf-8")
-    for name, g in info.get("groups", {}).items():
-        print(
-            f"{name}: stage 0 decides {g['decided_share']:.1%}; ham flagged/moved "
-            f"{g['ham_flagged']}/{g['ham_moved']} (full {g['reference']['ham_flagged']}/"
-            f"{g['reference']['ham_moved']})",
-            file=sys.stderr,
-        )
+    _report(info)
     print(f"band {old} -> {new}", file=sys.stderr)
     return 0
 
