@@ -530,11 +530,21 @@ class _MemoEncoder:
 
 
 def spam_of(
-    split: Path, corpus: Path, half: str, limit: int | None, every: int = 1
+    split: Path,
+    corpus: Path,
+    half: str,
+    limit: int | None,
+    every: int = 1,
+    source: str | None = None,
 ) -> list[tuple[str, bytes]]:
-    """The spam of one half, in split order; every ``every``-th one, at most ``limit``."""
+    """The spam of one half (of one modern ``source`` only, when given), in split order;
+    every ``every``-th one, at most ``limit``."""
     with split.open(newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == half]
+        rows = [
+            r
+            for r in csv.DictReader(fh, delimiter="\t")
+            if r["split"] == half and (source is None or r.get("source") == source)
+        ]
     spam = [_local_path(r) for r in rows if r["label"] == "spam"][::every]
     out = [(p, (corpus / p).read_bytes()) for p in spam]
     return out[:limit] if limit else out

@@ -136,15 +136,7 @@ def main() -> int:
         split, corpus = (
             (MODERN_SPLIT, MODERN_CORPUS) if args.set == "modern" else (ev.SPLIT, ev.CORPUS)
         )
-        spam = ev.spam_of(split, corpus, "train", None, 1 if args.source else args.every)
-        if args.source:
-            with split.open(newline="", encoding="utf-8") as fh:
-                keep = {
-                    ev._local_path(r)
-                    for r in csv.DictReader(fh, delimiter="\t")
-                    if r.get("source") == args.source
-                }
-            spam = [(q, r) for q, r in spam if q in keep][:: args.every]
+        spam = ev.spam_of(split, corpus, "train", None, args.every, source=args.source)
         raws = [r for _, r in spam]
         tricks = args.tricks.split(",")
         sets2: dict[str, tuple[list[int], list[Any]]] = {

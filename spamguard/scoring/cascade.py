@@ -426,10 +426,12 @@ def choose_band(
 
     y = np.asarray(y, dtype=bool)
     if groups is None:
+        names: list[Any] = [None]
         masks = [np.ones(len(y), dtype=bool)]
     else:
         g = np.asarray(groups)
-        masks = [g == name for name in sorted(set(g.tolist()))]
+        names = sorted(set(g.tolist()))
+        masks = [g == name for name in names]
 
     def figures(p: np.ndarray, m: np.ndarray) -> tuple[float, float, float, int, int]:
         ym, pm = y[m], p[m]
@@ -476,7 +478,6 @@ def choose_band(
                     "reference_recall_at_1pct_fpr": refs[0][2],
                 }
                 if groups is not None:
-                    names = sorted(set(np.asarray(groups).tolist()))
                     info["groups"] = {
                         str(name): {
                             "n": int(m.sum()),
